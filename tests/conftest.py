@@ -1,0 +1,38 @@
+"""Shared fixtures: a real S3 server (SeaweedFS) on loopback, started once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from spx.config import S3Settings
+from spx.local_services import LocalS3Server
+from spx.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = LocalS3Server(data_dir=tmp_path_factory.mktemp("seaweedfs"), buckets=("spx", "spx-test"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch, tmp_path):
+    """Point spx at the loopback S3 server, with a fresh bucket prefix per test."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SPX_BUCKET", "spx-test")
+    monkeypatch.setenv("SPX_HOME", str(tmp_path / "spx-home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return s3_server
+
+
+@pytest.fixture()
+def store(s3_env) -> ObjectStore:
+    return ObjectStore(S3Settings.from_env())
