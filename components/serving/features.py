@@ -1,0 +1,276 @@
+"""Feast feature store for serving: definitions built from the gold manifest, apply, materialize,
+and the online lookup the transformer uses.
+
+* Entity ``instrument`` (join key ``instrument``, a string such as ``SPX500_USD``).
+* Feature view ``market_features``: the gold table's market columns (``base_feature_columns``).
+* Feature view ``news_features``: the ``news_*`` columns, only when the manifest lists any.
+* Offline source: the gold parquet itself in the object store (``s3://…``), read with the S3
+  endpoint override taken from the environment (``SPX_S3_ENDPOINT``), so the same definitions
+  work against SeaweedFS on loopback and MinIO/SeaweedFS in the cluster.
+* Online store: SQLite in a local directory (default) or Redis in the cluster, chosen by
+  ``SPX_FEAST_ONLINE_STORE`` (``sqlite`` | ``redis``); see :func:`repo_config`. The two
+  ``feature_store*.yaml`` files in ``feature_repo/`` are the same configuration for the Feast CLI.
+
+Labels (``y_up_h*``, ``y_ret_h*``) live in the same parquet but are never part of a feature view:
+they look into the future and must never reach a model at serving time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+PROJECT = "spx"
+ENTITY = "instrument"
+MARKET_VIEW = "market_features"
+NEWS_VIEW = "news_features"
+TIMESTAMP_FIELD = "timestamp"
+DEFAULT_TTL = timedelta(days=7)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def feast_home() -> Path:
+    """Local directory for the SQLite online store and the file registry."""
+    default = Path(_env("SPX_HOME", str(Path.cwd() / ".spx"))) / "feast"
+    return Path(_env("SPX_FEAST_HOME", str(default))).resolve()
+
+
+def repo_config(online_store: str | None = None, home: Path | None = None):
+    """The Feast RepoConfig for this environment.
+
+    ``SPX_FEAST_ONLINE_STORE`` = ``sqlite`` (default, ``$SPX_FEAST_HOME/online.db``) or ``redis``
+    (``SPX_FEAST_REDIS`` connection string, default ``redis:6379``). The registry is a file:
+    ``SPX_FEAST_REGISTRY`` (a local path or ``s3://bucket/key``; default
+    ``$SPX_FEAST_HOME/registry.db``). In the cluster the registry lives in the object store so the
+    materialize step and the transformer pods share it.
+    """
+    from feast.repo_config import RepoConfig
+
+    kind = (online_store or _env("SPX_FEAST_ONLINE_STORE", "sqlite")).lower()
+    home = Path(home) if home is not None else feast_home()
+    registry = _env("SPX_FEAST_REGISTRY", str(home / "registry.db"))
+    if not registry.startswith("s3://"):
+        Path(registry).parent.mkdir(parents=True, exist_ok=True)
+    elif "FEAST_S3_ENDPOINT_URL" not in os.environ and os.environ.get("SPX_S3_ENDPOINT"):
+        # Feast's S3 registry store reads its endpoint from this variable.
+        os.environ["FEAST_S3_ENDPOINT_URL"] = os.environ["SPX_S3_ENDPOINT"]
+    if kind == "sqlite":
+        home.mkdir(parents=True, exist_ok=True)
+        online: dict[str, Any] = {"type": "sqlite", "path": str(home / "online.db")}
+    elif kind == "redis":
+        online = {"type": "redis", "connection_string": _env("SPX_FEAST_REDIS", "redis:6379")}
+    else:
+        raise ValueError(f"SPX_FEAST_ONLINE_STORE must be sqlite or redis, not {kind!r}")
+    return RepoConfig(
+        project=PROJECT,
+        provider="local",
+        registry={"registry_type": "file", "path": registry, "cache_ttl_seconds": 60},
+        online_store=online,
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+        repo_path=home if not registry.startswith("s3://") else None,
+    )
+
+
+def feature_store(online_store: str | None = None, home: Path | None = None):
+    from feast import FeatureStore
+
+    return FeatureStore(config=repo_config(online_store, home))
+
+
+@dataclass
+class FeatureDefinitions:
+    entity: Any
+    views: list[Any]
+    feature_columns: list[str]
+    market_columns: list[str]
+    news_columns: list[str] = field(default_factory=list)
+
+    @property
+    def objects(self) -> list[Any]:
+        return [self.entity, *self.views]
+
+    def refs(self, columns: Sequence[str] | None = None) -> list[str]:
+        """Feast feature references (``view:feature``) for the given columns (default: all)."""
+        columns = list(columns) if columns is not None else self.feature_columns
+        news = set(self.news_columns)
+        return [f"{NEWS_VIEW if c in news else MARKET_VIEW}:{c}" for c in columns]
+
+
+def split_columns(manifest: dict) -> tuple[list[str], list[str]]:
+    """(market columns, news columns) from a gold manifest."""
+    feature_columns = list(manifest["feature_columns"])
+    news = [c for c in (manifest.get("news_feature_columns") or []) if c in feature_columns]
+    news += [c for c in feature_columns if c.startswith("news_") and c not in news]
+    market = [c for c in feature_columns if c not in set(news)]
+    return market, news
+
+
+def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
+                ttl: timedelta = DEFAULT_TTL) -> FeatureDefinitions:
+    """Feast objects over the gold parquet at ``gold_uri`` (an ``s3://`` URI or a local path)."""
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64
+
+    market, news = split_columns(manifest)
+    if not market and not news:
+        raise ValueError("gold manifest lists no feature_columns")
+    endpoint = s3_endpoint if s3_endpoint is not None else (
+        _env("SPX_S3_ENDPOINT", _env("AWS_ENDPOINT_URL", "")) if gold_uri.startswith("s3://") else "")
+    source = FileSource(
+        name="gold_features",
+        path=gold_uri,
+        timestamp_field=TIMESTAMP_FIELD,
+        s3_endpoint_override=endpoint or None,
+        description="gold feature table (one row per instrument and bar close)",
+    )
+    entity = Entity(name=ENTITY, join_keys=[ENTITY], value_type=ValueType.STRING,
+                    description="traded instrument, e.g. SPX500_USD")
+    views = []
+    if market:
+        views.append(FeatureView(name=MARKET_VIEW, entities=[entity], ttl=ttl, online=True,
+                                 schema=[Field(name=c, dtype=Float64) for c in market],
+                                 source=source, tags={"owner": "spx", "kind": "market"}))
+    if news:
+        views.append(FeatureView(name=NEWS_VIEW, entities=[entity], ttl=ttl, online=True,
+                                 schema=[Field(name=c, dtype=Float64) for c in news],
+                                 source=source, tags={"owner": "spx", "kind": "news"}))
+    return FeatureDefinitions(entity=entity, views=views, feature_columns=market + news,
+                              market_columns=market, news_columns=news)
+
+
+def _s3_credentials_to_env() -> None:
+    """s3fs (used by Feast's file offline store) reads the standard AWS variables."""
+    if os.environ.get("SPX_S3_ENDPOINT") and not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ["AWS_ENDPOINT_URL"] = os.environ["SPX_S3_ENDPOINT"]
+
+
+def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
+                          lookback: timedelta = DEFAULT_TTL) -> dict:
+    """``feast apply`` the definitions for this gold table, then materialize its newest rows.
+
+    The window ends just after the newest bar in the table and starts ``lookback`` before it, so
+    the online store ends up with each instrument's latest row (Feast keeps the newest event per
+    entity). Returns a summary (window, views, instruments, newest timestamp per instrument).
+    """
+    from spx.storage import ObjectStore
+
+    _s3_credentials_to_env()
+    store = store or feature_store()
+    defs = definitions(manifest, gold_uri)
+    # the newest bar per instrument, read once from the same parquet Feast will read
+    if gold_uri.startswith("s3://"):
+        frame = ObjectStore().read_parquet(gold_uri, columns=[TIMESTAMP_FIELD, ENTITY])
+    else:
+        import pandas as pd
+
+        frame = pd.read_parquet(gold_uri, columns=[TIMESTAMP_FIELD, ENTITY])
+    if frame.empty:
+        raise ValueError(f"gold table {gold_uri} has no rows")
+    newest = frame.groupby(ENTITY)[TIMESTAMP_FIELD].max()
+    end = newest.max().to_pydatetime() + timedelta(seconds=1)
+    start = end - lookback
+    store.apply(defs.objects)
+    store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in defs.views])
+    summary = {
+        "gold_uri": gold_uri,
+        "feature_views": [v.name for v in defs.views],
+        "feature_columns": defs.feature_columns,
+        "news_feature_columns": defs.news_columns,
+        "window": [start.isoformat(), end.isoformat()],
+        "instruments": {k: v.isoformat() for k, v in newest.items()},
+        "online_store": store.config.online_store.type,
+    }
+    log.info("materialized %s for %d instrument(s) up to %s", summary["feature_views"],
+             len(newest), end.isoformat())
+    return summary
+
+
+class FeatureLookupError(LookupError):
+    """An instrument or feature is missing in the online store (HTTP 404/422 at the edge)."""
+
+    def __init__(self, message: str, status: int = 404):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class OnlineFeatures:
+    instrument: str
+    values: dict[str, float]
+    event_time: datetime  # the oldest event timestamp among the features read
+
+
+class OnlineFeatureReader:
+    """Reads one instrument's latest feature vector from Feast's online store."""
+
+    def __init__(self, store=None):
+        self.store = store or feature_store()
+        self._refs: dict[tuple[str, ...], list[str]] = {}
+
+    def refs_for(self, columns: Sequence[str]) -> list[str]:
+        key = tuple(columns)
+        if key not in self._refs:
+            where: dict[str, str] = {}
+            for view in self.store.list_feature_views():
+                for feat in view.features:
+                    where.setdefault(feat.name, view.name)
+            missing = [c for c in columns if c not in where]
+            if missing:
+                raise FeatureLookupError(
+                    f"the feature store has no feature view serving {missing[:10]}"
+                    f"{' …' if len(missing) > 10 else ''}; materialize the champion's gold run first",
+                    status=503)
+            self._refs[key] = [f"{where[c]}:{c}" for c in columns]
+        return self._refs[key]
+
+    def read(self, instrument: str, columns: Sequence[str]) -> OnlineFeatures:
+        refs = self.refs_for(columns)
+        result = self.store.get_online_features(
+            features=refs, entity_rows=[{ENTITY: instrument}]).to_dict(include_event_timestamps=True)
+        values: dict[str, float] = {}
+        missing: list[str] = []
+        stamps: list[int] = []
+        for col in columns:
+            value = result.get(col, [None])[0]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                missing.append(col)
+                continue
+            values[col] = float(value)
+            ts = result.get(col + "__ts", [0])[0]
+            if ts:
+                stamps.append(int(ts))
+        if len(missing) == len(columns):
+            raise FeatureLookupError(f"unknown instrument {instrument!r}: no features in the online store",
+                                     status=404)
+        if missing:
+            raise FeatureLookupError(
+                f"instrument {instrument!r} lacks features {missing[:10]} in the online store",
+                status=422)
+        event_time = datetime.fromtimestamp(min(stamps), tz=timezone.utc) if stamps else \
+            datetime.fromtimestamp(0, tz=timezone.utc)
+        return OnlineFeatures(instrument=instrument, values=values, event_time=event_time)
+
+
+def materialize_logic(gold_uri: str, manifest_uri: str, run_id: str) -> str:
+    """Logic of the KFP ``feast_materialize`` component; returns the summary as JSON."""
+    import json
+
+    from spx.storage import ObjectStore
+
+    manifest = ObjectStore().get_json(manifest_uri)
+    summary = apply_and_materialize(gold_uri, manifest)
+    summary["run_id"] = run_id
+    return json.dumps(summary, sort_keys=True)
+
