@@ -1,0 +1,664 @@
+"""KServe canary rollout: plan and apply ``deploy`` and ``promote`` on an InferenceService.
+
+Two traffic-splitting mechanisms, chosen by ``mode``:
+
+* ``serverless`` (Knative): the predictor's ``canaryTrafficPercent``. Deploying a new champion
+  updates the predictor model and sets ``canaryTrafficPercent: N``; KServe splits traffic between the
+  new revision and the last revision rolled out at 100%. Promote removes the field (JSON merge patch
+  ``null``); roll back sets it to ``0`` (all traffic pinned to the previous revision at once) and puts
+  the previous model back into the spec, so the spec again names what serves.
+* ``raw`` (RawDeployment, called "Standard" from KServe 0.20): ``canaryTrafficPercent`` is ignored
+  there, so the candidate goes into ``spec.canary: [{trafficPercent, predictor}]`` (KServe >= 0.20) while
+  ``spec.predictor`` keeps the stable model. Promote moves the candidate into ``spec.predictor`` and
+  removes ``spec.canary``; roll back removes ``spec.canary``.
+
+The state of a rollout is kept on the object itself, in annotations (``spx.io/stable-model``,
+``spx.io/canary-model``, ``spx.io/previous-model``, ``spx.io/rollout-phase``), so every step is planned
+from what the cluster says now: re-running a step after a crash or a retry either finds the work done
+(a no-op) or does it once. Patches carry ``metadata.resourceVersion`` so a concurrent writer makes the
+API server answer 409 and the step re-reads and re-plans instead of overwriting.
+
+Only ``get``, ``create`` and ``patch`` on ``inferenceservices`` are used: the pipeline's Role grants
+exactly those verbs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Literal
+
+log = logging.getLogger(__name__)
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+ANN_STABLE = "spx.io/stable-model"
+ANN_CANARY = "spx.io/canary-model"
+ANN_PREVIOUS = "spx.io/previous-model"
+ANN_PHASE = "spx.io/rollout-phase"
+ANN_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+ANN_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+
+MODEL_FORMATS = ("xgboost", "lightgbm")
+Mode = Literal["serverless", "raw"]
+MODES = ("serverless", "raw")
+
+
+class RolloutError(RuntimeError):
+    """The rollout cannot proceed; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model KServe can load: a native XGBoost/LightGBM file under an ``s3://`` prefix."""
+
+    native_uri: str
+    model_format: str
+    model_version: str = ""
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.native_uri, str) or not self.native_uri.startswith("s3://"):
+            raise RolloutError(f"champion native_uri must be an s3:// URI, got {self.native_uri!r}")
+        if self.model_format not in MODEL_FORMATS:
+            raise RolloutError(
+                f"champion model_format must be one of {MODEL_FORMATS}, got {self.model_format!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelRef":
+        missing = [k for k in ("native_uri", "model_format") if not data.get(k)]
+        if missing:
+            raise RolloutError(f"champion record lacks {missing}: {data!r}")
+        return cls(
+            native_uri=str(data["native_uri"]),
+            model_format=str(data["model_format"]),
+            model_version=str(data.get("model_version", "") or ""),
+            variant=str(data.get("variant", "") or ""),
+        )
+
+    @classmethod
+    def from_selection(cls, selection: dict[str, Any]) -> "ModelRef":
+        champion = selection.get("champion") if isinstance(selection, dict) else None
+        if not isinstance(champion, dict):
+            raise RolloutError("selection JSON has no 'champion' object")
+        return cls.from_dict(champion)
+
+    def to_annotation(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_annotation(cls, text: str | None) -> "ModelRef | None":
+        if not text:
+            return None
+        return cls.from_dict(json.loads(text))
+
+    def same_model(self, other: "ModelRef | None") -> bool:
+        return other is not None and (self.native_uri, self.model_format) == (
+            other.native_uri,
+            other.model_format,
+        )
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Everything about the InferenceService that is not the model."""
+
+    namespace: str
+    name: str
+    mode: Mode = "serverless"
+    service_account: str = "spx-kserve-s3"
+    protocol_version: str = "v2"
+    runtime: str = ""  # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
+    transformer_image: str = ""  # empty: no transformer
+    transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
+    raw_deployment_mode: str = "RawDeployment"  # "Standard" is the KServe >= 0.20 spelling
+    min_replicas: int = 1
+    max_replicas: int = 2
+    predictor_resources: dict = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
+    transformer_resources: dict = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise RolloutError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not self.namespace or not self.name:
+            raise RolloutError("namespace and InferenceService name are required")
+
+
+def _pod_security() -> dict:
+    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
+    """The ``spec.predictor`` of the InferenceService serving ``model`` (V2 protocol, S3 account)."""
+    model_spec: dict[str, Any] = {
+        "modelFormat": {"name": model.model_format},
+        "protocolVersion": cfg.protocol_version,
+        "storageUri": model.native_uri,
+        "resources": cfg.predictor_resources,
+        "securityContext": _container_security(),
+    }
+    if cfg.runtime:
+        model_spec["runtime"] = cfg.runtime
+    return {
+        "serviceAccountName": cfg.service_account,
+        "minReplicas": cfg.min_replicas,
+        "maxReplicas": cfg.max_replicas,
+        "securityContext": _pod_security(),
+        "model": model_spec,
+    }
+
+
+def transformer_spec(cfg: ServingConfig) -> dict | None:
+    if not cfg.transformer_image:
+        return None
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": cfg.transformer_image,
+        # KServe appends --model_name, --predictor_host and --http_port to a custom transformer.
+        "command": ["python", "-m", "components.serving.transformer"],
+        "args": ["--protocol", cfg.protocol_version],
+        "resources": cfg.transformer_resources,
+        "securityContext": _container_security(),
+    }
+    if cfg.transformer_env_configmap:
+        container["envFrom"] = [{"configMapRef": {"name": cfg.transformer_env_configmap}}]
+    return {
+        "minReplicas": cfg.min_replicas,
+        "maxReplicas": cfg.max_replicas,
+        "securityContext": _pod_security(),
+        "containers": [container],
+    }
+
+
+def inference_service(model: ModelRef, cfg: ServingConfig) -> dict:
+    """A complete InferenceService serving ``model`` at 100% (the create body)."""
+    annotations = {
+        ANN_STABLE: model.to_annotation(),
+        ANN_PHASE: "stable",
+    }
+    if cfg.mode == "serverless":
+        annotations[ANN_DEPLOYMENT_MODE] = "Serverless"
+        annotations[ANN_TAG_ROUTING] = "true"
+    else:
+        annotations[ANN_DEPLOYMENT_MODE] = cfg.raw_deployment_mode
+    spec: dict[str, Any] = {"predictor": predictor_spec(model, cfg)}
+    transformer = transformer_spec(cfg)
+    if transformer is not None:
+        spec["transformer"] = transformer
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {
+            "name": cfg.name,
+            "namespace": cfg.namespace,
+            "labels": {
+                "app.kubernetes.io/name": cfg.name,
+                "app.kubernetes.io/part-of": "spx-kfp",
+                "app.kubernetes.io/managed-by": "spx-deploy",
+            },
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# plans
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutAction:
+    """What to send to the API server: create a body, merge-patch a body, or nothing."""
+
+    verb: Literal["create", "patch", "noop"]
+    namespace: str
+    name: str
+    body: dict | None
+    reason: str
+
+    @property
+    def path(self) -> str:
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        return base if self.verb == "create" else f"{base}/{self.name}"
+
+    def describe(self) -> str:
+        """The exact request, as printed by ``--dry-run``."""
+        if self.verb == "noop":
+            return f"# no change to {self.namespace}/{self.name}: {self.reason}"
+        method, ctype = ("POST", "application/json") if self.verb == "create" else (
+            "PATCH",
+            "application/merge-patch+json",
+        )
+        return (
+            f"# {self.reason}\n{method} {self.path}\nContent-Type: {ctype}\n\n"
+            + json.dumps(self.body, indent=2, sort_keys=True)
+        )
+
+
+def _annotations(obj: dict) -> dict:
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def _resource_version(obj: dict) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _current_models(obj: dict) -> tuple[ModelRef | None, ModelRef | None]:
+    ann = _annotations(obj)
+    stable = ModelRef.from_annotation(ann.get(ANN_STABLE))
+    canary = ModelRef.from_annotation(ann.get(ANN_CANARY))
+    if stable is None:
+        # An InferenceService created by hand: what its predictor serves now is the stable model.
+        model = ((obj.get("spec") or {}).get("predictor") or {}).get("model") or {}
+        uri, fmt = model.get("storageUri"), (model.get("modelFormat") or {}).get("name")
+        if uri and fmt in MODEL_FORMATS:
+            stable = ModelRef(native_uri=uri, model_format=fmt)
+    return stable, canary
+
+
+def _canary_percent(obj: dict, mode: str) -> int | None:
+    spec = obj.get("spec") or {}
+    if mode == "serverless":
+        return (spec.get("predictor") or {}).get("canaryTrafficPercent")
+    canary = spec.get("canary") or []
+    return canary[0].get("trafficPercent") if canary else None
+
+
+def _patch(obj: dict, cfg: ServingConfig, annotations: dict, spec: dict, reason: str) -> RolloutAction:
+    metadata: dict[str, Any] = {"annotations": annotations}
+    rv = _resource_version(obj)
+    if rv:
+        metadata["resourceVersion"] = rv
+    return RolloutAction("patch", cfg.namespace, cfg.name, {"metadata": metadata, "spec": spec}, reason)
+
+
+def _rollback_spec(stable: ModelRef, cfg: ServingConfig) -> dict:
+    if cfg.mode == "serverless":
+        predictor = predictor_spec(stable, cfg)
+        predictor["canaryTrafficPercent"] = 0
+        return {"predictor": predictor}
+    return {"canary": None}
+
+
+def plan_deploy(
+    current: dict | None, candidate: ModelRef, cfg: ServingConfig, canary_percent: int = 10
+) -> RolloutAction:
+    """Plan rolling ``candidate`` out: create at 100% if absent, else canary at ``canary_percent``."""
+    if not isinstance(canary_percent, int) or not 0 < canary_percent < 100:
+        raise RolloutError(f"canary_percent must be an integer in 1..99, got {canary_percent!r}")
+    if current is None:
+        return RolloutAction(
+            "create", cfg.namespace, cfg.name, inference_service(candidate, cfg),
+            f"InferenceService absent: create it serving {candidate.native_uri} at 100%",
+        )
+    stable, canary = _current_models(current)
+    percent = _canary_percent(current, cfg.mode)
+    if stable is None:
+        raise RolloutError(
+            f"{cfg.namespace}/{cfg.name} exists but names no xgboost/lightgbm model this tool can roll "
+            "out from; fix or delete it first"
+        )
+    if candidate.same_model(stable):
+        if canary is None:
+            return RolloutAction("noop", cfg.namespace, cfg.name, None,
+                                 f"{candidate.native_uri} already serves 100%")
+        return _patch(
+            current, cfg,
+            {ANN_CANARY: None, ANN_PHASE: "stable", ANN_PREVIOUS: canary.to_annotation()},
+            _rollback_spec(stable, cfg),
+            f"champion is the stable model again: drop canary {canary.native_uri}",
+        )
+    if candidate.same_model(canary) and percent == canary_percent:
+        return RolloutAction("noop", cfg.namespace, cfg.name, None,
+                             f"canary {candidate.native_uri} already at {canary_percent}%")
+    annotations = {ANN_CANARY: candidate.to_annotation(), ANN_PHASE: "canary"}
+    if cfg.mode == "serverless":
+        predictor = predictor_spec(candidate, cfg)
+        predictor["canaryTrafficPercent"] = canary_percent
+        spec: dict[str, Any] = {"predictor": predictor}
+    else:
+        spec = {"canary": [{"trafficPercent": canary_percent, "predictor": predictor_spec(candidate, cfg)}]}
+    return _patch(current, cfg, annotations, spec,
+                  f"canary {candidate.native_uri} at {canary_percent}% beside stable {stable.native_uri}")
+
+
+@dataclass(frozen=True)
+class CanaryHealth:
+    """Measured on the canary's served traffic over the observation window."""
+
+    requests: int
+    errors: int
+    p95_latency_ms: float
+
+    def __post_init__(self) -> None:
+        if self.requests < 0 or self.errors < 0 or self.errors > self.requests:
+            raise RolloutError(f"inconsistent canary counts: {self.requests} requests, {self.errors} errors")
+        if math.isnan(self.p95_latency_ms) and self.requests > 0:
+            raise RolloutError("p95 latency is NaN although requests were served")
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    max_error_rate: float = 0.01
+    max_p95_latency_ms: float = 250.0
+    min_requests: int = 100
+
+
+@dataclass(frozen=True)
+class PromoteDecision:
+    decision: Literal["promote", "rollback", "hold", "no-canary"]
+    reasons: tuple[str, ...]
+    action: RolloutAction
+    target: ModelRef | None  # the model that will hold 100% of the traffic
+
+    def to_dict(self) -> dict:
+        return {
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "verb": self.action.verb,
+            "target": asdict(self.target) if self.target else None,
+            "body": self.action.body,
+        }
+
+
+def judge(health: CanaryHealth, thresholds: HealthThresholds) -> tuple[str, tuple[str, ...]]:
+    """promote / rollback / hold, with the reasons (each threshold checked, none hidden)."""
+    if health.requests < thresholds.min_requests:
+        return "hold", (f"only {health.requests} canary requests < min_requests {thresholds.min_requests}",)
+    failures = []
+    if health.error_rate > thresholds.max_error_rate:
+        failures.append(f"error rate {health.error_rate:.4f} > {thresholds.max_error_rate:.4f}")
+    if health.p95_latency_ms > thresholds.max_p95_latency_ms:
+        failures.append(f"p95 latency {health.p95_latency_ms:.1f} ms > {thresholds.max_p95_latency_ms:.1f} ms")
+    if failures:
+        return "rollback", tuple(failures)
+    return "promote", (
+        f"error rate {health.error_rate:.4f} <= {thresholds.max_error_rate:.4f}",
+        f"p95 latency {health.p95_latency_ms:.1f} ms <= {thresholds.max_p95_latency_ms:.1f} ms",
+    )
+
+
+def plan_promote(
+    current: dict | None, health: CanaryHealth, thresholds: HealthThresholds, cfg: ServingConfig
+) -> PromoteDecision:
+    """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
+    if current is None:
+        raise RolloutError(f"InferenceService {cfg.namespace}/{cfg.name} not found: deploy first")
+    stable, canary = _current_models(current)
+    if canary is None:
+        noop = RolloutAction("noop", cfg.namespace, cfg.name, None, "no canary in progress")
+        return PromoteDecision("no-canary", ("no canary in progress",), noop, stable)
+    decision, reasons = judge(health, thresholds)
+    if decision == "hold":
+        noop = RolloutAction("noop", cfg.namespace, cfg.name, None, reasons[0])
+        return PromoteDecision("hold", reasons, noop, None)
+    if decision == "promote":
+        annotations = {
+            ANN_STABLE: canary.to_annotation(),
+            ANN_CANARY: None,
+            ANN_PREVIOUS: stable.to_annotation() if stable else None,
+            ANN_PHASE: "stable",
+        }
+        if cfg.mode == "serverless":
+            spec: dict[str, Any] = {"predictor": {"canaryTrafficPercent": None}}
+        else:
+            spec = {"predictor": predictor_spec(canary, cfg), "canary": None}
+        action = _patch(current, cfg, annotations, spec, f"promote {canary.native_uri} to 100%: " + "; ".join(reasons))
+        return PromoteDecision("promote", reasons, action, canary)
+    if stable is None:
+        raise RolloutError("canary is unhealthy but no stable model is recorded to roll back to")
+    annotations = {ANN_CANARY: None, ANN_PREVIOUS: canary.to_annotation(), ANN_PHASE: "rolled-back"}
+    action = _patch(current, cfg, annotations, _rollback_spec(stable, cfg),
+                    f"roll back to {stable.native_uri}: " + "; ".join(reasons))
+    return PromoteDecision("rollback", reasons, action, stable)
+
+
+# --------------------------------------------------------------------------------------------------
+# health from served traffic
+# --------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (what an SLO on "95% of requests under X ms" means)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def health_from_records(records: Iterable[dict]) -> CanaryHealth:
+    """Canary health from prediction-log records served by the canary.
+
+    Each record needs ``latency_ms`` and either ``status_code`` (HTTP; >= 500 is an error) or
+    ``error`` (truthy is an error). Records without a latency are rejected, not skipped.
+    """
+    latencies: list[float] = []
+    errors = 0
+    for i, rec in enumerate(records):
+        if "latency_ms" not in rec or rec["latency_ms"] is None:
+            raise RolloutError(f"prediction log record {i} has no latency_ms: {rec!r}")
+        latencies.append(float(rec["latency_ms"]))
+        if "status_code" in rec:
+            errors += int(int(rec["status_code"]) >= 500)
+        else:
+            errors += int(bool(rec.get("error")))
+    return CanaryHealth(requests=len(latencies), errors=errors, p95_latency_ms=percentile(latencies, 95))
+
+
+DEFAULT_PROMQL = {
+    # Knative queue-proxy metrics of the canary revision (serverless mode).
+    "requests": 'sum(increase(revision_app_request_count{{namespace="{namespace}",'
+                'revision_name="{revision}"}}[{window}]))',
+    "errors": 'sum(increase(revision_app_request_count{{namespace="{namespace}",'
+              'revision_name="{revision}",response_code_class="5xx"}}[{window}]))',
+    "p95_latency_ms": 'histogram_quantile(0.95, sum by (le) (rate(revision_app_request_latencies_bucket'
+                      '{{namespace="{namespace}",revision_name="{revision}"}}[{window}])))',
+}
+
+
+def health_from_prometheus(
+    prometheus_url: str,
+    *,
+    namespace: str,
+    revision: str,
+    window: str = "15m",
+    queries: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> CanaryHealth:
+    """Canary health from Prometheus instant queries (``GET /api/v1/query``)."""
+    import requests
+
+    templates = {**DEFAULT_PROMQL, **(queries or {})}
+    values: dict[str, float] = {}
+    for key in ("requests", "errors", "p95_latency_ms"):
+        promql = templates[key].format(namespace=namespace, revision=revision, window=window)
+        resp = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql},
+                            timeout=timeout)
+        resp.raise_for_status()
+        payload = resp.json()
+        if payload.get("status") != "success":
+            raise RolloutError(f"Prometheus query failed ({key}): {payload}")
+        result = payload["data"]["result"]
+        values[key] = float(result[0]["value"][1]) if result else 0.0
+    requests_n = int(round(values["requests"]))
+    errors_n = min(int(round(values["errors"])), requests_n)
+    p95 = values["p95_latency_ms"] if requests_n else float("nan")
+    return CanaryHealth(requests=requests_n, errors=errors_n, p95_latency_ms=p95)
+
+
+# --------------------------------------------------------------------------------------------------
+# applying plans through the Kubernetes API (official client), with retries
+# --------------------------------------------------------------------------------------------------
+
+
+def custom_objects_api(api_client=None):
+    """A ``CustomObjectsApi``: in-cluster config in a pod, else the kubeconfig."""
+    from kubernetes import client, config
+
+    if api_client is None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api_client = client.ApiClient()
+    return client.CustomObjectsApi(api_client)
+
+
+def _is_status(exc: Exception, *codes: int) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, ApiException) and exc.status in codes
+
+
+def _retryable(exc: Exception) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return exc.status in (409, 429, 500, 502, 503, 504)
+    try:
+        import urllib3
+
+        return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+    except ImportError:  # pragma: no cover
+        return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def get_isvc(api, namespace: str, name: str) -> dict | None:
+    try:
+        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except Exception as exc:  # noqa: BLE001 - only 404 is "absent"
+        if _is_status(exc, 404):
+            return None
+        raise
+
+
+def apply_action(api, action: RolloutAction) -> dict | None:
+    if action.verb == "noop":
+        return None
+    if action.verb == "create":
+        return api.create_namespaced_custom_object(
+            GROUP, VERSION, action.namespace, PLURAL, action.body, field_validation="Strict"
+        )
+    return api.patch_namespaced_custom_object(
+        GROUP, VERSION, action.namespace, PLURAL, action.name, action.body, field_validation="Strict"
+    )
+
+
+def run_with_retries(
+    api,
+    cfg: ServingConfig,
+    plan: Callable[[dict | None], Any],
+    *,
+    dry_run: bool = False,
+    attempts: int = 5,
+    backoff_seconds: float = 1.0,
+    printer: Callable[[str], None] = print,
+):
+    """Read the object, plan, apply; on 409/429/5xx or a dropped connection, back off and re-plan.
+
+    ``plan`` returns a :class:`RolloutAction` or a :class:`PromoteDecision`. Each attempt re-reads
+    the object, so a retry after a partial success finds the work done and turns into a no-op.
+    """
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            current = get_isvc(api, cfg.namespace, cfg.name)
+            result = plan(current)
+            action = result.action if isinstance(result, PromoteDecision) else result
+            if dry_run:
+                printer(action.describe())
+                return result
+            log.info("%s (attempt %d)", action.reason, attempt)
+            apply_action(api, action)
+            return result
+        except RolloutError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if not _retryable(exc) or attempt == attempts:
+                raise
+            last = exc
+            delay = backoff_seconds * 2 ** (attempt - 1)
+            log.warning("attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
+            time.sleep(delay)
+    raise RolloutError(f"gave up after {attempts} attempts: {last}")  # pragma: no cover
+
+
+def load_selection(selection_uri: str, store=None) -> dict:
+    """Read ``best_model_selection.json`` from the object store."""
+    if not selection_uri.startswith("s3://"):
+        raise RolloutError(f"selection URI must be s3://…, got {selection_uri!r}")
+    if store is None:
+        from spx.storage import ObjectStore
+
+        store = ObjectStore()
+    return store.get_json(selection_uri)
+
+
+def deploy(
+    api,
+    candidate: ModelRef,
+    cfg: ServingConfig,
+    canary_percent: int = 10,
+    *,
+    dry_run: bool = False,
+    attempts: int = 5,
+    backoff_seconds: float = 1.0,
+    printer: Callable[[str], None] = print,
+) -> RolloutAction:
+    return run_with_retries(
+        api, cfg, lambda cur: plan_deploy(cur, candidate, cfg, canary_percent),
+        dry_run=dry_run, attempts=attempts, backoff_seconds=backoff_seconds, printer=printer,
+    )
+
+
+def promote(
+    api,
+    health: CanaryHealth,
+    thresholds: HealthThresholds,
+    cfg: ServingConfig,
+    *,
+    dry_run: bool = False,
+    attempts: int = 5,
+    backoff_seconds: float = 1.0,
+    printer: Callable[[str], None] = print,
+) -> PromoteDecision:
+    return run_with_retries(
+        api, cfg, lambda cur: plan_promote(cur, health, thresholds, cfg),
+        dry_run=dry_run, attempts=attempts, backoff_seconds=backoff_seconds, printer=printer,
+    )

@@ -1,0 +1,66 @@
+"""Thin KFP v2 component definitions for the canary rollout (logic lives in ``canary.py``).
+
+The pipeline's ServiceAccount needs get/create/patch on ``inferenceservices`` in its namespace
+(see ``helm/spx-kfp/templates/rbac.yaml`` and ``manifests/base/pipeline-rbac.yaml``).
+"""
+
+from kfp import dsl
+
+from spx.config import settings
+
+
+@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+def deploy_op(
+    selection_uri: str,
+    namespace: str,
+    isvc_name: str = "spx-direction",
+    canary_percent: int = 10,
+    mode: str = "serverless",
+    dry_run: bool = False,
+    transformer_image: str = "",
+    transformer_env_configmap: str = "",
+    service_account: str = "spx-kserve-s3",
+) -> str:
+    """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``."""
+    import json
+
+    from components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
+
+    candidate = ModelRef.from_selection(load_selection(selection_uri))
+    cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
+                        transformer_image=transformer_image,
+                        transformer_env_configmap=transformer_env_configmap)
+    action = deploy(custom_objects_api(), candidate, cfg, canary_percent, dry_run=dry_run)
+    return json.dumps({"verb": action.verb, "reason": action.reason, "body": action.body}, sort_keys=True)
+
+
+@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+def promote_op(
+    namespace: str,
+    canary_requests: int,
+    canary_errors: int,
+    canary_p95_latency_ms: float,
+    isvc_name: str = "spx-direction",
+    mode: str = "serverless",
+    max_error_rate: float = 0.01,
+    max_p95_latency_ms: float = 250.0,
+    min_requests: int = 100,
+    dry_run: bool = False,
+    transformer_image: str = "",
+    transformer_env_configmap: str = "",
+    service_account: str = "spx-kserve-s3",
+) -> str:
+    """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
+    import json
+
+    from components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
+                                          promote)
+
+    cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
+                        transformer_image=transformer_image,
+                        transformer_env_configmap=transformer_env_configmap)
+    health = CanaryHealth(requests=canary_requests, errors=canary_errors, p95_latency_ms=canary_p95_latency_ms)
+    thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
+                                  min_requests=min_requests)
+    decision = promote(custom_objects_api(), health, thresholds, cfg, dry_run=dry_run)
+    return json.dumps(decision.to_dict(), sort_keys=True)

@@ -1,0 +1,137 @@
+"""Create or update the KFP recurring run of the training pipeline (``spx schedule``).
+
+KFP has no update call for recurring runs, so "update" is: find the recurring run by its display name in
+the experiment; if it already matches (cron, pipeline version, max concurrency, catch-up, enabled) do
+nothing; otherwise create the new one first and then delete the old one, so a failure in between never
+leaves the pipeline unscheduled (re-running converges).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def to_kfp_cron(expr: str) -> str:
+    """A user cron (5 fields, minute first) to KFP's 6-field seconds-first form.
+
+    ``'0 2 * * *'`` -> ``'0 0 2 * * *'``; 6-field input is kept; anything else is an error.
+    """
+    if not isinstance(expr, str):
+        raise ScheduleError(f"cron must be a string, got {expr!r}")
+    fields = expr.split()
+    if not fields:
+        raise ScheduleError("cron expression is empty")
+    if fields[0].startswith("@"):
+        raise ScheduleError(f"cron macros like {fields[0]!r} are not supported: write the fields out")
+    for f in fields:
+        if not _FIELD.match(f):
+            raise ScheduleError(f"invalid cron field {f!r} in {expr!r}")
+    if len(fields) == 5:
+        return " ".join(["0", *fields])
+    if len(fields) == 6:
+        return " ".join(fields)
+    raise ScheduleError(
+        f"cron needs 5 fields (minute hour day month weekday) or 6 (seconds first); got {len(fields)}: {expr!r}"
+    )
+
+
+def _eq_filter(key: str, value: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    action: str  # "created" | "updated" | "unchanged"
+    recurring_run_id: str
+    replaced_id: str | None
+    cron: str
+
+
+def latest_version_id(client, pipeline_id: str) -> str:
+    resp = client.list_pipeline_versions(pipeline_id=pipeline_id, page_size=1, sort_by="created_at desc")
+    versions = resp.pipeline_versions or []
+    if not versions:
+        raise ScheduleError(f"pipeline {pipeline_id} has no versions: run `spx submit` first")
+    return versions[0].pipeline_version_id
+
+
+def _matches(run, *, cron: str, pipeline_id: str, version_id: str, max_concurrency: int,
+             no_catchup: bool, params: dict, service_account: str | None) -> bool:
+    trigger = getattr(run, "trigger", None)
+    cron_now = getattr(getattr(trigger, "cron_schedule", None), "cron", None)
+    ref = getattr(run, "pipeline_version_reference", None)
+    run_params = getattr(getattr(run, "runtime_config", None), "parameters", None) or {}
+    mode = str(getattr(run, "mode", "") or "")
+    return (
+        cron_now == cron
+        and ref is not None and ref.pipeline_id == pipeline_id and ref.pipeline_version_id == version_id
+        and int(getattr(run, "max_concurrency", 0) or 0) == max_concurrency
+        and bool(getattr(run, "no_catchup", False)) == no_catchup
+        and dict(run_params) == dict(params)
+        and (service_account or "") == (getattr(run, "service_account", "") or "")
+        and mode.upper().endswith("ENABLE")
+    )
+
+
+def create_or_update_schedule(
+    client,
+    *,
+    cron: str,
+    pipeline_name: str,
+    job_name: str,
+    experiment_name: str = "spx-direction",
+    version_id: str | None = None,
+    params: dict | None = None,
+    max_concurrency: int = 1,
+    no_catchup: bool = True,
+    service_account: str | None = None,
+    namespace: str | None = None,
+) -> ScheduleResult:
+    """Make the recurring run ``job_name`` run ``pipeline_name`` on ``cron``; idempotent."""
+    kfp_cron = to_kfp_cron(cron)
+    if max_concurrency < 1:
+        raise ScheduleError("max_concurrency must be >= 1")
+    params = dict(params or {})
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        raise ScheduleError(f"no pipeline named {pipeline_name!r} on the KFP server: run `spx submit` first")
+    version_id = version_id or latest_version_id(client, pipeline_id)
+    experiment = client.create_experiment(name=experiment_name, namespace=namespace)
+    existing = client.list_recurring_runs(
+        experiment_id=experiment.experiment_id, filter=_eq_filter("display_name", job_name), page_size=100
+    ).recurring_runs or []
+    for run in existing:
+        if _matches(run, cron=kfp_cron, pipeline_id=pipeline_id, version_id=version_id,
+                    max_concurrency=max_concurrency, no_catchup=no_catchup, params=params,
+                    service_account=service_account):
+            log.info("recurring run %s already up to date", run.recurring_run_id)
+            return ScheduleResult("unchanged", run.recurring_run_id, None, kfp_cron)
+    created = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=job_name,
+        description=f"{pipeline_name} on '{cron}' (managed by spx schedule)",
+        cron_expression=kfp_cron,
+        max_concurrency=max_concurrency,
+        no_catchup=no_catchup,
+        params=params,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        enabled=True,
+        service_account=service_account,
+    )
+    replaced = None
+    for run in existing:
+        client.delete_recurring_run(run.recurring_run_id)
+        replaced = run.recurring_run_id
+    return ScheduleResult("updated" if existing else "created", created.recurring_run_id, replaced, kfp_cron)
