@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+import os
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,6 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
     """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
-    from kserve.errors import InvalidInput
 
     app.add_middleware(RequestGuard, models=models, max_bytes=max_body_bytes)
 
@@ -176,17 +176,8 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
     async def validation_error(_, exc: RequestValidationError):
         return ORJSONResponse(status_code=422, content={"error": _describe_validation(exc)})
 
-    async def invalid_input(_, exc: InvalidInput):
-        return ORJSONResponse(status_code=400, content={"error": str(exc)})
-
-    async def not_json(_, exc: UnicodeDecodeError):
-        return ORJSONResponse(status_code=400, content={"error": "request body is not valid UTF-8 JSON"})
-
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(UnicodeDecodeError, not_json)
-    # quieter than KServe's own handler (which logs a traceback for every bad request)
-    app.add_exception_handler(InvalidInput, invalid_input)
 
     async def model_metadata(model_name: str):
         model = models.get(model_name)
@@ -198,14 +189,17 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
     app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
 
 
-def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: int = 1) -> None:
+def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: int = 1,
+               predictor_config: Any = None) -> None:
     """Start KServe's ModelServer (REST only) with our additions installed."""
     import kserve
     from kserve.model_server import app
 
     install(app, {m.name: m for m in models}, max_body_bytes=max_body_bytes)
     server = kserve.ModelServer(http_port=http_port, enable_grpc=False, workers=workers,
-                                enable_latency_logging=False)
+                                enable_latency_logging=False, predictor_config=predictor_config)
+    # KServe logs two timing lines per request at INFO; keep them for debugging only
+    logging.getLogger("kserve.trace").setLevel(os.environ.get("SPX_TRACE_LOG_LEVEL", "WARNING"))
     server.start(models)
 
 
@@ -215,5 +209,3 @@ def add_common_args(parser, default_port: int = 8080) -> None:
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help="reject larger request bodies with 413")
 
-
-Handler = Callable[..., Any]

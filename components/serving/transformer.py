@@ -1,0 +1,360 @@
+"""KServe V2 transformer: instrument in, direction call out, features from Feast's online store.
+
+Request (V2)::
+
+    {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]},
+                {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": ["2026-01-05T15:30:00Z"]}]}
+
+``instrument`` may hold several instruments (shape ``[n]``); ``as_of`` is optional (default: now)
+and may also be given as the request parameter ``as_of``. ``preprocess`` reads each instrument's
+latest feature vector (the champion's ``feature_columns``, in order, learned from the predictor's
+metadata) from Feast, refuses features older than ``--max_feature_age_seconds`` (422) or newer than
+``as_of`` (409; the online store holds only the latest values), and sends the matrix to the
+predictor over V2. ``postprocess`` answers, per instrument: ``prediction`` (``up``/``down``),
+``probability`` (P(up)), ``confidence`` (max(p, 1-p)), ``signal_strength`` (|2p-1|),
+``model_version``, ``features_used`` (JSON object), ``feature_time``, ``feature_age_seconds`` and
+``latency_ms`` (time spent in this transformer, including the Feast lookup and the predictor call).
+
+With ``--logger_url`` every request and response is also POSTed, asynchronously, as a KServe
+logger CloudEvent (see :mod:`components.serving.cloudevents`).
+
+Run: ``python -m components.serving.transformer --predictor_host HOST:PORT [--http_port 8080]
+[--model_name spx-direction] [--max_feature_age_seconds 900] [--logger_url URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve import InferInput, InferRequest, InferResponse, Model
+from kserve.protocol.infer_type import InferOutput
+
+from components.serving.cloudevents import InferenceLogger
+from components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
+from components.serving.http_common import ServingError, add_common_args, run_server
+
+log = logging.getLogger(__name__)
+
+CTX_KEY = "spx-transformer-context"  # private key in the per-request headers dict (never forwarded)
+MAX_INSTRUMENTS = 256
+FUTURE_TOLERANCE = timedelta(seconds=5)
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    started: float
+    instruments: list[str]
+    as_of: datetime
+    features: list[dict[str, float]] = field(default_factory=list)
+    feature_times: list[datetime] = field(default_factory=list)
+
+
+def parse_time(value: Any) -> datetime:
+    """ISO-8601 string (``Z`` or offset; naive means UTC) or epoch seconds -> aware UTC datetime."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    if not isinstance(value, str) or not value.strip():
+        raise ServingError(f"as_of must be an ISO-8601 timestamp or epoch seconds, got {value!r}")
+    text = value.strip()
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(text), tz=timezone.utc)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ServingError(f"as_of {value!r} is not an ISO-8601 timestamp (e.g. 2026-01-05T15:30:00Z)") \
+            from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _strings(tensor) -> list[str]:
+    data = tensor.data
+    if isinstance(data, np.ndarray):
+        data = data.tolist()
+    out = []
+    for item in data if isinstance(data, list) else [data]:
+        if isinstance(item, list):
+            out.extend(item)
+        else:
+            out.append(item)
+    return [x.decode() if isinstance(x, bytes) else x for x in out]
+
+
+class FeastTransformer(Model):
+    def __init__(self, name: str, predictor_host: str, max_feature_age: timedelta,
+                 feature_reader: OnlineFeatureReader | None = None,
+                 inference_logger: InferenceLogger | None = None,
+                 threshold: float = 0.5, predictor_wait_seconds: float = 120.0):
+        super().__init__(name)
+        self.predictor_host = predictor_host
+        self.max_feature_age = max_feature_age
+        self.reader = feature_reader
+        self.logger = inference_logger
+        self.threshold = threshold
+        self.predictor_wait_seconds = predictor_wait_seconds
+        self.feature_names: list[str] = []
+        self.model_version = ""
+
+    # -- startup -----------------------------------------------------------------------
+    def load(self) -> bool:
+        if self.reader is None:
+            self.reader = OnlineFeatureReader(feature_store())
+        self.refresh_predictor_metadata(wait=self.predictor_wait_seconds)
+        self._warm_up()
+        self.ready = True
+        return self.ready
+
+    def _warm_up(self) -> None:
+        """Load Feast's registry and open the online store now, not on the first request."""
+        try:
+            self.reader.read("__warm_up__", self.feature_names)
+        except FeatureLookupError:
+            pass  # expected: no such instrument (or nothing materialized yet)
+        except Exception as exc:  # noqa: BLE001 - serving starts anyway; requests will say why
+            log.warning("feature store warm-up failed: %s", exc)
+
+    def refresh_predictor_metadata(self, wait: float = 0.0) -> None:
+        """Learn the champion's feature order and version from the predictor's V2 metadata."""
+        import httpx
+
+        url = f"http://{self.predictor_host}/v2/models/{self.name}"
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                resp = httpx.get(url, timeout=5)
+                resp.raise_for_status()
+                meta = resp.json()
+                params = meta.get("parameters") or {}
+                names = params.get("feature_names")
+                if not names:
+                    raise RuntimeError(f"predictor metadata at {url} lists no feature_names")
+                self.feature_names = list(names)
+                self.model_version = str(params.get("model_version") or (meta.get("versions") or [""])[0])
+                log.info("predictor %s: model version %s, %d features", url, self.model_version,
+                         len(self.feature_names))
+                return
+            except Exception as exc:  # noqa: BLE001 - predictor still starting
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"cannot read predictor metadata from {url}: {exc}") from exc
+                time.sleep(0.5)
+
+    # -- metadata ----------------------------------------------------------------------
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "instrument", "datatype": "BYTES", "shape": [-1]},
+                {"name": "as_of", "datatype": "BYTES", "shape": [1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": n, "datatype": d, "shape": [-1]} for n, d in OUTPUTS]
+
+    def metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "versions": [self.model_version] if self.model_version else [],
+            "platform": "spx_feast_transformer",
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+            "parameters": {
+                "feature_names": self.feature_names,
+                "feature_count": len(self.feature_names),
+                "model_version": self.model_version,
+                "max_feature_age_seconds": self.max_feature_age.total_seconds(),
+                "optional_inputs": ["as_of"],
+                "predictor": self.predictor_host,
+            },
+        }
+
+    # -- request path --------------------------------------------------------------------
+    def preprocess(self, payload: InferRequest | dict, headers: dict | None = None) -> InferRequest:
+        started = time.perf_counter()
+        if isinstance(payload, dict):
+            raise ServingError("this server speaks the V2 protocol: POST /v2/models/{name}/infer")
+        headers = headers if headers is not None else {}
+        request_id = payload.id or headers.get("x-request-id") or str(uuid.uuid4())
+        by_name = {t.name: t for t in payload.inputs or []}
+        unknown = sorted(set(by_name) - {"instrument", "as_of"})
+        if unknown:
+            raise ServingError(f"unknown inputs {unknown}; expected \"instrument\" (BYTES) and optional "
+                               "\"as_of\" (BYTES ISO-8601)")
+        tensor = by_name.get("instrument")
+        if tensor is None:
+            raise ServingError("missing input \"instrument\" (BYTES, shape [n]) naming the instrument(s)")
+        if str(tensor.datatype).upper() != "BYTES":
+            raise ServingError(f"input \"instrument\" has datatype {tensor.datatype}; expected BYTES")
+        instruments = _strings(tensor)
+        shape = list(tensor.shape or [])
+        if not instruments or int(np.prod(shape or [0])) != len(instruments):
+            raise ServingError(f"input \"instrument\" has shape {shape} but holds {len(instruments)} values")
+        if len(instruments) > MAX_INSTRUMENTS:
+            raise ServingError(f"{len(instruments)} instruments exceed the limit of {MAX_INSTRUMENTS}", 413)
+        if not all(isinstance(i, str) and i.strip() for i in instruments):
+            raise ServingError("input \"instrument\" must hold non-empty strings")
+        as_of_raw = None
+        if "as_of" in by_name:
+            values = _strings(by_name["as_of"])
+            if len(values) != 1:
+                raise ServingError("input \"as_of\" must hold exactly one timestamp")
+            as_of_raw = values[0]
+        elif payload.parameters and payload.parameters.get("as_of") is not None:
+            as_of_raw = payload.parameters.get("as_of")
+        now = datetime.now(timezone.utc)
+        as_of = parse_time(as_of_raw) if as_of_raw is not None else now
+        if as_of > now + FUTURE_TOLERANCE:
+            raise ServingError(f"as_of {as_of.isoformat()} is in the future")
+
+        ctx = RequestContext(request_id=request_id, started=started, instruments=instruments, as_of=as_of)
+        rows = []
+        for instrument in instruments:
+            try:
+                found = self.reader.read(instrument, self.feature_names)
+            except FeatureLookupError as exc:
+                raise ServingError(str(exc), exc.status) from None
+            age = as_of - found.event_time
+            if found.event_time > as_of + FUTURE_TOLERANCE:
+                raise ServingError(
+                    f"the online store's features for {instrument} are from {found.event_time.isoformat()}, "
+                    f"after as_of {as_of.isoformat()}; the online store only holds the latest values "
+                    "(use the offline store for point-in-time lookups)", 409)
+            if age > self.max_feature_age:
+                raise ServingError(
+                    f"stale features for {instrument}: newest bar {found.event_time.isoformat()} is "
+                    f"{age.total_seconds():.0f}s older than as_of {as_of.isoformat()} "
+                    f"(limit {self.max_feature_age.total_seconds():.0f}s); run materialization", 422)
+            ctx.features.append(found.values)
+            ctx.feature_times.append(found.event_time)
+            rows.append([found.values[c] for c in self.feature_names])
+        headers[CTX_KEY] = ctx
+        if self.logger is not None:
+            self.logger.emit(request_id, "request", _request_json(payload, request_id), endpoint="transformer")
+        matrix = np.asarray(rows, dtype=np.float64)
+        tensor_out = InferInput(name="features", shape=list(matrix.shape), datatype="FP64")
+        tensor_out.set_data_from_numpy(matrix, binary_data=False)
+        return InferRequest(model_name=self.name, infer_inputs=[tensor_out], request_id=request_id)
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        import httpx
+
+        try:
+            return await super().predict(payload, headers, response_headers)
+        except httpx.HTTPStatusError as exc:
+            detail = exc.response.text[:500]
+            if 400 <= exc.response.status_code < 500:
+                # the champion may have changed under us: learn its features again
+                try:
+                    self.refresh_predictor_metadata()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise ServingError(f"predictor answered {exc.response.status_code}: {detail}", 502) from None
+        except httpx.HTTPError as exc:
+            raise ServingError(f"predictor unreachable at {self.predictor_host}: {exc}", 503) from None
+
+    def postprocess(self, result: InferResponse | dict, headers: dict | None = None,
+                    response_headers: dict | None = None) -> InferResponse:
+        ctx: RequestContext = (headers or {}).pop(CTX_KEY)
+        if isinstance(result, dict):
+            result = InferResponse.from_rest(result)
+        out = result.outputs[0] if result.outputs else None
+        if out is None:
+            raise ServingError("predictor returned no output", 502)
+        proba = np.asarray(out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data,
+                           dtype=np.float64).reshape(-1)
+        if proba.shape[0] != len(ctx.instruments):
+            raise ServingError(f"predictor returned {proba.shape[0]} probabilities for "
+                               f"{len(ctx.instruments)} instruments", 502)
+        version = str(result.model_version or self.model_version or "")
+        ages = [(ctx.as_of - t).total_seconds() for t in ctx.feature_times]
+        latency_ms = (time.perf_counter() - ctx.started) * 1000.0
+        n = len(ctx.instruments)
+        values = {
+            "instrument": ctx.instruments,
+            "prediction": ["up" if p >= self.threshold else "down" for p in proba],
+            "probability": proba,
+            "confidence": np.maximum(proba, 1.0 - proba),
+            "signal_strength": np.abs(2.0 * proba - 1.0),
+            "model_version": [version] * n,
+            "features_used": [json.dumps(f, separators=(",", ":")) for f in ctx.features],
+            "feature_time": [t.isoformat() for t in ctx.feature_times],
+            "feature_age_seconds": np.asarray(ages, dtype=np.float64),
+            "latency_ms": np.full(n, latency_ms, dtype=np.float64),
+        }
+        outputs = []
+        for name, dtype in OUTPUTS:
+            tensor = InferOutput(name=name, shape=[n], datatype=dtype)
+            if dtype == "BYTES":
+                tensor.data = list(values[name])
+            else:
+                tensor.data = np.asarray(values[name], dtype=np.float64).tolist()
+            outputs.append(tensor)
+        response = InferResponse(response_id=ctx.request_id, model_name=self.name, model_version=version or None,
+                                 infer_outputs=outputs,
+                                 parameters={"as_of": ctx.as_of.isoformat(),
+                                             "feature_names": ",".join(self.feature_names)})
+        if self.logger is not None:
+            body = orjson.dumps(response.to_rest()[0], option=orjson.OPT_SERIALIZE_NUMPY)
+            self.logger.emit(ctx.request_id, "response", body, endpoint="transformer")
+        return response
+
+
+OUTPUTS = [
+    ("instrument", "BYTES"),
+    ("prediction", "BYTES"),
+    ("probability", "FP64"),
+    ("confidence", "FP64"),
+    ("signal_strength", "FP64"),
+    ("model_version", "BYTES"),
+    ("features_used", "BYTES"),
+    ("feature_time", "BYTES"),
+    ("feature_age_seconds", "FP64"),
+    ("latency_ms", "FP64"),
+]
+
+
+def _request_json(payload: InferRequest, request_id: str) -> bytes:
+    inputs = []
+    for t in payload.inputs:
+        data = t.data.tolist() if isinstance(t.data, np.ndarray) else t.data
+        data = [d.decode() if isinstance(d, bytes) else d for d in data] if isinstance(data, list) else data
+        inputs.append({"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": data})
+    return orjson.dumps({"id": request_id, "inputs": inputs})
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kserve.predictor_config import PredictorConfig
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
+    parser.add_argument("--predictor_protocol", default="v2", choices=["v2"])
+    parser.add_argument("--max_feature_age_seconds", type=float,
+                        default=float(os.environ.get("SPX_MAX_FEATURE_AGE_SECONDS", "900")))
+    parser.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
+    parser.add_argument("--logger_url", "--logger-url", dest="logger_url",
+                        default=os.environ.get("SPX_INFERENCE_LOGGER_URL"))
+    parser.add_argument("--inference_service", default=os.environ.get("SPX_INFERENCE_SERVICE", "spx-direction"))
+    parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
+    parser.add_argument("--predictor_wait_seconds", type=float, default=120.0)
+    args, _ = parser.parse_known_args(argv)
+    if args.feast_home:
+        os.environ["SPX_FEAST_HOME"] = args.feast_home
+    logger = InferenceLogger(args.logger_url, args.inference_service) if args.logger_url else None
+    model = FeastTransformer(args.model_name, args.predictor_host,
+                             timedelta(seconds=args.max_feature_age_seconds), inference_logger=logger,
+                             threshold=args.threshold, predictor_wait_seconds=args.predictor_wait_seconds)
+    model.load()
+    run_server([model], args.http_port, args.max_body_bytes,
+               predictor_config=PredictorConfig(predictor_host=args.predictor_host, predictor_protocol="v2"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Fixtures for the serving tests: a loopback S3 server (the shared session fixture), a real
+MLflow registry in sqlite, an honest champion, and the real servers started as subprocesses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import gold_frame, make_champion  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def serving_env(s3_server, tmp_path_factory):
+    """Module-wide environment: loopback S3, sqlite MLflow, a private Feast home."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("serving-home")
+    for key, value in s3_server.env().items():
+        mp.setenv(key, value)
+    mp.setenv("SPX_BUCKET", "spx-test")
+    mp.setenv("SPX_HOME", str(home))
+    mp.setenv("SPX_FEAST_HOME", str(home / "feast"))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    mp.setenv("SPX_REGISTERED_MODEL", f"spx-direction-{home.name}")
+    yield home
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def serving_store(serving_env):
+    from spx.config import S3Settings
+    from spx.storage import ObjectStore
+
+    return ObjectStore(S3Settings.from_env())
+
+
+def fresh_and_stale_frame() -> pd.DataFrame:
+    """Three instruments with bars up to now, and OLD_USD whose newest bar is two days old."""
+    fresh = gold_frame(n_bars=300, seed=11)
+    old = gold_frame(n_bars=100, seed=12, end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2),
+                     instruments=("OLD_USD",))
+    return pd.concat([fresh, old], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def xgb_champion(serving_env, serving_store):
+    import os
+
+    return make_champion(serving_store, os.environ["MLFLOW_TRACKING_URI"], "xgboost",
+                         run_id=f"run-xgb-{serving_env.name}", registered_model=os.environ["SPX_REGISTERED_MODEL"],
+                         frame=fresh_and_stale_frame())
+
+
+@pytest.fixture(scope="module")
+def lgb_champion(serving_env, serving_store, xgb_champion):
+    """A second registered version (LightGBM), not aliased: the XGBoost one stays champion."""
+    import os
+
+    return make_champion(serving_store, os.environ["MLFLOW_TRACKING_URI"], "lightgbm",
+                         run_id=f"run-lgb-{serving_env.name}", registered_model=os.environ["SPX_REGISTERED_MODEL"],
+                         frame=fresh_and_stale_frame(), alias=False)
