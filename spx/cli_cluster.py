@@ -29,13 +29,14 @@ def _params(values: list[str] | None) -> dict:
 
 
 def _serving_config(namespace: str, name: str, mode: str, service_account: str, transformer_image: str,
-                    transformer_env_configmap: str, raw_deployment_mode: str):
+                    transformer_env_configmap: str, raw_deployment_mode: str, transformer_env_secret: str = ""):
     from components.deploy.canary import RolloutError, ServingConfig
 
     try:
         return ServingConfig(namespace=namespace, name=name, mode=mode, service_account=service_account,
                              transformer_image=transformer_image,
                              transformer_env_configmap=transformer_env_configmap,
+                             transformer_env_secret=transformer_env_secret,
                              raw_deployment_mode=raw_deployment_mode)
     except RolloutError as exc:
         _fail(str(exc))
@@ -117,9 +118,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("spx-direction", help="InferenceService name"),
         canary_percent: int = typer.Option(10, help="traffic share of the new champion"),
         mode: str = typer.Option("serverless", help="serverless (canaryTrafficPercent) | raw (spec.canary)"),
-        service_account: str = typer.Option("spx-kserve-s3", help="ServiceAccount holding the S3 secret"),
+        service_account: str = typer.Option("spx-kfp-kserve-s3", help="ServiceAccount holding the S3 secret"),
         transformer_image: str = typer.Option("", help="transformer image (empty: no transformer)"),
         transformer_env_configmap: str = typer.Option("", help="ConfigMap with the transformer's env"),
+        transformer_env_secret: str = typer.Option("", help="Secret with the transformer's S3 keys"),
         raw_deployment_mode: str = typer.Option("RawDeployment", help="annotation value in raw mode"),
         api_server: Optional[str] = typer.Option(None, help="Kubernetes API URL (default: kubeconfig)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
@@ -128,7 +130,7 @@ def register(app: typer.Typer) -> None:
         from components.deploy.canary import ModelRef, RolloutError, deploy, load_selection
 
         cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
-                              transformer_env_configmap, raw_deployment_mode)
+                              transformer_env_configmap, raw_deployment_mode, transformer_env_secret)
         try:
             if selection_uri:
                 candidate = ModelRef.from_selection(load_selection(selection_uri))
@@ -159,9 +161,10 @@ def register(app: typer.Typer) -> None:
         namespace: str = typer.Option("spx"),
         name: str = typer.Option("spx-direction"),
         mode: str = typer.Option("serverless"),
-        service_account: str = typer.Option("spx-kserve-s3"),
+        service_account: str = typer.Option("spx-kfp-kserve-s3"),
         transformer_image: str = typer.Option(""),
         transformer_env_configmap: str = typer.Option(""),
+        transformer_env_secret: str = typer.Option(""),
         raw_deployment_mode: str = typer.Option("RawDeployment"),
         api_server: Optional[str] = typer.Option(None, help="Kubernetes API URL (default: kubeconfig)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
@@ -171,7 +174,7 @@ def register(app: typer.Typer) -> None:
                                               health_from_records, promote)
 
         cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
-                              transformer_env_configmap, raw_deployment_mode)
+                              transformer_env_configmap, raw_deployment_mode, transformer_env_secret)
         try:
             if prediction_log is not None:
                 lines = prediction_log.read_text().splitlines()

@@ -118,11 +118,12 @@ class ServingConfig:
     namespace: str
     name: str
     mode: Mode = "serverless"
-    service_account: str = "spx-kserve-s3"
+    service_account: str = "spx-kfp-kserve-s3"
     protocol_version: str = "v2"
     runtime: str = ""  # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
     transformer_image: str = ""  # empty: no transformer
     transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
+    transformer_env_secret: str = ""  # envFrom for the transformer (S3 keys for the Feast registry)
     raw_deployment_mode: str = "RawDeployment"  # "Standard" is the KServe >= 0.20 spelling
     min_replicas: int = 1
     max_replicas: int = 2
@@ -186,12 +187,17 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "image": cfg.transformer_image,
         # KServe appends --model_name, --predictor_host and --http_port to a custom transformer.
         "command": ["python", "-m", "components.serving.transformer"],
-        "args": ["--protocol", cfg.protocol_version],
+        "args": ["--predictor_protocol", cfg.protocol_version],
         "resources": cfg.transformer_resources,
         "securityContext": _container_security(),
     }
+    env_from = []
     if cfg.transformer_env_configmap:
-        container["envFrom"] = [{"configMapRef": {"name": cfg.transformer_env_configmap}}]
+        env_from.append({"configMapRef": {"name": cfg.transformer_env_configmap}})
+    if cfg.transformer_env_secret:
+        env_from.append({"secretRef": {"name": cfg.transformer_env_secret}})
+    if env_from:
+        container["envFrom"] = env_from
     return {
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,

@@ -18,8 +18,9 @@ def deploy_op(
     mode: str = "serverless",
     dry_run: bool = False,
     transformer_image: str = "",
-    transformer_env_configmap: str = "",
-    service_account: str = "spx-kserve-s3",
+    transformer_env_configmap: str = "spx-kfp-env",
+    transformer_env_secret: str = "spx-kfp-s3",
+    service_account: str = "spx-kfp-kserve-s3",
 ) -> str:
     """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``."""
     import json
@@ -29,7 +30,8 @@ def deploy_op(
     candidate = ModelRef.from_selection(load_selection(selection_uri))
     cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
                         transformer_image=transformer_image,
-                        transformer_env_configmap=transformer_env_configmap)
+                        transformer_env_configmap=transformer_env_configmap,
+                        transformer_env_secret=transformer_env_secret)
     action = deploy(custom_objects_api(), candidate, cfg, canary_percent, dry_run=dry_run)
     return json.dumps({"verb": action.verb, "reason": action.reason, "body": action.body}, sort_keys=True)
 
@@ -47,8 +49,9 @@ def promote_op(
     min_requests: int = 100,
     dry_run: bool = False,
     transformer_image: str = "",
-    transformer_env_configmap: str = "",
-    service_account: str = "spx-kserve-s3",
+    transformer_env_configmap: str = "spx-kfp-env",
+    transformer_env_secret: str = "spx-kfp-s3",
+    service_account: str = "spx-kfp-kserve-s3",
 ) -> str:
     """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
     import json
@@ -58,7 +61,8 @@ def promote_op(
 
     cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
                         transformer_image=transformer_image,
-                        transformer_env_configmap=transformer_env_configmap)
+                        transformer_env_configmap=transformer_env_configmap,
+                        transformer_env_secret=transformer_env_secret)
     health = CanaryHealth(requests=canary_requests, errors=canary_errors, p95_latency_ms=canary_p95_latency_ms)
     thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
                                   min_requests=min_requests)

@@ -57,7 +57,7 @@ def test_first_deploy_creates_the_inference_service(kube_api, custom_api):
     body = post.body
     assert body["apiVersion"] == "serving.kserve.io/v1beta1" and body["kind"] == "InferenceService"
     predictor = body["spec"]["predictor"]
-    assert predictor["serviceAccountName"] == "spx-kserve-s3"
+    assert predictor["serviceAccountName"] == "spx-kfp-kserve-s3"
     assert predictor["model"] == {
         "modelFormat": {"name": "xgboost"},
         "protocolVersion": "v2",

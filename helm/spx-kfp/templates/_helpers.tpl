@@ -1,0 +1,142 @@
+{{/* Names */}}
+{{- define "spx.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "spx.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "spx.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "spx.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: spx-kfp
+{{- end -}}
+
+{{/* selector labels: call with (dict "ctx" $ "component" "minio") */}}
+{{- define "spx.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "spx.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "spx.componentImage" -}}
+{{- printf "%s:%s" .Values.images.component.repository .Values.images.component.tag -}}
+{{- end -}}
+
+{{- define "spx.servingImage" -}}
+{{- printf "%s:%s" .Values.images.serving.repository .Values.images.serving.tag -}}
+{{- end -}}
+
+{{- define "spx.s3SecretName" -}}
+{{- default (printf "%s-s3" (include "spx.fullname" .)) .Values.s3.existingSecret -}}
+{{- end -}}
+
+{{- define "spx.pgSecretName" -}}
+{{- default (printf "%s-postgresql" (include "spx.fullname" .)) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{- define "spx.minioHost" -}}
+{{- printf "%s-minio.%s.svc.cluster.local" (include "spx.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "spx.s3Endpoint" -}}
+{{- if .Values.s3.endpoint -}}
+{{- .Values.s3.endpoint -}}
+{{- else if .Values.minio.enabled -}}
+{{- printf "http://%s:9000" (include "spx.minioHost" .) -}}
+{{- else -}}
+{{- fail "s3.endpoint is required when minio.enabled=false" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* host[:port] of the S3 endpoint, as KServe's s3-endpoint annotation wants it */}}
+{{- define "spx.s3HostPort" -}}
+{{- include "spx.s3Endpoint" . | trimPrefix "http://" | trimPrefix "https://" | trimSuffix "/" -}}
+{{- end -}}
+
+{{- define "spx.mlflowUri" -}}
+{{- printf "http://%s-mlflow.%s.svc.cluster.local:%d" (include "spx.fullname" .) .Release.Namespace (int .Values.mlflow.port) -}}
+{{- end -}}
+
+{{- define "spx.redisHost" -}}
+{{- printf "%s-redis.%s.svc.cluster.local:6379" (include "spx.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "spx.pipelineRoot" -}}
+{{- default (printf "s3://%s/pipeline-root" .Values.s3.bucket) .Values.pipeline.pipelineRoot -}}
+{{- end -}}
+
+{{- define "spx.runNamespace" -}}
+{{- default .Release.Namespace .Values.pipeline.runNamespace -}}
+{{- end -}}
+
+{{/* a random secret value kept across upgrades: (dict "ctx" $ "secret" name "key" key "length" n) */}}
+{{- define "spx.keptRandom" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
+{{- if and $existing (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (int .length) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "spx.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "spx.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{- define "spx.imagePullSecrets" -}}
+{{- with .Values.images.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* the model annotation the deploy step reads: (dict "uri" .. "format" .. "version" ..) */}}
+{{- define "spx.modelAnnotation" -}}
+{{- dict "model_format" .format "model_version" (toString .version) "native_uri" .uri "variant" "" | toJson -}}
+{{- end -}}
+
+{{/* spec.predictor of the InferenceService: (dict "fn" fullname "isvc" .Values.inferenceService "model" model) */}}
+{{- define "spx.predictor" -}}
+serviceAccountName: {{ .fn }}-kserve-s3
+minReplicas: {{ .isvc.minReplicas }}
+maxReplicas: {{ .isvc.maxReplicas }}
+securityContext:
+  runAsNonRoot: true
+  seccompProfile:
+    type: RuntimeDefault
+model:
+  modelFormat:
+    name: {{ .model.format }}
+  protocolVersion: {{ .isvc.protocolVersion }}
+  storageUri: {{ .model.storageUri | quote }}
+  {{- with .isvc.runtime }}
+  runtime: {{ . }}
+  {{- end }}
+  resources:
+    {{- toYaml .isvc.predictorResources | nindent 4 }}
+  securityContext:
+    allowPrivilegeEscalation: false
+    runAsNonRoot: true
+    capabilities:
+      drop: ["ALL"]
+{{- end -}}
