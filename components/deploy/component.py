@@ -27,9 +27,11 @@ def deploy_op(
 
     from components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
 
+    import os
+
     candidate = ModelRef.from_selection(load_selection(selection_uri))
     cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                        transformer_image=transformer_image,
+                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
                         transformer_env_configmap=transformer_env_configmap,
                         transformer_env_secret=transformer_env_secret)
     action = deploy(custom_objects_api(), candidate, cfg, canary_percent, dry_run=dry_run)
@@ -56,11 +58,13 @@ def promote_op(
     """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
     import json
 
+    import os
+
     from components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
                                           promote)
 
     cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                        transformer_image=transformer_image,
+                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
                         transformer_env_configmap=transformer_env_configmap,
                         transformer_env_secret=transformer_env_secret)
     health = CanaryHealth(requests=canary_requests, errors=canary_errors, p95_latency_ms=canary_p95_latency_ms)

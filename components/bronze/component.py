@@ -1,0 +1,18 @@
+"""KFP component: bronze market ingestion."""
+
+from components.kfp_base import spx_component
+
+
+@spx_component
+def bronze_market(source: str, instrument: str, granularity: str, start: str, end: str,
+                  path: str) -> str:
+    """Bring raw candles into bronze (write-once); returns the bronze prefix URI."""
+    from components.bronze.market import ingest_market
+    from components.stage_utils import stage_logging
+    from spx.storage import ObjectStore
+
+    log = stage_logging("spx.bronze")
+    store = ObjectStore()
+    store.ensure_bucket()
+    return ingest_market(store, source=source, instrument=instrument, granularity=granularity,
+                         start=start, end=end, path=path, progress=log.info)

@@ -1,0 +1,84 @@
+"""Validation of raw market candles before they enter (or leave) bronze."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from components.errors import DataValidationError
+
+REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | None = None) -> pd.DataFrame:
+    """Check candles and return them with normalised dtypes, or raise :class:`DataValidationError`.
+
+    Checks: schema (required columns, numeric prices), UTC timestamps, no duplicates, strictly
+    increasing time, finite positive prices, high >= max(open, close, low), low <= min(open, close),
+    non-negative volume and, when ``max_gap`` is given, no hole longer than ``max_gap``.
+    ``source`` (an object URI or file name) is named in every message.
+    """
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise DataValidationError(f"{source}: no candles (empty or missing data)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"{source}: wrong schema, missing columns {missing}; got {list(df.columns)}"
+        )
+    out = df.copy()
+    try:
+        ts = pd.to_datetime(out["timestamp"], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DataValidationError(f"{source}: unparseable timestamps ({exc})") from exc
+    if ts.isna().any():
+        raise DataValidationError(f"{source}: {int(ts.isna().sum())} missing timestamps")
+    out["timestamp"] = ts.astype("datetime64[ns, UTC]")
+    for col in (*PRICE_COLUMNS, "volume", *[c for c in ("bid", "ask") if c in out.columns]):
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            converted = pd.to_numeric(out[col], errors="coerce")
+            bad = converted.isna() & out[col].notna()
+            if bad.any():
+                raise DataValidationError(
+                    f"{source}: column {col!r} is not numeric (first bad value {out[col][bad].iloc[0]!r})"
+                )
+            out[col] = converted
+        out[col] = out[col].astype("float64")
+
+    dup = out["timestamp"].duplicated(keep=False)
+    if dup.any():
+        first = out.loc[dup, "timestamp"].iloc[0]
+        raise DataValidationError(f"{source}: {int(out['timestamp'].duplicated().sum())} duplicate "
+                                  f"timestamps (first at {first})")
+    deltas = out["timestamp"].diff().iloc[1:]
+    if (deltas <= pd.Timedelta(0)).any():
+        pos = int(np.argmax((deltas <= pd.Timedelta(0)).to_numpy())) + 1
+        raise DataValidationError(
+            f"{source}: timestamps not strictly increasing at row {pos} "
+            f"({out['timestamp'].iloc[pos - 1]} -> {out['timestamp'].iloc[pos]})"
+        )
+    prices = out[list(PRICE_COLUMNS)].to_numpy()
+    if not np.isfinite(prices).all():
+        n_bad = int((~np.isfinite(prices)).any(axis=1).sum())
+        first = out["timestamp"][~np.isfinite(prices).all(axis=1)].iloc[0]
+        raise DataValidationError(f"{source}: {n_bad} bars with NaN/inf prices (first at {first})")
+    if (prices <= 0).any():
+        raise DataValidationError(f"{source}: non-positive prices")
+    tol = 1e-9 * out["close"].abs()
+    bad_hl = (out["high"] + tol < out[["open", "close", "low"]].max(axis=1)) | (
+        out["low"] - tol > out[["open", "close"]].min(axis=1)
+    )
+    if bad_hl.any():
+        raise DataValidationError(
+            f"{source}: {int(bad_hl.sum())} bars with high/low inconsistent with open/close "
+            f"(first at {out.loc[bad_hl, 'timestamp'].iloc[0]})"
+        )
+    if not np.isfinite(out["volume"]).all() or (out["volume"] < 0).any():
+        raise DataValidationError(f"{source}: volume has NaN/inf or negative values")
+    if max_gap is not None and len(deltas) and deltas.max() > max_gap:
+        pos = int(np.argmax(deltas.to_numpy())) + 1
+        raise DataValidationError(
+            f"{source}: gap of {deltas.max()} exceeds the allowed {max_gap} "
+            f"({out['timestamp'].iloc[pos - 1]} -> {out['timestamp'].iloc[pos]})"
+        )
+    return out.reset_index(drop=True)

@@ -1,0 +1,98 @@
+"""Gold: one feature table (market features + time/session + derived returns [+ news]) with labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from components.errors import DataValidationError
+from components.gold.labels import label_columns, make_labels
+
+RETURN_LAGS = (1, 2, 3, 5, 10, 20)
+BASE_PREFIXES = ("ret_", "rsi_", "macd", "roc_", "stoch_", "sma_", "ema_", "bb_", "atr_", "adx_", "volume_")
+
+
+def return_features(bars: pd.DataFrame) -> pd.DataFrame:
+    logc = np.log(bars["close"].astype(float))
+    f = pd.DataFrame(index=bars.index)
+    for k in RETURN_LAGS:
+        f[f"ret_{k}"] = (logc - logc.shift(k)) * 100.0
+    f["ret_1_lag1"] = f["ret_1"].shift(1)
+    f["ret_1_lag2"] = f["ret_1"].shift(2)
+    f["gap_open"] = (np.log(bars["open"].astype(float)) - logc.shift(1)) * 100.0
+    return f
+
+
+def time_features(ts: pd.Series, bar: pd.Timedelta) -> pd.DataFrame:
+    """Calendar/session features of the bar close, in New York time (the cash session's clock)."""
+    ny = pd.DatetimeIndex(ts).tz_convert("America/New_York")
+    f = pd.DataFrame(index=ts.index)
+    f["dow"] = ny.dayofweek.to_numpy(float)
+    f["month"] = ny.month.to_numpy(float)
+    f["day_of_month"] = ny.day.to_numpy(float)
+    if bar < pd.Timedelta(days=1):
+        minutes = ny.hour * 60 + ny.minute
+        f["minute_of_day"] = minutes.to_numpy(float)
+        f["mins_since_cash_open"] = (minutes - 570).to_numpy(float)  # 09:30 NY
+        f["in_cash_session"] = ((minutes >= 570) & (minutes <= 960)).astype(float)
+    return f
+
+
+def build_gold(
+    bars: pd.DataFrame,
+    silver: list[pd.DataFrame],
+    *,
+    bar: pd.Timedelta,
+    horizons: list[int],
+    instrument: str,
+    news: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Merge silver tables on ``timestamp``; add returns, time features, labels.
+
+    ``news`` (optional) is a frame already joined as-of to the bars' timestamps (``news_*`` columns).
+    Rows in the indicator warm-up (any NaN feature) are dropped; rows at the tail keep NaN labels
+    (they are the newest rows: served, not trained on).
+    """
+    base = bars[["timestamp"]].copy()
+    for table in silver:
+        if "timestamp" not in table.columns:
+            raise DataValidationError("silver table without a timestamp column")
+        if len(table) != len(bars) or not (table["timestamp"].to_numpy() == bars["timestamp"].to_numpy()).all():
+            raise DataValidationError("silver tables are not aligned with the bronze bars")
+        dup = set(table.columns) & set(base.columns) - {"timestamp"}
+        if dup:
+            raise DataValidationError(f"duplicate feature names across silver tables: {sorted(dup)}")
+        base = base.join(table.drop(columns="timestamp"))
+    base = base.join(return_features(bars)).join(time_features(bars["timestamp"], bar))
+    news_cols: list[str] = []
+    if news is not None and not news.empty:
+        news_cols = [c for c in news.columns if c.startswith("news_")]
+        base = base.join(news[news_cols].reset_index(drop=True).set_axis(base.index))
+    feature_cols = [c for c in base.columns if c != "timestamp"]
+    base = base.replace([np.inf, -np.inf], np.nan)
+    labels = make_labels(bars["close"].astype(float), horizons)
+    gold = base.join(labels)
+    gold.insert(1, "instrument", instrument)
+    warm = gold[[c for c in feature_cols if c not in news_cols]].isna().any(axis=1)
+    first_valid = int(np.argmax(~warm.to_numpy())) if (~warm).any() else len(gold)
+    gold = gold.iloc[first_valid:]
+    still_nan = gold[feature_cols].isna().any(axis=1)
+    if still_nan.any():  # NaNs after warm-up (e.g. zero-range bars): fill from the past only
+        gold[feature_cols] = gold[feature_cols].ffill()
+        gold = gold[~gold[feature_cols].isna().any(axis=1)]
+    gold = gold.reset_index(drop=True)
+    base_cols = [c for c in feature_cols if c.startswith(BASE_PREFIXES)]
+    manifest = {
+        "instrument": instrument,
+        "bar_interval": str(bar),
+        "horizons": list(horizons),
+        "feature_columns": feature_cols,
+        "base_feature_columns": base_cols,
+        "news_feature_columns": news_cols,
+        "label_columns": {str(h): list(label_columns(h)) for h in horizons},
+        "rows": int(len(gold)),
+        "labelled_rows": {str(h): int(gold[label_columns(h)[0]].notna().sum()) for h in horizons},
+        "first_timestamp": str(gold["timestamp"].iloc[0]) if len(gold) else None,
+        "last_timestamp": str(gold["timestamp"].iloc[-1]) if len(gold) else None,
+    }
+    return gold, manifest

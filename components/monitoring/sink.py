@@ -1,0 +1,445 @@
+"""Prediction-log sink: receives KServe inference-logger CloudEvents, writes parquet batches.
+
+Delivery guarantee: **at-least-once into the bucket, de-duplicated by request id.**
+
+* Every accepted event is appended to a local write-ahead log (one JSON line, ``fsync``'d) *before*
+  the HTTP 200 is returned; a sender that gets no 200 retries (KServe's logger does).
+* Requests and responses are paired by ``ce-id``; complete pairs are buffered and written as one
+  parquet object per day, ``predictions/date=YYYY-MM-DD/{batch-id}.parquet``, when the buffer holds
+  ``batch_rows`` rows or every ``flush_interval`` seconds.
+* A flush first *rotates* the WAL (a new segment receives copies of the still-unpaired events), then
+  writes the batch, then records the written request ids in ``committed.log`` (``fsync``'d), and
+  only then deletes the old segments. On start the WAL is replayed: ids already committed are
+  skipped, everything else is re-buffered. A crash at any point therefore loses nothing; the only
+  window that can write a row twice (between the PUT and the commit record) is covered by
+  :func:`~components.monitoring.prediction_log.read_predictions`, which de-duplicates on read.
+* An event whose partner never arrives is written after ``pair_timeout`` seconds with status
+  ``no_response`` / ``no_request`` rather than kept forever.
+
+Run it: ``python -m components.monitoring.sink --port 8085 --wal-dir /var/lib/spx-sink`` or
+``spx sink``. Endpoints: ``POST /`` (any path) for events, ``GET /healthz``, ``POST /flush``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from components.monitoring.prediction_log import (
+    PREFIX,
+    EventError,
+    LoggedEvent,
+    batch_key,
+    parse_event,
+    rows_from_pair,
+    rows_to_frame,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WriteAheadLog:
+    """Append-only JSON-lines segments ``wal-{seq:012d}.jsonl``; each append is fsync'd."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fh = None
+        self.seq = 0
+
+    def segments(self) -> list[tuple[int, Path]]:
+        out = []
+        for p in self.dir.glob("wal-*.jsonl"):
+            try:
+                out.append((int(p.stem.split("-", 1)[1]), p))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def replay(self) -> Iterator[dict]:
+        """Records of all existing segments, oldest first. A torn last line (a write that was
+        never fsync'd, hence never acknowledged) is skipped."""
+        for _, path in self.segments():
+            with open(path, "rb") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.endswith(b"\n"):
+                        log.warning("WAL %s: skipping torn final line %d (never acknowledged)", path, lineno)
+                        break
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        log.warning("WAL %s: skipping unreadable line %d", path, lineno)
+
+    def open_new(self, carry: list[dict] | None = None) -> int:
+        """Start a new segment (optionally seeded with ``carry`` records); returns its number."""
+        segs = self.segments()
+        seq = (segs[-1][0] + 1) if segs else 1
+        path = self.dir / f"wal-{seq:012d}.jsonl"
+        fh = open(path, "ab", buffering=0)
+        if carry:
+            fh.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in carry))
+        os.fsync(fh.fileno())
+        _fsync_dir(self.dir)
+        old, self._fh, self.seq = self._fh, fh, seq
+        if old is not None:
+            old.close()
+        return seq
+
+    def append(self, record: dict) -> None:
+        if self._fh is None:
+            raise RuntimeError("WAL not open")
+        self._fh.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        os.fsync(self._fh.fileno())
+
+    def drop_before(self, seq: int) -> None:
+        for s, path in self.segments():
+            if s < seq:
+                path.unlink(missing_ok=True)
+        _fsync_dir(self.dir)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class CommitLog:
+    """Request ids already written to the bucket (bounded; used to skip replays and retries)."""
+
+    def __init__(self, path: Path, keep: int = 200_000):
+        self.path = Path(path)
+        self.keep = keep
+        self.ids: OrderedDict[str, None] = OrderedDict()
+        if self.path.exists():
+            with open(self.path, "rb") as fh:
+                for line in fh:
+                    if line.endswith(b"\n"):
+                        self.ids[line[:-1].decode()] = None
+            while len(self.ids) > keep:
+                self.ids.popitem(last=False)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(b"".join(i.encode() + b"\n" for i in self.ids))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        self._fh = open(self.path, "ab", buffering=0)
+
+    def __contains__(self, request_id: str) -> bool:
+        return request_id in self.ids
+
+    def add(self, request_ids: list[str]) -> None:
+        if not request_ids:
+            return
+        self._fh.write(b"".join(i.encode() + b"\n" for i in request_ids))
+        os.fsync(self._fh.fileno())
+        for i in request_ids:
+            self.ids[i] = None
+        while len(self.ids) > self.keep:
+            self.ids.popitem(last=False)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class PredictionSink:
+    """The sink's state machine, independent of HTTP (the web app below is a thin shell)."""
+
+    def __init__(self, wal_dir: str | Path, store_factory: Callable[[], object] | None = None,
+                 batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
+                 prefix: str = PREFIX):
+        self.wal = WriteAheadLog(wal_dir)
+        self.commits = CommitLog(Path(wal_dir) / "committed.log")
+        self._store_factory = store_factory or _default_store
+        self._store = None
+        self.batch_rows = batch_rows
+        self.flush_interval = flush_interval
+        self.pair_timeout = pair_timeout
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[str, dict[str, dict]] = {}   # id -> {type: wal record}
+        self._complete: dict[str, dict[str, dict]] = {}  # id -> {type: wal record}
+        self._buffered_rows = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "rows_written": 0,
+                      "batches_written": 0, "flush_errors": 0, "replayed": 0}
+        self.last_error: str | None = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self, background: bool = True) -> "PredictionSink":
+        replayed = 0
+        for record in self.wal.replay():
+            rid, typ = record.get("id"), record.get("type")
+            if not rid or rid in self.commits:
+                continue
+            slot = self._complete.get(rid) or self._pending.setdefault(rid, {})
+            if typ in slot:
+                continue
+            slot[typ] = record
+            replayed += 1
+            self._promote(rid)
+        self.stats["replayed"] = replayed
+        # new segment seeded with nothing: the replayed segments stay until the next good flush
+        self.wal.open_new()
+        if replayed:
+            log.info("replayed %d events from the WAL (%d complete, %d waiting for a partner)",
+                     replayed, len(self._complete), len(self._pending))
+        if background:
+            self._thread = threading.Thread(target=self._run, name="sink-flusher", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        try:
+            self.flush()
+        finally:
+            self.wal.close()
+            self.commits.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - keep the flusher alive; state is intact
+                log.exception("flush failed; will retry")
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def _promote(self, rid: str) -> None:
+        slot = self._pending.get(rid)
+        if slot is not None and len(slot) == 2:
+            self._complete[rid] = self._pending.pop(rid)
+            first = next(iter(slot.values()))
+            self._buffered_rows += max(1, int(first.get("n_rows") or 1))
+
+    def accept(self, event: LoggedEvent) -> str:
+        """Make ``event`` durable (WAL) and buffer it. Returns ``accepted`` or ``duplicate``."""
+        record = event.to_record()
+        if event.is_request:
+            record["n_rows"] = _n_rows(event.data)
+        with self._lock:
+            rid, typ = event.id, event.type
+            if rid in self.commits or typ in self._complete.get(rid, {}) \
+                    or typ in self._pending.get(rid, {}):
+                self.stats["duplicates"] += 1
+                return "duplicate"
+            self.wal.append(record)  # durable before we acknowledge
+            self._pending.setdefault(rid, {})[typ] = record
+            self._promote(rid)
+            self.stats["accepted"] += 1
+            full = self._buffered_rows >= self.batch_rows
+        if full:
+            self._wake.set()
+        return "accepted"
+
+    # -- flush ----------------------------------------------------------------------------------
+    def flush(self, include_unpaired: bool = False) -> list[str]:
+        """Write buffered pairs (and timed-out halves) to the bucket. Returns the object URIs."""
+        with self._flush_lock:
+            now = time.time()
+            with self._lock:
+                batch = self._complete
+                self._complete = {}
+                self._buffered_rows = 0
+                for rid in list(self._pending):
+                    slot = self._pending[rid]
+                    age = now - min(float(r.get("received_at") or now) for r in slot.values())
+                    if include_unpaired or age >= self.pair_timeout:
+                        batch[rid] = self._pending.pop(rid)
+                carry = [r for slot in self._pending.values() for r in slot.values()]
+                if not batch:
+                    return []
+                new_seq = self.wal.open_new(carry)
+            try:
+                uris = self._write(batch)
+            except Exception as exc:
+                with self._lock:  # put it back; its WAL segments were not deleted
+                    for rid, slot in batch.items():
+                        self._complete.setdefault(rid, {}).update(slot)
+                        self._buffered_rows += max(1, int(next(iter(slot.values())).get("n_rows") or 1))
+                self.stats["flush_errors"] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("writing %d logged inferences failed (kept in WAL): %s", len(batch), exc)
+                raise
+            self.commits.add(list(batch))
+            self.wal.drop_before(new_seq)
+            return uris
+
+    def _write(self, batch: dict[str, dict[str, dict]]) -> list[str]:
+        rows = []
+        for rid, slot in batch.items():
+            req = slot.get("org.kubeflow.serving.inference.request")
+            resp = slot.get("org.kubeflow.serving.inference.response")
+            try:
+                rows.extend(rows_from_pair(LoggedEvent.from_record(req) if req else None,
+                                           LoggedEvent.from_record(resp) if resp else None))
+            except EventError as exc:  # keep the evidence rather than dropping it
+                log.warning("request %s: payload not understood (%s); logged as status=unparsed", rid, exc)
+                first = req or resp
+                rows.append({"request_id": rid, "row_index": 0,
+                             "timestamp": pd.Timestamp(first.get("received_at") or time.time(), unit="s",
+                                                       tz="UTC"),
+                             "inputs": json.dumps(req.get("data") if req else None, default=str),
+                             "outputs": json.dumps(resp.get("data") if resp else None, default=str),
+                             "status": "unparsed"})
+        df = rows_to_frame(rows)
+        batch_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}"
+        uris = []
+        for day, part in df.groupby(df["timestamp"].dt.date, sort=True):
+            key = batch_key(day, batch_id, self.prefix)
+            uris.append(self.store.put_parquet(key, part.reset_index(drop=True), write_once=True).uri)
+        self.stats["rows_written"] += len(df)
+        self.stats["batches_written"] += 1
+        log.info("wrote %d rows (%d inferences) -> %s", len(df), len(batch), ", ".join(uris))
+        return uris
+
+    def health(self) -> dict:
+        with self._lock:
+            return {"status": "ok", "pending": len(self._pending), "buffered": len(self._complete),
+                    "wal_segment": self.wal.seq, "last_error": self.last_error, **self.stats}
+
+
+def _n_rows(body: object) -> int:
+    """Instances in a request body (V2 first tensor's leading dim, or V1 ``instances``)."""
+    if not isinstance(body, dict):
+        return 1
+    try:
+        inputs = body.get("inputs")
+        if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+            shape = inputs[0].get("shape") or [1]
+            return max(1, int(shape[0]))
+        if isinstance(body.get("instances"), list):
+            return max(1, len(body["instances"]))
+    except (TypeError, ValueError):
+        pass
+    return 1
+
+
+def _default_store():
+    from spx.storage import ObjectStore
+
+    store = ObjectStore()
+    store.ensure_bucket()
+    return store
+
+
+# -- HTTP shell -----------------------------------------------------------------------------------
+
+def create_app(sink: PredictionSink, manage_lifecycle: bool = True):
+    """A Starlette app around ``sink``. With ``manage_lifecycle`` the app starts and closes it."""
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            event = parse_event(request.headers, body, received_at=time.time())
+        except EventError as exc:
+            sink.stats["rejected"] += 1
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            status = sink.accept(event)
+        except OSError as exc:  # WAL not writable: refuse, so the sender keeps the event
+            log.error("WAL append failed: %s", exc)
+            return JSONResponse({"error": f"cannot persist event: {exc}"}, status_code=503)
+        return JSONResponse({"status": status, "id": event.id})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse(sink.health())
+
+    async def flush(request: Request) -> JSONResponse:
+        import anyio
+
+        all_ = request.query_params.get("all", "") in ("1", "true", "yes")
+        try:
+            uris = await anyio.to_thread.run_sync(lambda: sink.flush(include_unpaired=all_))
+        except Exception as exc:  # noqa: BLE001
+            return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=503)
+        return JSONResponse({"written": uris})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if manage_lifecycle:
+            sink.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                sink.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/flush", flush, methods=["POST"]),
+        Route("/", receive, methods=["POST"]),
+        Route("/{path:path}", receive, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path = ".spx/sink-wal",
+          batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
+          prefix: str = PREFIX) -> None:
+    import uvicorn
+
+    sink = PredictionSink(wal_dir, batch_rows=batch_rows, flush_interval=flush_interval,
+                          pair_timeout=pair_timeout, prefix=prefix)
+    uvicorn.run(create_app(sink), host=host, port=port, log_level="info", access_log=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="spx prediction-log sink (KServe inference logger target)")
+    p.add_argument("--host", default=os.environ.get("SPX_SINK_HOST", "0.0.0.0"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("SPX_SINK_PORT", "8085")))
+    p.add_argument("--wal-dir", default=os.environ.get("SPX_SINK_WAL_DIR", ".spx/sink-wal"))
+    p.add_argument("--batch-rows", type=int, default=int(os.environ.get("SPX_SINK_BATCH_ROWS", "500")))
+    p.add_argument("--flush-interval", type=float,
+                   default=float(os.environ.get("SPX_SINK_FLUSH_INTERVAL", "30")))
+    p.add_argument("--pair-timeout", type=float, default=float(os.environ.get("SPX_SINK_PAIR_TIMEOUT", "300")))
+    p.add_argument("--prefix", default=PREFIX)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix)
+
+
+if __name__ == "__main__":
+    main()

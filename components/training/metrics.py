@@ -1,0 +1,136 @@
+"""Metrics, baselines, block-bootstrap confidence intervals and a cost-aware backtest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import (accuracy_score, brier_score_loss, log_loss, mean_absolute_error,
+                             precision_score, recall_score)
+
+EPS = 1e-6
+
+
+def auc_score(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC via the rank-sum formula (ties averaged); NaN when y has one class."""
+    y = np.asarray(y, dtype=bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    y = np.asarray(y, dtype=int)
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    pred = (p > threshold).astype(int)
+    return {
+        "auc": auc_score(y, p),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "base_rate": float(y.mean()),
+    }
+
+
+def regression_metrics(y_ret: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    y_ret, pred = np.asarray(y_ret, float), np.asarray(pred, float)
+    return {
+        "rmse": float(np.sqrt(np.mean((y_ret - pred) ** 2))),
+        "mae": float(mean_absolute_error(y_ret, pred)),
+        "directional_accuracy": float(np.mean((pred > 0) == (y_ret > 0))),
+        "auc": auc_score(y_ret > 0, pred),
+    }
+
+
+def information_coefficients(score: np.ndarray, y_ret: np.ndarray) -> dict[str, float]:
+    score, y_ret = np.asarray(score, float), np.asarray(y_ret, float)
+    if np.std(score) == 0 or np.std(y_ret) == 0:
+        return {"ic": 0.0, "rank_ic": 0.0}
+    return {"ic": float(np.corrcoef(score, y_ret)[0, 1]),
+            "rank_ic": float(stats.spearmanr(score, y_ret).statistic)}
+
+
+def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    """Always predict the training set's majority class, with its base rate as probability."""
+    rate = float(np.mean(y_train))
+    return classification_metrics(y_test, np.full(len(y_test), rate))
+
+
+def momentum_baseline(y_train: np.ndarray, last_ret_train: np.ndarray, y_test: np.ndarray,
+                      last_ret_test: np.ndarray) -> dict[str, float]:
+    """Predict the sign of the last return; probability = training P(up | sign of last return)."""
+    up_tr = np.asarray(last_ret_train) > 0
+    p_up = float(np.mean(np.asarray(y_train)[up_tr])) if up_tr.any() else 0.5
+    p_dn = float(np.mean(np.asarray(y_train)[~up_tr])) if (~up_tr).any() else 0.5
+    # orient so that "up" means the sign rule's up call (p > 0.5 when the last return was up)
+    hi, lo = max(p_up, 0.5 + EPS), min(p_dn, 0.5 - EPS)
+    p = np.where(np.asarray(last_ret_test) > 0, hi, lo)
+    return classification_metrics(y_test, p)
+
+
+def block_bootstrap_ci(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500,
+                       alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Moving-block bootstrap percentile CI for AUC (blocks keep the overlap of h-bar labels)."""
+    y, score = np.asarray(y), np.asarray(score)
+    n = len(y)
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    aucs = []
+    for _ in range(n_boot):
+        starts = rng.integers(0, n - block + 1, size=n_blocks)
+        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        a = auc_score(y[idx], score[idx])
+        if not np.isnan(a):
+            aucs.append(a)
+    if not aucs:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def backtest_long_flat(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, periods_per_year: float,
+                       cost_bps: float = 1.0, threshold: float = 0.5) -> dict[str, float]:
+    """Long/flat on non-overlapping h-bar trades: enter at the next bar when p > threshold.
+
+    ``y_ret_pct`` is the label return (next bar to h bars later, in %). Every h-th row is a trade
+    decision, so holdings never overlap; each position change pays ``cost_bps``.
+    Returns strategy and buy-and-hold figures over the same rows.
+    """
+    idx = np.arange(0, len(prob), max(1, horizon))
+    r = np.asarray(y_ret_pct, float)[idx] / 100.0
+    pos = (np.asarray(prob, float)[idx] > threshold).astype(float)
+    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    strat = pos * r - turnover * cost_bps / 1e4
+    ann = periods_per_year / max(1, horizon)
+
+    def summary(x: np.ndarray) -> tuple[float, float, float]:
+        equity = np.cumprod(1 + x)
+        dd = equity / np.maximum.accumulate(equity) - 1
+        sharpe = float(np.mean(x) / np.std(x) * np.sqrt(ann)) if np.std(x) > 0 else 0.0
+        return float(equity[-1] - 1) if len(x) else 0.0, sharpe, float(dd.min()) if len(x) else 0.0
+
+    tot, sharpe, mdd = summary(strat)
+    bh_tot, bh_sharpe, bh_mdd = summary(r)
+    return {"bt_total_return": tot, "bt_sharpe": sharpe, "bt_max_drawdown": mdd,
+            "bt_turnover": float(turnover.mean()), "bt_exposure": float(pos.mean()),
+            "bt_trades": float(len(idx)), "bh_total_return": bh_tot, "bh_sharpe": bh_sharpe,
+            "bh_max_drawdown": bh_mdd}
+
+
+def equity_curve(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, cost_bps: float,
+                 timestamps: pd.Series | None = None, threshold: float = 0.5) -> pd.DataFrame:
+    idx = np.arange(0, len(prob), max(1, horizon))
+    r = np.asarray(y_ret_pct, float)[idx] / 100.0
+    pos = (np.asarray(prob, float)[idx] > threshold).astype(float)
+    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    out = pd.DataFrame({"strategy": np.cumprod(1 + pos * r - turnover * cost_bps / 1e4),
+                        "buy_and_hold": np.cumprod(1 + r)})
+    if timestamps is not None:
+        out.insert(0, "timestamp", np.asarray(timestamps)[idx])
+    return out

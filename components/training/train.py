@@ -1,0 +1,208 @@
+"""Walk-forward validation, out-of-time test, baselines and MLflow logging for one variant."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from components.errors import DataValidationError
+from components.gold.labels import label_columns, label_span
+from components.silver.volatility import periods_per_year
+from components.training import metrics as M
+from components.training.splits import oot_split, walk_forward
+from components.training.variants import VariantSpec, make_estimator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    n_folds: int = 5
+    oot_frac: float = 0.10
+    n_boot: int = 500
+    cost_bps: float = 1.0
+    seed: int = 42
+
+
+@dataclass
+class VariantResult:
+    spec: VariantSpec
+    features: list[str]
+    metrics: dict[str, float]
+    folds: list[dict[str, float]]
+    model: Any
+    oot: pd.DataFrame  # timestamp, y_true, y_prob (or y_pred), ret
+    importance: dict[str, float]
+    n_train: int
+    n_oot: int
+
+
+def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
+    if spec.task == "classification":
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+def feature_list(manifest: dict, spec: VariantSpec) -> list[str]:
+    cols = manifest["feature_columns"] if spec.features == "all" else manifest["base_feature_columns"]
+    if not cols:
+        raise DataValidationError(f"variant {spec.name}: feature set {spec.features!r} is empty")
+    return list(cols)
+
+
+def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: TrainConfig,
+                  bar: pd.Timedelta, progress: Callable[[str], None] = log.info) -> VariantResult:
+    up_col, ret_col = label_columns(spec.horizon)
+    if up_col not in gold.columns:
+        raise DataValidationError(f"gold has no label for horizon {spec.horizon} (columns {up_col})")
+    data = gold[gold[up_col].notna()].reset_index(drop=True)
+    feats = feature_list(manifest, spec)
+    X = data[feats].to_numpy(np.float32)
+    y = data[up_col].to_numpy(int)
+    y_ret = data[ret_col].to_numpy(float)
+    last_ret = data["ret_1"].to_numpy(float)
+    target = y if spec.task == "classification" else y_ret
+    span = label_span(spec.horizon)
+    split = oot_split(len(data), cfg.oot_frac, span)
+
+    folds = []
+    for k, fold in enumerate(walk_forward(len(split.train), cfg.n_folds, span), start=1):
+        t0 = time.perf_counter()
+        model = make_estimator(spec, cfg.seed).fit(X[fold.train], target[fold.train])
+        s = _score(model, spec, X[fold.test])
+        row = {"fold": k, "n_train": len(fold.train), "n_test": len(fold.test),
+               "auc": M.auc_score(y[fold.test], s)}
+        if spec.task == "classification":
+            row.update({f: v for f, v in M.classification_metrics(y[fold.test], s).items() if f != "auc"})
+        folds.append(row)
+        progress(f"[{spec.name}] fold {k}/{cfg.n_folds}: AUC {row['auc']:.4f} "
+                 f"(train {len(fold.train)}, test {len(fold.test)}, {time.perf_counter() - t0:.1f}s)")
+
+    model = make_estimator(spec, cfg.seed).fit(X[split.train], target[split.train])
+    s_tr, s_oot = _score(model, spec, X[split.train]), _score(model, spec, X[split.test])
+    yt, yo = y[split.test], y[split.train]
+    m: dict[str, float] = {}
+    if spec.task == "classification":
+        m.update({f"oot_{k}": v for k, v in M.classification_metrics(yt, s_oot).items()})
+        m.update({f"train_{k}": v for k, v in M.classification_metrics(yo, s_tr).items()})
+    else:
+        m.update({f"oot_{k}": v for k, v in M.regression_metrics(y_ret[split.test], s_oot).items()})
+        m.update({f"train_{k}": v for k, v in M.regression_metrics(y_ret[split.train], s_tr).items()})
+    m["overfit_gap_auc"] = m["train_auc"] - m["oot_auc"]
+    for key in ("auc", "accuracy", "log_loss", "brier"):
+        vals = [f[key] for f in folds if key in f and not np.isnan(f[key])]
+        if vals:
+            m[f"cv_{key}_mean"], m[f"cv_{key}_std"] = float(np.mean(vals)), float(np.std(vals))
+    lo, hi = M.block_bootstrap_ci(yt, s_oot, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
+    m["oot_auc_ci_low"], m["oot_auc_ci_high"] = lo, hi
+    m.update({f"oot_{k}": v for k, v in M.information_coefficients(s_oot, y_ret[split.test]).items()})
+    for k, v in M.majority_baseline(yo, yt).items():
+        m[f"baseline_majority_{k}"] = v
+    for k, v in M.momentum_baseline(yo, last_ret[split.train], yt, last_ret[split.test]).items():
+        m[f"baseline_momentum_{k}"] = v
+    prob_like = s_oot if spec.task == "classification" else (s_oot > 0).astype(float)
+    m.update(M.backtest_long_flat(prob_like, y_ret[split.test], horizon=spec.horizon,
+                                  periods_per_year=periods_per_year(bar), cost_bps=cfg.cost_bps))
+    m["n_train"], m["n_oot"], m["n_features"] = float(len(split.train)), float(len(split.test)), float(len(feats))
+    m["purge_bars"] = float(span)
+
+    importance = dict(zip(feats, np.asarray(model.feature_importances_, dtype=float).tolist()))
+    oot = pd.DataFrame({"timestamp": data["timestamp"].iloc[split.test].to_numpy(), "y_true": yt,
+                        "y_prob" if spec.task == "classification" else "y_pred": s_oot,
+                        "ret": y_ret[split.test]})
+    progress(f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
+             f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
+             f"train AUC {m['train_auc']:.4f}")
+    return VariantResult(spec, feats, m, folds, model, oot, importance, len(split.train), len(split.test))
+
+
+# --------------------------------------------------------------------------------------------
+# Persistence: native model files in S3, MLflow tracking
+# --------------------------------------------------------------------------------------------
+
+NATIVE_FILE = {"xgboost": "model.json", "lightgbm": "model.bst"}
+
+
+def save_native(model, spec: VariantSpec, directory: Path) -> Path:
+    """Write the model in the native format standard KServe runtimes load."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / NATIVE_FILE[spec.model]
+    if spec.model == "xgboost":
+        model.get_booster().save_model(str(path))
+    else:
+        model.booster_.save_model(str(path))
+    return path
+
+
+def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_uri: str,
+                  tracking_uri: str, experiment: str, artifact_root: str | None) -> dict[str, str]:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        mlflow.create_experiment(experiment, artifact_location=artifact_root)
+    mlflow.set_experiment(experiment)
+    spec = result.spec
+    with mlflow.start_run(run_name=f"{spec.name}-{run_id}") as run:
+        mlflow.set_tags({"variant": spec.name, "pipeline_run_id": run_id, "model_format": spec.model,
+                         "task": spec.task, "horizon": str(spec.horizon), "gold_uri": gold_uri,
+                         "native_uri": native_uri})
+        mlflow.log_params({"model": spec.model, "task": spec.task, "features": spec.features,
+                           "horizon": spec.horizon, "n_features": len(result.features),
+                           **{f"hp_{k}": v for k, v in result.model.get_params().items()
+                              if isinstance(v, (int, float, str)) and v is not None}})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
+        for fold in result.folds:
+            mlflow.log_metrics({f"fold_{k}": float(v) for k, v in fold.items()
+                                if k != "fold" and np.isfinite(v)}, step=int(fold["fold"]))
+        mlflow.log_dict({"features": result.features}, "feature_list.json")
+        mlflow.log_dict(result.importance, "feature_importance.json")
+        X_ex = pd.DataFrame(np.zeros((2, len(result.features)), dtype=np.float32), columns=result.features)
+        out_ex = _score(result.model, spec, X_ex.to_numpy())
+        signature = infer_signature(X_ex, out_ex)
+        if spec.model == "xgboost":
+            info = mlflow.xgboost.log_model(result.model, name="model", model_format="json",
+                                            signature=signature)
+        else:
+            info = mlflow.lightgbm.log_model(result.model, name="model", signature=signature)
+        return {"mlflow_run_id": run.info.run_id, "model_uri": info.model_uri,
+                "experiment_id": run.info.experiment_id}
+
+
+def run_training(store, *, gold_uri: str, manifest_uri: str, spec: VariantSpec, run_id: str,
+                 cfg: TrainConfig, settings, progress: Callable[[str], None] = log.info) -> dict:
+    """Stage entry point: train + evaluate one variant, persist everything, return a summary."""
+    gold = store.read_parquet(gold_uri)
+    manifest = store.get_json(manifest_uri)
+    bar = pd.Timedelta(manifest["bar_interval"])
+    result = train_variant(gold, manifest, spec, cfg, bar, progress)
+    prefix = f"models/{run_id}/{spec.name}/"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_native(result.model, spec, Path(tmp))
+        store.upload_file(str(path), prefix + path.name)
+    native_uri = store.uri(prefix)
+    store.put_parquet(prefix + "oot_predictions.parquet", result.oot)
+    store.put_json(prefix + "importance.json", result.importance)
+    artifact_root = None
+    if not settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        artifact_root = f"s3://{store.bucket}/mlflow"
+    tracking = log_to_mlflow(result, run_id=run_id, gold_uri=gold_uri, native_uri=native_uri,
+                             tracking_uri=settings.mlflow_tracking_uri,
+                             experiment=settings.mlflow_experiment, artifact_root=artifact_root)
+    summary = {"variant": spec.name, "spec": asdict(spec), "run_id": run_id, "native_uri": native_uri,
+               "model_format": spec.model, "task": spec.task, "horizon": spec.horizon,
+               "features": result.features, "metrics": result.metrics, "folds": result.folds,
+               "n_train": result.n_train, "n_oot": result.n_oot, "cost_bps": cfg.cost_bps, **tracking}
+    uri = store.put_json(prefix + "metrics.json", summary).uri
+    progress(f"[{spec.name}] saved {native_uri} and MLflow run {tracking['mlflow_run_id']}")
+    return {**summary, "metrics_uri": uri}

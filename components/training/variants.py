@@ -1,0 +1,75 @@
+"""Training variants: which model, task, feature set and horizon."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    model: str  # "xgboost" | "lightgbm"
+    task: str  # "classification" | "regression"
+    features: str  # "all" | "base"
+    horizon: int
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in ("xgboost", "lightgbm"):
+            raise ValueError(f"unknown model {self.model!r}")
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"unknown task {self.task!r}")
+        if self.features not in ("all", "base"):
+            raise ValueError(f"unknown feature set {self.features!r}")
+        if self.task == "regression" and self.model != "xgboost":
+            raise ValueError("the return regressor is XGBoost")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "VariantSpec":
+        return cls(**json.loads(text))
+
+
+# name, model, task, feature set, horizon ("short" | "long")
+VARIANTS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("xgb_all", "xgboost", "classification", "all", "short"),
+    ("xgb_base", "xgboost", "classification", "base", "short"),
+    ("lgbm_all", "lightgbm", "classification", "all", "short"),
+    ("xgb_reg", "xgboost", "regression", "all", "short"),
+    ("xgb_all_long", "xgboost", "classification", "all", "long"),
+)
+
+
+def default_variants(short: int, long: int) -> list[VariantSpec]:
+    """The five variants of the product, for a short and a long horizon (in bars)."""
+    horizon = {"short": short, "long": long}
+    return [VariantSpec(name, model, task, feats, horizon[h]) for name, model, task, feats, h in VARIANTS]
+
+
+def n_threads() -> int:
+    return int(os.environ.get("SPX_THREADS", str(os.cpu_count() or 2)))
+
+
+def make_estimator(spec: VariantSpec, seed: int = 42):
+    """A regularised gradient-boosting estimator (shallow trees: index direction is a weak signal)."""
+    if spec.model == "xgboost":
+        import xgboost as xgb
+
+        params = dict(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8,
+                      colsample_bytree=0.8, min_child_weight=20, reg_lambda=5.0, tree_method="hist",
+                      max_bin=128, n_jobs=n_threads(), random_state=seed)
+        params.update(spec.params)
+        if spec.task == "classification":
+            return xgb.XGBClassifier(objective="binary:logistic", eval_metric="logloss", **params)
+        return xgb.XGBRegressor(objective="reg:squarederror", **params)
+    import lightgbm as lgb
+
+    params = dict(n_estimators=200, num_leaves=15, learning_rate=0.05, subsample=0.8, subsample_freq=1,
+                  colsample_bytree=0.8, min_child_samples=50, reg_lambda=5.0, max_bin=127,
+                  n_jobs=n_threads(), random_state=seed, verbose=-1)
+    params.update(spec.params)
+    return lgb.LGBMClassifier(objective="binary", **params)

@@ -1,0 +1,71 @@
+"""Run the training pipeline on this machine with KFP's local runner — no cluster.
+
+Starts the embedded services (a real S3 server on loopback; MLflow tracks into SQLite under
+``$SPX_HOME``), then executes the *same* compiled components with ``kfp.local.SubprocessRunner``
+in this Python environment, and prints the variants table and the champion.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from spx.config import settings
+from spx.local_services import LocalS3Server
+from spx.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
+    """Use ``SPX_S3_ENDPOINT`` when set (an existing server), else start SeaweedFS under ``home``."""
+    if external is None:
+        external = bool(os.environ.get("SPX_S3_ENDPOINT"))
+    if external:
+        yield os.environ["SPX_S3_ENDPOINT"]
+        return
+    cfg = settings()
+    server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key, secret_key=cfg.s3.secret_key,
+                           buckets=(cfg.s3.bucket,))
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server.endpoint_url
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def run_local(**params: Any) -> dict:
+    """Execute the pipeline locally; returns the selection (``best_model_selection.json``) as a dict."""
+    from kfp import local
+
+    os.environ.setdefault("SPX_PIPELINE_RETRIES", "0")
+    cfg = settings()
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SPX_HOME", str(cfg.home))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.mlflow_tracking_uri)
+    started = time.perf_counter()
+    with embedded_s3(cfg.home):
+        store = ObjectStore()
+        store.ensure_bucket()
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(cfg.home / "kfp-local"),
+                   raise_on_error=True)
+        from pipelines.training import training_pipeline
+
+        task = training_pipeline(**params)
+        selection_uri = task.output
+        selection = store.get_json(selection_uri)
+    selection["selection_uri"] = selection_uri
+    selection["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return selection

@@ -1,0 +1,102 @@
+"""The training pipeline: bronze -> silver -> gold -> five variants (parallel) -> champion.
+
+Every step is a containerized KFP v2 component from ``components/``; they pass ``s3://`` URIs.
+In the cluster, S3 credentials come from a Secret and settings from a ConfigMap (kfp-kubernetes);
+locally (``spx run``) KFP's SubprocessRunner runs the same components with the env of ``spx run``.
+"""
+
+
+import os
+
+from kfp import dsl, kubernetes
+
+from components.bronze.component import bronze_market
+from components.gold.component import gold_features
+from components.selection.component import select_champion
+from components.silver.component import silver_microstructure, silver_technical, silver_volatility
+from components.training.component import train_variant
+from components.training.variants import VARIANTS
+from pipelines.steps import resolve_run_id
+
+PIPELINE_NAME = "spx-training"
+S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-s3-credentials")
+CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-pipeline-config")
+
+# Retries with exponential backoff for the cluster. `spx run` sets SPX_PIPELINE_RETRIES=0 before importing
+# this module: locally a failure is deterministic and should surface at once.
+RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
+             backoff_factor=2.0, backoff_max_duration="600s")
+
+
+def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
+               cpu_limit: str = "2", memory_limit: str = "4G") -> dsl.PipelineTask:
+    """Retries with exponential backoff, resources, and S3/MLflow settings from the cluster."""
+    if RETRY["num_retries"] > 0:
+        task.set_retry(**RETRY)
+    task.set_cpu_request(cpu).set_cpu_limit(cpu_limit)
+    task.set_memory_request(memory).set_memory_limit(memory_limit)
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env={
+        "SPX_S3_ENDPOINT": "SPX_S3_ENDPOINT", "SPX_BUCKET": "SPX_BUCKET",
+        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL"})
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="S&P 500 short-horizon direction: medallion features, "
+              "walk-forward validated XGBoost/LightGBM variants, MLflow champion.")
+def training_pipeline(
+    run_id: str = "",
+    source: str = "bundled",
+    instrument: str = "SPX500_USD",
+    granularity: str = "D",
+    start: str = "",
+    end: str = "",
+    market_path: str = "",
+    horizon_short: int = 1,
+    horizon_long: int = 5,
+    n_folds: int = 5,
+    oot_frac: float = 0.1,
+    n_boot: int = 500,
+    cost_bps: float = 1.0,
+    min_oot_auc: float = 0.5,
+    max_overfit_gap: float = 0.35,
+    news_delay_minutes: int = 0,
+) -> str:
+    rid = resolve_run_id(requested=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    rid.set_caching_options(False)
+    _configure(rid, cpu="100m", memory="128M", cpu_limit="500m", memory_limit="256M")
+    run = rid.output
+
+    bronze = bronze_market(source=source, instrument=instrument, granularity=granularity, start=start,
+                           end=end, path=market_path)
+    bronze.set_caching_options(False)  # new bars arrive every day
+    _configure(bronze).set_display_name("bronze: market candles")
+
+    silver_args = dict(bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run)
+    technical = _configure(silver_technical(**silver_args)).set_display_name("silver: technical")
+    micro = _configure(silver_microstructure(**silver_args)).set_display_name("silver: microstructure")
+    vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
+
+    gold = gold_features(bronze_prefix=bronze.output, technical_uri=technical.output,
+                         microstructure_uri=micro.output, volatility_uri=vol.output, news_uri="",
+                         granularity=granularity, start=start, end=end,
+                         horizons=[horizon_short, horizon_long], instrument=instrument, run_id=run,
+                         news_delay_minutes=news_delay_minutes)
+    _configure(gold, memory="4G", memory_limit="8G").set_display_name("gold: features + labels")
+
+    trains = []
+    for name, model, task, feats, which in VARIANTS:
+        t = train_variant(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
+                          variant=name, model=model, task=task, features=feats,
+                          horizon=horizon_short if which == "short" else horizon_long, run_id=run,
+                          n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps)
+        _configure(t, cpu="2", memory="4G", cpu_limit="2", memory_limit="8G").set_display_name(f"train: {name}")
+        trains.append(t)
+
+    select = select_champion(run_id=run, expected_variants=[v[0] for v in VARIANTS],
+                             min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap)
+    for t in trains:
+        select.after(t)
+    _configure(select).set_display_name("select + register champion")
+    return select.outputs["Output"]

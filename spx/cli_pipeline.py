@@ -1,0 +1,81 @@
+"""`spx run` and `spx compile`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+if not console.is_terminal:  # logs and CI: don't squeeze the table into 80 columns
+    console = Console(width=200)
+
+
+def print_selection(selection: dict) -> None:
+    table = Table(title=f"Variants — run {selection['run_id']}")
+    for col in ("rank", "variant", "task", "h", "OOT AUC", "95% CI", "walk-fwd AUC", "train AUC",
+                "majority", "momentum", "eligible"):
+        table.add_column(col)
+    for r in selection["ranking"]:
+        cv = r["cv_auc_mean"]
+        table.add_row(str(r["rank"]), r["variant"], r["task"][:5], str(r["horizon"]), f"{r['oot_auc']:.4f}",
+                      f"[{r['oot_auc_ci'][0]:.3f}, {r['oot_auc_ci'][1]:.3f}]",
+                      f"{cv:.4f}" if cv is not None else "-", f"{r['train_auc']:.4f}",
+                      f"{r['baseline_majority_auc']:.3f}", f"{r['baseline_momentum_auc']:.4f}",
+                      "yes" if r["eligible"] else "; ".join(r["reasons"]))
+    console.print(table)
+    champ = selection.get("champion")
+    if champ:
+        console.print(f"[bold green]Champion:[/] {champ['variant']} → MLflow model "
+                      f"'{champ['registered_model']}' version {champ['model_version']} (alias champion); "
+                      f"native model {champ['native_uri']}")
+    else:
+        console.print(f"[bold yellow]No new champion:[/] {selection.get('reason')}")
+    console.print(f"selection: {selection.get('selection_uri')}  ({selection.get('elapsed_s')} s)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        source: str = typer.Option("bundled", help="market data: bundled | file | oanda"),
+        market_path: str = typer.Option("", help="CSV/parquet with candles when --source file"),
+        instrument: str = typer.Option("SPX500_USD"),
+        granularity: str = typer.Option("D", help="bar interval: D, H1, M5, M1 …"),
+        start: str = typer.Option("", help="first bar to use (UTC date/time)"),
+        end: str = typer.Option("", help="last bar to use (UTC date/time)"),
+        horizon_short: int = typer.Option(1, help="short label horizon in bars (e.g. 30 for M1)"),
+        horizon_long: int = typer.Option(5, help="long label horizon in bars (e.g. 60 for M1)"),
+        n_folds: int = typer.Option(5), oot_frac: float = typer.Option(0.1), n_boot: int = typer.Option(500),
+        cost_bps: float = typer.Option(1.0, help="transaction cost per position change, in bp"),
+        min_oot_auc: float = typer.Option(0.5), max_overfit_gap: float = typer.Option(0.35),
+        run_id: str = typer.Option("", help="defaults to UTC time + job id"),
+        json_out: Optional[str] = typer.Option(None, "--json", help="also write the selection JSON here"),
+    ) -> None:
+        """Run the whole pipeline locally (KFP local runner, S3 on loopback, MLflow on SQLite)."""
+        from pipelines.local import run_local
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        warnings.filterwarnings("ignore")
+        selection = run_local(run_id=run_id, source=source, market_path=market_path, instrument=instrument,
+                              granularity=granularity, start=start, end=end, horizon_short=horizon_short,
+                              horizon_long=horizon_long, n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot,
+                              cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap)
+        print_selection(selection)
+        if json_out:
+            with open(json_out, "w") as fh:
+                json.dump(selection, fh, indent=2, default=str)
+
+    @app.command("compile")
+    def compile_cmd(
+        output: str = typer.Option("build/spx-training.yaml", "--output", "-o"),
+        image: Optional[str] = typer.Option(None, help="component image, e.g. registry/spx-component:tag"),
+    ) -> None:
+        """Compile the training pipeline to KFP IR YAML."""
+        from pipelines.compile import compile_pipeline
+
+        console.print(f"compiled → {compile_pipeline(output, image=image)}")
