@@ -1,0 +1,223 @@
+"""The full chain on loopback: Feast (materialized from S3 into SQLite) -> transformer -> predictor,
+called with tritonclient and plain HTTP; bad requests; stale features; CloudEvents to a sink."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import tritonclient.http as http
+
+from components.serving import champion as champ
+from components.serving import features as F
+from components.serving.local import start_predictor, start_transformer
+from spx.local_services import free_port
+
+
+class Sink:
+    """A real HTTP server on loopback recording what KServe's logger would receive."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.events.append({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                    "body": json.loads(body)})
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(serving_env, xgb_champion):
+    summary = F.materialize_logic(xgb_champion.gold_uri, xgb_champion.manifest_uri, xgb_champion.run_id)
+    info = champ.resolve()
+    model_dir = champ.download(info, serving_env / "models" / "champion")
+    sink = Sink()
+    predictor = start_predictor(model_dir, info.name, log_dir=serving_env)
+    transformer = None
+    try:
+        transformer = start_transformer(predictor.port, info.name, log_dir=serving_env,
+                                        max_feature_age_seconds=3600, logger_url=sink.url)
+        yield {"predictor": predictor, "transformer": transformer, "info": info, "sink": sink,
+               "champion": xgb_champion, "summary": json.loads(summary)}
+    finally:
+        if transformer is not None:
+            transformer.stop()
+        predictor.stop()
+        sink.stop()
+
+
+def _text(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _latest_rows(ch, instruments):
+    latest = ch.frame.sort_values("timestamp").groupby("instrument").tail(1).set_index("instrument")
+    return latest.loc[list(instruments)]
+
+
+def test_endpoints_and_metadata(stack):
+    base, name = stack["transformer"].url, stack["info"].name
+    assert requests.get(f"{base}/v2/health/live").json() == {"live": True}
+    assert requests.get(f"{base}/v2/health/ready").json() == {"ready": True}
+    assert requests.get(f"{base}/v2/models/{name}/ready").json()["ready"] is True
+    meta = requests.get(f"{base}/v2/models/{name}").json()
+    assert meta["inputs"][0] == {"name": "instrument", "datatype": "BYTES", "shape": [-1]}
+    assert meta["parameters"]["feature_names"] == stack["champion"].features
+    assert meta["parameters"]["model_version"] == stack["champion"].version
+    assert {o["name"] for o in meta["outputs"]} >= {"prediction", "probability", "confidence",
+                                                    "signal_strength", "model_version", "features_used",
+                                                    "latency_ms"}
+
+
+def test_tritonclient_prediction_equals_predict_proba_on_latest_features(stack):
+    ch, name = stack["champion"], stack["info"].name
+    instruments = ["SPX500_USD", "NAS100_USD", "US30_USD"]
+    client = http.InferenceServerClient(stack["transformer"].url.split("//")[1])
+    tensor = http.InferInput("instrument", [3], "BYTES")
+    tensor.set_data_from_numpy(np.array([i.encode() for i in instruments], dtype=object))
+    result = client.infer(name, [tensor], request_id="req-triton-1")
+    rows = _latest_rows(ch, instruments)
+    expected = ch.predict_proba(rows[ch.features].to_numpy())
+    proba = result.as_numpy("probability")
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    assert _text(result.as_numpy("prediction")) == ["up" if p >= 0.5 else "down" for p in expected]
+    np.testing.assert_allclose(result.as_numpy("confidence"), np.maximum(proba, 1 - proba))
+    np.testing.assert_allclose(result.as_numpy("signal_strength"), np.abs(2 * proba - 1))
+    assert _text(result.as_numpy("model_version")) == [ch.version] * 3
+    used = [json.loads(x) for x in _text(result.as_numpy("features_used"))]
+    for inst, feats in zip(instruments, used):
+        assert list(feats) == ch.features
+        assert feats == pytest.approx(rows.loc[inst, ch.features].astype(float).to_dict())
+    times = [pd.Timestamp(x) for x in _text(result.as_numpy("feature_time"))]
+    assert times == list(rows["timestamp"])
+    latency = result.as_numpy("latency_ms")
+    assert (latency > 0).all() and (latency < 5000).all()
+    assert result.get_response()["id"] == "req-triton-1"
+
+
+def test_plain_http_with_as_of(stack):
+    ch, name = stack["champion"], stack["info"].name
+    newest = _latest_rows(ch, ["SPX500_USD"])["timestamp"].iloc[0]
+    as_of = (newest + pd.Timedelta(minutes=1)).isoformat()
+    body = {"id": "req-http-1", "inputs": [
+        {"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]},
+        {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of]}]}
+    resp = requests.post(f"{stack['transformer'].url}/v2/models/{name}/infer", json=body, timeout=10)
+    assert resp.status_code == 200, resp.text
+    out = {o["name"]: o["data"] for o in resp.json()["outputs"]}
+    assert out["feature_age_seconds"] == [60.0]
+    expected = ch.predict_proba(_latest_rows(ch, ["SPX500_USD"])[ch.features].to_numpy())[0]
+    assert out["probability"][0] == pytest.approx(float(expected), abs=1e-6)
+
+
+def _transformer_bad_corpus():
+    def req(*inputs, **extra):
+        return {"inputs": list(inputs), **extra}
+
+    inst = {"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}
+    return [
+        ("non-JSON", b"{not json", 400, "not valid JSON"),
+        ("missing inputs", {"parameters": {}}, 400, "missing \"inputs\""),
+        ("no instrument input", req({"name": "as_of", "datatype": "BYTES", "shape": [1],
+                                     "data": ["2026-01-01T00:00:00Z"]}), 400, "missing input \"instrument\""),
+        ("wrong datatype", req({"name": "instrument", "datatype": "FP32", "shape": [1], "data": [1.0]}),
+         400, "expected BYTES"),
+        ("wrong shape", req({"name": "instrument", "datatype": "BYTES", "shape": [2], "data": ["SPX500_USD"]}),
+         400, "holds 1 values"),
+        ("unknown input", req(inst, {"name": "price", "datatype": "FP32", "shape": [1], "data": [1.0]}),
+         400, "unknown inputs ['price']"),
+        ("empty instrument", req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [""]}),
+         400, "non-empty strings"),
+        ("bad as_of", req(inst, {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": ["yesterday"]}),
+         400, "not an ISO-8601"),
+        ("future as_of", req(inst, parameters={"as_of": "2999-01-01T00:00:00Z"}), 400, "in the future"),
+        ("as_of before the features", req(inst, parameters={"as_of": "2020-01-01T00:00:00Z"}), 409,
+         "only holds the latest values"),
+        ("unknown instrument", req({"name": "instrument", "datatype": "BYTES", "shape": [1],
+                                    "data": ["EUR_NOPE"]}), 404, "unknown instrument 'EUR_NOPE'"),
+        ("stale features", req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["OLD_USD"]}),
+         422, "stale features for OLD_USD"),
+        ("oversized", b'{"inputs": [' + b" " * (5 * 1024 * 1024) + b"]}", 413, "exceeds the limit"),
+    ]
+
+
+def test_bad_requests_then_a_good_one(stack):
+    url = f"{stack['transformer'].url}/v2/models/{stack['info'].name}/infer"
+    for description, body, status, fragment in _transformer_bad_corpus():
+        if isinstance(body, bytes):
+            resp = requests.post(url, data=body, headers={"content-type": "application/json"}, timeout=30)
+        else:
+            resp = requests.post(url, json=body, timeout=30)
+        assert resp.status_code == status, (description, resp.status_code, resp.text)
+        assert fragment in resp.json()["error"], (description, resp.text)
+    resp = requests.post(f"{stack['transformer'].url}/v2/models/unknown-model/infer",
+                         json={"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
+                                           "data": ["SPX500_USD"]}]})
+    assert resp.status_code == 404
+    good = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["NAS100_USD"]}]}
+    resp = requests.post(url, json=good, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert {o["name"]: o["data"] for o in resp.json()["outputs"]}["instrument"] == ["NAS100_USD"]
+
+
+def test_cloudevents_reach_the_sink(stack):
+    sink, name = stack["sink"], stack["info"].name
+    url = f"{stack['transformer'].url}/v2/models/{name}/infer"
+    body = {"id": "req-ce-1", "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
+                                          "data": ["US30_USD"]}]}
+    assert requests.post(url, json=body, timeout=10).status_code == 200
+    deadline = time.monotonic() + 10
+    mine = []
+    while time.monotonic() < deadline:
+        mine = [e for e in list(sink.events) if e["headers"].get("ce-id") == "req-ce-1"]
+        if len(mine) == 2:
+            break
+        time.sleep(0.05)
+    assert len(mine) == 2, sink.events[-4:]
+    by_type = {e["headers"]["ce-type"]: e for e in mine}
+    request = by_type["org.kubeflow.serving.inference.request"]
+    response = by_type["org.kubeflow.serving.inference.response"]
+    for event in (request, response):
+        assert event["headers"]["ce-inferenceservicename"] == "spx-direction"
+        assert event["headers"]["ce-specversion"] == "1.0"
+        assert event["headers"]["ce-source"]
+        assert event["headers"]["content-type"] == "application/json"
+    assert request["body"]["inputs"][0]["data"] == ["US30_USD"]
+    outputs = {o["name"]: o["data"] for o in response["body"]["outputs"]}
+    assert outputs["instrument"] == ["US30_USD"] and 0.0 <= outputs["probability"][0] <= 1.0
+    assert json.loads(outputs["features_used"][0])  # features reach the monitoring sink
+
+
+def test_dead_logger_sink_never_fails_predictions(serving_env, stack):
+    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    transformer = start_transformer(stack["predictor"].port, stack["info"].name, log_dir=serving_env,
+                                    max_feature_age_seconds=3600, logger_url=dead)
+    try:
+        url = f"{transformer.url}/v2/models/{stack['info'].name}/infer"
+        body = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]}
+        for _ in range(20):
+            resp = requests.post(url, json=body, timeout=10)
+            assert resp.status_code == 200, resp.text
+    finally:
+        transformer.stop()
