@@ -1,0 +1,333 @@
+"""Offline checks of everything we ship to a cluster.
+
+* ``helm lint`` and ``helm template`` (real helm 4 binary) with the default, kind and k3d values, in both
+  serving modes, with and without a canary;
+* every rendered object and every ``manifests/`` object (rendered by ``kubectl kustomize``) validated:
+  core kinds with kubernetes-validate ``--strict`` against Kubernetes 1.33 schemas, KServe kinds against
+  the strict schema built from the kserve SDK's models (``kserve_schema.py``);
+* policy: non-root, no privilege escalation, requests/limits on every container, least-privilege RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.cluster.conftest import CHART, ROOT
+from tests.cluster.kserve_schema import UNVERIFIED, schema_for_object, unverified_paths
+
+K8S_VERSION = "1.33.0"
+KSERVE_API = ["serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1"]
+MODEL = "s3://spx/models/run-1/xgb_base/"
+CANARY = "s3://spx/models/run-2/lgbm_news/"
+
+VALUES = {
+    "default": [],
+    "kind": ["-f", str(CHART / "values-kind.yaml")],
+    "k3d": ["-f", str(CHART / "values-k3d.yaml")],
+}
+WITH_MODEL = ["--set", f"inferenceService.model.storageUri={MODEL}", "--set", "servingRuntime.create=true"]
+WITH_CANARY = ["--set", f"inferenceService.canary.storageUri={CANARY}", "--set",
+               "inferenceService.canary.format=lightgbm", "--set", "inferenceService.canary.trafficPercent=20"]
+
+CASES = {
+    "default": VALUES["default"],
+    "kind": VALUES["kind"],
+    "k3d": VALUES["k3d"],
+    "kind+model": VALUES["kind"] + WITH_MODEL,
+    "kind+canary": VALUES["kind"] + WITH_MODEL + WITH_CANARY,
+    "k3d+model": VALUES["k3d"] + WITH_MODEL,
+    "k3d+canary": VALUES["k3d"] + WITH_MODEL + WITH_CANARY,
+    "external-s3": ["--set", "minio.enabled=false", "--set",
+                    "s3.endpoint=http://seaweedfs.kubeflow.svc.cluster.local:8333", "--set",
+                    "s3.existingSecret=kfp-s3"] + WITH_MODEL,
+}
+
+
+def helm(helm_bin: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([helm_bin, *args], capture_output=True, text=True, timeout=120, check=check)
+
+
+def render(helm_bin: str, extra: list[str]) -> list[dict]:
+    api = [a for v in KSERVE_API for a in ("--api-versions", v)]
+    out = helm(helm_bin, "template", "spx-kfp", str(CHART), "--namespace", "spx", "--kube-version", K8S_VERSION,
+               *api, *extra).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(helm_bin) -> dict[str, list[dict]]:
+    return {name: render(helm_bin, extra) for name, extra in CASES.items()}
+
+
+def kustomize(kubectl_bin: str, path: Path) -> list[dict]:
+    out = subprocess.run([kubectl_bin, "kustomize", str(path)], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+KUSTOMIZATIONS = sorted(p.parent for p in (ROOT / "manifests").rglob("kustomization.yaml"))
+
+
+@pytest.fixture(scope="module")
+def manifests(kubectl_bin) -> dict[str, list[dict]]:
+    return {str(p.relative_to(ROOT)): kustomize(kubectl_bin, p) for p in KUSTOMIZATIONS}
+
+
+def validate_object(obj: dict) -> None:
+    schema = schema_for_object(obj)
+    if schema is not None:
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: e.path)
+        assert not errors, f"{obj['kind']}/{obj['metadata']['name']}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+        assert not unverified_paths(obj, schema), unverified_paths(obj, schema)
+        return
+    assert obj["apiVersion"].split("/")[0] not in ("serving.kserve.io", "kubeflow.org"), obj["kind"]
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+# ------------------------------------------------------------------------------------------ helm
+
+
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_helm_lint(helm_bin, values):
+    res = helm(helm_bin, "lint", str(CHART), "--strict", *VALUES[values], "--kube-version", K8S_VERSION,
+               check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "0 chart(s) failed" in res.stdout
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_objects_validate(rendered, case):
+    objects = rendered[case]
+    assert objects
+    for obj in objects:
+        validate_object(obj)
+
+
+def test_validation_is_strict():
+    """A misspelt field fails both validators (plain deserialisation would silently drop it)."""
+    from components.deploy.canary import ModelRef, ServingConfig, inference_service
+
+    isvc = inference_service(ModelRef(MODEL, "xgboost"), ServingConfig(namespace="spx", name="x"))
+    validate_object(isvc)
+    isvc["spec"]["predictor"]["canaryTrafficPercentage"] = 10
+    with pytest.raises(AssertionError, match="canaryTrafficPercentage"):
+        validate_object(isvc)
+    bad_pod = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "x"}, "automountToken": False}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_object(bad_pod)
+    assert UNVERIFIED, "the builder should report types it could not check"
+
+
+def test_deploy_component_bodies_validate():
+    """What `spx deploy` creates and patches in both modes is valid KServe, canary included."""
+    from components.deploy.canary import ModelRef, ServingConfig, inference_service, plan_deploy
+
+    for mode in ("serverless", "raw"):
+        cfg = ServingConfig(namespace="spx", name="spx-direction", mode=mode, transformer_image="img:1",
+                            transformer_env_configmap="spx-kfp-env", transformer_env_secret="spx-kfp-s3")
+        current = inference_service(ModelRef(MODEL, "xgboost"), cfg)
+        validate_object(current)
+        action = plan_deploy(current, ModelRef(CANARY, "lightgbm"), cfg, 10)
+        from tests.cluster.conftest import merge_patch
+
+        validate_object(merge_patch(current, action.body))
+
+
+def _kinds(objects):
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+def test_default_install_contents(rendered):
+    kinds = _kinds(rendered["default"])
+    for expected in [("Deployment", "spx-kfp-minio"), ("Job", "spx-kfp-buckets"), ("StatefulSet", "spx-kfp-postgresql"),
+                     ("Deployment", "spx-kfp-mlflow"), ("Deployment", "spx-kfp-redis"), ("Deployment", "spx-kfp-feast"),
+                     ("Job", "spx-kfp-kfp-upload"), ("Role", "spx-kfp-pipeline-inferenceservices"),
+                     ("ServiceAccount", "spx-kfp-kserve-s3"), ("Secret", "spx-kfp-s3")]:
+        assert expected in kinds, expected
+    # no model yet: the deploy step creates the InferenceService from the first champion
+    assert not [o for o in rendered["default"] if o["kind"] == "InferenceService"]
+
+
+def test_external_s3_endpoint_is_a_value(rendered):
+    objs = rendered["external-s3"]
+    assert not [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("minio")]
+    assert not [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "spx-kfp-s3"]
+    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
+    assert env["data"]["SPX_S3_ENDPOINT"] == "http://seaweedfs.kubeflow.svc.cluster.local:8333"
+    sa = next(o for o in objs if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "spx-kfp-kserve-s3")
+    assert sa["secrets"] == [{"name": "kfp-s3"}]
+    text = json.dumps(objs)
+    assert "minio-service" not in text
+
+
+def test_default_s3_secret_is_annotated_for_kserve(rendered):
+    secret = next(o for o in rendered["default"] if o["kind"] == "Secret" and o["metadata"]["name"] == "spx-kfp-s3")
+    ann = secret["metadata"]["annotations"]
+    assert ann["serving.kserve.io/s3-endpoint"] == "spx-kfp-minio.spx.svc.cluster.local:9000"
+    assert ann["serving.kserve.io/s3-usehttps"] == "0"
+    assert set(secret["stringData"]) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == secret["stringData"]["MINIO_ROOT_PASSWORD"]
+    assert len(secret["stringData"]["AWS_SECRET_ACCESS_KEY"]) == 32
+
+
+def _isvc(objs):
+    (isvc,) = [o for o in objs if o["kind"] == "InferenceService"]
+    return isvc
+
+
+def test_inference_service_modes_and_canary(rendered):
+    kind = _isvc(rendered["kind+canary"])  # serverless
+    assert kind["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert kind["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert kind["spec"]["predictor"]["model"]["storageUri"] == CANARY
+    assert "canary" not in kind["spec"]
+    k3d = _isvc(rendered["k3d+canary"])  # raw
+    assert k3d["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "canaryTrafficPercent" not in k3d["spec"]["predictor"]
+    assert k3d["spec"]["predictor"]["model"]["storageUri"] == MODEL
+    assert k3d["spec"]["canary"][0]["trafficPercent"] == 20
+    assert k3d["spec"]["canary"][0]["predictor"]["model"]["modelFormat"] == {"name": "lightgbm"}
+    for isvc in (kind, k3d):
+        predictor = isvc["spec"]["predictor"]
+        assert predictor["model"]["protocolVersion"] == "v2"
+        assert predictor["serviceAccountName"] == "spx-kfp-kserve-s3"
+        container = isvc["spec"]["transformer"]["containers"][0]
+        assert container["command"] == ["python", "-m", "components.serving.transformer"]
+        assert container["image"] == "spx-serving:dev"
+
+
+def test_chart_isvc_is_understood_by_the_deploy_step(rendered):
+    """The chart's annotations follow the deploy step's contract, so `spx deploy` continues from it."""
+    from components.deploy.canary import ModelRef, ServingConfig, plan_deploy
+
+    isvc = _isvc(rendered["k3d+model"])
+    cfg = ServingConfig(namespace="spx", name="spx-direction", mode="raw")
+    assert plan_deploy(isvc, ModelRef(MODEL, "xgboost"), cfg).verb == "noop"
+    assert plan_deploy(isvc, ModelRef(CANARY, "lightgbm"), cfg).verb == "patch"
+
+
+def test_values_schema_rejects_bad_values(helm_bin):
+    for bad in (["--set", "inferenceService.mode=knative"], ["--set", "s3.bogus=1"],
+                ["--set", "inferenceService.model.storageUri=/local/path"],
+                ["--set", "inferenceService.canary.trafficPercent=100"],
+                ["--set", "kfp.schedule.cron=0 2 * *"]):
+        res = helm(helm_bin, "template", "x", str(CHART), *bad, check=False)
+        assert res.returncode != 0 and "schema" in res.stderr, (bad, res.stderr)
+
+
+def _pod_specs(obj):
+    kind = obj["kind"]
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        yield obj["spec"]["template"]["spec"]
+
+
+def _containers(obj):
+    for pod in _pod_specs(obj):
+        yield pod, pod.get("initContainers", []) + pod["containers"]
+    if obj["kind"] == "InferenceService":
+        for comp in ("predictor", "transformer"):
+            spec = obj["spec"].get(comp)
+            if spec:
+                yield spec, [spec["model"]] if "model" in spec else spec["containers"]
+        for canary in obj["spec"].get("canary", []):
+            yield canary["predictor"], [canary["predictor"]["model"]]
+    if obj["kind"] == "ServingRuntime":
+        yield {"securityContext": {"runAsNonRoot": True}}, obj["spec"]["containers"]
+
+
+@pytest.mark.parametrize("case", ["default", "kind+canary", "k3d+canary"])
+def test_pod_security_and_resources_everywhere(rendered, case):
+    seen = 0
+    for obj in rendered[case]:
+        for pod, containers in _containers(obj):
+            assert pod.get("securityContext", {}).get("runAsNonRoot") is True, obj["metadata"]["name"]
+            for c in containers:
+                seen += 1
+                sc = c.get("securityContext", {})
+                name = f"{obj['kind']}/{obj['metadata']['name']}/{c.get('name', 'model')}"
+                assert sc.get("allowPrivilegeEscalation") is False, name
+                assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
+                assert {"requests", "limits"} <= set(c.get("resources", {})), name
+                assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
+    assert seen >= 7  # minio, buckets, postgresql, mlflow, redis, feast, kfp-upload (+ serving)
+
+
+def test_pipeline_rbac_is_least_privilege(rendered, manifests):
+    for objs in (rendered["kind"], manifests["manifests/base"]):
+        roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
+        assert [r["kind"] for r in roles] == ["Role"]
+        assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+        assert roles[0]["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                                      "verbs": ["get", "create", "patch"]}]
+    binding = next(o for o in rendered["kind"] if o["kind"] == "RoleBinding")
+    assert binding["metadata"]["namespace"] == "spx"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spx-pipeline", "namespace": "kubeflow"}]
+
+
+def test_kfp_upload_job_schedules_with_cron(rendered):
+    job = next(o for o in rendered["default"] if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-kfp-upload")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][0]
+    assert "spx submit" in script and "--no-run" in script
+    assert "spx schedule" in script and "--max-concurrency 1" in script and "--no-catchup" in script
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CRON"] == "0 2 * * *"
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+
+
+def test_job_script_matches_the_cli(rendered):
+    """Every flag the upload Job passes exists on the spx CLI."""
+    from typer.testing import CliRunner
+
+    from spx.cli import app
+
+    job = next(o for o in rendered["default"] if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-kfp-upload")
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    runner = CliRunner()
+    for command in ("submit", "schedule"):
+        help_text = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        line = next(ln for ln in script.replace("\\\n", " ").splitlines() if f"spx {command}" in ln)
+        flags = [tok for tok in line.split() if tok.startswith("--")]
+        assert flags
+        for flag in flags:
+            assert flag in help_text, (command, flag)
+
+
+# ------------------------------------------------------------------------------------------ manifests
+
+
+def test_every_manifest_file_is_in_a_kustomization():
+    listed = set()
+    for k in KUSTOMIZATIONS:
+        data = yaml.safe_load((k / "kustomization.yaml").read_text())
+        for res in data.get("resources", []):
+            listed.add((k / res).resolve())
+    files = {p.resolve() for p in (ROOT / "manifests").rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert files and files <= listed, files - listed
+
+
+@pytest.mark.parametrize("kustomization", [str(p.relative_to(ROOT)) for p in KUSTOMIZATIONS])
+def test_manifests_validate(manifests, kustomization):
+    objects = manifests[kustomization]
+    assert objects
+    for obj in objects:
+        validate_object(obj)
+
+
+def test_raw_overlay_switches_mode(manifests):
+    isvc = _isvc(manifests["manifests/overlays/raw"])
+    ann = isvc["metadata"]["annotations"]
+    assert ann["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "serving.kserve.io/enable-tag-routing" not in ann
+    assert {o["metadata"]["name"] for o in manifests["manifests/overlays/raw"] if o["kind"] == "ServingRuntime"} == {
+        "spx-xgbserver", "spx-lgbserver"}
+    canary = _isvc(manifests["manifests/overlays/serverless-canary"])
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
