@@ -307,7 +307,8 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
         stats.model_seconds = time.perf_counter() - t1
         if cache is not None:
             cache.save(fresh)
-    result = pd.concat([known, fresh], ignore_index=True) if len(known) else fresh
+    parts = [part for part in (known, fresh) if len(part)]
+    result = pd.concat(parts, ignore_index=True) if parts else fresh
     for c in PROB_COLUMNS:
         result[c] = result[c].astype(np.float64)
     stats.seconds = time.perf_counter() - t0

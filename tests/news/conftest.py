@@ -137,3 +137,17 @@ def build_tiny_model(path: Path, labels: tuple[str, ...] = ("positive", "negativ
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-finbert"))
+
+
+@pytest.fixture()
+def store(s3_env, monkeypatch):
+    """An ObjectStore on a fresh bucket of the loopback S3 server (tests here share no objects)."""
+    import uuid
+
+    from spx.config import S3Settings
+    from spx.storage import ObjectStore
+
+    monkeypatch.setenv("SPX_BUCKET", f"news-{uuid.uuid4().hex[:12]}")
+    st = ObjectStore(S3Settings.from_env())
+    st.ensure_bucket()
+    return st
