@@ -67,11 +67,13 @@ def latest_version_id(client, pipeline_id: str) -> str:
 
 
 def _matches(run, *, cron: str, pipeline_id: str, version_id: str, max_concurrency: int,
-             no_catchup: bool, params: dict, service_account: str | None) -> bool:
+             no_catchup: bool, params: dict, service_account: str | None, pipeline_root: str) -> bool:
     trigger = getattr(run, "trigger", None)
     cron_now = getattr(getattr(trigger, "cron_schedule", None), "cron", None)
     ref = getattr(run, "pipeline_version_reference", None)
-    run_params = getattr(getattr(run, "runtime_config", None), "parameters", None) or {}
+    runtime_config = getattr(run, "runtime_config", None)
+    run_params = getattr(runtime_config, "parameters", None) or {}
+    run_root = getattr(runtime_config, "pipeline_root", None) or ""
     mode = str(getattr(run, "mode", "") or "")
     return (
         cron_now == cron
@@ -79,6 +81,7 @@ def _matches(run, *, cron: str, pipeline_id: str, version_id: str, max_concurren
         and int(getattr(run, "max_concurrency", 0) or 0) == max_concurrency
         and bool(getattr(run, "no_catchup", False)) == no_catchup
         and dict(run_params) == dict(params)
+        and run_root == pipeline_root
         and (service_account or "") == (getattr(run, "service_account", "") or "")
         and mode.upper().endswith("ENABLE")
     )
@@ -97,12 +100,16 @@ def create_or_update_schedule(
     no_catchup: bool = True,
     service_account: str | None = None,
     namespace: str | None = None,
+    pipeline_root: str | None = None,
 ) -> ScheduleResult:
     """Make the recurring run ``job_name`` run ``pipeline_name`` on ``cron``; idempotent."""
     kfp_cron = to_kfp_cron(cron)
     if max_concurrency < 1:
         raise ScheduleError("max_concurrency must be >= 1")
+    from pipelines.submit import default_pipeline_root
+
     params = dict(params or {})
+    pipeline_root = pipeline_root or default_pipeline_root()
     pipeline_id = client.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
         raise ScheduleError(f"no pipeline named {pipeline_name!r} on the KFP server: run `spx submit` first")
@@ -114,7 +121,7 @@ def create_or_update_schedule(
     for run in existing:
         if _matches(run, cron=kfp_cron, pipeline_id=pipeline_id, version_id=version_id,
                     max_concurrency=max_concurrency, no_catchup=no_catchup, params=params,
-                    service_account=service_account):
+                    service_account=service_account, pipeline_root=pipeline_root):
             log.info("recurring run %s already up to date", run.recurring_run_id)
             return ScheduleResult("unchanged", run.recurring_run_id, None, kfp_cron)
     created = client.create_recurring_run(
@@ -129,6 +136,7 @@ def create_or_update_schedule(
         version_id=version_id,
         enabled=True,
         service_account=service_account,
+        pipeline_root=pipeline_root,
     )
     replaced = None
     for run in existing:

@@ -25,6 +25,16 @@ class SubmitResult:
     uploaded: bool
 
 
+def default_pipeline_root() -> str:
+    """Where KFP writes the runs' artifacts: ``SPX_PIPELINE_ROOT``, else ``s3://$SPX_BUCKET/pipeline-root``."""
+    import os
+
+    root = os.environ.get("SPX_PIPELINE_ROOT") or f"s3://{os.environ.get('SPX_BUCKET') or 'spx'}/pipeline-root"
+    if not root.startswith(("s3://", "minio://")):
+        raise ValueError(f"pipeline root must be an s3:// URI, got {root!r}")
+    return root
+
+
 def package_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -73,6 +83,7 @@ def submit(
     service_account: str | None = None,
     start_run: bool = True,
     namespace: str | None = None,
+    pipeline_root: str | None = None,
 ) -> SubmitResult:
     """Upload a pipeline version (compiling first unless ``package_path`` is given) and start a run."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +100,7 @@ def submit(
             version_id=version_id,
             enable_caching=enable_caching,
             service_account=service_account,
+            pipeline_root=pipeline_root or default_pipeline_root(),
         )
         run_id = run.run_id
     return SubmitResult(pipeline_id, version_id, vname, run_id, uploaded)

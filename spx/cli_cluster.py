@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         service_account: Optional[str] = typer.Option(None, help="ServiceAccount the run's pods use"),
         namespace: Optional[str] = typer.Option(None, help="KFP namespace (multi-user installs)"),
         no_run: bool = typer.Option(False, "--no-run", help="upload the version only"),
+        pipeline_root: Optional[str] = typer.Option(None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT "
+                                                    "or s3://$SPX_BUCKET/pipeline-root)"),
     ) -> None:
         """Upload a pipeline version to KFP and start a run."""
         from pipelines.submit import kfp_client, submit
@@ -78,7 +80,7 @@ def register(app: typer.Typer) -> None:
                         package_path=str(package) if package else None, image=image,
                         version_name=version_name, experiment_name=experiment, run_name=run_name,
                         params=_params(param), service_account=service_account, start_run=not no_run,
-                        namespace=namespace)
+                        namespace=namespace, pipeline_root=pipeline_root)
         typer.echo(json.dumps(result.__dict__, sort_keys=True))
 
     @app.command("schedule")
@@ -94,6 +96,8 @@ def register(app: typer.Typer) -> None:
         catchup: bool = typer.Option(False, "--catchup/--no-catchup", help="backfill missed runs"),
         service_account: Optional[str] = typer.Option(None, help="ServiceAccount the runs' pods use"),
         namespace: Optional[str] = typer.Option(None, help="KFP namespace (multi-user installs)"),
+        pipeline_root: Optional[str] = typer.Option(None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT "
+                                                    "or s3://$SPX_BUCKET/pipeline-root)"),
     ) -> None:
         """Create or update the recurring run (max concurrency 1, no catch-up by default)."""
         from pipelines.schedule import ScheduleError, create_or_update_schedule
@@ -104,8 +108,8 @@ def register(app: typer.Typer) -> None:
                 kfp_client(host, namespace), cron=cron, pipeline_name=pipeline_name, job_name=job_name,
                 experiment_name=experiment, version_id=version_id, params=_params(param),
                 max_concurrency=max_concurrency, no_catchup=not catchup, service_account=service_account,
-                namespace=namespace)
-        except ScheduleError as exc:
+                namespace=namespace, pipeline_root=pipeline_root)
+        except (ScheduleError, ValueError) as exc:
             _fail(str(exc))
         typer.echo(json.dumps(result.__dict__, sort_keys=True))
 

