@@ -348,3 +348,30 @@ def test_health_from_prometheus():
     assert (health.requests, health.errors, health.p95_latency_ms) == (400, 6, 180.0)
     assert all('revision_name="spx-direction-predictor-00002"' in q and "[10m]" in q for q in prom.queries)
     assert judge(health, TH)[0] == "rollback"  # 1.5% errors > 1%
+
+
+def test_cli_deploy_and_promote(kube_api, tmp_path):
+    from typer.testing import CliRunner
+
+    from spx.cli import app
+
+    runner = CliRunner()
+    common = ["--namespace", NS, "--name", NAME, "--api-server", kube_api.url, "--mode", "raw"]
+    out = runner.invoke(app, ["deploy", "--native-uri", V1.native_uri, "--model-format", "xgboost", *common])
+    assert out.exit_code == 0, out.output
+    assert [c.method for c in kube_api.mutating()] == ["POST"]
+    out = runner.invoke(app, ["deploy", "--native-uri", V2.native_uri, "--model-format", "lightgbm",
+                              "--canary-percent", "5", "--dry-run", *common])
+    assert out.exit_code == 0, out.output
+    assert f"PATCH {PATH}/{NAME}" in out.output and '"trafficPercent": 5' in out.output
+    assert [c.method for c in kube_api.mutating()] == ["POST"]  # dry run sent nothing
+    runner.invoke(app, ["deploy", "--native-uri", V2.native_uri, "--model-format", "lightgbm", *common])
+    log = tmp_path / "canary.jsonl"
+    log.write_text("\n".join(json.dumps({"latency_ms": 900.0, "status_code": 200}) for _ in range(120)))
+    out = runner.invoke(app, ["promote", "--prediction-log", str(log), *common])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output.strip().splitlines()[-1])
+    assert summary["decision"] == "rollback" and summary["target"]["native_uri"] == V1.native_uri
+    assert kube_api.calls[-1].body["spec"] == {"canary": None}
+    bad = runner.invoke(app, ["promote", *common])
+    assert bad.exit_code == 2 and "--prediction-log" in bad.output
