@@ -85,6 +85,7 @@ def score_cmd(
     window_minutes: int = typer.Option(60, help="bar window aggregated by the as-of join"),
     batch_size: int = typer.Option(32),
     max_length: int = typer.Option(128, help="tokens kept per article (truncation)"),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | int8 (dynamic quantisation; faster on CPU)"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """FinBERT probabilities per article (cached by content hash in the bucket)."""
@@ -100,7 +101,8 @@ def score_cmd(
         silver_uri, _ = build_silver(store, bronze_prefix, run_id)
     try:
         uri, summary = build_gold(store, silver_uri, run_id, window_minutes=window_minutes,
-                                  model_location=model, batch_size=batch_size, max_length=max_length)
+                                  model_location=model, batch_size=batch_size, max_length=max_length,
+                                  precision=precision)
     except ModelUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

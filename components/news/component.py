@@ -54,11 +54,12 @@ def news_silver(bronze_prefix: str, run_id: str) -> str:
 
 @spx_component
 def news_gold(silver_uri: str, run_id: str, window_minutes: int = 60, model_location: str = "",
-              batch_size: int = 32, max_length: int = 128) -> str:
+              batch_size: int = 32, max_length: int = 128, precision: str = "fp32") -> str:
     """FinBERT probabilities per article (cached by content hash) ->
     ``gold/{run_id}/news_signals.parquet``; "" when there is no news.
 
-    ``model_location``: local dir, s3:// prefix or (if allowed) hub id; default ``$SPX_FINBERT_MODEL``."""
+    ``model_location``: local dir, s3:// prefix or (if allowed) hub id; default ``$SPX_FINBERT_MODEL``.
+    ``precision``: fp32 | bf16 | int8 (dynamic quantisation, faster on CPU)."""
     from components.news.gold import build_gold
     from components.stage_utils import stage_logging
     from spx.storage import ObjectStore
@@ -66,6 +67,6 @@ def news_gold(silver_uri: str, run_id: str, window_minutes: int = 60, model_loca
     log = stage_logging("spx.news.gold")
     uri, summary = build_gold(ObjectStore(), silver_uri, run_id, window_minutes=window_minutes,
                               model_location=model_location or None, batch_size=batch_size,
-                              max_length=max_length)
+                              max_length=max_length, precision=precision)
     log.info("news gold summary: %s", summary)
     return uri

@@ -175,11 +175,18 @@ def label_indices(id2label: dict[Any, str]) -> list[int]:
     return [by_name[label] for label in LABELS]
 
 
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
 class FinBertScorer:
-    """Batched, length-sorted, ``torch.inference_mode`` scoring with truncation."""
+    """Batched, length-sorted, ``torch.inference_mode`` scoring with truncation.
+
+    ``precision``: ``fp32`` (default, the model as trained), ``bf16`` (CPU autocast; needs
+    AVX512-BF16/AMX to pay off) or ``int8`` (dynamic int8 quantisation of the Linear layers —
+    about 2-3x faster on CPU, probabilities differ slightly). Each precision has its own cache."""
 
     def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 32, max_length: int = 128,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, precision: str = "fp32"):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -187,6 +194,9 @@ class FinBertScorer:
         hf_logging.disable_progress_bar()
         if batch_size < 1 or max_length < 8:
             raise ValueError("batch_size must be >= 1 and max_length >= 8")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         threads = num_threads or int(os.environ.get("SPX_TORCH_THREADS", "0") or 0)
         if threads > 0:
             torch.set_num_threads(threads)
@@ -196,6 +206,12 @@ class FinBertScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, local_files_only=True)
         self.model.eval()
+        if precision == "int8":
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
+                self.model = torch.ao.quantization.quantize_dynamic(
+                    self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self.order = label_indices(self.model.config.id2label)
         limit = getattr(self.model.config, "max_position_embeddings", max_length) or max_length
         self.max_length = min(max_length, int(limit))
@@ -211,7 +227,10 @@ class FinBertScorer:
         ids = enc["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch
         keys = [k for k in enc.keys()]
-        with torch.inference_mode():
+        import contextlib
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 batch = self.tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="pt")
@@ -273,13 +292,14 @@ class ScoreStats:
         return dict(self.__dict__)
 
 
-def model_key(model_dir: Path, max_length: int) -> str:
-    return hashlib.sha256(f"{model_fingerprint(model_dir)}:{max_length}".encode()).hexdigest()[:24]
+def model_key(model_dir: Path, max_length: int, precision: str = "fp32") -> str:
+    suffix = "" if precision == "fp32" else f":{precision}"
+    return hashlib.sha256(f"{model_fingerprint(model_dir)}:{max_length}{suffix}".encode()).hexdigest()[:24]
 
 
 def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store=None,
                 batch_size: int = 32, max_length: int = 128, use_cache: bool = True,
-                scorer: FinBertScorer | None = None) -> tuple[pd.DataFrame, ScoreStats]:
+                scorer: FinBertScorer | None = None, precision: str = "fp32") -> tuple[pd.DataFrame, ScoreStats]:
     """Probabilities for the unique ``text_hash`` rows of ``texts`` (columns text_hash, text).
 
     Cached scores are reused; only new texts reach the model, which is loaded only then.
@@ -291,7 +311,8 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
     cache = None
     known = pd.DataFrame(columns=["text_hash", *PROB_COLUMNS])
     if use_cache and store is not None:
-        cache = ScoreCache(store, model_key(model_dir, scorer.max_length if scorer else max_length))
+        cache = ScoreCache(store, model_key(model_dir, scorer.max_length if scorer else max_length,
+                                            scorer.precision if scorer else precision))
         known = cache.load()
         known = known[known["text_hash"].isin(unique["text_hash"])]
     todo = unique[~unique["text_hash"].isin(known["text_hash"])]
@@ -299,7 +320,8 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
     fresh = pd.DataFrame(columns=["text_hash", *PROB_COLUMNS])
     if len(todo):
         t1 = time.perf_counter()
-        scorer = scorer or FinBertScorer(model_dir, batch_size=batch_size, max_length=max_length)
+        scorer = scorer or FinBertScorer(model_dir, batch_size=batch_size, max_length=max_length,
+                                         precision=precision)
         probs = scorer.predict(todo["text"].tolist())
         fresh = pd.DataFrame({"text_hash": todo["text_hash"].to_numpy(),
                               **{c: probs[:, i] for i, c in enumerate(PROB_COLUMNS)}})

@@ -41,18 +41,18 @@ def article_signals(silver: pd.DataFrame, probs: pd.DataFrame, window_minutes: i
 
 def score_silver(silver: pd.DataFrame, *, window_minutes: int = 60, model_location: str | None = None,
                  store=None, batch_size: int = 32, max_length: int = 128, use_cache: bool = True,
-                 scorer: FinBertScorer | None = None) -> tuple[pd.DataFrame, ScoreStats]:
+                 scorer: FinBertScorer | None = None, precision: str = "fp32") -> tuple[pd.DataFrame, ScoreStats]:
     if window_minutes <= 0:
         raise ValueError(f"window_minutes must be positive, got {window_minutes}")
     probs, stats = score_texts(silver[["text_hash", "text"]], model_location=model_location, store=store,
                                batch_size=batch_size, max_length=max_length, use_cache=use_cache,
-                               scorer=scorer)
+                               scorer=scorer, precision=precision)
     return article_signals(silver, probs, window_minutes), stats
 
 
 def build_gold(store, silver_uri: str, run_id: str, *, window_minutes: int = 60,
                model_location: str | None = None, batch_size: int = 32,
-               max_length: int = 128) -> tuple[str, dict[str, Any]]:
+               max_length: int = 128, precision: str = "fp32") -> tuple[str, dict[str, Any]]:
     """Score the silver articles; write ``gold/{run_id}/news_signals.parquet``. "" when no news."""
     if not silver_uri:
         log.warning("news gold: no silver news — no news signals this run (market features only)")
@@ -62,7 +62,8 @@ def build_gold(store, silver_uri: str, run_id: str, *, window_minutes: int = 60,
         log.warning("news gold: %s holds no articles — no news signals this run", silver_uri)
         return "", {"articles": 0}
     signals, stats = score_silver(silver, window_minutes=window_minutes, model_location=model_location,
-                                  store=store, batch_size=batch_size, max_length=max_length)
+                                  store=store, batch_size=batch_size, max_length=max_length,
+                                  precision=precision)
     key = f"gold/{run_id}/news_signals.parquet"
     store.put_parquet(key, signals)
     log.info("news gold: %d article signals -> %s (%s)", len(signals), store.uri(key), stats.as_dict())

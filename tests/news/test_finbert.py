@@ -125,3 +125,14 @@ def test_model_dir_without_config_is_refused(tiny_model, tmp_path):
     (broken / "config.json").unlink()
     with pytest.raises(ModelUnavailable, match="no config.json"):
         resolve_model(str(broken))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_run_and_stay_close(tiny_model, precision):
+    exact = FinBertScorer(tiny_model).predict(TEXTS)
+    fast = FinBertScorer(tiny_model, precision=precision, batch_size=4).predict(TEXTS)
+    assert fast.shape == exact.shape and np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, exact, atol=0.05)
+    assert model_key(tiny_model, 128, precision) != model_key(tiny_model, 128)
+    with pytest.raises(ValueError, match="precision"):
+        FinBertScorer(tiny_model, precision="fp8")
