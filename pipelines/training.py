@@ -19,8 +19,8 @@ from components.training.variants import VARIANTS
 from pipelines.steps import resolve_run_id
 
 PIPELINE_NAME = "spx-training"
-S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-s3-credentials")
-CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-pipeline-config")
+S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-kfp-s3")
+CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-kfp-env")
 
 # Retries with exponential backoff for the cluster. `spx run` sets SPX_PIPELINE_RETRIES=0 before importing
 # this module: locally a failure is deterministic and should surface at once.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,10 +24,12 @@ def s3_server(tmp_path_factory):
 
 @pytest.fixture()
 def s3_env(s3_server, monkeypatch, tmp_path):
-    """Point spx at the loopback S3 server, with a fresh bucket prefix per test."""
+    """Point spx at the loopback S3 server, with a fresh, empty bucket per test."""
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SPX_BUCKET", "spx-test")
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("SPX_BUCKET", bucket)
+    ObjectStore(S3Settings.from_env()).ensure_bucket()
     monkeypatch.setenv("SPX_HOME", str(tmp_path / "spx-home"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return s3_server

@@ -7,7 +7,7 @@ from spx.storage import ImmutableObjectError, ObjectNotFoundError, parse_uri
 def test_write_once_refuses_different_content_and_skips_identical(store):
     key = "bronze/test/write-once.bin"
     first = store.put_bytes(key, b"candles-v1", write_once=True)
-    assert first.written and first.uri == f"s3://spx-test/{key}"
+    assert first.written and first.uri == f"s3://{store.bucket}/{key}"
     again = store.put_bytes(key, b"candles-v1", write_once=True)
     assert not again.written and again.sha256 == first.sha256
     with pytest.raises(ImmutableObjectError, match="refusing to overwrite"):

@@ -71,6 +71,15 @@ def write_chunk(store: ObjectStore, prefix: str, df: pd.DataFrame, *, source: st
     return store.put_parquet(chunk_key(prefix, clean), clean, write_once=True).uri
 
 
+def _utc(value: str | pd.Timestamp, *, end_of_day: bool = False) -> pd.Timestamp:
+    """A UTC timestamp; a bare date as an end bound means the whole day."""
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if end_of_day and isinstance(value, str) and len(value.strip()) <= 10:
+        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return ts
+
+
 def read_bronze(
     store: ObjectStore,
     prefix: str,
@@ -95,9 +104,9 @@ def read_bronze(
     bars = validate_candles(pd.concat(frames, ignore_index=True), source=uri_prefix,
                             max_gap=default_max_gap(granularity))
     if start:
-        bars = bars[bars["timestamp"] >= pd.Timestamp(start, tz="UTC")]
+        bars = bars[bars["timestamp"] >= _utc(start)]
     if end:
-        bars = bars[bars["timestamp"] <= pd.Timestamp(end, tz="UTC")]
+        bars = bars[bars["timestamp"] <= _utc(end, end_of_day=True)]
     if bars.empty:
         raise DataValidationError(f"{uri_prefix}: no candles between {start} and {end}")
     return bars.reset_index(drop=True)
@@ -285,8 +294,8 @@ def ingest_market(
         newest = newest_stored_bar(store, prefix)
         if not start and newest is None:
             raise DataValidationError("source=oanda with an empty bronze prefix needs a start date")
-        begin = newest if newest is not None else pd.Timestamp(start, tz="UTC")
-        stop = pd.Timestamp(end, tz="UTC") if end else pd.Timestamp.now(tz="UTC")
+        begin = newest if newest is not None else _utc(start)
+        stop = _utc(end, end_of_day=True) if end else pd.Timestamp.now(tz="UTC")
         total = 0
         for page in client.iter_pages(instrument, granularity, begin, stop, include_first=newest is None):
             write_chunk(store, prefix, page, source=f"oanda:{instrument}:{granularity}", granularity=granularity)
