@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from components.news.finbert import PROB_COLUMNS, FinBertScorer, ScoreStats, score_texts
-from components.news.join import join_news_features
 from components.news.silver import SILVER_FEATURES
 
 log = logging.getLogger(__name__)
@@ -69,8 +68,3 @@ def build_gold(store, silver_uri: str, run_id: str, *, window_minutes: int = 60,
     log.info("news gold: %d article signals -> %s (%s)", len(signals), store.uri(key), stats.as_dict())
     return store.uri(key), {"articles": len(signals), **stats.as_dict()}
 
-
-def hourly_summary(signals: pd.DataFrame, bar_close: pd.DatetimeIndex) -> pd.DataFrame:
-    """The per-window aggregates at the given closes (for inspection and the CLI)."""
-    market = pd.DataFrame({"timestamp": bar_close})
-    return join_news_features(market, signals)
