@@ -40,7 +40,8 @@ def serving_store(serving_env):
 
 def fresh_and_stale_frame() -> pd.DataFrame:
     """Three instruments with bars up to now, and OLD_USD whose newest bar is two days old."""
-    fresh = gold_frame(n_bars=300, seed=11)
+    # newest bar one bar back, so "as_of = newest bar + 1 minute" is never in the future
+    fresh = gold_frame(n_bars=300, seed=11, end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(minutes=5))
     old = gold_frame(n_bars=100, seed=12, end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2),
                      instruments=("OLD_USD",))
     return pd.concat([fresh, old], ignore_index=True)
