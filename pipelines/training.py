@@ -11,8 +11,10 @@ import os
 from kfp import dsl, kubernetes
 
 from components.bronze.component import bronze_market
+from components.deploy.component import deploy_op
 from components.gold.component import gold_features
 from components.selection.component import select_champion
+from components.serving.component import feast_materialize
 from components.silver.component import silver_microstructure, silver_technical, silver_volatility
 from components.training.component import train_variant
 from components.training.variants import VARIANTS
@@ -62,6 +64,12 @@ def training_pipeline(
     min_oot_auc: float = 0.5,
     max_overfit_gap: float = 0.35,
     news_delay_minutes: int = 0,
+    materialize_features: bool = True,
+    deploy: bool = False,
+    namespace: str = "spx",
+    isvc_name: str = "spx-direction",
+    canary_percent: int = 10,
+    serving_mode: str = "serverless",
 ) -> str:
     rid = resolve_run_id(requested=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     rid.set_caching_options(False)
@@ -99,4 +107,15 @@ def training_pipeline(
     for t in trains:
         select.after(t)
     _configure(select).set_display_name("select + register champion")
+
+    with dsl.If(materialize_features == True):  # noqa: E712 - KFP condition, not a Python bool
+        feast = feast_materialize(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
+                                  run_id=run)
+        _configure(feast).set_display_name("feast: apply + materialize")
+
+    with dsl.If(deploy == True):  # noqa: E712
+        rollout = deploy_op(selection_uri=select.outputs["Output"], namespace=namespace, isvc_name=isvc_name,
+                            canary_percent=canary_percent, mode=serving_mode)
+        _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M")
+        rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]

@@ -29,7 +29,12 @@ def deploy_op(
 
     import os
 
-    candidate = ModelRef.from_selection(load_selection(selection_uri))
+    selection = load_selection(selection_uri)
+    if not selection.get("champion"):
+        reason = selection.get("reason", "no champion in this run")
+        print(f"deploy: nothing to roll out ({reason}); the InferenceService is left as it is")
+        return json.dumps({"verb": "skip", "reason": reason, "body": None}, sort_keys=True)
+    candidate = ModelRef.from_selection(selection)
     cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
                         transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
                         transformer_env_configmap=transformer_env_configmap,

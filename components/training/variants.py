@@ -68,8 +68,8 @@ def make_estimator(spec: VariantSpec, seed: int = 42):
         return xgb.XGBRegressor(objective="reg:squarederror", **params)
     import lightgbm as lgb
 
-    params = dict(n_estimators=200, num_leaves=15, learning_rate=0.05, subsample=0.8, subsample_freq=1,
-                  colsample_bytree=0.8, min_child_samples=50, reg_lambda=5.0, max_bin=127,
+    params = dict(n_estimators=150, num_leaves=7, learning_rate=0.05, subsample=0.8, subsample_freq=1,
+                  colsample_bytree=0.8, min_child_samples=100, reg_lambda=5.0, max_bin=127,
                   n_jobs=n_threads(), random_state=seed, verbose=-1)
     params.update(spec.params)
     return lgb.LGBMClassifier(objective="binary", **params)
