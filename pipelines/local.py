@@ -10,40 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from spx.config import settings
-from spx.local_services import LocalS3Server
+from spx.local_services import embedded_s3
 from spx.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
-    """Use ``SPX_S3_ENDPOINT`` when set (an existing server), else start SeaweedFS under ``home``."""
-    if external is None:
-        external = bool(os.environ.get("SPX_S3_ENDPOINT"))
-    if external:
-        yield os.environ["SPX_S3_ENDPOINT"]
-        return
-    cfg = settings()
-    server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key, secret_key=cfg.s3.secret_key,
-                           buckets=(cfg.s3.bucket,))
-    server.start()
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
-    try:
-        yield server.endpoint_url
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
 
 
 def run_local(**params: Any) -> dict:

@@ -64,7 +64,18 @@ def serve(
     from spx.config import settings
     from spx.storage import ObjectStore
 
+    from spx.local_services import embedded_s3
+
     cfg = settings()
+    with embedded_s3(cfg.home):  # the embedded S3 server unless SPX_S3_ENDPOINT names one
+        _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore,
+               model_version=model_version, port=port, predictor_port=predictor_port, transformer=transformer,
+               materialize=materialize, max_feature_age=max_feature_age, logger_url=logger_url, check=check)
+
+
+def _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore, *,
+           model_version, port, predictor_port, transformer, materialize, max_feature_age, logger_url,
+           check) -> None:
     info = champion.resolve(version=model_version)
     model_dir = cfg.home / "serving" / "models" / info.name / info.version
     champion.download(info, model_dir, ObjectStore())

@@ -15,9 +15,10 @@ import shutil
 import socket
 import subprocess
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -169,3 +170,30 @@ class LocalS3Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
+    """Use ``SPX_S3_ENDPOINT`` when set (an existing server), else start SeaweedFS under ``home``."""
+    if external is None:
+        external = bool(os.environ.get("SPX_S3_ENDPOINT"))
+    if external:
+        yield os.environ["SPX_S3_ENDPOINT"]
+        return
+    from spx.config import settings
+
+    cfg = settings()
+    server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key, secret_key=cfg.s3.secret_key,
+                           buckets=(cfg.s3.bucket,))
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server.endpoint_url
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
