@@ -161,15 +161,26 @@ def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int,
     g["timestamp"] = pd.to_datetime(g["timestamp"], utc=True)
     g = g.sort_values("timestamp").drop_duplicates("timestamp", keep="last")
     bar = pd.to_datetime(s["bar_timestamp"], utc=True) if "bar_timestamp" in s else pd.Series(pd.NaT, index=s.index)
-    exact = s[bar.notna()].assign(_bar=bar[bar.notna()])
-    joined = exact.merge(g, left_on="_bar", right_on="timestamp", how="inner", suffixes=("", "_gold"))
-    rest = s[bar.isna()].sort_values("timestamp")
-    if len(rest):
-        tol = pd.Timedelta(bar_interval) if bar_interval and _is_timedelta(bar_interval) else None
-        asof = pd.merge_asof(rest.assign(_t=pd.to_datetime(rest["timestamp"], utc=True)).sort_values("_t"),
-                             g.rename(columns={"timestamp": "_bar"}), left_on="_t", right_on="_bar",
-                             direction="backward", tolerance=tol)
-        joined = pd.concat([joined, asof.dropna(subset=[label])], ignore_index=True)
+    # join on int64 nanoseconds: parquet round trips may change the datetime unit (us vs ns)
+    g_key = g["timestamp"].dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64")
+    exact = s[bar.notna()]
+    exact = exact.assign(_key=bar[bar.notna()].astype("datetime64[ns, UTC]").astype("int64").to_numpy())
+    joined = exact.merge(pd.DataFrame({"_key": g_key.to_numpy(), label: g[label].to_numpy()}), on="_key",
+                         how="inner")
+    rest = s[bar.isna()]
+    if len(rest) and len(g):
+        # as-of (backward) by request time, within one bar interval; done with searchsorted on int64
+        # nanoseconds
+        g_ns = g_key.to_numpy()
+        t_ns = pd.to_datetime(rest["timestamp"], utc=True).astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+        pos = np.searchsorted(g_ns, t_ns, side="right") - 1
+        ok = pos >= 0
+        if bar_interval and _is_timedelta(bar_interval):
+            tol = pd.Timedelta(bar_interval).value
+            ok &= (t_ns - g_ns[np.clip(pos, 0, None)]) <= tol
+        matched = rest[ok].assign(_bar=g["timestamp"].to_numpy()[pos[ok]],
+                                  **{label: g[label].to_numpy()[pos[ok]]})
+        joined = matched if joined.empty else pd.concat([joined, matched], ignore_index=True)
     if joined.empty:
         return empty
     y = joined[label].astype(int).to_numpy()
@@ -208,6 +219,27 @@ def _latest_key(store, prefix: str, suffix: str) -> str | None:
         for obj in page.get("Contents", []):
             if obj["Key"].endswith(suffix) and (best is None or obj["LastModified"] > best[0]):
                 best = (obj["LastModified"], obj["Key"])
+    return best[1] if best else None
+
+
+def _recent_keys(store, prefix: str, suffix: str, n: int) -> list[str]:
+    found = []
+    paginator = store.client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=store.bucket, Prefix=prefix):
+        found += [(o["LastModified"], o["Key"]) for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
+    return [k for _, k in sorted(found, reverse=True)[:n]]
+
+
+def newest_gold_key(store, candidates: int = 5) -> str | None:
+    """The gold table holding the newest bars, among the ``candidates`` most recently written ones
+    (S3 modification times have one-second resolution, so recency alone can tie)."""
+    keys = _recent_keys(store, "gold/", "/features.parquet", candidates)
+    best = None
+    for key in keys:
+        ts = store.read_parquet(key, columns=["timestamp"])["timestamp"]
+        top = pd.to_datetime(ts, utc=True).max() if len(ts) else None
+        if top is not None and (best is None or top > best[0]):
+            best = (top, key)
     return best[1] if best else None
 
 
@@ -331,7 +363,7 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     drift_uri = store.put_text(prefix + "drift.html", html, content_type="text/html").uri
 
     # newest gold vs the reference (the part of it before the window)
-    latest_gold_key = _latest_key(store, "gold/", "features.parquet") or ref.gold_key
+    latest_gold_key = newest_gold_key(store) or ref.gold_key
     latest = store.read_parquet(latest_gold_key)
     latest["timestamp"] = pd.to_datetime(latest["timestamp"], utc=True)
     cut = latest["timestamp"].max() - pd.Timedelta(days=cfg.gold_window_days)

@@ -48,3 +48,65 @@ def event_pair(i: int, base: datetime | None = None) -> tuple[tuple[dict, bytes]
     resp = v2_response(rid, [((i * 37) % 100) / 100.0])
     return ((headers(rid, REQUEST, t), json.dumps(req).encode()),
             (headers(rid, RESPONSE, t + timedelta(milliseconds=4)), json.dumps(resp).encode()))
+
+
+# -- a synthetic "training run" in the bucket, laid out as docs/ARCHITECTURE.md says ----------------
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+GOLD_FEATURES = ["f_ret", "f_rsi", "f_vol", "f_macd", "f_atr", "f_news"]
+
+
+def gold_frame(n: int, start: str, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(start, periods=n, freq="5min", tz="UTC")
+    df = pd.DataFrame({"timestamp": ts, "instrument": "SPX500_USD"})
+    for j, c in enumerate(GOLD_FEATURES):
+        df[c] = rng.normal(0.0, 1.0 + 0.2 * j, n) + (shift or {}).get(c, 0.0) * (1.0 + 0.2 * j)
+    df["y_up_h1"] = (rng.uniform(size=n) < 0.5).astype(float)
+    df["y_ret_h1"] = rng.normal(0.0, 0.1, n)
+    return df
+
+
+def seed_training_run(store, run_id: str = "run-a", variant: str = "xgb_base_h1", n: int = 4000,
+                      seed: int = 0) -> pd.DataFrame:
+    gold = gold_frame(n, "2026-01-05", seed)
+    store.put_parquet(f"gold/{run_id}/features.parquet", gold)
+    store.put_json(f"gold/{run_id}/manifest.json", {"feature_columns": GOLD_FEATURES,
+                                                     "base_feature_columns": GOLD_FEATURES[:5],
+                                                     "news_feature_columns": ["f_news"], "horizons": [1],
+                                                     "bar_interval": "5min"})
+    rng = np.random.default_rng(seed + 1)
+    oot = gold.iloc[-n // 4:]
+    prob = np.clip(0.5 + 0.05 * (oot["y_up_h1"].to_numpy() - 0.5) + rng.normal(0, 0.05, len(oot)), 0, 1)
+    prefix = f"models/{run_id}/{variant}/"
+    store.put_parquet(prefix + "oot_predictions.parquet", pd.DataFrame({
+        "timestamp": oot["timestamp"].to_numpy(), "y_true": oot["y_up_h1"].astype(int).to_numpy(),
+        "y_prob": prob, "ret": oot["y_ret_h1"].to_numpy()}))
+    store.put_json(prefix + "importance.json", {c: float(i + 1) for i, c in enumerate(GOLD_FEATURES)})
+    store.put_json(prefix + "metrics.json", {"variant": variant, "run_id": run_id, "horizon": 1,
+                                             "features": GOLD_FEATURES, "task": "classification",
+                                             "model_format": "xgboost", "cost_bps": 1.0, "metrics": {}})
+    store.put_json(f"selection/{run_id}/best_model_selection.json",
+                   {"run_id": run_id, "champion": {"variant": variant, "horizon": 1}, "ranking": []})
+    return gold
+
+
+def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0):
+    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor)."""
+    from datetime import timedelta
+
+    out = []
+    for k, (_, row) in enumerate(gold_rows.iterrows()):
+        rid = f"srv-{start_index + k:06d}"
+        t = row["timestamp"].to_pydatetime() + timedelta(seconds=2)
+        req = {"inputs": [{"name": "features", "shape": [1, len(GOLD_FEATURES)], "datatype": "FP64",
+                           "data": [float(row[c]) for c in GOLD_FEATURES],
+                           "parameters": {"feature_names": GOLD_FEATURES}}],
+               "parameters": {"bar_timestamp": row["timestamp"].isoformat()}}
+        resp = {"model_name": "spx-direction", "model_version": "1",
+                "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(probs[k])]}]}
+        out.append(((headers(rid, REQUEST, t), json.dumps(req).encode()),
+                    (headers(rid, RESPONSE, t + timedelta(milliseconds=3)), json.dumps(resp).encode())))
+    return out

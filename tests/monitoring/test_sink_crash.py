@@ -132,11 +132,14 @@ def test_sigkill_during_concurrent_traffic_and_flushes_loses_nothing(store, sink
     for t in threads:
         t.start()
     try:
-        while acked[0] < n * 2 // 3:  # kill once about a third of the events are still to come
+        # kill while traffic is flowing and after at least one batch went out (so the WAL has been
+        # rotated and truncated at least once before the crash)
+        deadline = time.monotonic() + 120
+        while acked[0] < n // 3 or not store.list("predictions/"):
+            assert time.monotonic() < deadline, "no batch was written"
             time.sleep(0.01)
-        before = len(store.list("predictions/"))
         sink.kill9()
-        assert before >= 1, "expected some batches written before the crash"
+        assert acked[0] < 2 * n, "the kill came after all traffic: not a mid-stream crash"
         sink = SinkProcess(wal, sink_env, batch_rows=25, flush_interval=0.2)
         sink.port, sink.url = sink.port, url["value"]  # same address, the senders keep retrying
         sink.cmd[sink.cmd.index("--port") + 1] = url["value"].rsplit(":", 1)[1]

@@ -1,0 +1,84 @@
+"""Thin KFP v2 component definitions for monitoring (the logic lives in drift.py / trigger.py).
+
+No ``from __future__ import annotations`` here: KFP reads the real annotation objects.
+"""
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Metrics, Output
+
+from spx.config import settings
+
+_IMAGE = settings().component_image
+
+
+@dsl.component(base_image=_IMAGE, install_kfp_package=False)
+def detect_drift(
+    monitor_run_id: str,
+    reference_run_id: str,
+    variant: str,
+    lookback_days: float,
+    gold_window_days: float,
+    method: str,
+    threshold: float,
+    drift_threshold: float,
+    hit_rate_floor: float,
+    min_labeled: int,
+    min_served_rows: int,
+    drift_report: Output[HTML],
+    gold_drift_report: Output[HTML],
+    metrics: Output[Metrics],
+) -> NamedTuple("DriftOutputs", [("retrain", bool), ("reason", str), ("summary_uri", str)]):
+    """Evidently data + prediction drift of served traffic and of the newest gold data vs the champion's
+    training reference; the live hit rate; the retrain decision. HTML reports + metrics in the KFP UI."""
+    import logging
+    from collections import namedtuple
+
+    from components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
+    from spx.storage import ObjectStore
+
+    logging.basicConfig(level=logging.INFO)
+    cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
+                        threshold=threshold, drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor,
+                        min_labeled=min_labeled, min_served_rows=min_served_rows)
+    summary = run_monitoring(ObjectStore(), monitor_run_id=monitor_run_id, run_id=reference_run_id,
+                             variant=variant, cfg=cfg)
+    with open(drift_report.path, "w") as fh:
+        fh.write(summary["_drift_html"])
+    with open(gold_drift_report.path, "w") as fh:
+        fh.write(summary["_gold_drift_html"])
+    for key in ("drift_share", "served_drift_share", "gold_drift_share", "prediction_drift_score"):
+        if summary.get(key) is not None:
+            metrics.log_metric(key, float(summary[key]))
+    hit = summary["hit"]
+    metrics.log_metric("n_served", float(summary["n_served"]))
+    metrics.log_metric("n_labeled", float(hit["n_labeled"]))
+    if hit["hit_rate"] is not None:
+        metrics.log_metric("live_hit_rate", float(hit["hit_rate"]))
+        metrics.log_metric("live_majority_baseline", float(hit["majority_baseline"]))
+    decision = summary["decision"]
+    metrics.log_metric("retrain", 1.0 if decision["retrain"] else 0.0)
+    print(summary_text(summary))
+    out = namedtuple("DriftOutputs", ["retrain", "reason", "summary_uri"])
+    return out(bool(decision["retrain"]), "; ".join(decision["reasons"]), summary["summary_uri"])
+
+
+@dsl.component(base_image=_IMAGE, install_kfp_package=False)
+def trigger_training(reason: str, summary_uri: str, kfp_host: str, namespace: str, pipeline_name: str,
+                     experiment: str, params_json: str, service_account: str) -> str:
+    """Start a run of the uploaded training pipeline through the KFP API; returns the run id."""
+    import json
+    import logging
+
+    from components.monitoring.trigger import kfp_client, start_training_kfp
+
+    logging.basicConfig(level=logging.INFO)
+    params = json.loads(params_json or "{}")
+    client = kfp_client(host=kfp_host, namespace=namespace)
+    run_id = start_training_kfp(client, pipeline_name=pipeline_name, experiment=experiment, params=params,
+                                namespace=namespace, service_account=service_account,
+                                reason=reason, run_name=f"retrain: {reason}"[:120])
+    print(f"started training run {run_id} because {reason} (see {summary_uri})")
+    return run_id

@@ -1,0 +1,104 @@
+"""Retrain trigger: decide, then start the training pipeline (KFP in the cluster, local runner here).
+
+In the cluster the training pipeline is already uploaded (``spx submit`` uploads ``spx-training``);
+the trigger starts its newest version through ``kfp.Client`` — ``GET /apis/v2beta1/pipelines``
+(filter by display name), ``GET /apis/v2beta1/pipelines/{id}/versions``, ``GET/POST
+/apis/v2beta1/experiments``, ``POST /apis/v2beta1/runs``. Inside a KFP pod the client authenticates
+with the pod's projected service-account token (``KF_PIPELINES_SA_TOKEN_PATH``) when present.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TRAINING_PIPELINE = "spx-training"
+RETRAIN_EXPERIMENT = "spx-retrain"
+
+
+@dataclass
+class Decision:
+    retrain: bool
+    reasons: list[str] = field(default_factory=list)
+    drift_share: float | None = None
+    hit_rate: float | None = None
+    n_labeled: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(*, drift_share: float | None, hit_rate: float | None, n_labeled: int, drift_threshold: float = 0.5,
+           hit_rate_floor: float = 0.5, min_labeled: int = 100, prediction_drifted: bool = False) -> Decision:
+    """Retrain when the drift share reaches ``drift_threshold``, or the live hit rate (on at least
+    ``min_labeled`` realized labels) falls below ``hit_rate_floor``, or (opt-in) predictions drifted."""
+    if not 0.0 < drift_threshold <= 1.0:
+        raise ValueError(f"drift_threshold must be in (0, 1], got {drift_threshold}")
+    if not 0.0 <= hit_rate_floor <= 1.0:
+        raise ValueError(f"hit_rate_floor must be in [0, 1], got {hit_rate_floor}")
+    reasons = []
+    if drift_share is not None and drift_share >= drift_threshold:
+        reasons.append(f"drift share {drift_share:.2f} >= {drift_threshold:.2f}")
+    if hit_rate is not None and n_labeled >= min_labeled and hit_rate < hit_rate_floor:
+        reasons.append(f"live hit rate {hit_rate:.3f} < {hit_rate_floor:.3f} on {n_labeled} labels")
+    if prediction_drifted:
+        reasons.append("prediction distribution drifted")
+    return Decision(bool(reasons), reasons, drift_share, hit_rate, n_labeled)
+
+
+def kfp_client(host: str = "", namespace: str = "", existing_token: str = ""):
+    """A ``kfp.Client``; in a pod, the projected SA token (multi-user KFP) is used when mounted."""
+    import kfp
+
+    kwargs: dict[str, Any] = {}
+    if host:
+        kwargs["host"] = host
+    if namespace:
+        kwargs["namespace"] = namespace
+    if existing_token:
+        kwargs["existing_token"] = existing_token
+    elif os.path.exists(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH",
+                                       "/var/run/secrets/kubeflow/pipelines/token")):
+        from kfp.client import ServiceAccountTokenVolumeCredentials
+
+        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(
+            path=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"))
+    return kfp.Client(**kwargs)
+
+
+def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experiment: str = RETRAIN_EXPERIMENT,
+                       params: dict | None = None, run_name: str = "", namespace: str = "",
+                       version_id: str = "", service_account: str = "", reason: str = "") -> str:
+    """Start a run of the newest (or the given) version of ``pipeline_name``; returns the run id."""
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        raise LookupError(f"no pipeline named {pipeline_name!r} on the KFP server: upload it first (spx submit)")
+    if not version_id:
+        resp = client.list_pipeline_versions(pipeline_id=pipeline_id, page_size=1, sort_by="created_at desc")
+        versions = resp.pipeline_versions or []
+        if not versions:
+            raise LookupError(f"pipeline {pipeline_name!r} ({pipeline_id}) has no versions")
+        version_id = versions[0].pipeline_version_id
+    exp = client.create_experiment(name=experiment, namespace=namespace or None)
+    name = run_name or f"retrain {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}" + (f" ({reason})" if reason else "")
+    run = client.run_pipeline(experiment_id=exp.experiment_id, job_name=name[:120], params=dict(params or {}),
+                              pipeline_id=pipeline_id, version_id=version_id,
+                              service_account=service_account or None)
+    log.info("started training run %s (pipeline %s, version %s): %s", run.run_id, pipeline_name, version_id,
+             reason)
+    return run.run_id
+
+
+def start_training_local(params: dict | None = None) -> dict:
+    """Run the training pipeline with the local KFP runner (``pipelines.local.run_local``)."""
+    try:
+        from pipelines.local import run_local
+    except ImportError as exc:
+        raise RuntimeError("the local training runner (pipelines/local.py: run_local) is not available in this "
+                           f"build: {exc}") from exc
+    return run_local(**(params or {}))

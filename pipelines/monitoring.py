@@ -1,0 +1,117 @@
+"""The monitoring pipeline: drift + live hit rate, then (only if needed) start the training pipeline.
+
+Runs as its own KFP recurring run (``create_monitoring_schedule``), e.g. hourly. The trigger step sits
+under ``dsl.If(retrain)`` so a healthy model costs one short task. The retrain starts the *uploaded*
+training pipeline (``spx submit`` uploads ``spx-training``) through the KFP API with the pod's service
+account, so the monitoring pipeline needs no copy of the training pipeline.
+"""
+
+
+import os
+
+from kfp import dsl, kubernetes
+
+from components.monitoring.component import detect_drift, trigger_training
+
+PIPELINE_NAME = "spx-monitoring"
+S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-s3-credentials")
+CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-pipeline-config")
+
+
+def _env(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env={
+        "SPX_S3_ENDPOINT": "SPX_S3_ENDPOINT", "SPX_BUCKET": "SPX_BUCKET",
+        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL"})
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Evidently drift of served traffic and new gold data vs the "
+              "champion's training reference, live hit rate, and a conditional retrain of spx-training.")
+def monitoring_pipeline(
+    reference_run_id: str = "",
+    variant: str = "",
+    lookback_days: float = 7.0,
+    gold_window_days: float = 30.0,
+    method: str = "wasserstein",
+    threshold: float = 0.1,
+    drift_threshold: float = 0.5,
+    hit_rate_floor: float = 0.5,
+    min_labeled: int = 100,
+    min_served_rows: int = 50,
+    training_pipeline: str = "spx-training",
+    retrain_experiment: str = "spx-retrain",
+    retrain_params_json: str = "{}",
+    kfp_host: str = "",
+    namespace: str = "",
+    service_account: str = "",
+):
+    drift = detect_drift(
+        monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reference_run_id=reference_run_id, variant=variant,
+        lookback_days=lookback_days, gold_window_days=gold_window_days, method=method, threshold=threshold,
+        drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor, min_labeled=min_labeled,
+        min_served_rows=min_served_rows,
+    ).set_display_name("drift + hit rate")
+    drift.set_caching_options(False)
+    drift.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1G").set_memory_limit("4G")
+    _env(drift)
+    with dsl.If(drift.outputs["retrain"] == True, name="retrain-needed"):  # noqa: E712 - KFP condition
+        trig = trigger_training(
+            reason=drift.outputs["reason"], summary_uri=drift.outputs["summary_uri"], kfp_host=kfp_host,
+            namespace=namespace, pipeline_name=training_pipeline, experiment=retrain_experiment,
+            params_json=retrain_params_json, service_account=service_account,
+        ).set_display_name("start training run")
+        trig.set_caching_options(False)
+        trig.set_cpu_request("100m").set_memory_request("256M").set_memory_limit("512M")
+
+
+def compile_monitoring(output_path: str, image: str | None = None) -> str:
+    """Compile to ``output_path`` (YAML). ``image`` overrides ``SPX_COMPONENT_IMAGE`` for this compile."""
+    import subprocess
+    import sys
+
+    if image and image != os.environ.get("SPX_COMPONENT_IMAGE"):
+        # the image is bound at import time of the component module: compile in a fresh interpreter
+        env = dict(os.environ, SPX_COMPONENT_IMAGE=image)
+        subprocess.run([sys.executable, "-c", "import sys; from pipelines.monitoring import compile_monitoring; "
+                        "compile_monitoring(sys.argv[1])", output_path], check=True, env=env)
+        return output_path
+    from kfp import compiler
+
+    compiler.Compiler().compile(monitoring_pipeline, output_path)
+    return output_path
+
+
+def create_monitoring_schedule(client, package_path: str, *, cron: str = "0 * * * *",
+                               experiment: str = "spx-monitoring", job_name: str = "spx-monitoring",
+                               params: dict | None = None, service_account: str = "") -> str:
+    """Upload the compiled monitoring pipeline and create its recurring run (5-field cron accepted).
+
+    Returns the recurring run id. KFP crons have six fields, seconds first; ``max_concurrency=1``
+    and ``no_catchup`` so a slow or paused cluster never piles up monitoring runs.
+    """
+    fields = cron.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ValueError(f"cron needs 5 or 6 fields, got {cron!r}")
+    exp = client.create_experiment(name=experiment)
+    pid = client.get_pipeline_id(PIPELINE_NAME)
+    if pid is None:
+        pid = client.upload_pipeline(package_path, pipeline_name=PIPELINE_NAME).pipeline_id
+        versions = client.list_pipeline_versions(pipeline_id=pid, page_size=1, sort_by="created_at desc")
+        vid = versions.pipeline_versions[0].pipeline_version_id
+    else:
+        import hashlib
+        from pathlib import Path
+
+        digest = hashlib.sha256(Path(package_path).read_bytes()).hexdigest()[:12]
+        vid = client.upload_pipeline_version(package_path, pipeline_version_name=f"{PIPELINE_NAME}-{digest}",
+                                             pipeline_id=pid).pipeline_version_id
+    rr = client.create_recurring_run(
+        experiment_id=exp.experiment_id, job_name=job_name, cron_expression=" ".join(fields),
+        max_concurrency=1, no_catchup=True, pipeline_id=pid, version_id=vid, params=dict(params or {}),
+        enable_caching=False, service_account=service_account or None,
+    )
+    return rr.recurring_run_id
