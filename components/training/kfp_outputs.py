@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from components.monitoring import visuals
 from spx.storage import ObjectStore
 
 UI_METRICS = ("oot_auc", "oot_auc_ci_low", "oot_auc_ci_high", "cv_auc_mean", "train_auc", "overfit_gap_auc",
@@ -47,23 +48,11 @@ def emit_training_outputs(store: ObjectStore, result: dict, *, metrics, roc, rep
     y_true = oot["y_true"].to_numpy(int)
     score = oot[score_col].to_numpy(float)
     prob = score if score_col == "y_prob" else 1.0 / (1.0 + np.exp(-score))
-    try:
-        from components.monitoring import visuals
-    except ImportError:  # monitoring visuals not installed: ROC from sklearn, markdown as HTML
-        visuals = None
-    if visuals is not None:
-        rc = visuals.roc_and_confusion(y_true, prob)
-        html = visuals.training_report_html(y_true, prob, oot["ret"].to_numpy(float),
-                                            store.get_json(prefix + "importance.json"),
-                                            cost_bps=float(result.get("cost_bps", 1.0)),
-                                            title=result["variant"])
-    else:
-        from sklearn.metrics import confusion_matrix, roc_curve
-
-        fpr, tpr, thr = roc_curve(y_true, prob)
-        rc = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist(),
-              "confusion_matrix": confusion_matrix(y_true, prob > 0.5, labels=[0, 1]).tolist()}
-        html = f"<html><body><pre>{md}</pre></body></html>"
+    rc = visuals.roc_and_confusion(y_true, prob)
+    html = visuals.training_report_html(y_true, prob, oot["ret"].to_numpy(float),
+                                        store.get_json(prefix + "importance.json"),
+                                        cost_bps=float(result.get("cost_bps", 1.0)), title=result["variant"],
+                                        horizon=int(result["horizon"]), timestamps=oot["timestamp"])
     step = max(1, len(rc["fpr"]) // 200)  # keep the UI payload small
     thresholds = [min(1.0, float(t)) for t in rc["thresholds"][::step]]
     roc.log_roc_curve(rc["fpr"][::step], rc["tpr"][::step], thresholds)
