@@ -56,14 +56,15 @@ def monitoring_pipeline(
     drift.set_caching_options(False)
     drift.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1G").set_memory_limit("4G")
     _env(drift)
-    with dsl.If(drift.outputs["retrain"] == True, name="retrain-needed"):  # noqa: E712 - KFP condition
+    with dsl.If(drift.outputs["Output"] == True, name="retrain-needed"):  # noqa: E712 - a KFP condition, not Python
         trig = trigger_training(
-            reason=drift.outputs["reason"], summary_uri=drift.outputs["summary_uri"], kfp_host=kfp_host,
+            monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_host=kfp_host,
             namespace=namespace, pipeline_name=training_pipeline, experiment=retrain_experiment,
             params_json=retrain_params_json, service_account=service_account,
         ).set_display_name("start training run")
         trig.set_caching_options(False)
         trig.set_cpu_request("100m").set_memory_request("256M").set_memory_limit("512M")
+        _env(trig)
 
 
 def compile_monitoring(output_path: str, image: str | None = None) -> str:

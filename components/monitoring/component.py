@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: KFP reads the real annotation ob
 """
 
 
-from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Output
@@ -30,11 +29,14 @@ def detect_drift(
     drift_report: Output[HTML],
     gold_drift_report: Output[HTML],
     metrics: Output[Metrics],
-) -> NamedTuple("DriftOutputs", [("retrain", bool), ("reason", str), ("summary_uri", str)]):
+) -> bool:
     """Evidently data + prediction drift of served traffic and of the newest gold data vs the champion's
-    training reference; the live hit rate; the retrain decision. HTML reports + metrics in the KFP UI."""
+    training reference; the live hit rate. HTML reports + metrics in the KFP UI; returns "retrain?".
+
+    A single (``Output``) return keeps ``dsl.If`` on it working under KFP's local runner too (2.17
+    resolves only ``<task>-Output`` channels in local conditions); the reasons are in
+    ``monitoring/{monitor_run_id}/summary.json``."""
     import logging
-    from collections import namedtuple
 
     from components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
     from spx.storage import ObjectStore
@@ -61,24 +63,26 @@ def detect_drift(
     decision = summary["decision"]
     metrics.log_metric("retrain", 1.0 if decision["retrain"] else 0.0)
     print(summary_text(summary))
-    out = namedtuple("DriftOutputs", ["retrain", "reason", "summary_uri"])
-    return out(bool(decision["retrain"]), "; ".join(decision["reasons"]), summary["summary_uri"])
+    return bool(decision["retrain"])
 
 
 @dsl.component(base_image=_IMAGE, install_kfp_package=False)
-def trigger_training(reason: str, summary_uri: str, kfp_host: str, namespace: str, pipeline_name: str,
+def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipeline_name: str,
                      experiment: str, params_json: str, service_account: str) -> str:
     """Start a run of the uploaded training pipeline through the KFP API; returns the run id."""
     import json
     import logging
 
-    from components.monitoring.trigger import kfp_client, start_training_kfp
+    from components.monitoring.trigger import start_training_kfp_subprocess
+    from spx.storage import ObjectStore
 
     logging.basicConfig(level=logging.INFO)
-    params = json.loads(params_json or "{}")
-    client = kfp_client(host=kfp_host, namespace=namespace)
-    run_id = start_training_kfp(client, pipeline_name=pipeline_name, experiment=experiment, params=params,
-                                namespace=namespace, service_account=service_account,
-                                reason=reason, run_name=f"retrain: {reason}"[:120])
+    store = ObjectStore()
+    summary_uri = store.uri(f"monitoring/{monitor_run_id}/summary.json")
+    reason = "; ".join(store.get_json(summary_uri)["decision"]["reasons"]) or "monitoring decision"
+    run_id = start_training_kfp_subprocess(host=kfp_host, namespace=namespace, pipeline_name=pipeline_name,
+                                           experiment=experiment, params=json.loads(params_json or "{}"),
+                                           service_account=service_account, reason=reason,
+                                           run_name=f"retrain: {reason}"[:120])
     print(f"started training run {run_id} because {reason} (see {summary_uri})")
     return run_id

@@ -53,7 +53,8 @@ def decide(*, drift_share: float | None, hit_rate: float | None, n_labeled: int,
 
 def kfp_client(host: str = "", namespace: str = "", existing_token: str = ""):
     """A ``kfp.Client``; in a pod, the projected SA token (multi-user KFP) is used when mounted."""
-    import kfp
+    # kfp.client directly: inside a KFP task (_KFP_RUNTIME=true) the top-level kfp omits Client
+    from kfp.client import Client
 
     kwargs: dict[str, Any] = {}
     if host:
@@ -68,7 +69,7 @@ def kfp_client(host: str = "", namespace: str = "", existing_token: str = ""):
 
         kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(
             path=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"))
-    return kfp.Client(**kwargs)
+    return Client(**kwargs)
 
 
 def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experiment: str = RETRAIN_EXPERIMENT,
@@ -102,3 +103,45 @@ def start_training_local(params: dict | None = None) -> dict:
         raise RuntimeError("the local training runner (pipelines/local.py: run_local) is not available in this "
                            f"build: {exc}") from exc
     return run_local(**(params or {}))
+
+
+def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeline_name: str = TRAINING_PIPELINE,
+                                  experiment: str = RETRAIN_EXPERIMENT, params: dict | None = None,
+                                  run_name: str = "", service_account: str = "", reason: str = "") -> str:
+    """:func:`start_training_kfp` in a fresh interpreter.
+
+    Inside a KFP task the SDK is imported in its slim runtime mode (``_KFP_RUNTIME=true``) where
+    ``kfp.client`` cannot be imported; a child process without that flag gets the full client."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
+    args = {"host": host, "namespace": namespace, "pipeline_name": pipeline_name, "experiment": experiment,
+            "params": params or {}, "run_name": run_name, "service_account": service_account, "reason": reason}
+    proc = subprocess.run([sys.executable, "-m", "components.monitoring.trigger", json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"starting the training run failed:\n{proc.stderr.strip()[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import json
+    import sys
+
+    a = json.loads((argv or sys.argv[1:])[0])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    client = kfp_client(a.get("host", ""), a.get("namespace", ""))
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the KFP SDK prints links; keep stdout for the result
+        run_id = start_training_kfp(client, pipeline_name=a["pipeline_name"], experiment=a["experiment"],
+                                    params=a.get("params"), run_name=a.get("run_name", ""),
+                                    namespace=a.get("namespace", ""), service_account=a.get("service_account", ""),
+                                    reason=a.get("reason", ""))
+    print(json.dumps({"run_id": run_id}))
+
+
+if __name__ == "__main__":
+    _main()
