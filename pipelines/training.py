@@ -13,6 +13,7 @@ from kfp import dsl, kubernetes
 from components.bronze.component import bronze_market
 from components.deploy.component import deploy_op
 from components.gold.component import gold_features
+from components.news.component import news_bronze, news_gold, news_silver
 from components.selection.component import select_champion
 from components.serving.component import feast_materialize
 from components.silver.component import silver_microstructure, silver_technical, silver_volatility
@@ -63,7 +64,12 @@ def training_pipeline(
     cost_bps: float = 1.0,
     min_oot_auc: float = 0.5,
     max_overfit_gap: float = 0.35,
+    news_source: str = "file",
+    news_path: str = "",
+    news_window_minutes: int = 60,
     news_delay_minutes: int = 0,
+    news_model_location: str = "",
+    news_precision: str = "fp32",
     materialize_features: bool = True,
     deploy: bool = False,
     namespace: str = "spx",
@@ -86,8 +92,18 @@ def training_pipeline(
     micro = _configure(silver_microstructure(**silver_args)).set_display_name("silver: microstructure")
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
 
+    # news: every step returns "" when there is no news, and gold then trains on market features only
+    nb = news_bronze(source=news_source, start=start, end=end, path=news_path)
+    nb.set_caching_options(False)
+    _configure(nb, memory="1G", memory_limit="2G").set_display_name("bronze: news")
+    ns = _configure(news_silver(bronze_prefix=nb.output, run_id=run), memory="1G", memory_limit="2G")
+    ns.set_display_name("silver: news tone")
+    ng = news_gold(silver_uri=ns.output, run_id=run, window_minutes=news_window_minutes,
+                   model_location=news_model_location, precision=news_precision)
+    _configure(ng, cpu="2", memory="4G", cpu_limit="2", memory_limit="6G").set_display_name("gold: FinBERT signals")
+
     gold = gold_features(bronze_prefix=bronze.output, technical_uri=technical.output,
-                         microstructure_uri=micro.output, volatility_uri=vol.output, news_uri="",
+                         microstructure_uri=micro.output, volatility_uri=vol.output, news_uri=ng.output,
                          granularity=granularity, start=start, end=end,
                          horizons=[horizon_short, horizon_long], instrument=instrument, run_id=run,
                          news_delay_minutes=news_delay_minutes)

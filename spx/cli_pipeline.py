@@ -53,6 +53,13 @@ def register(app: typer.Typer) -> None:
         n_folds: int = typer.Option(5), oot_frac: float = typer.Option(0.1), n_boot: int = typer.Option(500),
         cost_bps: float = typer.Option(1.0, help="transaction cost per position change, in bp"),
         min_oot_auc: float = typer.Option(0.5), max_overfit_gap: float = typer.Option(0.35),
+        news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
+        news_path: str = typer.Option("", help="news file (CSV/parquet/JSONL) when --news-source file"),
+        news_model: str = typer.Option("", help="FinBERT: local dir or s3:// prefix (default $SPX_FINBERT_MODEL)"),
+        news_precision: str = typer.Option("fp32", help="FinBERT precision: fp32 | bf16 | int8"),
+        news_delay_minutes: int = typer.Option(0, help="minutes after publication before an article counts"),
+        materialize: bool = typer.Option(True, "--materialize/--no-materialize",
+                                         help="materialize gold features into the Feast online store"),
         run_id: str = typer.Option("", help="defaults to UTC time + job id"),
         json_out: Optional[str] = typer.Option(None, "--json", help="also write the selection JSON here"),
     ) -> None:
@@ -64,7 +71,10 @@ def register(app: typer.Typer) -> None:
         selection = run_local(run_id=run_id, source=source, market_path=market_path, instrument=instrument,
                               granularity=granularity, start=start, end=end, horizon_short=horizon_short,
                               horizon_long=horizon_long, n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot,
-                              cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap)
+                              cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
+                              news_source=news_source, news_path=news_path, news_model_location=news_model,
+                              news_precision=news_precision, news_delay_minutes=news_delay_minutes,
+                              materialize_features=materialize)
         print_selection(selection)
         if json_out:
             with open(json_out, "w") as fh:

@@ -53,21 +53,28 @@ def build_gold(
     Rows in the indicator warm-up (any NaN feature) are dropped; rows at the tail keep NaN labels
     (they are the newest rows: served, not trained on).
     """
-    base = bars[["timestamp"]].copy()
+    ts = bars["timestamp"].reset_index(drop=True)
+    ts_ns = ts.values  # datetime64[ns] (UTC) — compares without boxing Timestamps
+    parts: list[pd.DataFrame] = [ts.to_frame()]
+    seen: set[str] = set()
     for table in silver:
         if "timestamp" not in table.columns:
             raise DataValidationError("silver table without a timestamp column")
-        if len(table) != len(bars) or not (table["timestamp"].to_numpy() == bars["timestamp"].to_numpy()).all():
+        if len(table) != len(bars) or not np.array_equal(table["timestamp"].values, ts_ns):
             raise DataValidationError("silver tables are not aligned with the bronze bars")
-        dup = set(table.columns) & set(base.columns) - {"timestamp"}
+        cols = [c for c in table.columns if c != "timestamp"]
+        dup = seen & set(cols)
         if dup:
             raise DataValidationError(f"duplicate feature names across silver tables: {sorted(dup)}")
-        base = base.join(table.drop(columns="timestamp"))
-    base = base.join(return_features(bars)).join(time_features(bars["timestamp"], bar))
+        seen |= set(cols)
+        parts.append(table[cols].reset_index(drop=True))
+    bars = bars.reset_index(drop=True)
+    parts += [return_features(bars), time_features(ts, bar)]
     news_cols: list[str] = []
     if news is not None and not news.empty:
         news_cols = [c for c in news.columns if c.startswith("news_")]
-        base = base.join(news[news_cols].reset_index(drop=True).set_axis(base.index))
+        parts.append(news[news_cols].reset_index(drop=True))
+    base = pd.concat(parts, axis=1)
     feature_cols = [c for c in base.columns if c != "timestamp"]
     base = base.replace([np.inf, -np.inf], np.nan)
     labels = make_labels(bars["close"].astype(float), horizons)

@@ -161,7 +161,11 @@ def ingest(source: str, start: Any, end: Any, *, store, records: Iterable[dict[s
     or, for ``file``, ``path`` (default: :func:`default_news_file`) is used."""
     if source not in SOURCES:
         raise ValueError(f"unknown news source {source!r}; choose one of {SOURCES}")
-    lo, hi = utc(start), utc(end)
+    if source == "gdelt" and not start:
+        raise ValueError("news source gdelt needs a start date (the DOC API walks the range in windows)")
+    # empty bounds (the pipeline's default: all bars) mean unbounded
+    lo = utc(start) if start else pd.Timestamp("1970-01-01", tz="UTC")
+    hi = utc(end) if end else pd.Timestamp.now(tz="UTC")
     if hi <= lo:
         raise ValueError(f"empty news range: start {lo} is not before end {hi}")
     report = SkipReport()

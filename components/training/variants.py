@@ -59,9 +59,9 @@ def make_estimator(spec: VariantSpec, seed: int = 42):
     if spec.model == "xgboost":
         import xgboost as xgb
 
-        params = dict(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8,
+        params = dict(n_estimators=120, max_depth=3, learning_rate=0.08, subsample=0.8,
                       colsample_bytree=0.8, min_child_weight=20, reg_lambda=5.0, tree_method="hist",
-                      max_bin=128, n_jobs=n_threads(), random_state=seed)
+                      max_bin=64, n_jobs=n_threads(), random_state=seed)
         params.update(spec.params)
         if spec.task == "classification":
             return xgb.XGBClassifier(objective="binary:logistic", eval_metric="logloss", **params)
