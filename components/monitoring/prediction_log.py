@@ -42,6 +42,12 @@ KEY = ["request_id", "row_index"]
 _BAR_TIME_NAMES = ("bar_timestamp", "timestamp", "as_of", "event_timestamp")
 _PROB_NAMES = ("probability", "probabilities", "proba", "predict_proba", "prob", "y_prob", "score")
 _LABEL_NAMES = ("prediction", "predictions", "label", "predict", "class", "y_pred")
+# direction words a label output may hold instead of 0/1 (the spx transformer answers "up"/"down")
+_LABEL_WORDS = {"up": 1.0, "down": 0.0, "true": 1.0, "false": 0.0}
+# response outputs of the spx Feast transformer (components/serving/transformer.py): the feature vector
+# the model actually received (JSON object per instance) and the bar time of those features
+_FEATURES_USED = "features_used"
+_FEATURE_TIME = "feature_time"
 
 
 class EventError(ValueError):
@@ -186,6 +192,7 @@ def request_instances(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise EventError("inference request has no 'inputs' list")
     req_params = body.get("parameters") or {}
     rows: list[dict[str, Any]] = []
+    single: dict[str, Any] = {}  # one-value tensors (e.g. the transformer's "as_of"): apply to every row
     for tensor in inputs:
         if not isinstance(tensor, dict):
             raise EventError("each V2 input must be an object with name/shape/datatype/data")
@@ -205,6 +212,11 @@ def request_instances(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         for i, vals in enumerate(matrix):
             for c, v in zip(cols, vals):
                 rows[i][c] = _plain(v)
+        if len(matrix) == 1:
+            single.update({c: _plain(v) for c, v in zip(cols, matrix[0])})
+    for r in rows[1:]:
+        for key, value in single.items():
+            r.setdefault(key, value)
     # request-level scalars (e.g. the bar timestamp the features belong to) apply to every row
     for key in _BAR_TIME_NAMES:
         if key in req_params:
@@ -262,8 +274,12 @@ def response_outputs(body: Mapping[str, Any], n_rows: int) -> tuple[list[dict], 
     for i in range(n):
         if prob_col is not None and i < len(prob_col) and isinstance(prob_col[i], (int, float)):
             probs[i] = float(prob_col[i])
+        word = label_col[i].strip().lower() if label_col is not None and i < len(label_col) \
+            and isinstance(label_col[i], str) else None
         if label_col is not None and i < len(label_col) and isinstance(label_col[i], (int, float, bool)):
             labels[i] = float(label_col[i])
+        elif word in _LABEL_WORDS:
+            labels[i] = _LABEL_WORDS[word]
         elif probs[i] is not None:
             labels[i] = float(probs[i] >= 0.5)
     return raw, probs, labels
@@ -298,13 +314,28 @@ def rows_from_pair(request: LoggedEvent | None, response: LoggedEvent | None) ->
         status = "ok"
     rows = []
     for i in range(n):
-        inst = instances[i] if i < len(instances) else {}
-        bar_ts = None
-        for key in _BAR_TIME_NAMES:
-            if key in inst:
-                bar_ts = _parse_time(inst[key])
-                if bar_ts is not None:
-                    break
+        inst = dict(instances[i]) if i < len(instances) else {}
+        out_i = raw[i] if i < len(raw) else {}
+        # a transformer request names only the instrument; the features the model received come back
+        # in its "features_used" output: log them as the instance's inputs (request values win)
+        used = out_i.get(_FEATURES_USED)
+        if isinstance(used, str):
+            try:
+                used = json.loads(used)
+            except json.JSONDecodeError:
+                used = None
+        if isinstance(used, dict):
+            for key, value in used.items():
+                inst.setdefault(str(key), _plain(value))
+        bar_ts = _parse_time(inst.get("bar_timestamp"))
+        if bar_ts is None:  # the bar the features belong to, when the response says so
+            bar_ts = _parse_time(out_i.get(_FEATURE_TIME))
+        if bar_ts is None:
+            for key in _BAR_TIME_NAMES:
+                if key in inst:
+                    bar_ts = _parse_time(inst[key])
+                    if bar_ts is not None:
+                        break
         rows.append({
             "request_id": first.id,
             "row_index": i,

@@ -7,7 +7,11 @@ the request and its response), ``ce-type`` (``org.kubeflow.serving.inference.req
 ``ce-component``, ``ce-endpoint``. The monitoring sink consumes exactly these.
 
 Logging never blocks or fails a prediction: events go to a bounded queue drained by one
-background task; when the queue is full or the sink is down, events are dropped and counted.
+background task. An event the sink does not acknowledge (connection refused, timeout, 5xx, 429) is
+retried with backoff for up to ``retry_seconds`` (a sink restart loses nothing: it answers 200 only
+after its write-ahead log holds the event, and de-duplicates by ``ce-id``); after that, or when the
+queue is full, events are dropped and counted. A 4xx other than 429 is not retried (the sink said the
+event is unusable).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 class InferenceLogger:
     def __init__(self, url: str, inference_service: str, source: str | None = None,
                  component: str = "transformer", namespace: str | None = None,
-                 max_queue: int = 10_000, timeout: float = 2.0):
+                 max_queue: int = 10_000, timeout: float = 2.0, retry_seconds: float = 30.0):
         self.url = url
         self.inference_service = inference_service
         self.source = source or f"http://localhost/{inference_service}/{component}"
@@ -36,6 +40,8 @@ class InferenceLogger:
         self.namespace = namespace or os.environ.get("POD_NAMESPACE", "default")
         self.max_queue = max_queue
         self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.retried = 0
         self.sent = 0
         self.dropped = 0
         self.failed = 0
@@ -77,20 +83,34 @@ class InferenceLogger:
         while True:
             headers, body = await self._queue.get()
             try:
-                resp = await self._client.post(self.url, content=body, headers=headers)
-                if resp.status_code >= 300:
-                    self.failed += 1
-                    log.warning("inference logger sink answered %s", resp.status_code)
-                else:
-                    self.sent += 1
-            except Exception as exc:  # noqa: BLE001 - sink down: count and move on
-                self.failed += 1
-                if self.failed in (1, 10, 100) or self.failed % 1000 == 0:
-                    log.warning("inference logger could not reach %s (%s); %d failures so far",
-                                self.url, exc, self.failed)
+                await self._deliver(headers, body)
             finally:
                 self._queue.task_done()
 
+    async def _deliver(self, headers: dict, body: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                resp = await self._client.post(self.url, content=body, headers=headers)
+                if resp.status_code < 300:
+                    self.sent += 1
+                    return
+                problem = f"answered {resp.status_code}"
+                retry = resp.status_code >= 500 or resp.status_code == 429
+            except Exception as exc:  # noqa: BLE001 - sink down or restarting: retry, then count
+                problem, retry = f"unreachable ({exc})", True
+            if not retry or loop.time() + delay > deadline:
+                self.failed += 1
+                if self.failed in (1, 10, 100) or self.failed % 1000 == 0:
+                    log.warning("inference logger sink %s %s; event %s dropped, %d failures so far",
+                                self.url, problem, headers.get("ce-id"), self.failed)
+                return
+            self.retried += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "failed": self.failed,
+        return {"sent": self.sent, "dropped": self.dropped, "failed": self.failed, "retried": self.retried,
                 "queued": self._queue.qsize() if self._queue else 0}
