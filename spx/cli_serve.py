@@ -4,13 +4,26 @@ Resolves the ``champion`` alias (or ``--model-version N``) of ``$SPX_REGISTERED_
 its native file from the object store (as KServe's storage initializer would), materializes the
 champion's gold run into the local Feast online store, starts the predictor and the transformer
 (the same modules the cluster runs) and prints how to call them. Ctrl-C stops both.
+
+Every served prediction is logged: by default ``spx serve`` also starts the prediction-log sink
+(``components.monitoring.sink``, the process the cluster's sink Deployment runs) on loopback, points
+the transformer's KServe-logger CloudEvents at it, and on exit stops it, which flushes the last batch
+to ``predictions/date=…/*.parquet`` in the bucket. ``--logger-url URL`` sends the events to an
+external sink instead; ``--no-log-predictions`` logs nothing.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -55,7 +68,13 @@ def serve(
     materialize: bool = typer.Option(True, "--materialize/--no-materialize",
                                      help="materialize the champion's gold run into the online store first"),
     max_feature_age: float = typer.Option(900.0, help="seconds after which features count as stale (422)"),
-    logger_url: Optional[str] = typer.Option(None, "--logger-url", help="POST KServe logger CloudEvents here"),
+    log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
+                                         help="start the prediction-log sink and log every prediction"),
+    logger_url: Optional[str] = typer.Option(None, "--logger-url",
+                                             help="an external sink: POST KServe logger CloudEvents here "
+                                                  "(no local sink is started)"),
+    sink_port: int = typer.Option(8085, help="port of the local prediction-log sink (busy: a free one)"),
+    sink_flush_interval: float = typer.Option(30.0, help="seconds between the local sink's parquet batches"),
     check: bool = typer.Option(False, "--check", help="send one request to each server, print, stop"),
 ) -> None:
     """Serve the MLflow champion on the KServe V2 protocol (predictor + Feast transformer)."""
@@ -70,12 +89,13 @@ def serve(
     with embedded_s3(cfg.home):  # the embedded S3 server unless SPX_S3_ENDPOINT names one
         _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore,
                model_version=model_version, port=port, predictor_port=predictor_port, transformer=transformer,
-               materialize=materialize, max_feature_age=max_feature_age, logger_url=logger_url, check=check)
+               materialize=materialize, max_feature_age=max_feature_age, logger_url=logger_url, check=check,
+               log_predictions=log_predictions, sink_port=sink_port, sink_flush_interval=sink_flush_interval)
 
 
 def _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore, *,
            model_version, port, predictor_port, transformer, materialize, max_feature_age, logger_url,
-           check) -> None:
+           check, log_predictions=True, sink_port=8085, sink_flush_interval=30.0) -> None:
     info = champion.resolve(version=model_version)
     model_dir = cfg.home / "serving" / "models" / info.name / info.version
     champion.download(info, model_dir, ObjectStore())
@@ -94,17 +114,33 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
             typer.echo(f"no gold run {info.run_id!r} in the object store; serving what the online store holds")
     log_dir = cfg.home / "serving" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    running = LocalServing(start_predictor(model_dir, info.name, predictor_port, log_dir))
+    sink = None
+    if transformer and log_predictions and not logger_url:
+        sink = start_sink(cfg.home / "sink-wal", log_dir, sink_port, flush_interval=sink_flush_interval)
+        logger_url = f"{sink.url}/"
+    try:
+        running = LocalServing(start_predictor(model_dir, info.name, predictor_port, log_dir))
+    except BaseException:
+        if sink is not None:
+            _stop_sink(sink)
+        raise
     try:
         if transformer:
             running.transformer = start_transformer(predictor_port, info.name, port, log_dir,
                                                     max_feature_age_seconds=max_feature_age,
-                                                    logger_url=logger_url)
+                                                    logger_url=logger_url if log_predictions else None)
         typer.echo(_examples(info, running.predictor.url,
                              running.transformer.url if running.transformer else None, as_of))
         typer.echo(f"logs: {log_dir}")
+        typer.echo(_log_destination(sink, logger_url if (transformer and log_predictions) else None))
         if check:
-            _check(info, running, as_of)
+            request_id = _check(info, running, as_of)
+            if sink is not None and request_id:
+                _wait_logged(sink, 2)
+                running.stop()
+                _stop_sink(sink)
+                sink = None
+                _report_logged(request_id)
             return
         typer.echo("Ctrl-C to stop.")
         stop = threading.Event()
@@ -115,12 +151,96 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
                     running.transformer and running.transformer.proc.poll() is not None):
                 typer.echo("a server exited; see the logs", err=True)
                 raise typer.Exit(1)
+            if sink is not None and sink.proc.poll() is not None:
+                typer.echo(f"the prediction-log sink exited; see {sink.log_path}", err=True)
+                raise typer.Exit(1)
             stop.wait(1.0)
     finally:
-        running.stop()
+        running.stop()  # the transformer first: its last events reach the sink before it flushes
+        if sink is not None:
+            _stop_sink(sink)
 
 
-def _check(info, running, as_of: str | None) -> None:
+def _port_free(port: int) -> bool:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: float = 30.0,
+               timeout: float = 60.0):
+    """The prediction-log sink (``python -m components.monitoring.sink``) on loopback, WAL in ``wal_dir``."""
+    from components.serving.local import REPO_ROOT, ServerProcess, _env
+    from spx.local_services import free_port, wait_http
+
+    if not _port_free(port):
+        new = free_port()
+        typer.echo(f"port {port} is busy; the prediction-log sink listens on {new}")
+        port = new
+    log_path = Path(log_dir) / f"sink-{port}.log"
+    cmd = [sys.executable, "-m", "components.monitoring.sink", "--host", "127.0.0.1", "--port", str(port),
+           "--wal-dir", str(wal_dir), "--flush-interval", str(flush_interval)]
+    proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(None),
+                            cwd=REPO_ROOT)
+    server = ServerProcess("sink", port, proc, log_path)
+    try:
+        wait_http(f"{server.url}/healthz", timeout=timeout, proc=proc)
+    except Exception as exc:
+        server.stop()
+        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+        raise RuntimeError(f"the prediction-log sink did not start: {exc}\n--- log tail ---\n{tail}") from None
+    return server
+
+
+def _stop_sink(sink) -> None:
+    """SIGTERM: the sink flushes its buffer to the bucket (anything unflushed stays in its WAL)."""
+    sink.stop(timeout=60.0)
+    typer.echo(f"prediction-log sink stopped (flushed); its log: {sink.log_path}")
+
+
+def _log_destination(sink, logger_url: str | None) -> str:
+    from spx.config import settings
+
+    if logger_url is None:
+        return "prediction log: off"
+    if sink is None:
+        return f"prediction log: KServe logger CloudEvents -> {logger_url} (external sink)"
+    bucket = settings().s3.bucket
+    return (f"prediction log: KServe logger CloudEvents -> sink {sink.url} -> s3://{bucket}/predictions/"
+            f"date=YYYY-MM-DD/*.parquet (batches every flush interval and on exit; "
+            f"read with components.monitoring.prediction_log.read_predictions)")
+
+
+def _wait_logged(sink, n_events: int, timeout: float = 20.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = requests.get(f"{sink.url}/healthz", timeout=5).json()
+        if health.get("accepted", 0) + health.get("duplicates", 0) >= n_events:
+            return
+        time.sleep(0.1)
+    typer.echo(f"the sink acknowledged fewer than {n_events} events within {timeout:.0f}s", err=True)
+
+
+def _report_logged(request_id: str) -> None:
+    from components.monitoring.prediction_log import read_predictions
+    from spx.storage import ObjectStore
+
+    log = read_predictions(ObjectStore(), flatten=False)
+    mine = log[log["request_id"] == request_id]
+    if mine.empty:
+        typer.echo(f"prediction log check: request {request_id} NOT in the bucket", err=True)
+        raise typer.Exit(1)
+    row = mine.iloc[0]
+    typer.echo(f"prediction log check: request {request_id} logged (model version {row['model_version']}, "
+               f"probability {row['probability']:.6f}, at {row['timestamp'].isoformat()})")
+
+
+def _check(info, running, as_of: str | None) -> str | None:
     import requests
 
     n = len(info.feature_columns)
@@ -132,10 +252,13 @@ def _check(info, running, as_of: str | None) -> None:
         inputs = [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]
         if as_of:
             inputs.append({"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of]})
+        request_id = f"spx-serve-check-{uuid.uuid4().hex[:12]}"
         resp = requests.post(f"{running.transformer.url}/v2/models/{info.name}/infer",
-                             json={"inputs": inputs}, timeout=10)
+                             json={"id": request_id, "inputs": inputs}, timeout=10)
         typer.echo(f"transformer check: {resp.status_code} {resp.text}")
         resp.raise_for_status()
+        return request_id
+    return None
 
 
 def register(app: typer.Typer) -> None:

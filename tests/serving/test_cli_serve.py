@@ -3,19 +3,24 @@ servers on loopback, calls each once, stops them."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import pandas as pd
+
+from components.monitoring.prediction_log import read_predictions
 from components.serving.local import REPO_ROOT
 from spx.local_services import free_port
 
 
-def test_spx_serve_check(serving_env, xgb_champion):
-    port, predictor_port = free_port(), free_port()
+def test_spx_serve_check(serving_env, xgb_champion, serving_store):
+    port, predictor_port, sink_port = free_port(), free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "spx.cli", "serve", "--check", "--port", str(port), "--predictor-port", str(predictor_port), "--max-feature-age", "3600"],
+        [sys.executable, "-m", "spx.cli", "serve", "--check", "--port", str(port), "--predictor-port", str(predictor_port), "--max-feature-age", "3600",
+         "--sink-port", str(sink_port)],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -23,3 +28,30 @@ def test_spx_serve_check(serving_env, xgb_champion):
     assert "predictor check: 200" in out and "transformer check: 200" in out
     assert f"http://127.0.0.1:{port}/v2/models/" in out and "tritonclient" in out
     assert "\"prediction\"" in out
+    # the prediction-log sink ran beside the servers; on exit it flushed the check request to the bucket
+    assert f"sink http://127.0.0.1:{sink_port} -> s3://{os.environ['SPX_BUCKET']}/predictions/" in out
+    assert "prediction log check: request spx-serve-check-" in out and "logged" in out
+    request_id = out.split("prediction log check: request ", 1)[1].split()[0]
+    log = read_predictions(serving_store, flatten=False)
+    mine = log[log["request_id"] == request_id]
+    assert len(mine) == 1, log.tail()
+    row = mine.iloc[0]
+    assert row["status"] == "ok" and row["model_version"] == xgb_champion.version
+    assert json.loads(row["inputs"])["instrument"] == "SPX500_USD"
+    assert set(xgb_champion.features) <= set(json.loads(row["inputs"]))  # the features the model received
+    assert 0.0 <= row["probability"] <= 1.0 and pd.notna(row["timestamp"])
+
+
+def test_spx_serve_check_with_an_external_sink_or_none(serving_env, xgb_champion, serving_store):
+    """--logger-url: no local sink, events go there; --no-log-predictions: nothing is logged."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    base = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600"]
+    dead = f"http://127.0.0.1:{free_port()}/"
+    for extra, expect in ((["--logger-url", dead], f"-> {dead} (external sink)"),
+                          (["--no-log-predictions"], "prediction log: off")):
+        proc = subprocess.run(base + ["--port", str(free_port()), "--predictor-port", str(free_port()), *extra],
+                              capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert expect in out and "transformer check: 200" in out
+        assert "prediction-log sink stopped" not in out and "prediction log check" not in out
