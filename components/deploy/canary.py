@@ -25,6 +25,7 @@ exactly those verbs.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import math
 import time
@@ -125,6 +126,10 @@ class ServingConfig:
     transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
     transformer_env_secret: str = ""  # envFrom for the transformer (S3 keys for the Feast registry)
     raw_deployment_mode: str = "RawDeployment"  # "Standard" is the KServe >= 0.20 spelling
+    # KServe inference logger (mode all) -> the prediction-log sink; on the transformer when there is one
+    # (its response carries the features used), else on the predictor. Default: $SPX_PREDICTION_LOGGER_URL
+    # (the chart's env ConfigMap); empty: no logger.
+    logger_url: str = field(default_factory=lambda: os.environ.get("SPX_PREDICTION_LOGGER_URL", ""))
     min_replicas: int = 1
     max_replicas: int = 2
     predictor_resources: dict = field(
@@ -170,13 +175,20 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
     }
     if cfg.runtime:
         model_spec["runtime"] = cfg.runtime
-    return {
+    spec = {
         "serviceAccountName": cfg.service_account,
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "securityContext": _pod_security(),
         "model": model_spec,
     }
+    if cfg.logger_url and not cfg.transformer_image:
+        spec["logger"] = _logger(cfg)
+    return spec
+
+
+def _logger(cfg: ServingConfig) -> dict:
+    return {"mode": "all", "url": cfg.logger_url}
 
 
 def transformer_spec(cfg: ServingConfig) -> dict | None:
@@ -198,12 +210,15 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         env_from.append({"secretRef": {"name": cfg.transformer_env_secret}})
     if env_from:
         container["envFrom"] = env_from
-    return {
+    spec = {
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "securityContext": _pod_security(),
         "containers": [container],
     }
+    if cfg.logger_url:
+        spec["logger"] = _logger(cfg)
+    return spec
 
 
 def inference_service(model: ModelRef, cfg: ServingConfig) -> dict:

@@ -375,3 +375,41 @@ def test_cli_deploy_and_promote(kube_api, tmp_path):
     assert kube_api.calls[-1].body["spec"] == {"canary": None}
     bad = runner.invoke(app, ["promote", *common])
     assert bad.exit_code == 2 and "--prediction-log" in bad.output
+
+
+SINK = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
+
+
+@pytest.mark.parametrize("mode", ["serverless", "raw"])
+def test_inference_logger_survives_canary_promote_and_rollback(kube_api, custom_api, mode):
+    """The deploy step creates the InferenceService with the transformer's logger -> the prediction-log
+    sink; canary patches, promotion and rollback never touch spec.transformer, so the logger stays."""
+    c = cfg(mode, logger_url=SINK)
+    created = deploy(custom_api, V1, c, backoff_seconds=0)
+    assert created.body["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}
+    assert "logger" not in created.body["spec"]["predictor"]  # logged once, where the features are visible
+    for step in (lambda: deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0),
+                 lambda: promote(custom_api, HEALTHY, TH, c, backoff_seconds=0),
+                 lambda: deploy(custom_api, V3, c, canary_percent=10, backoff_seconds=0),
+                 lambda: promote(custom_api, SICK, TH, c, backoff_seconds=0)):
+        step()
+        assert "transformer" not in (kube_api.calls[-1].body or {}).get("spec", {})
+        assert stored(kube_api)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}
+    assert json.loads(stored(kube_api)["metadata"]["annotations"][ANN_STABLE])["native_uri"] == V2.native_uri
+
+
+def test_inference_logger_on_the_predictor_without_a_transformer(kube_api, custom_api, monkeypatch):
+    monkeypatch.setenv("SPX_PREDICTION_LOGGER_URL", SINK)  # the chart's env ConfigMap sets it
+    c = ServingConfig(namespace=NS, name=NAME)
+    assert c.logger_url == SINK
+    deploy(custom_api, V1, c, backoff_seconds=0)
+    assert stored(kube_api)["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
+    deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0)
+    assert kube_api.calls[-1].body["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
+    promote(custom_api, HEALTHY, TH, c, backoff_seconds=0)
+    assert stored(kube_api)["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
+    monkeypatch.delenv("SPX_PREDICTION_LOGGER_URL")
+    from components.deploy.canary import inference_service
+
+    plain = ServingConfig(namespace=NS, name=NAME)
+    assert plain.logger_url == "" and "logger" not in inference_service(V1, plain)["spec"]["predictor"]

@@ -47,6 +47,9 @@ CASES = {
     "external-s3": ["--set", "minio.enabled=false", "--set",
                     "s3.endpoint=http://seaweedfs.kubeflow.svc.cluster.local:8333", "--set",
                     "s3.existingSecret=kfp-s3"] + WITH_MODEL,
+    "no-sink": VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.sink.enabled=false"],
+    "no-transformer+sink-emptydir": VALUES["k3d"] + WITH_MODEL + [
+        "--set", "inferenceService.transformer.enabled=false", "--set", "monitoring.sink.persistence.enabled=false"],
 }
 
 
@@ -150,7 +153,9 @@ def test_default_install_contents(rendered):
     for expected in [("Deployment", "spx-kfp-minio"), ("Job", "spx-kfp-buckets"), ("StatefulSet", "spx-kfp-postgresql"),
                      ("Deployment", "spx-kfp-mlflow"), ("Deployment", "spx-kfp-redis"), ("Deployment", "spx-kfp-feast"),
                      ("Job", "spx-kfp-kfp-upload"), ("Role", "spx-kfp-pipeline-inferenceservices"),
-                     ("ServiceAccount", "spx-kfp-kserve-s3"), ("Secret", "spx-kfp-s3")]:
+                     ("ServiceAccount", "spx-kfp-kserve-s3"), ("Secret", "spx-kfp-s3"),
+                     ("Deployment", "spx-kfp-prediction-sink"), ("Service", "spx-kfp-prediction-sink"),
+                     ("PersistentVolumeClaim", "spx-kfp-prediction-sink")]:
         assert expected in kinds, expected
     # no model yet: the deploy step creates the InferenceService from the first champion
     assert not [o for o in rendered["default"] if o["kind"] == "InferenceService"]
@@ -257,7 +262,7 @@ def test_pod_security_and_resources_everywhere(rendered, case):
                 assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
                 assert {"requests", "limits"} <= set(c.get("resources", {})), name
                 assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
-    assert seen >= 7  # minio, buckets, postgresql, mlflow, redis, feast, kfp-upload (+ serving)
+    assert seen >= 8  # minio, buckets, postgresql, mlflow, redis, feast, prediction sink, kfp-upload (+ serving)
 
 
 def test_pipeline_rbac_is_least_privilege(rendered, manifests):
@@ -299,6 +304,65 @@ def test_job_script_matches_the_cli(rendered):
         assert flags
         for flag in flags:
             assert flag in help_text, (command, flag)
+
+
+SINK_URL = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
+
+
+def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
+    """The sink runs the real module with its real flags, keeps its WAL on a PVC, and the InferenceService
+    logger (on the transformer) posts to its Service; the deploy step gets the same URL from the ConfigMap."""
+    import components.monitoring.sink as sink_mod
+
+    objs = rendered["kind+model"]
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["python", "-m", "components.monitoring.sink"]
+    assert c["image"] == "spx-component:dev"
+    # the sink's own argument parser accepts the args and gets the values
+    seen = {}
+    monkeypatch.setattr(sink_mod, "serve", lambda *a: seen.setdefault("args", a))
+    monkeypatch.setattr(sink_mod.logging, "basicConfig", lambda **kw: None)
+    sink_mod.main(c["args"])
+    assert seen["args"] == ("0.0.0.0", 8085, "/var/lib/spx-sink", 500, 30.0, 300.0, "predictions")
+    assert "--wal-dir=/var/lib/spx-sink" in c["args"] and "--host=0.0.0.0" in c["args"]
+    assert {"name": "wal", "mountPath": "/var/lib/spx-sink"} in c["volumeMounts"]
+    wal = next(v for v in pod["volumes"] if v["name"] == "wal")
+    assert wal == {"name": "wal", "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-sink"}}
+    assert {e.get("configMapRef", e.get("secretRef"))["name"] for e in c["envFrom"]} == {"spx-kfp-env", "spx-kfp-s3"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    pvc = next(o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    isvc = _isvc(objs)
+    assert isvc["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
+    assert "logger" not in isvc["spec"]["predictor"]
+    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
+    assert env["data"]["SPX_PREDICTION_LOGGER_URL"] == SINK_URL
+    # disabled: no sink objects, no logger, an empty URL for the deploy step
+    off = rendered["no-sink"]
+    assert not [o for o in off if "prediction-sink" in o["metadata"]["name"]]
+    assert "logger" not in json.dumps(_isvc(off))
+    env = next(o for o in off if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
+    assert env["data"]["SPX_PREDICTION_LOGGER_URL"] == ""
+    # no transformer: the predictor logs; no persistence: an emptyDir WAL and no PVC
+    objs = rendered["no-transformer+sink-emptydir"]
+    isvc = _isvc(objs)
+    assert "transformer" not in isvc["spec"] and isvc["spec"]["predictor"]["logger"]["url"] == SINK_URL
+    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim" and "sink" in o["metadata"]["name"]]
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
+    assert {"name": "wal", "emptyDir": {}} in dep["spec"]["template"]["spec"]["volumes"]
+
+
+def test_sink_values_are_checked_by_the_schema(helm_bin):
+    for bad in (["--set", "monitoring.sink.bogus=1"], ["--set", "monitoring.sink.batchRows=0"],
+                ["--set", "monitoring.sink.persistence.size=lots"]):
+        res = helm(helm_bin, "template", "x", str(CHART), *bad, check=False)
+        assert res.returncode != 0 and "schema" in res.stderr, (bad, res.stderr)
 
 
 # ------------------------------------------------------------------------------------------ manifests

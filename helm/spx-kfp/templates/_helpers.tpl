@@ -140,3 +140,10 @@ model:
     capabilities:
       drop: ["ALL"]
 {{- end -}}
+
+{{- /* The prediction-log sink's in-cluster URL (the KServe logger target); empty when disabled. */}}
+{{- define "spx.sinkUrl" -}}
+{{- if .Values.monitoring.sink.enabled -}}
+{{- printf "http://%s-prediction-sink.%s.svc.cluster.local/" (include "spx.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end }}
