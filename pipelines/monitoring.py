@@ -9,22 +9,12 @@ account, so the monitoring pipeline needs no copy of the training pipeline.
 
 import os
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from components.monitoring.component import detect_drift, trigger_training
+from pipelines.k8s import use_cluster_env
 
 PIPELINE_NAME = "spx-monitoring"
-S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-s3-credentials")
-CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-pipeline-config")
-
-
-def _env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
-        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
-    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env={
-        "SPX_S3_ENDPOINT": "SPX_S3_ENDPOINT", "SPX_BUCKET": "SPX_BUCKET",
-        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL"})
-    return task
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Evidently drift of served traffic and new gold data vs the "
@@ -55,7 +45,7 @@ def monitoring_pipeline(
     ).set_display_name("drift + hit rate")
     drift.set_caching_options(False)
     drift.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1G").set_memory_limit("4G")
-    _env(drift)
+    use_cluster_env(drift)
     with dsl.If(drift.outputs["Output"] == True, name="retrain-needed"):  # noqa: E712 - a KFP condition, not Python
         trig = trigger_training(
             monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_host=kfp_host,
@@ -64,7 +54,7 @@ def monitoring_pipeline(
         ).set_display_name("start training run")
         trig.set_caching_options(False)
         trig.set_cpu_request("100m").set_memory_request("256M").set_memory_limit("512M")
-        _env(trig)
+        use_cluster_env(trig)
 
 
 def compile_monitoring(output_path: str, image: str | None = None) -> str:

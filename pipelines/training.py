@@ -8,7 +8,7 @@ locally (``spx run``) KFP's SubprocessRunner runs the same components with the e
 
 import os
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from components.bronze.component import bronze_market
 from components.deploy.component import deploy_op
@@ -19,11 +19,10 @@ from components.serving.component import feast_materialize
 from components.silver.component import silver_microstructure, silver_technical, silver_volatility
 from components.training.component import train_variant
 from components.training.variants import VARIANTS
+from pipelines.k8s import use_cluster_env
 from pipelines.steps import resolve_run_id
 
 PIPELINE_NAME = "spx-training"
-S3_SECRET = os.environ.get("SPX_K8S_S3_SECRET", "spx-kfp-s3")
-CONFIG_MAP = os.environ.get("SPX_K8S_CONFIGMAP", "spx-kfp-env")
 
 # Retries with exponential backoff for the cluster. `spx run` sets SPX_PIPELINE_RETRIES=0 before importing
 # this module: locally a failure is deterministic and should surface at once.
@@ -38,11 +37,7 @@ def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
         task.set_retry(**RETRY)
     task.set_cpu_request(cpu).set_cpu_limit(cpu_limit)
     task.set_memory_request(memory).set_memory_limit(memory_limit)
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
-        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
-    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env={
-        "SPX_S3_ENDPOINT": "SPX_S3_ENDPOINT", "SPX_BUCKET": "SPX_BUCKET",
-        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL"})
+    use_cluster_env(task)
     return task
 
 

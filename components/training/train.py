@@ -167,7 +167,7 @@ def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_u
                                 if k != "fold" and np.isfinite(v)}, step=int(fold["fold"]))
         mlflow.log_dict({"features": result.features}, "feature_list.json")
         mlflow.log_dict(result.importance, "feature_importance.json")
-        X_ex = pd.DataFrame(np.zeros((2, len(result.features)), dtype=np.float32), columns=result.features)
+        X_ex = pd.DataFrame(np.zeros((2, len(result.features)), dtype=np.float64), columns=result.features)
         out_ex = _score(result.model, spec, X_ex.to_numpy())
         signature = infer_signature(X_ex, out_ex)
         if spec.model == "xgboost":
