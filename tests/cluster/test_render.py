@@ -395,3 +395,18 @@ def test_raw_overlay_switches_mode(manifests):
         "spx-xgbserver", "spx-lgbserver"}
     canary = _isvc(manifests["manifests/overlays/serverless-canary"])
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
+
+
+def test_manifests_mirror_the_prediction_sink(manifests):
+    for path in ("manifests/base", "manifests/overlays/raw", "manifests/overlays/serverless-canary"):
+        objs = manifests[path]
+        names = _kinds(objs)
+        for kind in ("Deployment", "Service", "PersistentVolumeClaim"):
+            assert (kind, "spx-kfp-prediction-sink") in names, (path, kind)
+        assert _isvc(objs)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
+    dep = next(o for o in manifests["manifests/base"] if o["kind"] == "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["python", "-m", "components.monitoring.sink"]
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    svc = next(o for o in manifests["manifests/base"] if o["kind"] == "Service")
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
