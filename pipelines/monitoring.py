@@ -77,32 +77,17 @@ def compile_monitoring(output_path: str, image: str | None = None) -> str:
 def create_monitoring_schedule(client, package_path: str, *, cron: str = "0 * * * *",
                                experiment: str = "spx-monitoring", job_name: str = "spx-monitoring",
                                params: dict | None = None, service_account: str = "") -> str:
-    """Upload the compiled monitoring pipeline and create its recurring run (5-field cron accepted).
+    """Upload the compiled monitoring pipeline and create (or update) its recurring run.
 
-    Returns the recurring run id. KFP crons have six fields, seconds first; ``max_concurrency=1``
-    and ``no_catchup`` so a slow or paused cluster never piles up monitoring runs.
+    The same mechanism as ``spx submit --no-run`` + ``spx schedule`` for the training pipeline: a 5-field
+    cron is converted to KFP's 6-field form; ``max_concurrency=1`` and no catch-up, so a slow or paused
+    cluster never piles up monitoring runs. Returns the recurring run id.
     """
-    fields = cron.split()
-    if len(fields) == 5:
-        fields = ["0", *fields]
-    if len(fields) != 6:
-        raise ValueError(f"cron needs 5 or 6 fields, got {cron!r}")
-    exp = client.create_experiment(name=experiment)
-    pid = client.get_pipeline_id(PIPELINE_NAME)
-    if pid is None:
-        pid = client.upload_pipeline(package_path, pipeline_name=PIPELINE_NAME).pipeline_id
-        versions = client.list_pipeline_versions(pipeline_id=pid, page_size=1, sort_by="created_at desc")
-        vid = versions.pipeline_versions[0].pipeline_version_id
-    else:
-        import hashlib
-        from pathlib import Path
+    from pipelines.schedule import create_or_update_schedule
+    from pipelines.submit import upload_version
 
-        digest = hashlib.sha256(Path(package_path).read_bytes()).hexdigest()[:12]
-        vid = client.upload_pipeline_version(package_path, pipeline_version_name=f"{PIPELINE_NAME}-{digest}",
-                                             pipeline_id=pid).pipeline_version_id
-    rr = client.create_recurring_run(
-        experiment_id=exp.experiment_id, job_name=job_name, cron_expression=" ".join(fields),
-        max_concurrency=1, no_catchup=True, pipeline_id=pid, version_id=vid, params=dict(params or {}),
-        enable_caching=False, service_account=service_account or None,
-    )
-    return rr.recurring_run_id
+    _, version_id, _, _ = upload_version(client, package_path, PIPELINE_NAME)
+    result = create_or_update_schedule(client, cron=cron, pipeline_name=PIPELINE_NAME, job_name=job_name,
+                                       experiment_name=experiment, version_id=version_id, params=params,
+                                       service_account=service_account or None)
+    return result.recurring_run_id

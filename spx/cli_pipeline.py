@@ -82,10 +82,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compile")
     def compile_cmd(
-        output: str = typer.Option("build/spx-training.yaml", "--output", "-o"),
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="default build/spx-<pipeline>.yaml"),
         image: Optional[str] = typer.Option(None, help="component image, e.g. registry/spx-component:tag"),
+        pipeline: str = typer.Option("training", help="training | monitoring"),
     ) -> None:
-        """Compile the training pipeline to KFP IR YAML."""
-        from pipelines.compile import compile_pipeline
-
-        console.print(f"compiled → {compile_pipeline(output, image=image)}")
+        """Compile a pipeline to KFP IR YAML."""
+        if pipeline == "training":
+            from pipelines.compile import compile_pipeline as compile_fn
+        elif pipeline == "monitoring":
+            from pipelines.monitoring import compile_monitoring as compile_fn
+        else:
+            raise typer.BadParameter("--pipeline is training or monitoring")
+        console.print(f"compiled → {compile_fn(output or f'build/spx-{pipeline}.yaml', image=image)}")

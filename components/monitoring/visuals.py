@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from components.training.metrics import long_flat_trades, max_drawdown
+
 
 def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=float).reshape(-1)
@@ -61,26 +63,17 @@ def calibration_table(y_true, y_prob, bins: int = 10) -> list[dict]:
 def long_flat_backtest(y_prob, returns, *, horizon: int = 1, cost_bps: float = 1.0, threshold: float = 0.5,
                        returns_in_percent: bool = True) -> dict:
     """Equity curves (strategy, buy & hold) and summary numbers over non-overlapping trades."""
-    p, r = _arr(y_prob), _arr(returns)
-    if len(p) != len(r):
-        raise ValueError(f"y_prob has {len(p)} values, returns {len(r)}")
-    idx = np.arange(0, len(p), max(1, int(horizon)))
-    r = np.nan_to_num(r[idx] / (100.0 if returns_in_percent else 1.0))
-    pos = (p[idx] > threshold).astype(float)
-    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    strat = pos * r - turnover * cost_bps / 1e4
-    eq_s, eq_b = np.cumprod(1 + strat), np.cumprod(1 + r)
-
-    def mdd(eq: np.ndarray) -> float:
-        return float((eq / np.maximum.accumulate(eq) - 1).min()) if len(eq) else 0.0
-
-    return {"index": idx.tolist(), "strategy": eq_s.tolist(), "buy_and_hold": eq_b.tolist(),
-            "strategy_return": float(eq_s[-1] - 1) if len(eq_s) else 0.0,
-            "buy_and_hold_return": float(eq_b[-1] - 1) if len(eq_b) else 0.0,
-            "strategy_max_drawdown": mdd(eq_s), "buy_and_hold_max_drawdown": mdd(eq_b),
-            "exposure": float(pos.mean()) if len(pos) else 0.0,
-            "turnover": float(turnover.mean()) if len(pos) else 0.0, "trades": int(len(idx)),
-            "costs_paid": float(turnover.sum() * cost_bps / 1e4)}
+    t = long_flat_trades(_arr(y_prob), _arr(returns), horizon=horizon, cost_bps=cost_bps, threshold=threshold,
+                         returns_in_percent=returns_in_percent)
+    eq_s, eq_b = np.cumprod(1 + t["strat"]), np.cumprod(1 + t["ret"])
+    n = len(t["idx"])
+    return {"index": t["idx"].tolist(), "strategy": eq_s.tolist(), "buy_and_hold": eq_b.tolist(),
+            "strategy_return": float(eq_s[-1] - 1) if n else 0.0,
+            "buy_and_hold_return": float(eq_b[-1] - 1) if n else 0.0,
+            "strategy_max_drawdown": max_drawdown(eq_s), "buy_and_hold_max_drawdown": max_drawdown(eq_b),
+            "exposure": float(t["pos"].mean()) if n else 0.0,
+            "turnover": float(t["turnover"].mean()) if n else 0.0, "trades": int(n),
+            "costs_paid": float(t["turnover"].sum() * cost_bps / 1e4)}
 
 
 def _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_percent) -> dict:

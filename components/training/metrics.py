@@ -94,43 +94,42 @@ def block_bootstrap_ci(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: 
     return float(lo), float(hi)
 
 
-def backtest_long_flat(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, periods_per_year: float,
-                       cost_bps: float = 1.0, threshold: float = 0.5) -> dict[str, float]:
+def long_flat_trades(prob: np.ndarray, y_ret: np.ndarray, *, horizon: int, cost_bps: float = 1.0,
+                     threshold: float = 0.5, returns_in_percent: bool = True) -> dict[str, np.ndarray]:
     """Long/flat on non-overlapping h-bar trades: enter at the next bar when p > threshold.
 
-    ``y_ret_pct`` is the label return (next bar to h bars later, in %). Every h-th row is a trade
-    decision, so holdings never overlap; each position change pays ``cost_bps``.
-    Returns strategy and buy-and-hold figures over the same rows.
+    ``y_ret`` is the label return (next bar to h bars later). Every h-th row is a trade decision,
+    so holdings never overlap; each position change pays ``cost_bps``. Returns the per-trade arrays:
+    ``idx`` (rows traded), ``ret`` (asset return), ``pos``, ``turnover`` and ``strat`` (net return).
     """
-    idx = np.arange(0, len(prob), max(1, horizon))
-    r = np.asarray(y_ret_pct, float)[idx] / 100.0
-    pos = (np.asarray(prob, float)[idx] > threshold).astype(float)
+    p, r = np.asarray(prob, float), np.asarray(y_ret, float)
+    if len(p) != len(r):
+        raise ValueError(f"prob has {len(p)} values, returns {len(r)}")
+    idx = np.arange(0, len(p), max(1, int(horizon)))
+    r = np.nan_to_num(r[idx] / (100.0 if returns_in_percent else 1.0))
+    pos = (p[idx] > threshold).astype(float)
     turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    strat = pos * r - turnover * cost_bps / 1e4
+    return {"idx": idx, "ret": r, "pos": pos, "turnover": turnover, "strat": pos * r - turnover * cost_bps / 1e4}
+
+
+def max_drawdown(equity: np.ndarray) -> float:
+    return float((equity / np.maximum.accumulate(equity) - 1).min()) if len(equity) else 0.0
+
+
+def backtest_long_flat(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, periods_per_year: float,
+                       cost_bps: float = 1.0, threshold: float = 0.5) -> dict[str, float]:
+    """Summary of :func:`long_flat_trades` (returns in %) beside buy-and-hold over the same rows."""
+    t = long_flat_trades(prob, y_ret_pct, horizon=horizon, cost_bps=cost_bps, threshold=threshold)
     ann = periods_per_year / max(1, horizon)
 
     def summary(x: np.ndarray) -> tuple[float, float, float]:
         equity = np.cumprod(1 + x)
-        dd = equity / np.maximum.accumulate(equity) - 1
-        sharpe = float(np.mean(x) / np.std(x) * np.sqrt(ann)) if np.std(x) > 0 else 0.0
-        return float(equity[-1] - 1) if len(x) else 0.0, sharpe, float(dd.min()) if len(x) else 0.0
+        sharpe = float(np.mean(x) / np.std(x) * np.sqrt(ann)) if len(x) and np.std(x) > 0 else 0.0
+        return (float(equity[-1] - 1) if len(x) else 0.0), sharpe, max_drawdown(equity)
 
-    tot, sharpe, mdd = summary(strat)
-    bh_tot, bh_sharpe, bh_mdd = summary(r)
+    tot, sharpe, mdd = summary(t["strat"])
+    bh_tot, bh_sharpe, bh_mdd = summary(t["ret"])
     return {"bt_total_return": tot, "bt_sharpe": sharpe, "bt_max_drawdown": mdd,
-            "bt_turnover": float(turnover.mean()), "bt_exposure": float(pos.mean()),
-            "bt_trades": float(len(idx)), "bh_total_return": bh_tot, "bh_sharpe": bh_sharpe,
+            "bt_turnover": float(t["turnover"].mean()), "bt_exposure": float(t["pos"].mean()),
+            "bt_trades": float(len(t["idx"])), "bh_total_return": bh_tot, "bh_sharpe": bh_sharpe,
             "bh_max_drawdown": bh_mdd}
-
-
-def equity_curve(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, cost_bps: float,
-                 timestamps: pd.Series | None = None, threshold: float = 0.5) -> pd.DataFrame:
-    idx = np.arange(0, len(prob), max(1, horizon))
-    r = np.asarray(y_ret_pct, float)[idx] / 100.0
-    pos = (np.asarray(prob, float)[idx] > threshold).astype(float)
-    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    out = pd.DataFrame({"strategy": np.cumprod(1 + pos * r - turnover * cost_bps / 1e4),
-                        "buy_and_hold": np.cumprod(1 + r)})
-    if timestamps is not None:
-        out.insert(0, "timestamp", np.asarray(timestamps)[idx])
-    return out

@@ -65,6 +65,8 @@ class KfpRecorder:
                     eid = recorder.experiments.get(name)
                     return self._reply(200, {"experiments": [{"experiment_id": eid, "display_name": name}],
                                              "total_size": 1} if eid else {})
+                if path == "/apis/v2beta1/recurringruns":  # none scheduled yet
+                    return self._reply(200, {})
                 return self._reply(404, {"error": f"no route {path}"})
 
             def do_POST(self):
