@@ -74,20 +74,26 @@ def build_gold(
     if news is not None and not news.empty:
         news_cols = [c for c in news.columns if c.startswith("news_")]
         parts.append(news[news_cols].reset_index(drop=True))
-    base = pd.concat(parts, axis=1)
-    feature_cols = [c for c in base.columns if c != "timestamp"]
-    base = base.replace([np.inf, -np.inf], np.nan)
-    labels = make_labels(bars["close"].astype(float), horizons)
-    gold = base.join(labels)
-    gold.insert(1, "instrument", instrument)
-    warm = gold[[c for c in feature_cols if c not in news_cols]].isna().any(axis=1)
-    first_valid = int(np.argmax(~warm.to_numpy())) if (~warm).any() else len(gold)
-    gold = gold.iloc[first_valid:]
-    still_nan = gold[feature_cols].isna().any(axis=1)
-    if still_nan.any():  # NaNs after warm-up (e.g. zero-range bars): fill from the past only
-        gold[feature_cols] = gold[feature_cols].ffill()
-        gold = gold[~gold[feature_cols].isna().any(axis=1)]
-    gold = gold.reset_index(drop=True)
+    # one float64 matrix for all features (a single block: no pandas consolidation copies)
+    frames = parts[1:]
+    feature_cols = [c for f in frames for c in f.columns]
+    X = np.empty((len(ts), len(feature_cols)), dtype=np.float64)
+    j = 0
+    for f in frames:
+        X[:, j:j + f.shape[1]] = f.to_numpy(dtype=np.float64, na_value=np.nan)
+        j += f.shape[1]
+    X[np.isinf(X)] = np.nan
+    market = np.array([c not in news_cols for c in feature_cols])
+    warm = np.isnan(X[:, market]).any(axis=1)
+    first_valid = int(np.argmax(~warm)) if (~warm).any() else len(X)
+    X, ts = X[first_valid:], ts.iloc[first_valid:].reset_index(drop=True)
+    labels = make_labels(bars["close"].astype(float), horizons).iloc[first_valid:].reset_index(drop=True)
+    if np.isnan(X).any():  # NaNs after warm-up (e.g. zero-range bars): fill from the past only
+        X = pd.DataFrame(X).ffill().to_numpy()
+        keep = ~np.isnan(X).any(axis=1)
+        X, ts, labels = X[keep], ts[keep].reset_index(drop=True), labels[keep].reset_index(drop=True)
+    gold = pd.concat([ts.to_frame(), pd.Series(instrument, index=ts.index, name="instrument"),
+                      pd.DataFrame(X, columns=feature_cols), labels], axis=1)
     base_cols = [c for c in feature_cols if c.startswith(BASE_PREFIXES)]
     manifest = {
         "instrument": instrument,
