@@ -64,7 +64,7 @@ def training_pipeline(
     news_window_minutes: int = 60,
     news_delay_minutes: int = 0,
     news_model_location: str = "",
-    news_precision: str = "fp32",
+    news_precision: str = "int8",
     materialize_features: bool = True,
     deploy: bool = False,
     namespace: str = "spx",

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
         news_path: str = typer.Option("", help="news file (CSV/parquet/JSONL) when --news-source file"),
         news_model: str = typer.Option("", help="FinBERT: local dir or s3:// prefix (default $SPX_FINBERT_MODEL)"),
-        news_precision: str = typer.Option("fp32", help="FinBERT precision: fp32 | bf16 | int8"),
+        news_precision: str = typer.Option("int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU) | fp32 | bf16"),
         news_delay_minutes: int = typer.Option(0, help="minutes after publication before an article counts"),
         materialize: bool = typer.Option(True, "--materialize/--no-materialize",
                                          help="materialize gold features into the Feast online store"),
