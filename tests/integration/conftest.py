@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from spx.local_services import free_port, wait_http
+from tests.envs import isolated_spx_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,20 +78,8 @@ class SinkProcess:
 @pytest.fixture(scope="module")
 def integration_env(s3_server, tmp_path_factory):
     """Module-wide env: loopback S3 with a fresh bucket, sqlite MLflow, a private Feast home."""
-    from spx.config import S3Settings
-    from spx.storage import ObjectStore
-
-    mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("integration-home")
-    for key, value in s3_server.env().items():
-        mp.setenv(key, value)
-    mp.setenv("SPX_BUCKET", f"spx-int-{uuid.uuid4().hex[:10]}")
-    mp.setenv("SPX_HOME", str(home))
-    mp.setenv("SPX_FEAST_HOME", str(home / "feast"))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    mp.setenv("SPX_REGISTERED_MODEL", f"spx-direction-{home.name}")
-    store = ObjectStore(S3Settings.from_env())
-    store.ensure_bucket()
+    mp, store = isolated_spx_env(s3_server, home, "spx-int")
     yield home, store
     mp.undo()
 

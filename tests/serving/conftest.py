@@ -13,19 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import gold_frame, make_champion  # noqa: E402
 
+from tests.envs import isolated_spx_env  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def serving_env(s3_server, tmp_path_factory):
     """Module-wide environment: loopback S3, sqlite MLflow, a private Feast home."""
-    mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("serving-home")
-    for key, value in s3_server.env().items():
-        mp.setenv(key, value)
-    mp.setenv("SPX_BUCKET", "spx-test")
-    mp.setenv("SPX_HOME", str(home))
-    mp.setenv("SPX_FEAST_HOME", str(home / "feast"))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    mp.setenv("SPX_REGISTERED_MODEL", f"spx-direction-{home.name}")
+    mp, _ = isolated_spx_env(s3_server, home, "spx-serving")
     yield home
     mp.undo()
 
