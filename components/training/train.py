@@ -170,11 +170,13 @@ def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_u
         X_ex = pd.DataFrame(np.zeros((2, len(result.features)), dtype=np.float64), columns=result.features)
         out_ex = _score(result.model, spec, X_ex.to_numpy())
         signature = infer_signature(X_ex, out_ex)
+        # log the Booster (not the sklearn wrapper): native JSON / text files, and pyfunc.predict returns
+        # P(up) (or the predicted % return), exactly what the served native file answers
         if spec.model == "xgboost":
-            info = mlflow.xgboost.log_model(result.model, name="model", model_format="json",
+            info = mlflow.xgboost.log_model(result.model.get_booster(), name="model", model_format="json",
                                             signature=signature)
         else:
-            info = mlflow.lightgbm.log_model(result.model, name="model", signature=signature)
+            info = mlflow.lightgbm.log_model(result.model.booster_, name="model", signature=signature)
         return {"mlflow_run_id": run.info.run_id, "model_uri": info.model_uri,
                 "experiment_id": run.info.experiment_id}
 

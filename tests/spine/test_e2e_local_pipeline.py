@@ -3,6 +3,7 @@
 Runs on a slice (2011-2018) of the bundled real daily S&P 500 to keep it under a couple of minutes.
 """
 
+import numpy as np
 import pytest
 
 from components.selection.select import select_champion
@@ -24,7 +25,7 @@ def e2e_run(store, tmp_path, monkeypatch):
     return selection
 
 
-def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store):
+def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store, tmp_path):
     selection = e2e_run
     keys = store.list("")
     # bronze (write-once raw), silver, gold, models, selection — all in the bucket
@@ -70,9 +71,23 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert champ.tags["variant"] == selection["champion"]["variant"]
     assert champ.tags["native_uri"] == selection["champion"]["native_uri"]
     assert champ.tags["model_format"] in {"xgboost", "lightgbm"}
+    # the registered model (pyfunc) and the native file KServe serves give the same P(up)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.registered_model}@champion")
-    gold_row = gold.tail(3)[loaded.metadata.get_input_schema().input_names()]
-    assert len(loaded.predict(gold_row)) == 3
+    rows = gold.tail(3)[loaded.metadata.get_input_schema().input_names()]
+    via_mlflow = np.asarray(loaded.predict(rows), dtype=float)
+    native_key = champ.tags["native_uri"] + ("model.json" if champ.tags["model_format"] == "xgboost" else "model.bst")
+    native_path = tmp_path / native_key.rsplit("/", 1)[-1]
+    store.download_file(native_key, str(native_path))
+    if champ.tags["model_format"] == "xgboost":
+        import xgboost as xgb
+
+        native = xgb.Booster(model_file=str(native_path)).predict(xgb.DMatrix(rows.to_numpy()))
+    else:
+        import lightgbm as lgb
+
+        native = lgb.Booster(model_file=str(native_path)).predict(rows.to_numpy())
+    np.testing.assert_allclose(via_mlflow, native, rtol=1e-5)
+    assert ((via_mlflow > 0) & (via_mlflow < 1)).all()
 
     # re-selection: strict criteria keep the current champion; a new winner moves the alias and
     # the old one becomes previous-champion (the rollback target)
