@@ -1,9 +1,13 @@
-"""The monitoring pipeline: drift + live hit rate, then (only if needed) start the training pipeline.
+"""The monitoring pipeline: the canary promotion loop, drift + live hit rate, and (if needed) a retrain.
 
-Runs as its own KFP recurring run (``create_monitoring_schedule``), e.g. hourly. The trigger step sits
-under ``dsl.If(retrain)`` so a healthy model costs one short task. The retrain starts the *uploaded*
-training pipeline (``spx submit`` uploads ``spx-training``) through the KFP API with the pod's service
-account, so the monitoring pipeline needs no copy of the training pipeline.
+Runs as its own KFP recurring run (``create_monitoring_schedule``), e.g. hourly. Two independent branches:
+
+* under ``dsl.If(manage_canary)``: ``evaluate_canary_op`` reads the InferenceService; if a canary is in
+  progress it measures the canary's health over the last ``canary_window_minutes`` (Prometheus when
+  ``prometheus_url`` is set, else the prediction log) and promotes it to 100%, rolls it back, or holds;
+* ``detect_drift``, then under ``dsl.If(retrain)`` the trigger step, so a healthy model costs one short task.
+  The retrain starts the *uploaded* training pipeline (``spx submit`` uploads ``spx-training``) through the
+  KFP API with the pod's service account, so the monitoring pipeline needs no copy of the training pipeline.
 """
 
 
@@ -11,10 +15,17 @@ import os
 
 from kfp import dsl
 
+from components.deploy.component import evaluate_canary_op
 from components.monitoring.component import detect_drift, trigger_training
 from pipelines.k8s import use_cluster_env
 
 PIPELINE_NAME = "spx-monitoring"
+
+# The canary step re-reads the InferenceService and re-plans on every attempt, so retrying it is safe (a retry
+# after a lost reply finds the patch applied). The drift and trigger steps keep no retries: a retried trigger
+# could start a second training run.
+CANARY_RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
+                    backoff_factor=2.0, backoff_max_duration="600s")
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Evidently drift of served traffic and new gold data vs the "
@@ -36,7 +47,30 @@ def monitoring_pipeline(
     kfp_host: str = "",
     namespace: str = "",
     service_account: str = "",
+    manage_canary: bool = True,
+    isvc_namespace: str = "spx",
+    isvc_name: str = "",
+    serving_mode: str = "",
+    canary_window_minutes: float = 60.0,
+    canary_max_error_rate: float = 0.01,
+    canary_max_p95_latency_ms: float = 250.0,
+    canary_min_requests: int = 100,
+    prometheus_url: str = "",
+    canary_dry_run: bool = False,
 ):
+    with dsl.If(manage_canary == True, name="manage-canary"):  # noqa: E712 - a KFP condition, not Python
+        canary = evaluate_canary_op(
+            namespace=isvc_namespace, isvc_name=isvc_name, mode=serving_mode,
+            window_minutes=canary_window_minutes, max_error_rate=canary_max_error_rate,
+            max_p95_latency_ms=canary_max_p95_latency_ms, min_requests=canary_min_requests,
+            prometheus_url=prometheus_url, dry_run=canary_dry_run,
+        ).set_display_name("kserve: canary promote / roll back")
+        canary.set_caching_options(False)
+        if CANARY_RETRY["num_retries"] > 0:
+            canary.set_retry(**CANARY_RETRY)
+        canary.set_cpu_request("100m").set_cpu_limit("1").set_memory_request("512M").set_memory_limit("2G")
+        use_cluster_env(canary)
+
     drift = detect_drift(
         monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reference_run_id=reference_run_id, variant=variant,
         lookback_days=lookback_days, gold_window_days=gold_window_days, method=method, threshold=threshold,

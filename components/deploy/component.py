@@ -1,4 +1,4 @@
-"""Thin KFP v2 component definitions for the canary rollout (logic lives in ``canary.py``).
+"""Thin KFP v2 component definitions for the canary rollout (logic in ``canary.py`` and ``health.py``).
 
 The pipeline's ServiceAccount needs get/create/patch on ``inferenceservices`` in its namespace
 (see ``helm/spx-kfp/templates/rbac.yaml`` and ``manifests/base/pipeline-rbac.yaml``).
@@ -77,3 +77,53 @@ def promote_op(
                                   min_requests=min_requests)
     decision = promote(custom_objects_api(), health, thresholds, cfg, dry_run=dry_run)
     return json.dumps(decision.to_dict(), sort_keys=True)
+
+
+@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+def evaluate_canary_op(
+    namespace: str = "spx",
+    isvc_name: str = "",
+    mode: str = "",
+    window_minutes: float = 60.0,
+    max_error_rate: float = 0.01,
+    max_p95_latency_ms: float = 250.0,
+    min_requests: int = 100,
+    prometheus_url: str = "",
+    dry_run: bool = False,
+    transformer_image: str = "",
+    transformer_env_configmap: str = "spx-kfp-env",
+    transformer_env_secret: str = "spx-kfp-s3",
+    service_account: str = "spx-kfp-kserve-s3",
+) -> str:
+    """The canary promotion loop: measure the canary over the window, then promote, roll back or hold.
+
+    ``isvc_name`` / ``mode`` empty: ``$SPX_INFERENCE_SERVICE`` / ``$SPX_INFERENCE_MODE`` (the chart's env
+    ConfigMap), else ``spx-direction`` / ``serverless``. Health from Prometheus when ``prometheus_url`` is set,
+    else from the prediction log in the bucket. Returns the decision as JSON (``decision``, ``reasons``, the
+    exact patch ``body``, the ``measurement``).
+    """
+    import json
+    import os
+
+    from components.deploy.canary import HealthThresholds, ServingConfig, custom_objects_api
+    from components.deploy.health import evaluate_canary, kubernetes_api_configured
+
+    if not kubernetes_api_configured():
+        reason = "no Kubernetes API configured (not in a pod, no kubeconfig): canary step skipped"
+        print(f"canary: {reason}")
+        return json.dumps({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None},
+                          sort_keys=True)
+    cfg = ServingConfig(namespace=namespace,
+                        name=isvc_name or os.environ.get("SPX_INFERENCE_SERVICE") or "spx-direction",
+                        mode=mode or os.environ.get("SPX_INFERENCE_MODE") or "serverless",
+                        service_account=service_account,
+                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
+                        transformer_env_configmap=transformer_env_configmap,
+                        transformer_env_secret=transformer_env_secret)
+    thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
+                                  min_requests=min_requests)
+    result = evaluate_canary(custom_objects_api(), cfg, thresholds, window_minutes=window_minutes,
+                             prometheus_url=prometheus_url, dry_run=dry_run)
+    out = result.to_dict()
+    print(f"canary {cfg.namespace}/{cfg.name}: {out['decision']} — " + "; ".join(out["reasons"]))
+    return json.dumps(out, sort_keys=True)
