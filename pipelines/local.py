@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ def run_local(**params: Any) -> dict:
     """Execute the pipeline locally; returns the selection (``best_model_selection.json``) as a dict."""
     from kfp import local
 
+    # the local runner's notices: cluster-only task settings, and our (non-python:*) component image
+    warnings.filterwarnings("ignore", message=r"(?s).*have no effect in the current local runner", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"(?s).*non-Python base image", category=RuntimeWarning)
     os.environ.setdefault("SPX_PIPELINE_RETRIES", "0")
     cfg = settings()
     cfg.home.mkdir(parents=True, exist_ok=True)

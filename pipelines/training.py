@@ -59,6 +59,7 @@ def training_pipeline(
     cost_bps: float = 1.0,
     min_oot_auc: float = 0.5,
     max_overfit_gap: float = 0.35,
+    min_auc_ci_low: float = 0.0,
     news_source: str = "file",
     news_path: str = "",
     news_window_minutes: int = 60,
@@ -114,7 +115,8 @@ def training_pipeline(
         trains.append(t)
 
     select = select_champion(run_id=run, expected_variants=[v[0] for v in VARIANTS],
-                             min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap)
+                             min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
+                             min_auc_ci_low=min_auc_ci_low)
     for t in trains:
         select.after(t)
     _configure(select).set_display_name("select + register champion")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from typing import Optional
 
 import typer
@@ -53,6 +52,8 @@ def register(app: typer.Typer) -> None:
         n_folds: int = typer.Option(5), oot_frac: float = typer.Option(0.1), n_boot: int = typer.Option(500),
         cost_bps: float = typer.Option(1.0, help="transaction cost per position change, in bp"),
         min_oot_auc: float = typer.Option(0.5), max_overfit_gap: float = typer.Option(0.35),
+        min_auc_ci_low: float = typer.Option(0.0, help="require the OOT AUC 95% CI to start above this "
+                                                       "(e.g. 0.5: a statistically credible edge); 0 = off"),
         news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
         news_path: str = typer.Option("", help="news file (CSV/parquet/JSONL) when --news-source file"),
         news_model: str = typer.Option("", help="FinBERT: local dir or s3:// prefix (default $SPX_FINBERT_MODEL)"),
@@ -67,11 +68,11 @@ def register(app: typer.Typer) -> None:
         from pipelines.local import run_local
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        warnings.filterwarnings("ignore")
         selection = run_local(run_id=run_id, source=source, market_path=market_path, instrument=instrument,
                               granularity=granularity, start=start, end=end, horizon_short=horizon_short,
                               horizon_long=horizon_long, n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot,
                               cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
+                              min_auc_ci_low=min_auc_ci_low,
                               news_source=news_source, news_path=news_path, news_model_location=news_model,
                               news_precision=news_precision, news_delay_minutes=news_delay_minutes,
                               materialize_features=materialize)

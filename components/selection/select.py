@@ -2,7 +2,8 @@
 
 Rules (in order): only classifiers are eligible (the service answers with a probability of "up");
 OOT AUC must reach ``min_oot_auc``; the overfitting gap (train AUC − OOT AUC) must stay below
-``max_overfit_gap``; among the eligible, the highest OOT AUC wins. With no eligible variant the
+``max_overfit_gap``; optionally (``min_auc_ci_low`` > 0) the lower end of the 95% bootstrap interval
+must exceed it — a statistically credible edge; among the eligible, the highest OOT AUC wins. With no eligible variant the
 current champion stays, and the selection says why. The previous champion keeps its version and
 gets the alias ``previous-champion`` (the rollback target).
 """
@@ -18,7 +19,8 @@ from spx.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 
-def rank_variants(summaries: list[dict], *, min_oot_auc: float, max_overfit_gap: float) -> list[dict]:
+def rank_variants(summaries: list[dict], *, min_oot_auc: float, max_overfit_gap: float,
+                  min_auc_ci_low: float = 0.0) -> list[dict]:
     rows = []
     for s in summaries:
         m = s["metrics"]
@@ -29,6 +31,8 @@ def rank_variants(summaries: list[dict], *, min_oot_auc: float, max_overfit_gap:
             reasons.append(f"OOT AUC {m['oot_auc']:.4f} < {min_oot_auc}")
         if not m["overfit_gap_auc"] <= max_overfit_gap:
             reasons.append(f"overfit gap {m['overfit_gap_auc']:.4f} > {max_overfit_gap}")
+        if min_auc_ci_low > 0 and not m["oot_auc_ci_low"] > min_auc_ci_low:
+            reasons.append(f"OOT AUC 95% CI low {m['oot_auc_ci_low']:.4f} <= {min_auc_ci_low}")
         rows.append({"variant": s["variant"], "task": s["task"], "model_format": s["model_format"],
                      "horizon": s["horizon"], "oot_auc": m["oot_auc"], "oot_auc_ci": [m["oot_auc_ci_low"],
                      m["oot_auc_ci_high"]], "cv_auc_mean": m.get("cv_auc_mean"), "train_auc": m["train_auc"],
@@ -68,7 +72,7 @@ def register_champion(row: dict, *, run_id: str, registered_model: str, tracking
 
 
 def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[str], min_oot_auc: float,
-                    max_overfit_gap: float, registered_model: str, tracking_uri: str,
+                    max_overfit_gap: float, registered_model: str, tracking_uri: str, min_auc_ci_low: float = 0.0,
                     progress: Callable[[str], None] = log.info) -> tuple[str, dict]:
     summaries = []
     for name in expected_variants:
@@ -76,9 +80,11 @@ def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[
         if not store.exists(key):
             raise FileNotFoundError(f"variant {name} has no {store.uri(key)}: did its training task fail?")
         summaries.append(store.get_json(key))
-    ranking = rank_variants(summaries, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap)
+    ranking = rank_variants(summaries, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
+                            min_auc_ci_low=min_auc_ci_low)
     champion = next((r for r in ranking if r["eligible"]), None)
     selection = {"run_id": run_id, "criteria": {"min_oot_auc": min_oot_auc, "max_overfit_gap": max_overfit_gap,
+                                                "min_auc_ci_low": min_auc_ci_low,
                                                 "eligible_tasks": ["classification"]},
                  "ranking": ranking, "champion": None}
     if champion is not None:
