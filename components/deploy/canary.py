@@ -121,7 +121,9 @@ class ServingConfig:
     mode: Mode = "serverless"
     service_account: str = "spx-kfp-kserve-s3"
     protocol_version: str = "v2"
-    runtime: str = ""  # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
+    # ServingRuntime; default $SPX_SERVING_RUNTIME (the chart: spx-predictor, which reports model versions);
+    # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
+    runtime: str = field(default_factory=lambda: os.environ.get("SPX_SERVING_RUNTIME", ""))
     transformer_image: str = ""  # empty: no transformer
     transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
     transformer_env_secret: str = ""  # envFrom for the transformer (S3 keys for the Feast registry)

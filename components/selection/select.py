@@ -71,6 +71,16 @@ def register_champion(row: dict, *, run_id: str, registered_model: str, tracking
     return {"model_version": str(mv.version), "previous_version": previous.version if previous else None}
 
 
+def write_model_info(store: ObjectStore, native_uri: str, registered_model: str, version: str,
+                     tracking_uri: str) -> str:
+    """``spx-model.json`` beside the native model (the InferenceService's storageUri): the registered name,
+    version, format and feature order, so the served predictor reports the version it serves."""
+    from components.serving.champion import MODEL_INFO_FILE, resolve
+
+    info = resolve(version=version, name=registered_model, tracking_uri=tracking_uri)
+    return store.put_json(native_uri.rstrip("/") + "/" + MODEL_INFO_FILE, info.to_json()).uri
+
+
 def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[str], min_oot_auc: float,
                     max_overfit_gap: float, registered_model: str, tracking_uri: str, min_auc_ci_low: float = 0.0,
                     progress: Callable[[str], None] = log.info) -> tuple[str, dict]:
@@ -90,6 +100,7 @@ def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[
     if champion is not None:
         reg = register_champion(champion, run_id=run_id, registered_model=registered_model,
                                 tracking_uri=tracking_uri)
+        write_model_info(store, champion["native_uri"], registered_model, reg["model_version"], tracking_uri)
         selection["champion"] = {k: champion[k] for k in ("variant", "native_uri", "model_format", "model_uri",
                                                           "horizon", "oot_auc", "oot_auc_ci")}
         selection["champion"].update({"registered_model": registered_model, **reg})

@@ -392,7 +392,8 @@ def test_raw_overlay_switches_mode(manifests):
     assert ann["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert "serving.kserve.io/enable-tag-routing" not in ann
     assert {o["metadata"]["name"] for o in manifests["manifests/overlays/raw"] if o["kind"] == "ServingRuntime"} == {
-        "spx-xgbserver", "spx-lgbserver"}
+        "spx-predictor", "spx-xgbserver", "spx-lgbserver"}
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == "spx-predictor"
     canary = _isvc(manifests["manifests/overlays/serverless-canary"])
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
 

@@ -71,6 +71,12 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert champ.tags["variant"] == selection["champion"]["variant"]
     assert champ.tags["native_uri"] == selection["champion"]["native_uri"]
     assert champ.tags["model_format"] in {"xgboost", "lightgbm"}
+    # beside the native file: what the served predictor reports (registered name and version)
+    info = store.get_json(champ.tags["native_uri"] + "spx-model.json")
+    assert (info["name"], info["version"], info["feature_columns"]) == (
+        cfg.registered_model, str(champ.version), manifest["feature_columns"] if champ.tags["variant"] != "xgb_base"
+        else manifest["base_feature_columns"])
+
     # the registered model (pyfunc) and the native file KServe serves give the same P(up)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.registered_model}@champion")
     rows = gold.tail(3)[loaded.metadata.get_input_schema().input_names()]
