@@ -17,6 +17,13 @@ def test_monitoring_recurring_run_is_scheduled_by_the_kfp_job(helm_bin):
     script = _job_script(render(helm_bin, []))
     assert "spx compile --pipeline monitoring" in script
     assert "--pipeline-name spx-monitoring" in script and "--max-concurrency 1 --no-catchup" in script
+    # the runs act on this release's InferenceService: deploy on, namespace/name/mode from the release
+    assert "--param deploy=true" in script
+    assert script.count('isvc_name="\\"$SPX_INFERENCE_SERVICE\\""') == 2
+    assert 'isvc_namespace="\\"$RELEASE_NAMESPACE\\""' in script
+    job = next(o for o in render(helm_bin, []) if o["kind"] == "Job" and "kfp" in o["metadata"]["name"])
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RELEASE_NAMESPACE"] == "spx"
     off = _job_script(render(helm_bin, ["--set", "kfp.monitoring.enabled=false"]))
     assert "spx-monitoring" not in off and "spx schedule" in off
 
