@@ -11,7 +11,6 @@ import logging
 import os
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 from spx.config import settings

@@ -147,6 +147,19 @@ class ServingConfig:
         }
     )
 
+    @classmethod
+    def in_cluster(cls, *, namespace: str, name: str = "", mode: str = "", service_account: str,
+                   transformer_image: str = "", transformer_env_configmap: str = "",
+                   transformer_env_secret: str = "") -> "ServingConfig":
+        """The config a pipeline step uses: empty values fall back to the chart's env ConfigMap
+        (``SPX_INFERENCE_SERVICE``, ``SPX_INFERENCE_MODE``, ``SPX_SERVING_IMAGE``)."""
+        return cls(namespace=namespace, name=name or os.environ.get("SPX_INFERENCE_SERVICE") or "spx-direction",
+                   mode=mode or os.environ.get("SPX_INFERENCE_MODE") or "serverless",
+                   service_account=service_account,
+                   transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
+                   transformer_env_configmap=transformer_env_configmap,
+                   transformer_env_secret=transformer_env_secret)
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise RolloutError(f"mode must be one of {MODES}, got {self.mode!r}")

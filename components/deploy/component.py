@@ -27,18 +27,16 @@ def deploy_op(
 
     from components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
 
-    import os
-
     selection = load_selection(selection_uri)
     if not selection.get("champion"):
         reason = selection.get("reason", "no champion in this run")
         print(f"deploy: nothing to roll out ({reason}); the InferenceService is left as it is")
         return json.dumps({"verb": "skip", "reason": reason, "body": None}, sort_keys=True)
     candidate = ModelRef.from_selection(selection)
-    cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
-                        transformer_env_configmap=transformer_env_configmap,
-                        transformer_env_secret=transformer_env_secret)
+    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
+                                   transformer_image=transformer_image,
+                                   transformer_env_configmap=transformer_env_configmap,
+                                   transformer_env_secret=transformer_env_secret)
     action = deploy(custom_objects_api(), candidate, cfg, canary_percent, dry_run=dry_run)
     return json.dumps({"verb": action.verb, "reason": action.reason, "body": action.body}, sort_keys=True)
 
@@ -63,15 +61,14 @@ def promote_op(
     """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
     import json
 
-    import os
 
     from components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
                                           promote)
 
-    cfg = ServingConfig(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
-                        transformer_env_configmap=transformer_env_configmap,
-                        transformer_env_secret=transformer_env_secret)
+    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
+                                   transformer_image=transformer_image,
+                                   transformer_env_configmap=transformer_env_configmap,
+                                   transformer_env_secret=transformer_env_secret)
     health = CanaryHealth(requests=canary_requests, errors=canary_errors, p95_latency_ms=canary_p95_latency_ms)
     thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
                                   min_requests=min_requests)
@@ -103,7 +100,6 @@ def evaluate_canary_op(
     exact patch ``body``, the ``measurement``).
     """
     import json
-    import os
 
     from components.deploy.canary import HealthThresholds, ServingConfig, custom_objects_api
     from components.deploy.health import evaluate_canary, kubernetes_api_configured
@@ -113,13 +109,10 @@ def evaluate_canary_op(
         print(f"canary: {reason}")
         return json.dumps({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None},
                           sort_keys=True)
-    cfg = ServingConfig(namespace=namespace,
-                        name=isvc_name or os.environ.get("SPX_INFERENCE_SERVICE") or "spx-direction",
-                        mode=mode or os.environ.get("SPX_INFERENCE_MODE") or "serverless",
-                        service_account=service_account,
-                        transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
-                        transformer_env_configmap=transformer_env_configmap,
-                        transformer_env_secret=transformer_env_secret)
+    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
+                                   transformer_image=transformer_image,
+                                   transformer_env_configmap=transformer_env_configmap,
+                                   transformer_env_secret=transformer_env_secret)
     thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
                                   min_requests=min_requests)
     result = evaluate_canary(custom_objects_api(), cfg, thresholds, window_minutes=window_minutes,

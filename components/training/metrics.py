@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from sklearn.metrics import (accuracy_score, brier_score_loss, log_loss, mean_absolute_error,
                              precision_score, recall_score)
