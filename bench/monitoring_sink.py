@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from monitoring.helpers import event_pair  # noqa: E402
 
-from spx.local_services import LocalS3Server, free_port, wait_http  # noqa: E402
+from spx.core.processes import free_port, wait_http
+from spx.core.services import LocalS3Server  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalS3Server(Path(tmp) / "s3", buckets=("spx",)) as s3:
         env = dict(os.environ, **s3.env(), SPX_BUCKET="spx", PYTHONPATH=str(ROOT))
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "components.monitoring.sink", "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
                                  "--port", str(port), "--wal-dir", str(Path(tmp) / "wal"), "--batch-rows", "500",
                                  "--flush-interval", "5"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

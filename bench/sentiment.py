@@ -4,7 +4,7 @@ The model is bert-base sized (``BertConfig()`` defaults: 12 layers, 768 wide, 30
 ~110 M parameters, 3 labels ordered as ProsusAI/finbert) with *random* weights — speed only, no
 accuracy. Articles are synthetic market headlines, half with a one-to-three sentence summary
 (the shapes GDELT and RSS deliver). Scoring goes through the production code
-(:class:`components.news.finbert.FinBertScorer` and :func:`score_texts` with the score cache in a
+(:class:`spx.components.news.finbert.FinBertScorer` and :func:`score_texts` with the score cache in a
 real S3 server — SeaweedFS on loopback).
 
     python bench/sentiment.py                        # 2 threads, fp32 + int8, batch 1..64
@@ -98,10 +98,10 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from components.news.finbert import FinBertScorer, score_texts
-    from components.news.schema import content_hash
-    from spx.local_services import LocalS3Server
-    from spx.storage import ObjectStore
+    from spx.components.news.finbert import FinBertScorer, score_texts
+    from spx.components.news.schema import content_hash
+    from spx.core.services import LocalS3Server
+    from spx.core.storage import ObjectStore
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

@@ -50,11 +50,11 @@ def main() -> int:
 
     from helpers import gold_frame, make_champion
 
-    from components.serving import champion as champ
-    from components.serving import features as F
-    from components.serving.local import start_predictor, start_transformer
-    from spx.local_services import LocalS3Server
-    from spx.storage import ObjectStore
+    from spx.components.selection import champion as champ
+    from spx.components.serving import features as F
+    from spx.components.serving.local import start_predictor, start_transformer
+    from spx.core.services import LocalS3Server
+    from spx.core.storage import ObjectStore
 
     with tempfile.TemporaryDirectory(prefix="spx-bench-serve-") as tmp:
         tmp = Path(tmp)

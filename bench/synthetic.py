@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.bronze.market import load_bundled_daily
+from spx.components.bronze.market import load_bundled_daily
 
 NOTE = ("synthetic 1-minute bars: bootstrapped real daily S&P 500 returns/ranges/volumes (arch), "
         "scaled to one minute; speed figures only")

@@ -17,12 +17,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.synthetic import NOTE, minute_bars  # noqa: E402
-from components.gold.merge import build_gold  # noqa: E402
-from components.silver.microstructure import microstructure_features  # noqa: E402
-from components.silver.technical import technical_features  # noqa: E402
-from components.silver.volatility import volatility_features  # noqa: E402
-from components.training.train import TrainConfig, train_variant  # noqa: E402
-from components.training.variants import default_variants  # noqa: E402
+from spx.components.gold.merge import build_gold  # noqa: E402
+from spx.components.silver.microstructure import microstructure_features  # noqa: E402
+from spx.components.silver.technical import technical_features  # noqa: E402
+from spx.components.silver.volatility import volatility_features  # noqa: E402
+from spx.components.training.train import TrainConfig, train_variant  # noqa: E402
+from spx.components.training.variants import default_variants  # noqa: E402
 
 
 def main() -> None:

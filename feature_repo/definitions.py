@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.serving.features import definitions  # noqa: E402
-from spx.storage import ObjectStore  # noqa: E402
+from spx.components.serving.features import definitions  # noqa: E402
+from spx.core.storage import ObjectStore  # noqa: E402
 
 _gold_uri = os.environ.get("SPX_GOLD_URI")
 _manifest_uri = os.environ.get("SPX_MANIFEST_URI")

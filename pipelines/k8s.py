@@ -8,9 +8,9 @@ does). Local runs ignore these platform settings.
 
 from __future__ import annotations
 
-import os
-
 from kfp import dsl, kubernetes
+
+from spx.core.settings import settings
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # every key is present in helm/spx-kfp/templates/configmaps.yaml (a missing key would fail the pod)
@@ -23,11 +23,11 @@ ENV_CONFIGMAP_KEYS = (
 
 
 def s3_secret_name() -> str:
-    return os.environ.get("SPX_K8S_S3_SECRET", "spx-kfp-s3")
+    return settings().cluster.s3_secret
 
 
 def config_map_name() -> str:
-    return os.environ.get("SPX_K8S_CONFIGMAP", "spx-kfp-env")
+    return settings().cluster.config_map
 
 
 def use_cluster_env(task: dsl.PipelineTask, secret_name: str | None = None,

@@ -11,26 +11,22 @@ Runs as its own KFP recurring run (``create_monitoring_schedule``), e.g. hourly.
 """
 
 
-import os
-
 from kfp import dsl
 
-from components.deploy.component import evaluate_canary_op
-from components.monitoring.component import detect_drift, trigger_training
-from pipelines.k8s import use_cluster_env
+from spx.components.deploy.component import evaluate_canary_op
+from spx.components.monitoring.component import detect_drift, trigger_training
+from spx.pipelines.options import CompileOptions, compiling, configure
 
 PIPELINE_NAME = "spx-monitoring"
 
 # The canary step re-reads the InferenceService and re-plans on every attempt, so retrying it is safe (a retry
 # after a lost reply finds the patch applied). The drift and trigger steps keep no retries: a retried trigger
 # could start a second training run.
-CANARY_RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
-                    backoff_factor=2.0, backoff_max_duration="600s")
+DESCRIPTION = ("Evidently drift of served traffic and new gold data vs the champion's training reference, live "
+               "hit rate, and a conditional retrain of spx-training.")
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Evidently drift of served traffic and new gold data vs the "
-              "champion's training reference, live hit rate, and a conditional retrain of spx-training.")
-def monitoring_pipeline(
+def monitoring_dag(
     reference_run_id: str = "",
     variant: str = "",
     lookback_days: float = 7.0,
@@ -66,10 +62,7 @@ def monitoring_pipeline(
             prometheus_url=prometheus_url, dry_run=canary_dry_run,
         ).set_display_name("kserve: canary promote / roll back")
         canary.set_caching_options(False)
-        if CANARY_RETRY["num_retries"] > 0:
-            canary.set_retry(**CANARY_RETRY)
-        canary.set_cpu_request("100m").set_cpu_limit("1").set_memory_request("512M").set_memory_limit("2G")
-        use_cluster_env(canary)
+        configure(canary, cpu="100m", cpu_limit="1", memory="512M", memory_limit="2G")
 
     drift = detect_drift(
         monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reference_run_id=reference_run_id, variant=variant,
@@ -78,8 +71,7 @@ def monitoring_pipeline(
         min_served_rows=min_served_rows,
     ).set_display_name("drift + hit rate")
     drift.set_caching_options(False)
-    drift.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1G").set_memory_limit("4G")
-    use_cluster_env(drift)
+    configure(drift, cpu="500m", cpu_limit="2", memory="1G", memory_limit="4G", retry=False)
     with dsl.If(drift.outputs["Output"] == True, name="retrain-needed"):  # noqa: E712 - a KFP condition, not Python
         trig = trigger_training(
             monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_host=kfp_host,
@@ -87,24 +79,25 @@ def monitoring_pipeline(
             params_json=retrain_params_json, service_account=service_account,
         ).set_display_name("start training run")
         trig.set_caching_options(False)
-        trig.set_cpu_request("100m").set_memory_request("256M").set_memory_limit("512M")
-        use_cluster_env(trig)
+        configure(trig, cpu="100m", cpu_limit="500m", memory="256M", memory_limit="512M", retry=False)
 
 
-def compile_monitoring(output_path: str, image: str | None = None) -> str:
-    """Compile to ``output_path`` (YAML). ``image`` overrides ``SPX_COMPONENT_IMAGE`` for this compile."""
-    import subprocess
-    import sys
+def build_monitoring_pipeline(options: CompileOptions | None = None):
+    """The monitoring pipeline with ``options`` (image, retries, cluster names) applied to every task."""
+    with compiling(options or CompileOptions()):
+        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(monitoring_dag)
 
-    if image and image != os.environ.get("SPX_COMPONENT_IMAGE"):
-        # the image is bound at import time of the component module: compile in a fresh interpreter
-        env = dict(os.environ, SPX_COMPONENT_IMAGE=image)
-        subprocess.run([sys.executable, "-c", "import sys; from pipelines.monitoring import compile_monitoring; "
-                        "compile_monitoring(sys.argv[1])", output_path], check=True, env=env)
-        return output_path
+
+# built with the constant defaults (no environment read at import); compile with build_monitoring_pipeline()
+monitoring_pipeline = build_monitoring_pipeline()
+
+
+def compile_monitoring(output_path: str, image: str | None = None, *, retries: int | None = None) -> str:
+    """Compile to ``output_path`` (YAML); ``image``/``retries`` override the settings for every task."""
     from kfp import compiler
 
-    compiler.Compiler().compile(monitoring_pipeline, output_path)
+    pipeline = build_monitoring_pipeline(CompileOptions.from_settings(image=image, retries=retries))
+    compiler.Compiler().compile(pipeline, output_path)
     return output_path
 
 
@@ -117,8 +110,8 @@ def create_monitoring_schedule(client, package_path: str, *, cron: str = "0 * * 
     cron is converted to KFP's 6-field form; ``max_concurrency=1`` and no catch-up, so a slow or paused
     cluster never piles up monitoring runs. Returns the recurring run id.
     """
-    from pipelines.schedule import create_or_update_schedule
-    from pipelines.submit import upload_version
+    from spx.pipelines.schedule import create_or_update_schedule
+    from spx.pipelines.submit import upload_version
 
     _, version_id, _, _ = upload_version(client, package_path, PIPELINE_NAME)
     result = create_or_update_schedule(client, cron=cron, pipeline_name=PIPELINE_NAME, job_name=job_name,

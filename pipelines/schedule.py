@@ -106,7 +106,7 @@ def create_or_update_schedule(
     kfp_cron = to_kfp_cron(cron)
     if max_concurrency < 1:
         raise ScheduleError("max_concurrency must be >= 1")
-    from pipelines.submit import default_pipeline_root
+    from spx.pipelines.submit import default_pipeline_root
 
     params = dict(params or {})
     pipeline_root = pipeline_root or default_pipeline_root()

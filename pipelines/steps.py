@@ -1,6 +1,6 @@
 """Small pipeline-level components that belong to no stage."""
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component

@@ -40,8 +40,8 @@ def package_digest(path: str | Path) -> str:
 
 
 def compile_package(output_dir: str | Path, image: str | None = None) -> str:
-    """Compile the training pipeline with the lead's ``pipelines.compile.compile_pipeline``."""
-    from pipelines.compile import compile_pipeline
+    """Compile the training pipeline with the lead's ``spx.pipelines.compile.compile_pipeline``."""
+    from spx.pipelines.compile import compile_pipeline
 
     return compile_pipeline(str(Path(output_dir) / "training_pipeline.yaml"), image=image)
 

@@ -6,44 +6,34 @@ locally (``spx run``) KFP's SubprocessRunner runs the same components with the e
 """
 
 
-import os
-
 from kfp import dsl
 
-from components.bronze.component import bronze_market
-from components.deploy.component import deploy_op
-from components.gold.component import gold_features
-from components.news.component import news_bronze, news_gold, news_silver
-from components.selection.component import select_champion
-from components.serving.component import feast_materialize
-from components.silver.component import silver_microstructure, silver_technical, silver_volatility
-from components.training.component import train_variant
-from components.training.variants import VARIANTS
-from pipelines.k8s import use_cluster_env
-from pipelines.steps import resolve_run_id
+from spx.components.bronze.component import bronze_market
+from spx.components.deploy.component import deploy_op
+from spx.components.gold.component import gold_features
+from spx.components.news.component import news_bronze, news_gold, news_silver
+from spx.components.selection.component import select_champion
+from spx.components.serving.component import feast_materialize
+from spx.components.silver.component import silver_microstructure, silver_technical, silver_volatility
+from spx.components.training.component import train_variant
+from spx.components.training.variants import VARIANTS
+from spx.pipelines.options import CompileOptions, compiling, configure
+from spx.pipelines.steps import resolve_run_id
 
 PIPELINE_NAME = "spx-training"
-
-# Retries with exponential backoff for the cluster. `spx run` sets SPX_PIPELINE_RETRIES=0 before importing
-# this module: locally a failure is deterministic and should surface at once.
-RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
-             backoff_factor=2.0, backoff_max_duration="600s")
 
 
 def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
                cpu_limit: str = "2", memory_limit: str = "4G") -> dsl.PipelineTask:
-    """Retries with exponential backoff, resources, and S3/MLflow settings from the cluster."""
-    if RETRY["num_retries"] > 0:
-        task.set_retry(**RETRY)
-    task.set_cpu_request(cpu).set_cpu_limit(cpu_limit)
-    task.set_memory_request(memory).set_memory_limit(memory_limit)
-    use_cluster_env(task)
-    return task
+    """Image, retries, resources and cluster settings from the compile options (``spx.pipelines.options``)."""
+    return configure(task, cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit)
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="S&P 500 short-horizon direction: medallion features, "
-              "walk-forward validated XGBoost/LightGBM variants, MLflow champion.")
-def training_pipeline(
+DESCRIPTION = ("S&P 500 short-horizon direction: medallion features, walk-forward validated XGBoost/LightGBM "
+               "variants, MLflow champion.")
+
+
+def training_dag(
     run_id: str = "",
     source: str = "bundled",
     instrument: str = "SPX500_USD",
@@ -132,3 +122,13 @@ def training_pipeline(
         _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M")
         rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]
+
+
+def build_training_pipeline(options: CompileOptions | None = None):
+    """The training pipeline with ``options`` (image, retries, cluster names) applied to every task."""
+    with compiling(options or CompileOptions()):
+        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(training_dag)
+
+
+# built with the constant defaults (no environment read at import); compile with build_training_pipeline()
+training_pipeline = build_training_pipeline()

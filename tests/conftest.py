@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spx.config import S3Settings
-from spx.local_services import LocalS3Server
-from spx.storage import ObjectStore
+from spx.core.settings import S3Settings
+from spx.core.services import LocalS3Server
+from spx.core.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spx.config import S3Settings
-from spx.storage import ObjectStore
+from spx.core.settings import S3Settings
+from spx.core.storage import ObjectStore
 
 
 def isolated_spx_env(s3_server, home: Path, bucket_prefix: str = "spx-mod") -> tuple[pytest.MonkeyPatch, ObjectStore]:

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from spx.storage import ImmutableObjectError, ObjectNotFoundError, parse_uri
+from spx.core.storage import ImmutableObjectError, ObjectNotFoundError, parse_uri
 
 
 def test_write_once_refuses_different_content_and_skips_identical(store):

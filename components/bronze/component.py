@@ -1,15 +1,15 @@
 """KFP component: bronze market ingestion."""
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
 def bronze_market(source: str, instrument: str, granularity: str, start: str, end: str,
                   path: str) -> str:
     """Bring raw candles into bronze (write-once); returns the bronze prefix URI."""
-    from components.bronze.market import ingest_market
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.bronze.market import ingest_market
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.bronze")
     store = ObjectStore()

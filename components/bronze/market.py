@@ -19,9 +19,9 @@ from typing import Callable, Iterator
 import pandas as pd
 import requests
 
-from components.bronze.validation import validate_candles
-from components.errors import DataValidationError
-from spx.storage import ObjectStore
+from spx.components.bronze.validation import validate_candles
+from spx.core.errors import DataValidationError
+from spx.core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

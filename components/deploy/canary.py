@@ -213,7 +213,7 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "name": "kserve-container",
         "image": cfg.transformer_image,
         # KServe appends --model_name, --predictor_host and --http_port to a custom transformer.
-        "command": ["python", "-m", "components.serving.transformer"],
+        "command": ["python", "-m", "spx.components.serving.transformer"],
         "args": ["--predictor_protocol", cfg.protocol_version],
         "resources": cfg.transformer_resources,
         "securityContext": _container_security(),
@@ -660,7 +660,7 @@ def load_selection(selection_uri: str, store=None) -> dict:
     if not selection_uri.startswith("s3://"):
         raise RolloutError(f"selection URI must be s3://…, got {selection_uri!r}")
     if store is None:
-        from spx.storage import ObjectStore
+        from spx.core.storage import ObjectStore
 
         store = ObjectStore()
     return store.get_json(selection_uri)

@@ -6,10 +6,10 @@ The pipeline's ServiceAccount needs get/create/patch on ``inferenceservices`` in
 
 from kfp import dsl
 
-from spx.config import settings
+from spx.core.component import spx_component
 
 
-@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+@spx_component
 def deploy_op(
     selection_uri: str,
     namespace: str,
@@ -25,7 +25,7 @@ def deploy_op(
     """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``."""
     import json
 
-    from components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
+    from spx.components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
 
     selection = load_selection(selection_uri)
     if not selection.get("champion"):
@@ -41,7 +41,7 @@ def deploy_op(
     return json.dumps({"verb": action.verb, "reason": action.reason, "body": action.body}, sort_keys=True)
 
 
-@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+@spx_component
 def promote_op(
     namespace: str,
     canary_requests: int,
@@ -62,7 +62,7 @@ def promote_op(
     import json
 
 
-    from components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
+    from spx.components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
                                           promote)
 
     cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
@@ -76,7 +76,7 @@ def promote_op(
     return json.dumps(decision.to_dict(), sort_keys=True)
 
 
-@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+@spx_component
 def evaluate_canary_op(
     namespace: str = "spx",
     isvc_name: str = "",
@@ -101,8 +101,8 @@ def evaluate_canary_op(
     """
     import json
 
-    from components.deploy.canary import HealthThresholds, ServingConfig, custom_objects_api
-    from components.deploy.health import evaluate_canary, kubernetes_api_configured
+    from spx.components.deploy.canary import HealthThresholds, ServingConfig, custom_objects_api
+    from spx.components.deploy.health import evaluate_canary, kubernetes_api_configured
 
     if not kubernetes_api_configured():
         reason = "no Kubernetes API configured (not in a pod, no kubeconfig): canary step skipped"

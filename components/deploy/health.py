@@ -10,7 +10,7 @@
      revision, whose name comes from the InferenceService status (``status.components.predictor``: the
      traffic target flagged ``latestRevision``, else ``latestReadyRevision``, provided it is not the revision
      rolled out at 100%);
-   * else from the **prediction log** in the bucket (``components.monitoring.prediction_log.read_predictions``):
+   * else from the **prediction log** in the bucket (``spx.components.serving.prediction_log.read_predictions``):
      the rows of this InferenceService whose ``model_version`` is the canary model's version; errors are the
      rows whose ``status`` is not ``ok``; latency is ``latency_ms``. Rows of the stable model, of other
      InferenceServices and rows without a version are never counted as canary traffic;
@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from components.deploy.canary import (
+from spx.components.deploy.canary import (
     CanaryHealth,
     HealthThresholds,
     ModelRef,
@@ -150,7 +150,7 @@ def health_from_prediction_log(
     ``inference_service`` / ``namespace`` match). Errors: rows with ``status != "ok"``. p95: nearest-rank over
     the rows' ``latency_ms``; an ``ok`` row without a latency is rejected (the log is then broken).
     """
-    from components.monitoring.prediction_log import read_predictions
+    from spx.components.serving.prediction_log import read_predictions
 
     start, end = _utc(start), _utc(end)
     if end <= start:
@@ -235,7 +235,7 @@ def measure_canary(
                                         window=f"{minutes}m", queries=prometheus_queries)
         return CanaryMeasurement(health, f"prometheus:{revision}", start.isoformat(), end.isoformat())
     if store is None:
-        from spx.storage import ObjectStore
+        from spx.core.storage import ObjectStore
 
         store = ObjectStore()
     return health_from_prediction_log(store, canary, start=start, end=end, inference_service=cfg.name,

@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
@@ -13,9 +13,9 @@ def gold_features(bronze_prefix: str, technical_uri: str, microstructure_uri: st
     """Merge silver (+ news signals as-of), add time/return features and labels."""
     from collections import namedtuple
 
-    from components.gold.stage import build_gold_stage
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.gold.stage import build_gold_stage
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     gold_uri, manifest_uri = build_gold_stage(
         ObjectStore(), bronze_prefix=bronze_prefix,

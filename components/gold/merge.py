@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.errors import DataValidationError
-from components.gold.labels import label_columns, make_labels
+from spx.core.errors import DataValidationError
+from spx.components.gold.labels import label_columns, make_labels
 
 RETURN_LAGS = (1, 2, 3, 5, 10, 20)
 BASE_PREFIXES = ("ret_", "rsi_", "macd", "roc_", "stoch_", "sma_", "ema_", "bb_", "atr_", "adx_", "volume_")

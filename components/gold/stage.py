@@ -6,9 +6,9 @@ from typing import Callable
 
 import pandas as pd
 
-from components.bronze.market import bar_interval, read_bronze
-from components.gold.merge import build_gold
-from spx.storage import ObjectStore
+from spx.components.bronze.market import bar_interval, read_bronze
+from spx.components.gold.merge import build_gold
+from spx.core.storage import ObjectStore
 
 
 def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: list[str], news_uri: str,
@@ -19,7 +19,7 @@ def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: lis
     silver = [store.read_parquet(u) for u in silver_uris]
     news = None
     if news_uri:
-        from components.news.join import join_news_features
+        from spx.components.news.join import join_news_features
 
         signals = store.read_parquet(news_uri)
         news = join_news_features(bars[["timestamp"]], signals,

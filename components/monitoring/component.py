@@ -8,12 +8,9 @@ No ``from __future__ import annotations`` here: KFP reads the real annotation ob
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Output
 
-from spx.config import settings
+from spx.core.component import spx_component
 
-_IMAGE = settings().component_image
-
-
-@dsl.component(base_image=_IMAGE, install_kfp_package=False)
+@spx_component
 def detect_drift(
     monitor_run_id: str,
     reference_run_id: str,
@@ -38,8 +35,8 @@ def detect_drift(
     ``monitoring/{monitor_run_id}/summary.json``."""
     import logging
 
-    from components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
-    from spx.storage import ObjectStore
+    from spx.components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
+    from spx.core.storage import ObjectStore
 
     logging.basicConfig(level=logging.INFO)
     cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
@@ -66,15 +63,15 @@ def detect_drift(
     return bool(decision["retrain"])
 
 
-@dsl.component(base_image=_IMAGE, install_kfp_package=False)
+@spx_component
 def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipeline_name: str,
                      experiment: str, params_json: str, service_account: str) -> str:
     """Start a run of the uploaded training pipeline through the KFP API; returns the run id."""
     import json
     import logging
 
-    from components.monitoring.trigger import start_training_kfp_subprocess
-    from spx.storage import ObjectStore
+    from spx.components.monitoring.trigger import start_training_kfp_subprocess
+    from spx.core.storage import ObjectStore
 
     logging.basicConfig(level=logging.INFO)
     store = ObjectStore()

@@ -248,7 +248,7 @@ def _champion_from_mlflow() -> tuple[str, str] | None:
         import mlflow
         from mlflow import MlflowClient
 
-        from spx.config import settings
+        from spx.core.settings import settings
 
         cfg = settings()
         mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
@@ -334,8 +334,8 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     Writes ``drift.html`` (served data + prediction drift), ``gold_drift.html`` and
     ``summary.json`` (all numbers and the retrain decision).
     """
-    from components.monitoring.prediction_log import read_predictions
-    from components.monitoring.trigger import decide
+    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.monitoring.trigger import decide
 
     cfg = cfg or MonitorConfig()
     now = now or datetime.now(timezone.utc)

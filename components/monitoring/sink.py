@@ -16,7 +16,7 @@ Delivery guarantee: **at-least-once into the bucket, de-duplicated by request id
 * An event whose partner never arrives is written after ``pair_timeout`` seconds with status
   ``no_response`` / ``no_request`` rather than kept forever.
 
-Run it: ``python -m components.monitoring.sink --port 8085 --wal-dir /var/lib/spx-sink`` or
+Run it: ``python -m spx.components.monitoring.sink --port 8085 --wal-dir /var/lib/spx-sink`` or
 ``spx sink``. Endpoints: ``POST /`` (any path) for events, ``GET /healthz``, ``POST /flush``.
 """
 
@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from components.monitoring.prediction_log import (
+from spx.components.serving.prediction_log import (
     PREFIX,
     EventError,
     LoggedEvent,
@@ -352,7 +352,7 @@ def _n_rows(body: object) -> int:
 
 
 def _default_store():
-    from spx.storage import ObjectStore
+    from spx.core.storage import ObjectStore
 
     store = ObjectStore()
     store.ensure_bucket()

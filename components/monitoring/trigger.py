@@ -96,9 +96,9 @@ def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experi
 
 
 def start_training_local(params: dict | None = None) -> dict:
-    """Run the training pipeline with the local KFP runner (``pipelines.local.run_local``)."""
+    """Run the training pipeline with the local KFP runner (``spx.pipelines.local.run_local``)."""
     try:
-        from pipelines.local import run_local
+        from spx.pipelines.local import run_local
     except ImportError as exc:
         raise RuntimeError("the local training runner (pipelines/local.py: run_local) is not available in this "
                            f"build: {exc}") from exc
@@ -119,7 +119,7 @@ def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeli
     env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
     args = {"host": host, "namespace": namespace, "pipeline_name": pipeline_name, "experiment": experiment,
             "params": params or {}, "run_name": run_name, "service_account": service_account, "reason": reason}
-    proc = subprocess.run([sys.executable, "-m", "components.monitoring.trigger", json.dumps(args)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "spx.components.monitoring.trigger", json.dumps(args)], env=env,
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"starting the training run failed:\n{proc.stderr.strip()[-4000:]}")

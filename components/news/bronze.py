@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from components.news.schema import (BRONZE_COLUMNS, ID_COLUMN, SkipReport, dedup_articles,
+from spx.components.news.schema import (BRONZE_COLUMNS, ID_COLUMN, SkipReport, dedup_articles,
                                     empty_bronze_frame, normalize_articles, utc, validate_bronze)
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _existing_ids(store, prefix: str) -> set[str]:
 
 
 def _ids_for(frame: pd.DataFrame) -> list[str]:
-    from components.news.schema import article_id
+    from spx.components.news.schema import article_id
     return [article_id(u, t, b) for u, t, b in zip(frame.url, frame.title, frame.body)]
 
 
@@ -171,10 +171,10 @@ def ingest(source: str, start: Any, end: Any, *, store, records: Iterable[dict[s
     report = SkipReport()
     if records is None:
         if source == "gdelt":
-            from components.news.gdelt import GdeltClient
+            from spx.components.news.gdelt import GdeltClient
             records = (client or GdeltClient()).fetch(lo, hi, report)
         elif source == "rss":
-            from components.news.rss import RssClient
+            from spx.components.news.rss import RssClient
             records = (client or RssClient()).fetch(lo, hi, report)
         else:
             path = Path(path) if path else default_news_file()

@@ -5,7 +5,7 @@ market features alone (each says so in its log). Logic lives in the sibling modu
 bodies only wire settings and the object store.
 """
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
@@ -16,19 +16,19 @@ def news_bronze(source: str, start: str, end: str, path: str = "", query: str = 
     ``path``: news file for ``file`` (default: ``$SPX_NEWS_FILE`` or a news file in
     ``../shared/data``); ``query``: GDELT query (default: US equity market + Fed terms);
     ``feeds``: comma-separated RSS URLs. Returns the bronze prefix URI, or "" when no news."""
-    from components.news.bronze import ingest
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.news.bronze import ingest
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.news.bronze")
     store = ObjectStore()
     store.ensure_bucket()
     client = None
     if source == "gdelt":
-        from components.news.gdelt import GdeltClient
+        from spx.components.news.gdelt import GdeltClient
         client = GdeltClient(fetch_fulltext=fetch_fulltext, **({"query": query} if query else {}))
     elif source == "rss":
-        from components.news.rss import DEFAULT_FEEDS, RssClient
+        from spx.components.news.rss import DEFAULT_FEEDS, RssClient
         urls = [u.strip() for u in feeds.split(",") if u.strip()] or list(DEFAULT_FEEDS)
         client = RssClient(feeds=urls)
     result = ingest(source, start, end, store=store, client=client, path=path or None)
@@ -42,9 +42,9 @@ def news_bronze(source: str, start: str, end: str, path: str = "", query: str = 
 @spx_component
 def news_silver(bronze_prefix: str, run_id: str) -> str:
     """TextBlob + lexicon tone per article -> ``silver/{run_id}/news.parquet`` ("" when none)."""
-    from components.news.silver import build_silver
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.news.silver import build_silver
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.news.silver")
     uri, report = build_silver(ObjectStore(), bronze_prefix, run_id)
@@ -60,9 +60,9 @@ def news_gold(silver_uri: str, run_id: str, window_minutes: int = 60, model_loca
 
     ``model_location``: local dir, s3:// prefix or (if allowed) hub id; default ``$SPX_FINBERT_MODEL``.
     ``precision``: fp32 | bf16 | int8 (dynamic quantisation, faster on CPU)."""
-    from components.news.gold import build_gold
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.news.gold import build_gold
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.news.gold")
     uri, summary = build_gold(ObjectStore(), silver_uri, run_id, window_minutes=window_minutes,

@@ -50,14 +50,14 @@ def _truthy(value: str | None) -> bool:
 
 
 def _home() -> Path:
-    from spx.config import settings
+    from spx.core.settings import settings
     return settings().home
 
 
 # -- model location ---------------------------------------------------------------------------
 
 def _s3_listing(store, uri: str) -> list[dict[str, Any]]:
-    from spx.storage import parse_uri
+    from spx.core.storage import parse_uri
     bucket, prefix = parse_uri(uri.rstrip("/") + "/")
     paginator = store.client.get_paginator("list_objects_v2")
     out = []
@@ -106,7 +106,7 @@ def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | 
                                "model_location) to a local directory, an s3:// prefix or a hub id")
     if location.startswith("s3://"):
         if store is None:
-            from spx.storage import ObjectStore
+            from spx.core.storage import ObjectStore
             store = ObjectStore()
         return download_s3_model(store, location, cache_dir)
     path = Path(location).expanduser()

@@ -25,8 +25,8 @@ from typing import Any, Iterator
 import pandas as pd
 import requests
 
-from components.news.http import FetchError, PoliteSession, RetryableResponse
-from components.news.schema import SkipReport, utc
+from spx.components.news.http import FetchError, PoliteSession, RetryableResponse
+from spx.components.news.schema import SkipReport, utc
 
 log = logging.getLogger(__name__)
 

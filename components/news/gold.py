@@ -3,7 +3,7 @@
 The output (``gold/{run_id}/news_signals.parquet``) is article-level — ``article_id``,
 ``published_at``, ``source``, ``text_hash``, ``positive_prob``, ``negative_prob``,
 ``neutral_prob``, ``sentiment`` (= positive − negative), ``confidence`` (= max probability), the
-silver tone features and ``window_minutes`` — so that :func:`components.news.join.join_news_features`
+silver tone features and ``window_minutes`` — so that :func:`spx.components.news.join.join_news_features`
 can aggregate each bar's trailing window as of the bar's close without lookahead.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.news.finbert import PROB_COLUMNS, FinBertScorer, ScoreStats, score_texts
-from components.news.silver import SILVER_FEATURES
+from spx.components.news.finbert import PROB_COLUMNS, FinBertScorer, ScoreStats, score_texts
+from spx.components.news.silver import SILVER_FEATURES
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any, Iterator, Sequence
 import feedparser
 import pandas as pd
 
-from components.news.http import FetchError, PoliteSession
-from components.news.schema import MalformedArticle, SkipReport, parse_published, utc
+from spx.components.news.http import FetchError, PoliteSession
+from spx.components.news.schema import MalformedArticle, SkipReport, parse_published, utc
 
 log = logging.getLogger(__name__)
 

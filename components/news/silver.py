@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from components.news.schema import ID_COLUMN, SkipReport, content_hash
+from spx.components.news.schema import ID_COLUMN, SkipReport, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Lexicon:
 
 @lru_cache(maxsize=1)
 def default_lexicon() -> Lexicon:
-    text = resources.files("components.news").joinpath("lexicon.csv").read_text(encoding="utf-8")
+    text = resources.files("spx.components.news").joinpath("lexicon.csv").read_text(encoding="utf-8")
     rows = []
     for line in text.splitlines()[1:]:
         if not line.strip() or line.startswith("#"):
@@ -187,7 +187,7 @@ def silver_features(bronze: pd.DataFrame, report: SkipReport | None = None,
 
 def build_silver(store, bronze_prefix: str, run_id: str) -> tuple[str, SkipReport]:
     """Read bronze under the prefix, write ``silver/{run_id}/news.parquet``; "" when no news."""
-    from components.news.bronze import read_bronze
+    from spx.components.news.bronze import read_bronze
 
     report = SkipReport()
     if not bronze_prefix:

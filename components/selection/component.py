@@ -2,17 +2,17 @@
 
 from kfp.dsl import Markdown, Output
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
 def select_champion(run_id: str, expected_variants: list, min_oot_auc: float, max_overfit_gap: float,
                     min_auc_ci_low: float, ranking: Output[Markdown]) -> str:
     """Rank the variants, register the winner as MLflow alias `champion`; returns the selection URI."""
-    from components.selection.select import ranking_markdown, select_champion as run_select
-    from components.stage_utils import stage_logging
-    from spx.config import settings
-    from spx.storage import ObjectStore
+    from spx.components.selection.select import ranking_markdown, select_champion as run_select
+    from spx.core.logs import stage_logging
+    from spx.core.settings import settings
+    from spx.core.storage import ObjectStore
 
     cfg = settings()
     uri, selection = run_select(ObjectStore(), run_id=run_id, expected_variants=list(expected_variants),

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Callable
 
-from spx.storage import ObjectStore
+from spx.core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def write_model_info(store: ObjectStore, native_uri: str, registered_model: str,
                      tracking_uri: str) -> str:
     """``spx-model.json`` beside the native model (the InferenceService's storageUri): the registered name,
     version, format and feature order, so the served predictor reports the version it serves."""
-    from components.serving.champion import MODEL_INFO_FILE, resolve
+    from spx.components.selection.champion import MODEL_INFO_FILE, resolve
 
     info = resolve(version=version, name=registered_model, tracking_uri=tracking_uri)
     return store.put_json(native_uri.rstrip("/") + "/" + MODEL_INFO_FILE, info.to_json()).uri

@@ -1,21 +1,21 @@
 """KFP v2 component: Feast apply + materialize the newest gold rows into the online store.
 
 Runs after each training run (the lead's pipeline wires it after the gold/selection steps).
-The logic lives in :func:`components.serving.features.materialize_logic`; the online store is
+The logic lives in :func:`spx.components.serving.features.materialize_logic`; the online store is
 chosen by the environment (SQLite locally, Redis in the cluster; see features.repo_config).
 """
 
 from kfp import dsl
 
-from spx.config import settings
+from spx.core.component import spx_component
 
 
-@dsl.component(base_image=settings().component_image, install_kfp_package=False)
+@spx_component
 def feast_materialize(gold_uri: str, manifest_uri: str, run_id: str) -> str:
     """Apply the Feast definitions for this gold table and materialize its newest rows.
 
     Returns a JSON summary: feature views, feature columns, window, newest bar per instrument.
     """
-    from components.serving.features import materialize_logic
+    from spx.components.serving.features import materialize_logic
 
     return materialize_logic(gold_uri, manifest_uri, run_id)

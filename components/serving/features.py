@@ -164,7 +164,7 @@ def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
     the online store ends up with each instrument's latest row (Feast keeps the newest event per
     entity). Returns a summary (window, views, instruments, newest timestamp per instrument).
     """
-    from spx.storage import ObjectStore
+    from spx.core.storage import ObjectStore
 
     _s3_credentials_to_env()
     store = store or feature_store()
@@ -267,7 +267,7 @@ def materialize_logic(gold_uri: str, manifest_uri: str, run_id: str) -> str:
     """Logic of the KFP ``feast_materialize`` component; returns the summary as JSON."""
     import json
 
-    from spx.storage import ObjectStore
+    from spx.core.storage import ObjectStore
 
     manifest = ObjectStore().get_json(manifest_uri)
     summary = apply_and_materialize(gold_uri, manifest)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spx.local_services import free_port, wait_http
+from spx.core.processes import free_port, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def start_predictor(model_dir: Path, model_name: str = "spx-direction", port: in
     port = port or free_port()
     log_dir = Path(log_dir or model_dir)
     log_path = log_dir / f"predictor-{port}.log"
-    cmd = [sys.executable, "-m", "components.serving.predictor", "--model_dir", str(model_dir),
+    cmd = [sys.executable, "-m", "spx.components.serving.predictor", "--model_dir", str(model_dir),
            "--model_name", model_name, "--http_port", str(port), *(extra_args or [])]
     proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(env),
                             cwd=REPO_ROOT)
@@ -68,7 +68,7 @@ def start_transformer(predictor_port: int, model_name: str = "spx-direction", po
     port = port or free_port()
     log_dir = Path(log_dir or ".")
     log_path = log_dir / f"transformer-{port}.log"
-    cmd = [sys.executable, "-m", "components.serving.transformer", "--predictor_host",
+    cmd = [sys.executable, "-m", "spx.components.serving.transformer", "--predictor_host",
            f"127.0.0.1:{predictor_port}", "--model_name", model_name, "--http_port", str(port)]
     if max_feature_age_seconds is not None:
         cmd += ["--max_feature_age_seconds", str(max_feature_age_seconds)]

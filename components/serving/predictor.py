@@ -4,14 +4,14 @@ Loads the model directory the way KServe's ``kserve-xgbserver`` / ``kserve-lgbse
 (``xgb.Booster(model_file=…)`` on ``model.json``/``.ubj``/``.bst``; ``lgb.Booster(model_file=…)`` on
 the LightGBM text file), on the KServe SDK model server. Those two runtime packages are not on
 PyPI, so this module is the runtime: the cluster's ServingRuntime runs our serving image with
-``python -m components.serving.predictor --model_dir /mnt/models`` (the storage initializer puts
+``python -m spx.components.serving.predictor --model_dir /mnt/models`` (the storage initializer puts
 ``storageUri`` = the version's ``native_uri`` there).
 
 Input: one tensor (any name) of datatype FP32 or FP64 and shape ``[n, n_features]`` in the
 champion's feature order; no NaN/inf. Output ``probability`` (shape ``[n]``): P(up), exactly what
 the booster (and the scikit-learn wrapper's ``predict_proba(X)[:, 1]``) returns.
 
-Run: ``python -m components.serving.predictor --model_dir DIR [--model_name spx-direction]
+Run: ``python -m spx.components.serving.predictor --model_dir DIR [--model_name spx-direction]
 [--model_version N] [--http_port 8080] [--nthread 1]``.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
-from components.serving.champion import MODEL_INFO_FILE, NATIVE_FILES
-from components.serving.http_common import ServingError, add_common_args, run_server
+from spx.components.selection.champion import MODEL_INFO_FILE, NATIVE_FILES
+from spx.components.serving.http_common import ServingError, add_common_args, run_server
 
 log = logging.getLogger(__name__)
 

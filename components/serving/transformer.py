@@ -16,9 +16,9 @@ predictor over V2. ``postprocess`` answers, per instrument: ``prediction`` (``up
 ``latency_ms`` (time spent in this transformer, including the Feast lookup and the predictor call).
 
 With ``--logger_url`` every request and response is also POSTed, asynchronously, as a KServe
-logger CloudEvent (see :mod:`components.serving.cloudevents`).
+logger CloudEvent (see :mod:`spx.components.serving.cloudevents`).
 
-Run: ``python -m components.serving.transformer --predictor_host HOST:PORT [--http_port 8080]
+Run: ``python -m spx.components.serving.transformer --predictor_host HOST:PORT [--http_port 8080]
 [--model_name spx-direction] [--max_feature_age_seconds 900] [--logger_url URL]``.
 """
 
@@ -39,9 +39,9 @@ import orjson
 from kserve import InferInput, InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
-from components.serving.cloudevents import InferenceLogger
-from components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
-from components.serving.http_common import ServingError, add_common_args, run_server
+from spx.components.serving.cloudevents import InferenceLogger
+from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
+from spx.components.serving.http_common import ServingError, add_common_args, run_server
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """KFP components: silver feature families (one component each)."""
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
 def silver_technical(bronze_prefix: str, granularity: str, start: str, end: str, run_id: str) -> str:
     """RSI, MACD, ROC, stochastic, SMA/EMA, Bollinger, ATR, ADX, volume features (TA-Lib)."""
-    from components.silver.stage import build_silver
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.silver.stage import build_silver
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     return build_silver(ObjectStore(), family="technical", bronze_prefix=bronze_prefix,
                         granularity=granularity, start=start, end=end, run_id=run_id,
@@ -18,9 +18,9 @@ def silver_technical(bronze_prefix: str, granularity: str, start: str, end: str,
 @spx_component
 def silver_microstructure(bronze_prefix: str, granularity: str, start: str, end: str, run_id: str) -> str:
     """Spread (quoted or Corwin-Schultz), Roll, Amihud, price impact, order-flow imbalance, depth."""
-    from components.silver.stage import build_silver
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.silver.stage import build_silver
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     return build_silver(ObjectStore(), family="microstructure", bronze_prefix=bronze_prefix,
                         granularity=granularity, start=start, end=end, run_id=run_id,
@@ -30,9 +30,9 @@ def silver_microstructure(bronze_prefix: str, granularity: str, start: str, end:
 @spx_component
 def silver_volatility(bronze_prefix: str, granularity: str, start: str, end: str, run_id: str) -> str:
     """Historical, Garman-Klass, Parkinson, Rogers-Satchell, Yang-Zhang, range, percentile rank."""
-    from components.silver.stage import build_silver
-    from components.stage_utils import stage_logging
-    from spx.storage import ObjectStore
+    from spx.components.silver.stage import build_silver
+    from spx.core.logs import stage_logging
+    from spx.core.storage import ObjectStore
 
     return build_silver(ObjectStore(), family="volatility", bronze_prefix=bronze_prefix,
                         granularity=granularity, start=start, end=end, run_id=run_id,

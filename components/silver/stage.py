@@ -6,11 +6,11 @@ from typing import Callable
 
 import pandas as pd
 
-from components.bronze.market import bar_interval, read_bronze
-from components.silver.microstructure import microstructure_features
-from components.silver.technical import technical_features
-from components.silver.volatility import volatility_features
-from spx.storage import ObjectStore
+from spx.components.bronze.market import bar_interval, read_bronze
+from spx.components.silver.microstructure import microstructure_features
+from spx.components.silver.technical import technical_features
+from spx.components.silver.volatility import volatility_features
+from spx.core.storage import ObjectStore
 
 FAMILIES: dict[str, Callable[[pd.DataFrame, pd.Timedelta], pd.DataFrame]] = {
     "technical": lambda bars, bar: technical_features(bars),

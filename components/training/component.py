@@ -2,7 +2,7 @@
 
 from kfp.dsl import ClassificationMetrics, HTML, Markdown, Metrics, Output
 
-from components.kfp_base import spx_component
+from spx.core.component import spx_component
 
 
 @spx_component
@@ -12,12 +12,12 @@ def train_variant(gold_uri: str, manifest_uri: str, variant: str, model: str, ta
                   roc: Output[ClassificationMetrics], report: Output[HTML],
                   summary: Output[Markdown]) -> str:
     """Train, validate and log one variant; returns the URI of its metrics.json."""
-    from components.stage_utils import stage_logging
-    from components.training.kfp_outputs import emit_training_outputs
-    from components.training.train import TrainConfig, run_training
-    from components.training.variants import VariantSpec
-    from spx.config import settings
-    from spx.storage import ObjectStore
+    from spx.core.logs import stage_logging
+    from spx.components.training.kfp_outputs import emit_training_outputs
+    from spx.components.training.train import TrainConfig, run_training
+    from spx.components.training.variants import VariantSpec
+    from spx.core.settings import settings
+    from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.train")
     store = ObjectStore()

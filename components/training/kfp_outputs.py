@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from components.monitoring import visuals
-from spx.storage import ObjectStore
+from spx.components.training import visuals
+from spx.core.storage import ObjectStore
 
 UI_METRICS = ("oot_auc", "oot_auc_ci_low", "oot_auc_ci_high", "cv_auc_mean", "train_auc", "overfit_gap_auc",
               "oot_accuracy", "oot_precision", "oot_recall", "oot_log_loss", "oot_brier", "oot_rmse", "oot_mae",

@@ -1,6 +1,6 @@
 """Time-ordered splits with the label horizon purged at every train/test boundary.
 
-A label at row t looks ``span = h + 1`` bars ahead (see ``components.gold.labels``). A training
+A label at row t looks ``span = h + 1`` bars ahead (see ``spx.components.gold.labels``). A training
 row is kept only if its label window ends strictly before the first test row: train rows are
 ``[0, test_start - span)``. Walk-forward folds are expanding windows that never train on data after
 their test block, so no embargo is needed after a test block (nothing after it is trained on).

@@ -12,12 +12,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from components.errors import DataValidationError
-from components.gold.labels import label_columns, label_span
-from components.silver.volatility import periods_per_year
-from components.training import metrics as M
-from components.training.splits import oot_split, walk_forward
-from components.training.variants import VariantSpec, make_estimator
+from spx.core.errors import DataValidationError
+from spx.components.gold.labels import label_columns, label_span
+from spx.components.silver.volatility import periods_per_year
+from spx.components.training import metrics as M
+from spx.components.training.splits import oot_split, walk_forward
+from spx.components.training.variants import VariantSpec, make_estimator
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kfp import local
 
-from spx.local_services import LocalS3Server
+from spx.core.services import LocalS3Server
 
 
 def main() -> int:
@@ -26,10 +26,10 @@ def main() -> int:
         os.environ["SPX_HOME"] = str(work / "home")
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "root"),
                    raise_on_error=True)
-        from components.bronze.component import bronze_market
-        from components.bronze.market import read_bronze
-        from components.silver.component import silver_technical
-        from spx.storage import ObjectStore
+        from spx.components.bronze.component import bronze_market
+        from spx.components.bronze.market import read_bronze
+        from spx.components.silver.component import silver_technical
+        from spx.core.storage import ObjectStore
 
         bronze = bronze_market(source="bundled", instrument="SPX500_USD", granularity="D",
                                start="", end="", path="")

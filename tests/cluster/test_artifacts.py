@@ -17,10 +17,10 @@ IMAGE = "registry.example.com/spx/spx-component:1.2.3"
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict:
-    """pipelines.compile.compile_pipeline (the lead's API), run in a fresh interpreter so the image
+    """spx.pipelines.compile.compile_pipeline (the lead's API), run in a fresh interpreter so the image
     override does not leak into this process's imported component modules."""
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
-    code = ("import sys; from pipelines.compile import compile_pipeline; "
+    code = ("import sys; from spx.pipelines.compile import compile_pipeline; "
             "print(compile_pipeline(sys.argv[1], image=sys.argv[2]))")
     env = {k: v for k, v in os.environ.items() if k not in ("SPX_PIPELINE_RETRIES", "SPX_COMPONENT_IMAGE")}
     subprocess.run([sys.executable, "-c", code, str(out), IMAGE], cwd=ROOT, env=env, check=True,
@@ -68,7 +68,7 @@ def test_artifacts_go_under_the_s3_pipeline_root(compiled, kfp_api, monkeypatch)
     """A compiled root, if any, is s3://; the run `spx submit` creates carries the S3 pipeline root."""
     root = compiled["spec"].get("defaultPipelineRoot")
     assert root is None or root.startswith("s3://"), root
-    from pipelines.submit import kfp_client, submit
+    from spx.pipelines.submit import kfp_client, submit
 
     monkeypatch.setenv("SPX_PIPELINE_ROOT", "s3://spx/pipeline-root")
     result = submit(kfp_client(kfp_api.url), package_path=compiled["path"])

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from components.deploy.canary import (
+from spx.components.deploy.canary import (
     ANN_CANARY,
     ANN_PHASE,
     ANN_PREVIOUS,
@@ -31,7 +31,7 @@ from components.deploy.canary import (
     ServingConfig,
     deploy,
 )
-from components.deploy.health import canary_revision, evaluate_canary, health_from_prediction_log
+from spx.components.deploy.health import canary_revision, evaluate_canary, health_from_prediction_log
 from tests.cluster.conftest import ROOT
 
 NS, NAME = "spx", "spx-direction"
@@ -92,8 +92,8 @@ def _headers(rid: str, typ: str, when: datetime, isvc: str) -> dict:
 
 def write_log(store, tmp_path, traffic: list[dict]) -> None:
     """KServe-logger events for ``traffic`` through the real sink into the bucket."""
-    from components.monitoring.prediction_log import parse_event
-    from components.monitoring.sink import PredictionSink
+    from spx.components.serving.prediction_log import parse_event
+    from spx.components.monitoring.sink import PredictionSink
 
     sink = PredictionSink(tmp_path / f"wal-{time.monotonic_ns()}", store_factory=lambda: store,
                           batch_rows=100_000, flush_interval=3600).start(background=False)
@@ -446,7 +446,7 @@ def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom
     """evaluate_canary_op as KFP runs it (SubprocessRunner), official client via a kubeconfig, log in S3."""
     from kfp import local
 
-    from components.deploy.component import evaluate_canary_op
+    from spx.components.deploy.component import evaluate_canary_op
 
     canary_in_progress(custom_api)
     now = datetime.now(timezone.utc)
@@ -467,7 +467,7 @@ def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom
 
 
 def test_component_outside_a_cluster_skips_cleanly(tmp_path, monkeypatch):
-    from components.deploy.component import evaluate_canary_op
+    from spx.components.deploy.component import evaluate_canary_op
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBECONFIG", raising=False)
@@ -483,7 +483,7 @@ def test_component_outside_a_cluster_skips_cleanly(tmp_path, monkeypatch):
 def monitoring_compiled(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("monitoring") / "spx-monitoring.yaml"
     env = {k: v for k, v in os.environ.items() if k not in ("SPX_PIPELINE_RETRIES", "SPX_COMPONENT_IMAGE")}
-    code = "import sys; from pipelines.monitoring import compile_monitoring; compile_monitoring(sys.argv[1], sys.argv[2])"
+    code = "import sys; from spx.pipelines.monitoring import compile_monitoring; compile_monitoring(sys.argv[1], sys.argv[2])"
     subprocess.run([sys.executable, "-c", code, str(out), IMAGE], cwd=ROOT, env=env, check=True,
                    capture_output=True, text=True, timeout=180)
     docs = list(yaml.safe_load_all(out.read_text()))

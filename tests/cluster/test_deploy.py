@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.deploy.canary import (
+from spx.components.deploy.canary import (
     ANN_CANARY,
     ANN_PHASE,
     ANN_PREVIOUS,
@@ -69,7 +69,7 @@ def test_first_deploy_creates_the_inference_service(kube_api, custom_api):
     assert "canaryTrafficPercent" not in predictor
     transformer = body["spec"]["transformer"]["containers"][0]
     assert transformer["image"] == "registry.local/spx-serving:0.1.0"
-    assert transformer["command"] == ["python", "-m", "components.serving.transformer"]
+    assert transformer["command"] == ["python", "-m", "spx.components.serving.transformer"]
     assert transformer["envFrom"] == [{"configMapRef": {"name": "spx-kfp-serving-env"}}]
     ann = body["metadata"]["annotations"]
     assert ann["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -409,7 +409,7 @@ def test_inference_logger_on_the_predictor_without_a_transformer(kube_api, custo
     promote(custom_api, HEALTHY, TH, c, backoff_seconds=0)
     assert stored(kube_api)["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
     monkeypatch.delenv("SPX_PREDICTION_LOGGER_URL")
-    from components.deploy.canary import inference_service
+    from spx.components.deploy.canary import inference_service
 
     plain = ServingConfig(namespace=NS, name=NAME)
     assert plain.logger_url == "" and "logger" not in inference_service(V1, plain)["spec"]["predictor"]

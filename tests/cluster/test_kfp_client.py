@@ -5,8 +5,8 @@ import json
 import pytest
 from kfp import compiler, dsl
 
-from pipelines.schedule import ScheduleError, create_or_update_schedule, to_kfp_cron
-from pipelines.submit import kfp_client, submit
+from spx.pipelines.schedule import ScheduleError, create_or_update_schedule, to_kfp_cron
+from spx.pipelines.submit import kfp_client, submit
 
 
 @dsl.component(base_image="registry.local/spx-component:test", install_kfp_package=False)

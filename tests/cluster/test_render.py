@@ -116,7 +116,7 @@ def test_rendered_objects_validate(rendered, case):
 
 def test_validation_is_strict():
     """A misspelt field fails both validators (plain deserialisation would silently drop it)."""
-    from components.deploy.canary import ModelRef, ServingConfig, inference_service
+    from spx.components.deploy.canary import ModelRef, ServingConfig, inference_service
 
     isvc = inference_service(ModelRef(MODEL, "xgboost"), ServingConfig(namespace="spx", name="x"))
     validate_object(isvc)
@@ -131,7 +131,7 @@ def test_validation_is_strict():
 
 def test_deploy_component_bodies_validate():
     """What `spx deploy` creates and patches in both modes is valid KServe, canary included."""
-    from components.deploy.canary import ModelRef, ServingConfig, inference_service, plan_deploy
+    from spx.components.deploy.canary import ModelRef, ServingConfig, inference_service, plan_deploy
 
     for mode in ("serverless", "raw"):
         cfg = ServingConfig(namespace="spx", name="spx-direction", mode=mode, transformer_image="img:1",
@@ -205,13 +205,13 @@ def test_inference_service_modes_and_canary(rendered):
         assert predictor["model"]["protocolVersion"] == "v2"
         assert predictor["serviceAccountName"] == "spx-kfp-kserve-s3"
         container = isvc["spec"]["transformer"]["containers"][0]
-        assert container["command"] == ["python", "-m", "components.serving.transformer"]
+        assert container["command"] == ["python", "-m", "spx.components.serving.transformer"]
         assert container["image"] == "spx-serving:dev"
 
 
 def test_chart_isvc_is_understood_by_the_deploy_step(rendered):
     """The chart's annotations follow the deploy step's contract, so `spx deploy` continues from it."""
-    from components.deploy.canary import ModelRef, ServingConfig, plan_deploy
+    from spx.components.deploy.canary import ModelRef, ServingConfig, plan_deploy
 
     isvc = _isvc(rendered["k3d+model"])
     cfg = ServingConfig(namespace="spx", name="spx-direction", mode="raw")
@@ -312,14 +312,14 @@ SINK_URL = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
 def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
     """The sink runs the real module with its real flags, keeps its WAL on a PVC, and the InferenceService
     logger (on the transformer) posts to its Service; the deploy step gets the same URL from the ConfigMap."""
-    import components.monitoring.sink as sink_mod
+    import spx.components.monitoring.sink as sink_mod
 
     objs = rendered["kind+model"]
     dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["command"] == ["python", "-m", "components.monitoring.sink"]
+    assert c["command"] == ["python", "-m", "spx.components.monitoring.sink"]
     assert c["image"] == "spx-component:dev"
     # the sink's own argument parser accepts the args and gets the values
     seen = {}
@@ -407,7 +407,7 @@ def test_manifests_mirror_the_prediction_sink(manifests):
         assert _isvc(objs)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
     dep = next(o for o in manifests["manifests/base"] if o["kind"] == "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
-    assert c["command"] == ["python", "-m", "components.monitoring.sink"]
+    assert c["command"] == ["python", "-m", "spx.components.monitoring.sink"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     svc = next(o for o in manifests["manifests/base"] if o["kind"] == "Service")
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-from spx.local_services import free_port, wait_http
+from spx.core.processes import free_port, wait_http
 from tests.envs import isolated_spx_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +33,13 @@ serving_helpers = _serving_helpers()
 
 
 class SinkProcess:
-    """``python -m components.monitoring.sink`` as a subprocess on loopback (what the Deployment runs)."""
+    """``python -m spx.components.monitoring.sink`` as a subprocess on loopback (what the Deployment runs)."""
 
     def __init__(self, wal_dir: Path, log_path: Path, port: int | None = None, batch_rows: int = 100_000,
                  flush_interval: float = 3600.0, pair_timeout: float = 3600.0):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "components.monitoring.sink", "--host", "127.0.0.1",
+        self.cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
                     "--port", str(self.port), "--wal-dir", str(wal_dir), "--batch-rows", str(batch_rows),
                     "--flush-interval", str(flush_interval), "--pair-timeout", str(pair_timeout)]
         self.log_path = log_path

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import tritonclient.http as http
 
-from components.monitoring.prediction_log import read_predictions
-from components.serving import champion as champ
-from components.serving import features as F
-from components.serving.local import start_predictor, start_transformer
+from spx.components.serving.prediction_log import read_predictions
+from spx.components.selection import champion as champ
+from spx.components.serving import features as F
+from spx.components.serving.local import start_predictor, start_transformer
 
 from .conftest import SinkProcess
 
@@ -151,8 +151,8 @@ def test_sink_restart_under_traffic_loses_nothing(integration_env, champion, pre
     port, same write-ahead log) acknowledges; every prediction is in the bucket exactly once."""
     _, store = integration_env
     monkeypatch.setenv("SPX_BUCKET", f"{store.bucket}-restart")  # a bucket of its own
-    from spx.config import S3Settings
-    from spx.storage import ObjectStore
+    from spx.core.settings import S3Settings
+    from spx.core.storage import ObjectStore
 
     store = ObjectStore(S3Settings.from_env())
     store.ensure_bucket()

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from spx.config import S3Settings
-from spx.storage import ObjectStore
+from spx.core.settings import S3Settings
+from spx.core.storage import ObjectStore
 
 
 @pytest.fixture()

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.monitoring.drift import MonitorConfig, evidently_drift, live_hit_rate, run_monitoring
-from components.monitoring.prediction_log import parse_event
-from components.monitoring.sink import PredictionSink
-from components.monitoring.trigger import decide
+from spx.components.monitoring.drift import MonitorConfig, evidently_drift, live_hit_rate, run_monitoring
+from spx.components.serving.prediction_log import parse_event
+from spx.components.monitoring.sink import PredictionSink
+from spx.components.monitoring.trigger import decide
 
 from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from components.monitoring.prediction_log import read_predictions
-from spx.local_services import free_port, wait_http
+from spx.components.serving.prediction_log import read_predictions
+from spx.core.processes import free_port, wait_http
 
 from .helpers import event_pair
 
@@ -25,7 +25,7 @@ class SinkProcess:
     def __init__(self, wal_dir: Path, env: dict, batch_rows: int, flush_interval: float):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "components.monitoring.sink", "--host", "127.0.0.1",
+        self.cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
                     "--port", str(self.port), "--wal-dir", str(wal_dir), "--batch-rows", str(batch_rows),
                     "--flush-interval", str(flush_interval), "--pair-timeout", "3600"]
         self.env = env

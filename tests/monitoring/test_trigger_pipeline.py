@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.monitoring.trigger import kfp_client, start_training_kfp
-from pipelines.monitoring import compile_monitoring, create_monitoring_schedule
+from spx.components.monitoring.trigger import kfp_client, start_training_kfp
+from spx.pipelines.monitoring import compile_monitoring, create_monitoring_schedule
 
 from .kfp_recorder import PIPELINE_ID, VERSION_ID, KfpRecorder
 
@@ -71,9 +71,9 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
     """KFP's SubprocessRunner runs the compiled components; drift -> dsl.If -> the KFP API call."""
     from kfp import local
 
-    from components.monitoring.prediction_log import parse_event
-    from components.monitoring.sink import PredictionSink
-    from pipelines.monitoring import monitoring_pipeline
+    from spx.components.serving.prediction_log import parse_event
+    from spx.components.monitoring.sink import PredictionSink
+    from spx.pipelines.monitoring import monitoring_pipeline
 
     from .helpers import gold_frame, seed_training_run, served_events
 

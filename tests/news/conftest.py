@@ -144,8 +144,8 @@ def store(s3_env, monkeypatch):
     """An ObjectStore on a fresh bucket of the loopback S3 server (tests here share no objects)."""
     import uuid
 
-    from spx.config import S3Settings
-    from spx.storage import ObjectStore
+    from spx.core.settings import S3Settings
+    from spx.core.storage import ObjectStore
 
     monkeypatch.setenv("SPX_BUCKET", f"news-{uuid.uuid4().hex[:12]}")
     st = ObjectStore(S3Settings.from_env())

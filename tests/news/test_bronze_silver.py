@@ -7,13 +7,13 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from components.news.bronze import default_news_file, ingest, read_bronze, read_news_file
-from components.news.gdelt import GdeltClient
-from components.news.http import PoliteSession
-from components.news.schema import BRONZE_COLUMNS
-from components.news.silver import (SILVER_COLUMNS, build_silver, default_lexicon, silver_features,
+from spx.components.news.bronze import default_news_file, ingest, read_bronze, read_news_file
+from spx.components.news.gdelt import GdeltClient
+from spx.components.news.http import PoliteSession
+from spx.components.news.schema import BRONZE_COLUMNS
+from spx.components.news.silver import (SILVER_COLUMNS, build_silver, default_lexicon, silver_features,
                                     tone_scores)
-from spx.storage import ImmutableObjectError
+from spx.core.storage import ImmutableObjectError
 
 
 def gdelt_client(base: str) -> GdeltClient:
@@ -107,7 +107,7 @@ def test_silver_features_skip_and_score():
                                         "2024-01-02 14:00"], utc=True),
         "article_id": ["a", "b", "c", "d"],
     })
-    from components.news.schema import SkipReport
+    from spx.components.news.schema import SkipReport
     report = SkipReport()
     silver = silver_features(bronze, report)
     assert list(silver.columns) == list(SILVER_COLUMNS)

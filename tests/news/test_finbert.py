@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.news import finbert
-from components.news.finbert import (FinBertScorer, ModelUnavailable, ScoreCache, label_indices,
+from spx.components.news import finbert
+from spx.components.news.finbert import (FinBertScorer, ModelUnavailable, ScoreCache, label_indices,
                                      model_key, resolve_model, score_texts)
-from components.news.schema import content_hash
+from spx.components.news.schema import content_hash
 from tests.news.conftest import build_tiny_model
 
 TEXTS = ["Stocks rally after the Fed signals rate cuts", "Oil prices fall", "Powell warns inflation fight is not over",

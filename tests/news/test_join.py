@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.news.join import NEWS_FEATURE_COLUMNS, join_news_features, news_feature_columns
+from spx.components.news.join import NEWS_FEATURE_COLUMNS, join_news_features, news_feature_columns
 
 T0 = pd.Timestamp("2024-03-19 13:00", tz="UTC")
 

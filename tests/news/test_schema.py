@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from components.news.schema import (BRONZE_COLUMNS, MalformedArticle, canonical_url, clean_text,
+from spx.components.news.schema import (BRONZE_COLUMNS, MalformedArticle, canonical_url, clean_text,
                                     normalize_articles, parse_published, validate_bronze)
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from components.news.gdelt import GdeltClient, build_query, html_to_text, iter_windows
-from components.news.http import FetchError, PoliteSession
-from components.news.rss import RssClient, parse_feed
-from components.news.schema import SkipReport, normalize_articles
+from spx.components.news.gdelt import GdeltClient, build_query, html_to_text, iter_windows
+from spx.components.news.http import FetchError, PoliteSession
+from spx.components.news.rss import RssClient, parse_feed
+from spx.components.news.schema import SkipReport, normalize_articles
 from tests.news.conftest import FIXTURES
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from components.news.bronze import ingest
-from components.news.gold import SIGNAL_COLUMNS, build_gold
-from components.news.join import NEWS_FEATURE_COLUMNS, join_news_features
-from components.news.silver import build_silver
+from spx.components.news.bronze import ingest
+from spx.components.news.gold import SIGNAL_COLUMNS, build_gold
+from spx.components.news.join import NEWS_FEATURE_COLUMNS, join_news_features
+from spx.components.news.silver import build_silver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_no_news_anywhere_returns_empty_uris(store, monkeypatch):
 def test_kfp_components_run_locally(store, tiny_model, tmp_path, monkeypatch):
     from kfp import local
 
-    from components.news.component import news_bronze, news_gold, news_silver
+    from spx.components.news.component import news_bronze, news_gold, news_silver
 
     monkeypatch.chdir(ROOT)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"),
@@ -97,7 +97,7 @@ def test_kfp_components_run_locally(store, tiny_model, tmp_path, monkeypatch):
 
 
 def test_cli_ingest_silver_score(store, tiny_model, tmp_path, monkeypatch):
-    from spx.cli_news import news_app
+    from spx.cli.news import news_app
 
     runner = CliRunner()
     res = runner.invoke(news_app, ["ingest", "--source", "file", "--start", "2024-03-18", "--end", "2024-03-21",

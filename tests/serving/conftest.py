@@ -27,8 +27,8 @@ def serving_env(s3_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serving_store(serving_env):
-    from spx.config import S3Settings
-    from spx.storage import ObjectStore
+    from spx.core.settings import S3Settings
+    from spx.core.storage import ObjectStore
 
     return ObjectStore(S3Settings.from_env())
 

@@ -10,9 +10,9 @@ import sys
 
 import pandas as pd
 
-from components.monitoring.prediction_log import read_predictions
-from components.serving.local import REPO_ROOT
-from spx.local_services import free_port
+from spx.components.serving.prediction_log import read_predictions
+from spx.components.serving.local import REPO_ROOT
+from spx.core.processes import free_port
 
 
 def test_spx_serve_check(serving_env, xgb_champion, serving_store):

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from components.serving import features as F
+from spx.components.serving import features as F
 from helpers import FEATURES, gold_frame, manifest
 
 
@@ -78,7 +78,7 @@ def test_missing_value_is_a_422(serving_env, serving_store, tmp_path):
 def test_kfp_component_runs_locally(serving_env, serving_store, tmp_path, monkeypatch):
     from kfp import local
 
-    from components.serving.component import feast_materialize
+    from spx.components.serving.component import feast_materialize
 
     frame = gold_frame(n_bars=40, seed=8)
     gold_uri = serving_store.put_parquet("gold/feast-kfp/features.parquet", frame).uri

@@ -10,9 +10,9 @@ import pytest
 import requests
 import tritonclient.http as http
 
-from components.serving import champion as champ
-from components.serving.local import start_predictor
-from components.serving.predictor import find_model_file
+from spx.components.selection import champion as champ
+from spx.components.serving.local import start_predictor
+from spx.components.serving.predictor import find_model_file
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 import requests
 import tritonclient.http as http
 
-from components.serving import champion as champ
-from components.serving import features as F
-from components.serving.local import start_predictor, start_transformer
-from spx.local_services import free_port
+from spx.components.selection import champion as champ
+from spx.components.serving import features as F
+from spx.components.serving.local import start_predictor, start_transformer
+from spx.core.processes import free_port
 
 
 class Sink:

@@ -6,7 +6,7 @@ import functools
 
 import pandas as pd
 
-from components.bronze.market import load_bundled_daily
+from spx.components.bronze.market import load_bundled_daily
 
 
 @functools.lru_cache(maxsize=1)

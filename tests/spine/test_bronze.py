@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.bronze.market import (OandaClient, OandaError, bronze_prefix, ingest_market, newest_stored_bar,
+from spx.components.bronze.market import (OandaClient, OandaError, bronze_prefix, ingest_market, newest_stored_bar,
                                       parse_oanda_candles, read_bronze)
-from components.bronze.validation import validate_candles
-from components.errors import DataValidationError
-from spx.storage import ImmutableObjectError
+from spx.components.bronze.validation import validate_candles
+from spx.core.errors import DataValidationError
+from spx.core.storage import ImmutableObjectError
 from tests.spine.helpers import real_bars
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oanda"

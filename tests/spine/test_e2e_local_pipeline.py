@@ -6,10 +6,10 @@ Runs on a slice (2011-2018) of the bundled real daily S&P 500 to keep it under a
 import numpy as np
 import pytest
 
-from components.selection.select import select_champion
-from components.training.variants import VARIANTS
-from pipelines.local import run_local
-from spx.config import settings
+from spx.components.selection.select import select_champion
+from spx.components.training.variants import VARIANTS
+from spx.pipelines.local import run_local
+from spx.core.settings import settings
 
 pytestmark = pytest.mark.e2e
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.gold.labels import make_labels
-from components.silver.microstructure import corwin_schultz_spread, microstructure_features, roll_spread
-from components.silver.technical import technical_features
-from components.silver.volatility import volatility_features
+from spx.components.gold.labels import make_labels
+from spx.components.silver.microstructure import corwin_schultz_spread, microstructure_features, roll_spread
+from spx.components.silver.technical import technical_features
+from spx.components.silver.volatility import volatility_features
 from tests.spine.helpers import real_bars
 
 

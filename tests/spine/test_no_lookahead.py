@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from components.gold.merge import build_gold
-from components.silver.microstructure import microstructure_features
-from components.silver.technical import technical_features
-from components.silver.volatility import volatility_features
+from spx.components.gold.merge import build_gold
+from spx.components.silver.microstructure import microstructure_features
+from spx.components.silver.technical import technical_features
+from spx.components.silver.volatility import volatility_features
 from tests.spine.helpers import real_bars
 
 BAR = pd.Timedelta(days=1)

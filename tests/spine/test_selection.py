@@ -1,6 +1,6 @@
 """Selection rules on hand-made summaries (the e2e test covers registration in MLflow)."""
 
-from components.selection.select import rank_variants
+from spx.components.selection.select import rank_variants
 
 
 def _summary(name, task, auc, train_auc, ci_low, ci_high):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from components.gold.labels import label_span
-from components.training.splits import oot_split, walk_forward
+from spx.components.gold.labels import label_span
+from spx.components.training.splits import oot_split, walk_forward
 
 
 @pytest.mark.parametrize("h", [1, 5, 30, 60])

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.gold.merge import build_gold
-from components.silver.microstructure import microstructure_features
-from components.silver.technical import technical_features
-from components.silver.volatility import volatility_features
-from components.training import metrics as M
-from components.training.train import TrainConfig, train_variant
-from components.training.variants import VariantSpec, default_variants
+from spx.components.gold.merge import build_gold
+from spx.components.silver.microstructure import microstructure_features
+from spx.components.silver.technical import technical_features
+from spx.components.silver.volatility import volatility_features
+from spx.components.training import metrics as M
+from spx.components.training.train import TrainConfig, train_variant
+from spx.components.training.variants import VariantSpec, default_variants
 from tests.spine.helpers import real_bars
 
 BAR = pd.Timedelta(days=1)

@@ -21,7 +21,7 @@ def _logging(verbose: bool) -> None:
 
 
 def _store():
-    from spx.storage import ObjectStore
+    from spx.core.storage import ObjectStore
     store = ObjectStore()
     store.ensure_bucket()
     return store
@@ -41,16 +41,16 @@ def ingest_cmd(
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Collect articles published in [start, end) into write-once bronze; prints a JSON summary."""
-    from components.news.bronze import ingest
+    from spx.components.news.bronze import ingest
 
     _logging(verbose)
     client = None
     if source == "gdelt":
-        from components.news.gdelt import GdeltClient
+        from spx.components.news.gdelt import GdeltClient
         kwargs = {"query": query} if query else {}
         client = GdeltClient(window=timedelta(hours=window_hours), fetch_fulltext=fulltext, **kwargs)
     elif source == "rss":
-        from components.news.rss import DEFAULT_FEEDS, RssClient
+        from spx.components.news.rss import DEFAULT_FEEDS, RssClient
         client = RssClient(feeds=list(feed or DEFAULT_FEEDS))
     try:
         result = ingest(source, start, end, store=_store(), client=client, path=path)
@@ -68,7 +68,7 @@ def silver_cmd(
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """TextBlob polarity/subjectivity + lexicon financial and policy tone per article."""
-    from components.news.silver import build_silver
+    from spx.components.news.silver import build_silver
 
     _logging(verbose)
     uri, report = build_silver(_store(), bronze_prefix, run_id)
@@ -89,9 +89,9 @@ def score_cmd(
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """FinBERT probabilities per article (cached by content hash in the bucket)."""
-    from components.news.finbert import ModelUnavailable
-    from components.news.gold import build_gold
-    from components.news.silver import build_silver
+    from spx.components.news.finbert import ModelUnavailable
+    from spx.components.news.gold import build_gold
+    from spx.components.news.silver import build_silver
 
     _logging(verbose)
     store = _store()

@@ -20,17 +20,12 @@ import pandas as pd
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from spx.config import S3Settings
+from spx.core.errors import ImmutableObjectError, ObjectNotFoundError
+from spx.core.settings import S3Settings
+
+__all__ = ["ImmutableObjectError", "ObjectNotFoundError", "ObjectStore", "PutResult", "parse_uri", "sha256"]
 
 log = logging.getLogger(__name__)
-
-
-class ImmutableObjectError(RuntimeError):
-    """Raised when a write-once (bronze) key already holds different content."""
-
-
-class ObjectNotFoundError(FileNotFoundError):
-    """Raised when a key or URI does not exist in the bucket."""
 
 
 def sha256(data: bytes) -> str:
@@ -56,13 +51,13 @@ class PutResult:
 
 class ObjectStore:
     def __init__(self, s3: S3Settings | None = None):
-        self.settings = s3 or S3Settings.from_env()
+        self.settings = s3 or S3Settings()
         self.bucket = self.settings.bucket
         self.client = boto3.client(
             "s3",
             endpoint_url=self.settings.endpoint_url,
             aws_access_key_id=self.settings.access_key,
-            aws_secret_access_key=self.settings.secret_key,
+            aws_secret_access_key=self.settings.secret_key.get_secret_value(),
             region_name=self.settings.region,
             config=Config(
                 signature_version="s3v4",

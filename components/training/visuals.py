@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from components.training.metrics import long_flat_trades, max_drawdown
+from spx.components.training.metrics import long_flat_trades, max_drawdown
 
 
 def _arr(x) -> np.ndarray:

