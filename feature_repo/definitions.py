@@ -10,17 +10,12 @@ Objects: entity ``instrument``; feature views ``market_features`` and, when the 
 ``news_*`` columns, ``news_features``; both over the gold parquet (labels excluded).
 """
 
-import os
-import sys
-from pathlib import Path
+from spx.components.serving.features import definitions
+from spx.core.settings import settings
+from spx.core.storage import ObjectStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spx.components.serving.features import definitions  # noqa: E402
-from spx.core.storage import ObjectStore  # noqa: E402
-
-_gold_uri = os.environ.get("SPX_GOLD_URI")
-_manifest_uri = os.environ.get("SPX_MANIFEST_URI")
+_serving = settings().serving
+_gold_uri, _manifest_uri = _serving.gold_uri, _serving.manifest_uri
 if not _gold_uri or not _manifest_uri:
     raise RuntimeError("set SPX_GOLD_URI and SPX_MANIFEST_URI to the gold run to serve")
 

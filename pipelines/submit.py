@@ -27,9 +27,10 @@ class SubmitResult:
 
 def default_pipeline_root() -> str:
     """Where KFP writes the runs' artifacts: ``SPX_PIPELINE_ROOT``, else ``s3://$SPX_BUCKET/pipeline-root``."""
-    import os
+    from spx.core.settings import settings
 
-    root = os.environ.get("SPX_PIPELINE_ROOT") or f"s3://{os.environ.get('SPX_BUCKET') or 'spx'}/pipeline-root"
+    cfg = settings()
+    root = cfg.pipeline.pipeline_root or f"s3://{cfg.s3.bucket}/pipeline-root"
     if not root.startswith(("s3://", "minio://")):
         raise ValueError(f"pipeline root must be an s3:// URI, got {root!r}")
     return root

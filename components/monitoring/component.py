@@ -5,7 +5,6 @@ No ``from __future__ import annotations`` here: KFP reads the real annotation ob
 
 
 
-from kfp import dsl
 from kfp.dsl import HTML, Metrics, Output
 
 from spx.core.component import spx_component

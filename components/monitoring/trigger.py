@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from spx.core.settings import child_env, settings
+
 log = logging.getLogger(__name__)
 
 TRAINING_PIPELINE = "spx-training"
@@ -63,12 +65,10 @@ def kfp_client(host: str = "", namespace: str = "", existing_token: str = ""):
         kwargs["namespace"] = namespace
     if existing_token:
         kwargs["existing_token"] = existing_token
-    elif os.path.exists(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH",
-                                       "/var/run/secrets/kubeflow/pipelines/token")):
+    elif os.path.exists(token_path := settings().cluster.kfp_sa_token_path):
         from kfp.client import ServiceAccountTokenVolumeCredentials
 
-        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(
-            path=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"))
+        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(path=token_path)
     return Client(**kwargs)
 
 
@@ -95,16 +95,6 @@ def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experi
     return run.run_id
 
 
-def start_training_local(params: dict | None = None) -> dict:
-    """Run the training pipeline with the local KFP runner (``spx.pipelines.local.run_local``)."""
-    try:
-        from spx.pipelines.local import run_local
-    except ImportError as exc:
-        raise RuntimeError("the local training runner (pipelines/local.py: run_local) is not available in this "
-                           f"build: {exc}") from exc
-    return run_local(**(params or {}))
-
-
 def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeline_name: str = TRAINING_PIPELINE,
                                   experiment: str = RETRAIN_EXPERIMENT, params: dict | None = None,
                                   run_name: str = "", service_account: str = "", reason: str = "") -> str:
@@ -116,7 +106,8 @@ def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeli
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
+    env = child_env()
+    env.pop("_KFP_RUNTIME", None)
     args = {"host": host, "namespace": namespace, "pipeline_name": pipeline_name, "experiment": experiment,
             "params": params or {}, "run_name": run_name, "service_account": service_account, "reason": reason}
     proc = subprocess.run([sys.executable, "-m", "spx.components.monitoring.trigger", json.dumps(args)], env=env,

@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from spx.core.settings import settings
+
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -51,7 +53,7 @@ def default_variants(short: int, long: int) -> list[VariantSpec]:
 
 
 def n_threads() -> int:
-    return int(os.environ.get("SPX_THREADS", str(os.cpu_count() or 2)))
+    return settings().pipeline.threads or os.cpu_count() or 2
 
 
 def make_estimator(spec: VariantSpec, seed: int = 42):

@@ -15,15 +15,14 @@ from pathlib import Path
 from kfp import local
 
 from spx.core.services import LocalS3Server
+from spx.core.settings import patched_environ
 
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="spx-smoke-"))
     t0 = time.perf_counter()
-    with LocalS3Server(data_dir=work / "s3", buckets=("spx",)) as s3:
-        os.environ.update(s3.env())
-        os.environ["SPX_BUCKET"] = "spx"
-        os.environ["SPX_HOME"] = str(work / "home")
+    with LocalS3Server(data_dir=work / "s3", buckets=("spx",)) as s3, \
+            patched_environ({**s3.env(), "SPX_BUCKET": "spx", "SPX_HOME": str(work / "home")}):
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "root"),
                    raise_on_error=True)
         from spx.components.bronze.component import bronze_market

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -13,16 +12,10 @@ import typer
 @contextlib.contextmanager
 def _object_store():
     """An ObjectStore: ``SPX_S3_ENDPOINT`` when set, else the embedded SeaweedFS of ``spx run``."""
+    from spx.core.services import embedded_s3
     from spx.core.settings import settings
     from spx.core.storage import ObjectStore
 
-    if os.environ.get("SPX_S3_ENDPOINT"):
-        yield ObjectStore()
-        return
-    try:
-        from spx.pipelines.local import embedded_s3
-    except ImportError as exc:
-        raise typer.BadParameter(f"SPX_S3_ENDPOINT is not set and the embedded mode is unavailable: {exc}")
     home = settings().home
     home.mkdir(parents=True, exist_ok=True)
     with embedded_s3(home):
@@ -63,7 +56,8 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
     import uuid
 
     from spx.components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
-    from spx.components.monitoring.trigger import kfp_client, start_training_kfp, start_training_local
+    from spx.components.monitoring.trigger import kfp_client, start_training_kfp
+    from spx.pipelines.local import run_local
 
     try:
         params = json.loads(training_params)
@@ -89,11 +83,7 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
                                          reason=reason)
                 typer.echo(f"started KFP training run {rid}")
             else:
-                try:
-                    result = start_training_local(params)
-                except RuntimeError as exc:
-                    typer.echo(f"error: {exc}", err=True)
-                    raise typer.Exit(3)
+                result = run_local(**params)
                 champ = result.get("champion") or {}
                 typer.echo(f"local training finished: run {result.get('run_id')}, champion "
                            f"{champ.get('variant') if isinstance(champ, dict) else champ}")

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from spx.core.errors import ServiceError
 from spx.core.processes import ManagedProcess, NotReady, free_port
-from spx.core.settings import settings
+from spx.core.settings import patched_environ, s3_endpoint_configured, settings
 
 log = logging.getLogger(__name__)
 
@@ -147,22 +147,16 @@ def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
     for the duration, so every library (boto3 in MLflow, s3fs in Feast) and every child finds them."""
     cfg = settings()
     if external is None:
-        external = "SPX_S3_ENDPOINT" in os.environ and bool(os.environ["SPX_S3_ENDPOINT"])
+        external = s3_endpoint_configured()
     server = None
     if not external:
         server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key,
                                secret_key=cfg.s3.secret_key.get_secret_value(), buckets=(cfg.s3.bucket,))
         server.start()
     env = {**cfg.library_env(), **(server.env() if server else {})}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        yield env["SPX_S3_ENDPOINT"]
+        with patched_environ(env):
+            yield env["SPX_S3_ENDPOINT"]
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if server is not None:
             server.stop()

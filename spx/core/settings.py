@@ -15,6 +15,8 @@ default (say, the documented ``minioadmin`` credentials) reaches every library, 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -208,6 +210,26 @@ def export_library_env(cfg: Settings | None = None, *, override: bool = False) -
         if override or not os.environ.get(key):
             os.environ[key] = value
     return env
+
+
+@contextmanager
+def patched_environ(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in this process's environment for the duration, then restore what was there."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def s3_endpoint_configured() -> bool:
+    """True when ``SPX_S3_ENDPOINT`` names an existing S3 server (else local mode starts one)."""
+    return bool(os.environ.get("SPX_S3_ENDPOINT"))
 
 
 def child_env(**overrides: str) -> dict[str, str]:
