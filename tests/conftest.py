@@ -1,4 +1,10 @@
-"""Shared fixtures: a real S3 server (SeaweedFS) on loopback, started once per session."""
+"""Shared fixtures: a real S3 server (SeaweedFS) on loopback, started once per session.
+
+Every test gets one cost marker (``--strict-markers``; see pyproject's ``markers``): ``e2e`` and ``cluster``
+are set by the tests themselves; a test that uses a fixture starting a real server (or lives in a folder
+whose tests start servers in their bodies) is ``integration``; everything else is ``unit`` — the inner loop
+is ``python -m pytest -m unit``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,21 @@ from spx.core.services import LocalS3Server
 from spx.core.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
+
+COST_MARKERS = ("unit", "integration", "cluster", "e2e")
+SERVER_FIXTURES = {"s3_server", "kube_api", "kfp_api", "news_http", "helm_bin", "kubectl_bin", "kube_cluster"}
+SERVER_FOLDERS = {"integration", "serving"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in COST_MARKERS):
+            continue
+        folder = Path(str(item.fspath)).parent.name
+        if folder in SERVER_FOLDERS or SERVER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

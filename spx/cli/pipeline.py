@@ -154,6 +154,22 @@ def register(app: typer.Typer) -> None:
                 json.dump(selection, fh, indent=2, default=str)
         _print_next(selection)
 
+    @app.command("config")
+    def config_cmd(json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+        """Every setting: its environment variable(s), current value (secrets masked), default and meaning."""
+        from spx.core.settings import describe
+
+        rows = describe()
+        if json_out:
+            console.print_json(data=rows)
+            return
+        table = Table(show_edge=False)
+        for col in ("group", "env", "value", "default", "meaning"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(row["group"], row["env"], row["value"], row["default"], row["meaning"])
+        console.print(table)
+
     @app.command("compile")
     def compile_cmd(
         output: Optional[str] = typer.Option(None, "--output", "-o", help="default build/spx-<pipeline>.yaml"),

@@ -39,84 +39,90 @@ class _Group(BaseSettings):
 class S3Settings(_Group):
     """The object store (MinIO/SeaweedFS in the cluster, SeaweedFS on loopback locally)."""
 
-    endpoint_url: str = Field("http://127.0.0.1:9000", validation_alias=_alias("SPX_S3_ENDPOINT", "AWS_ENDPOINT_URL"))
-    access_key: str = Field("minioadmin", validation_alias=_alias("AWS_ACCESS_KEY_ID"))
-    secret_key: SecretStr = Field(SecretStr("minioadmin"), validation_alias=_alias("AWS_SECRET_ACCESS_KEY"))
-    region: str = Field("us-east-1", validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"))
-    bucket: str = Field("spx", validation_alias=_alias("SPX_BUCKET"))
+    endpoint_url: str = Field("http://127.0.0.1:9000", validation_alias=_alias("SPX_S3_ENDPOINT", "AWS_ENDPOINT_URL"), description="S3 endpoint, e.g. http://minio:9000 (unset locally: spx run starts SeaweedFS on loopback)")
+    access_key: str = Field("minioadmin", validation_alias=_alias("AWS_ACCESS_KEY_ID"), description="S3 access key")
+    secret_key: SecretStr = Field(SecretStr("minioadmin"), validation_alias=_alias("AWS_SECRET_ACCESS_KEY"), description="S3 secret key")
+    region: str = Field("us-east-1", validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"), description="S3 region")
+    bucket: str = Field("spx", validation_alias=_alias("SPX_BUCKET"), description="bucket holding bronze/silver/gold/models/predictions")
 
     @classmethod
-    def from_env(cls) -> "S3Settings":
+    def from_env(cls) -> S3Settings:
         return cls()
 
 
 class MlflowSettings(_Group):
     tracking_uri: str = Field("", validation_alias=_alias("MLFLOW_TRACKING_URI"),
                               description="default: SQLite under SPX_HOME")
-    experiment: str = Field("spx-direction", validation_alias=_alias("SPX_MLFLOW_EXPERIMENT"))
-    registered_model: str = Field("spx-direction", validation_alias=_alias("SPX_REGISTERED_MODEL"))
+    experiment: str = Field("spx-direction", validation_alias=_alias("SPX_MLFLOW_EXPERIMENT"), description="MLflow experiment of the training runs")
+    registered_model: str = Field("spx-direction", validation_alias=_alias("SPX_REGISTERED_MODEL"), description="MLflow registered model (alias champion)")
 
 
 class FeastSettings(_Group):
     home: Path | None = Field(None, validation_alias=_alias("SPX_FEAST_HOME"), description="default: SPX_HOME/feast")
-    online_store: Literal["sqlite", "redis"] = Field("sqlite", validation_alias=_alias("SPX_FEAST_ONLINE_STORE"))
-    redis: str = Field("redis:6379", validation_alias=_alias("SPX_FEAST_REDIS"))
+    online_store: Literal["sqlite", "redis"] = Field("sqlite", validation_alias=_alias("SPX_FEAST_ONLINE_STORE"), description="Feast online store: sqlite (local) or redis (cluster)")
+    redis: str = Field("redis:6379", validation_alias=_alias("SPX_FEAST_REDIS"), description="Redis host:port for the Feast online store")
     registry: str = Field("", validation_alias=_alias("SPX_FEAST_REGISTRY"),
                           description="default: registry.db in the Feast home")
 
 
 class ServingSettings(_Group):
-    model_dir: Path = Field(Path("/mnt/models"), validation_alias=_alias("SPX_MODEL_DIR"))
-    model_version: str = Field("", validation_alias=_alias("SPX_MODEL_VERSION"))
-    predictor_nthread: int = Field(1, ge=1, validation_alias=_alias("SPX_PREDICTOR_NTHREAD"))
-    max_feature_age_seconds: float = Field(900.0, gt=0, validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"))
-    logger_url: str = Field("", validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"))
-    manifest_uri: str = Field("", validation_alias=_alias("SPX_MANIFEST_URI"))
-    gold_uri: str = Field("", validation_alias=_alias("SPX_GOLD_URI"))
-    trace_log_level: str = Field("WARNING", validation_alias=_alias("SPX_TRACE_LOG_LEVEL"))
+    model_dir: Path = Field(Path("/mnt/models"), validation_alias=_alias("SPX_MODEL_DIR"), description="predictor: directory holding the native model file")
+    model_version: str = Field("", validation_alias=_alias("SPX_MODEL_VERSION"), description="predictor: registered version reported in V2 responses")
+    predictor_nthread: int = Field(1, ge=1, validation_alias=_alias("SPX_PREDICTOR_NTHREAD"), description="predictor: XGBoost/LightGBM threads per request")
+    max_feature_age_seconds: float = Field(900.0, gt=0, validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"), description="transformer: refuse online features older than this")
+    logger_url: str = Field("", validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"), description="transformer: prediction-log sink URL (empty: no logging)")
+    manifest_uri: str = Field("", validation_alias=_alias("SPX_MANIFEST_URI"), description="Feast CLI repo: gold manifest.json to serve")
+    gold_uri: str = Field("", validation_alias=_alias("SPX_GOLD_URI"), description="Feast CLI repo: gold features.parquet to serve")
+    trace_log_level: str = Field("WARNING", validation_alias=_alias("SPX_TRACE_LOG_LEVEL"), description="log level of the model servers' access/trace loggers")
 
 
 class SinkSettings(_Group):
-    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SINK_HOST"))
-    port: int = Field(8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"))
+    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SINK_HOST"), description="prediction-log sink: bind address (loopback by default)")
+    port: int = Field(8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"), description="prediction-log sink: port")
     wal_dir: Path | None = Field(None, validation_alias=_alias("SPX_SINK_WAL_DIR"),
                                  description="default: SPX_HOME/sink-wal")
-    batch_rows: int = Field(500, ge=1, validation_alias=_alias("SPX_SINK_BATCH_ROWS"))
-    flush_interval: float = Field(30.0, gt=0, validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"))
-    pair_timeout: float = Field(300.0, gt=0, validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"))
+    batch_rows: int = Field(500, ge=1, validation_alias=_alias("SPX_SINK_BATCH_ROWS"), description="prediction-log sink: rows per parquet batch")
+    flush_interval: float = Field(30.0, gt=0, validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"), description="prediction-log sink: seconds between flushes")
+    pair_timeout: float = Field(300.0, gt=0, validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"), description="prediction-log sink: seconds to wait for a request/response pair")
 
 
 class PipelineSettings(_Group):
-    component_image: str = Field(DEFAULT_COMPONENT_IMAGE, validation_alias=_alias("SPX_COMPONENT_IMAGE"))
-    serving_image: str = Field("", validation_alias=_alias("SPX_SERVING_IMAGE"))
-    serving_runtime: str = Field("", validation_alias=_alias("SPX_SERVING_RUNTIME"))
+    component_image: str = Field(DEFAULT_COMPONENT_IMAGE, validation_alias=_alias("SPX_COMPONENT_IMAGE"), description="image of every KFP component (spx compile --image)")
+    serving_image: str = Field("", validation_alias=_alias("SPX_SERVING_IMAGE"), description="image of the transformer (deploy step)")
+    serving_runtime: str = Field("", validation_alias=_alias("SPX_SERVING_RUNTIME"), description="KServe ServingRuntime of the predictor (deploy step)")
     retries: int = Field(3, ge=0, validation_alias=_alias("SPX_PIPELINE_RETRIES"),
                          description="retries per cluster task (compile time)")
-    pipeline_root: str = Field("", validation_alias=_alias("SPX_PIPELINE_ROOT"))
-    threads: int = Field(0, ge=0, validation_alias=_alias("SPX_THREADS"), description="0: all cores")
+    pipeline_root: str = Field("", validation_alias=_alias("SPX_PIPELINE_ROOT"), description="KFP pipeline root (default s3://$SPX_BUCKET/pipeline-root)")
+    threads: int = Field(0, ge=0, validation_alias=_alias("SPX_THREADS"), description="XGBoost/LightGBM threads (0: all cores)")
 
 
 class NewsSettings(_Group):
-    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"))
-    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"))
-    gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"))
-    torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"))
-    hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"))
-    oanda_api_url: str = Field("", validation_alias=_alias("OANDA_API_URL"))
-    oanda_api_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("OANDA_API_TOKEN"))
+    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"), description="news file (CSV/parquet/JSONL) for --news-source file")
+    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"), description="FinBERT: local directory or s3:// prefix (default scorer otherwise)")
+    gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"), description="GDELT DOC 2.0 API base URL (tests point it at a loopback server)")
+    torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"), description="FinBERT: torch threads (0: torch default)")
+    hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"), description="never contact the Hugging Face hub")
+
+
+class MarketSettings(_Group):
+    """Market data sources (the bundled data needs none)."""
+
+    oanda_api_url: str = Field("", validation_alias=_alias("OANDA_API_URL"), description="OANDA v20 REST base URL")
+    oanda_api_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("OANDA_API_TOKEN"), description="OANDA v20 API token")
 
 
 class ClusterSettings(_Group):
-    s3_secret: str = Field("spx-kfp-s3", validation_alias=_alias("SPX_K8S_S3_SECRET"))
-    config_map: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"))
-    inference_service: str = Field("spx-direction", validation_alias=_alias("SPX_INFERENCE_SERVICE"))
-    inference_mode: str = Field("", validation_alias=_alias("SPX_INFERENCE_MODE"))
-    namespace: str = Field("default", validation_alias=_alias("POD_NAMESPACE"))
-    kubeconfig: str = Field("", validation_alias=_alias("KUBECONFIG"))
+    s3_secret: str = Field("spx-kfp-s3", validation_alias=_alias("SPX_K8S_S3_SECRET"), description="Secret the compiled tasks read S3 credentials from (chart: `<release>-s3`)")
+    config_map: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"), description="ConfigMap the compiled tasks read settings from (chart: `<release>-env`)")
+    inference_service: str = Field("spx-direction", validation_alias=_alias("SPX_INFERENCE_SERVICE"), description="InferenceService the deploy/canary steps manage")
+    inference_mode: str = Field("", validation_alias=_alias("SPX_INFERENCE_MODE"), description="KServe deployment mode: serverless or raw (empty: from the object)")
+    namespace: str = Field("default", validation_alias=_alias("POD_NAMESPACE"), description="namespace of this pod (set by the chart)")
+    kubeconfig: str = Field("", validation_alias=_alias("KUBECONFIG"), description="kubeconfig for spx deploy/promote outside the cluster")
     kubernetes_service_host: str = Field("", validation_alias=_alias("KUBERNETES_SERVICE_HOST"),
                                          description="set by Kubernetes in every pod")
     kfp_sa_token_path: str = Field("/var/run/secrets/kubeflow/pipelines/token",
-                                   validation_alias=_alias("KF_PIPELINES_SA_TOKEN_PATH"))
+                                   validation_alias=_alias("KF_PIPELINES_SA_TOKEN_PATH"),
+                                   description="projected token the retrain trigger calls the KFP API with")
 
     @property
     def in_cluster(self) -> bool:
@@ -133,6 +139,7 @@ class Settings(_Group):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     news: NewsSettings = Field(default_factory=NewsSettings)
+    market: MarketSettings = Field(default_factory=MarketSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @field_validator("home")
@@ -244,7 +251,7 @@ def env_var_names() -> set[str]:
     """Every environment variable any setting reads (the README's configuration table is checked against it)."""
     names: set[str] = set()
     for model in (Settings, S3Settings, MlflowSettings, FeastSettings, ServingSettings, SinkSettings,
-                  PipelineSettings, NewsSettings, ClusterSettings):
+                  PipelineSettings, NewsSettings, MarketSettings, ClusterSettings):
         for field in model.model_fields.values():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
@@ -252,3 +259,44 @@ def env_var_names() -> set[str]:
             elif isinstance(alias, str):
                 names.add(alias)
     return names
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "general": Settings, "s3": S3Settings, "mlflow": MlflowSettings, "feast": FeastSettings,
+    "serving": ServingSettings, "sink": SinkSettings, "pipeline": PipelineSettings, "news": NewsSettings,
+    "market": MarketSettings, "cluster": ClusterSettings,
+}
+
+
+def describe(current: Settings | None = None) -> list[dict[str, str]]:
+    """One row per setting: group, environment variable(s), default, current value (secrets masked), meaning."""
+    cfg = current or settings()
+    rows = []
+    for group, model in GROUPS.items():
+        values = cfg if model is Settings else getattr(cfg, group)
+        for name, info in model.model_fields.items():
+            if isinstance(info.default, BaseSettings) or info.default_factory is not None:
+                continue  # a nested group
+            alias = info.validation_alias
+            env = [str(a) for a in alias.choices] if isinstance(alias, AliasChoices) else [name]
+            default = info.default.get_secret_value() if isinstance(info.default, SecretStr) else info.default
+            value = getattr(values, name)
+            shown = "********" if isinstance(value, SecretStr) and value.get_secret_value() else (
+                "" if isinstance(value, SecretStr) else str(value))
+            rows.append({"group": group, "env": " / ".join(env), "default": "" if default is None else str(default),
+                         "value": shown, "meaning": info.description or ""})
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration table (``python -m spx.core.settings``)."""
+    lines = ["| group | variable | default | meaning |", "|---|---|---|---|"]
+    for row in describe(Settings.model_construct()):
+        env = " / ".join(f"`{e}`" for e in row["env"].split(" / "))
+        default = f"`{row['default']}`" if row["default"] else "—"
+        lines.append(f"| {row['group']} | {env} | {default} | {row['meaning']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

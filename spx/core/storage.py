@@ -8,6 +8,7 @@ object's metadata); different content raises :class:`ImmutableObjectError`.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -169,7 +170,7 @@ class ObjectStore:
         return self.put_bytes(key, buf.getvalue(), write_once=write_once,
                               content_type="application/vnd.apache.parquet")
 
-    def read_parquet(self, key_or_uri: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_parquet(self, key_or_uri: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self.get_bytes(key_or_uri)), columns=columns)
 
     def put_json(self, key: str, obj: Any, *, write_once: bool = False) -> PutResult:

@@ -3,17 +3,11 @@ MLflow registry in sqlite, an honest champion, and the real servers started as s
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import gold_frame, make_champion  # noqa: E402
-
 from tests.envs import isolated_spx_env  # noqa: E402
+from tests.serving.helpers import gold_frame, make_champion
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from spx.components.serving import features as F
-from helpers import FEATURES, gold_frame, manifest
+from tests.serving.helpers import FEATURES, gold_frame, manifest
 
 
 def _latest(frame: pd.DataFrame) -> pd.DataFrame:
