@@ -9,6 +9,7 @@ from kfp.dsl import HTML, Metrics, Output
 
 from spx.core.component import spx_component
 
+
 @spx_component
 def detect_drift(
     monitor_run_id: str,
@@ -32,12 +33,11 @@ def detect_drift(
     A single (``Output``) return keeps ``dsl.If`` on it working under KFP's local runner too (2.17
     resolves only ``<task>-Output`` channels in local conditions); the reasons are in
     ``monitoring/{monitor_run_id}/summary.json``."""
-    import logging
-
     from spx.components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
+    from spx.core.logs import stage_logging
     from spx.core.storage import ObjectStore
 
-    logging.basicConfig(level=logging.INFO)
+    stage_logging("spx.monitoring")
     cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
                         threshold=threshold, drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor,
                         min_labeled=min_labeled, min_served_rows=min_served_rows)
@@ -67,12 +67,12 @@ def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipelin
                      experiment: str, params_json: str, service_account: str) -> str:
     """Start a run of the uploaded training pipeline through the KFP API; returns the run id."""
     import json
-    import logging
 
     from spx.components.monitoring.trigger import start_training_kfp_subprocess
+    from spx.core.logs import stage_logging
     from spx.core.storage import ObjectStore
 
-    logging.basicConfig(level=logging.INFO)
+    stage_logging("spx.monitoring")
     store = ObjectStore()
     summary_uri = store.uri(f"monitoring/{monitor_run_id}/summary.json")
     reason = "; ".join(store.get_json(summary_uri)["decision"]["reasons"]) or "monitoring decision"

@@ -334,8 +334,8 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     Writes ``drift.html`` (served data + prediction drift), ``gold_drift.html`` and
     ``summary.json`` (all numbers and the retrain decision).
     """
-    from spx.components.serving.prediction_log import read_predictions
     from spx.components.monitoring.trigger import decide
+    from spx.components.serving.prediction_log import read_predictions
 
     cfg = cfg or MonitorConfig()
     now = now or datetime.now(timezone.utc)

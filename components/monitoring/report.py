@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spx.components.training import visuals
 from spx.components.monitoring.drift import _latest_key
+from spx.components.training import visuals
 
 log = logging.getLogger(__name__)
 

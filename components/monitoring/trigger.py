@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from spx.core.logs import setup_logging
 from spx.core.settings import child_env, settings
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def _main(argv: list[str] | None = None) -> None:
     import sys
 
     a = json.loads((argv or sys.argv[1:])[0])
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    setup_logging(stream=sys.stderr)
     client = kfp_client(a.get("host", ""), a.get("namespace", ""))
     import contextlib
 

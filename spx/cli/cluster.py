@@ -174,8 +174,14 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
     ) -> None:
         """Promote the canary to 100% or roll back, from measured canary health."""
-        from spx.components.deploy.canary import (CanaryHealth, HealthThresholds, RolloutError, health_from_prometheus,
-                                              health_from_records, promote)
+        from spx.components.deploy.canary import (
+            CanaryHealth,
+            HealthThresholds,
+            RolloutError,
+            health_from_prometheus,
+            health_from_records,
+            promote,
+        )
 
         cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
                               transformer_env_configmap, raw_deployment_mode, transformer_env_secret)

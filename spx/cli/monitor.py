@@ -52,8 +52,8 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
             training_params: str = typer.Option("{}", help="JSON parameters for the training run"),
             json_out: bool = typer.Option(False, "--json", help="print the summary as JSON")):
     """Drift + live hit rate vs the champion's training reference; retrain when needed."""
-    from datetime import datetime, timezone
     import uuid
+    from datetime import datetime, timezone
 
     from spx.components.monitoring.drift import MonitorConfig, run_monitoring, summary_text
     from spx.components.monitoring.trigger import kfp_client, start_training_kfp

@@ -9,15 +9,14 @@ from typing import List, Optional
 
 import typer
 
+from spx.core.logs import setup_cli_logging
+
 news_app = typer.Typer(no_args_is_help=True, help="News sentiment: GDELT/RSS/file ingestion, "
                                                    "TextBlob + lexicon tone, FinBERT signals.")
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("botocore", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_cli_logging(logging.INFO if verbose else logging.WARNING)
 
 
 def _store():

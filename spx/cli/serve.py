@@ -80,10 +80,9 @@ def serve(
     """Serve the MLflow champion on the KServe V2 protocol (predictor + Feast transformer)."""
     from spx.components.selection import champion, features
     from spx.components.serving.local import LocalServing, start_predictor, start_transformer
+    from spx.core.services import embedded_s3
     from spx.core.settings import settings
     from spx.core.storage import ObjectStore
-
-    from spx.core.services import embedded_s3
 
     cfg = settings()
     with embedded_s3(cfg.home):  # the embedded S3 server unless SPX_S3_ENDPOINT names one
