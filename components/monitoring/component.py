@@ -69,12 +69,13 @@ def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipelin
     import json
 
     from spx.components.monitoring.trigger import start_training_kfp_subprocess
+    from spx.core import layout
     from spx.core.logs import stage_logging
     from spx.core.storage import ObjectStore
 
     stage_logging("spx.monitoring")
     store = ObjectStore()
-    summary_uri = store.uri(f"monitoring/{monitor_run_id}/summary.json")
+    summary_uri = store.uri(layout.monitoring_summary_key(monitor_run_id))
     reason = "; ".join(store.get_json(summary_uri)["decision"]["reasons"]) or "monitoring decision"
     run_id = start_training_kfp_subprocess(host=kfp_host, namespace=namespace, pipeline_name=pipeline_name,
                                            experiment=experiment, params=json.loads(params_json or "{}"),

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spx.core import layout
+
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "probability"
@@ -212,28 +214,10 @@ class Reference:
     bar_interval: str | None = None
 
 
-def _latest_key(store, prefix: str, suffix: str) -> str | None:
-    best = None
-    paginator = store.client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=store.bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(suffix) and (best is None or obj["LastModified"] > best[0]):
-                best = (obj["LastModified"], obj["Key"])
-    return best[1] if best else None
-
-
-def _recent_keys(store, prefix: str, suffix: str, n: int) -> list[str]:
-    found = []
-    paginator = store.client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=store.bucket, Prefix=prefix):
-        found += [(o["LastModified"], o["Key"]) for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
-    return [k for _, k in sorted(found, reverse=True)[:n]]
-
-
 def newest_gold_key(store, candidates: int = 5) -> str | None:
     """The gold table holding the newest bars, among the ``candidates`` most recently written ones
     (S3 modification times have one-second resolution, so recency alone can tie)."""
-    keys = _recent_keys(store, "gold/", "/features.parquet", candidates)
+    keys = store.recent_keys(f"{layout.GOLD}/", "/features.parquet", candidates)
     best = None
     for key in keys:
         ts = store.read_parquet(key, columns=["timestamp"])["timestamp"]
@@ -269,7 +253,7 @@ def resolve_reference(store, run_id: str = "", variant: str = "") -> Reference:
         if found:
             run_id, variant = found[0], variant or found[1]
     if not run_id:
-        key = _latest_key(store, "selection/", "best_model_selection.json")
+        key = store.latest_key(f"{layout.SELECTION}/", "best_model_selection.json")
         if key is None:
             raise FileNotFoundError("no champion: no MLflow 'champion' alias and no selection/*/best_model_selection.json"
                                     " in the bucket; train first (spx run) or pass run_id/variant")
@@ -281,17 +265,17 @@ def resolve_reference(store, run_id: str = "", variant: str = "") -> Reference:
         elif not variant and isinstance(champ, str):
             variant = champ
     if not variant:
-        variants = sorted({k.split("/")[2] for k in store.list(f"models/{run_id}/") if k.count("/") >= 3})
+        variants = layout.variants_in(store.list(layout.models_prefix(run_id)), run_id)
         if len(variants) != 1:
             raise ValueError(f"run {run_id}: cannot tell the champion variant among {variants}; pass variant=")
         variant = variants[0]
-    gold_key, manifest_key = f"gold/{run_id}/features.parquet", f"gold/{run_id}/manifest.json"
+    gold_key, manifest_key = layout.gold_features_key(run_id), layout.gold_manifest_key(run_id)
     if not store.exists(gold_key):
         raise FileNotFoundError(f"reference gold table {store.uri(gold_key)} does not exist")
-    oot_key = f"models/{run_id}/{variant}/oot_predictions.parquet"
+    oot_key = layout.model_key(run_id, variant, "oot_predictions.parquet")
     ref = Reference(run_id, variant, gold_key, manifest_key, oot_key if store.exists(oot_key) else None)
     manifest = store.get_json(manifest_key) if store.exists(manifest_key) else {}
-    metrics_key = f"models/{run_id}/{variant}/metrics.json"
+    metrics_key = layout.model_key(run_id, variant, "metrics.json")
     metrics = store.get_json(metrics_key) if store.exists(metrics_key) else {}
     ref.feature_columns = list(metrics.get("features") or manifest.get("feature_columns") or [])
     horizon = metrics.get("horizon") or (manifest.get("horizons") or [1])[0]
@@ -343,7 +327,7 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     reference = _reference_frame(store, ref)
     feats = ref.feature_columns or [c for c in reference.columns if c not in ("timestamp", "instrument")
                                     and not c.startswith("y_")]
-    prefix = f"monitoring/{monitor_run_id}/"
+    prefix = layout.monitoring_prefix(monitor_run_id)
 
     served = read_predictions(store, start=now - timedelta(days=cfg.lookback_days), end=now)
     served = served[served["status"].isin(["ok"])] if len(served) else served

@@ -15,22 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from spx.components.monitoring.drift import _latest_key
 from spx.components.training import visuals
+from spx.core import layout
 
 log = logging.getLogger(__name__)
 
 
 def latest_run_id(store) -> str:
-    key = _latest_key(store, "selection/", "best_model_selection.json") \
-        or _latest_key(store, "models/", "metrics.json")
+    key = store.latest_key(f"{layout.SELECTION}/", "best_model_selection.json") \
+        or store.latest_key(f"{layout.MODELS}/", "metrics.json")
     if key is None:
         raise FileNotFoundError(f"no training run in {store.uri('')}: no selection/ or models/ objects (train first)")
     return key.split("/")[1]
 
 
 def _variant_inputs(store, run_id: str, variant: str) -> tuple[dict, dict]:
-    prefix = f"models/{run_id}/{variant}/"
+    prefix = layout.models_prefix(run_id, variant)
     metrics = store.get_json(prefix + "metrics.json")
     oot = store.read_parquet(prefix + "oot_predictions.parquet")
     importance = store.get_json(prefix + "importance.json") if store.exists(prefix + "importance.json") else {}
@@ -51,7 +51,8 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_id = run_id or latest_run_id(store)
-    variants = sorted({k.split("/")[2] for k in store.list(f"models/{run_id}/") if k.endswith("/metrics.json")})
+    variants = layout.variants_in([k for k in store.list(layout.models_prefix(run_id)) if k.endswith("/metrics.json")],
+                                  run_id)
     if not variants:
         raise FileNotFoundError(f"run {run_id} has no models/{run_id}/*/metrics.json")
     files: list[str] = []
@@ -70,11 +71,11 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
         (out / f"{variant}.classification.json").write_text(json.dumps(rc))
         files += [f"{variant}.html", f"{variant}.md", f"{variant}.classification.json"]
         rows.append((variant, rc["auc"]))
-    sel_key = f"selection/{run_id}/best_model_selection.json"
+    sel_key = layout.selection_key(run_id)
     selection = store.get_json(sel_key) if store.exists(sel_key) else {}
     champ = (selection.get("champion") or {}).get("variant") if isinstance(selection.get("champion"), dict) else None
     mon_files = []
-    mon_key = _latest_key(store, "monitoring/", "summary.json")
+    mon_key = store.latest_key(f"{layout.MONITORING}/", "summary.json")
     if mon_key is not None:
         mdir = out / "monitoring"
         mdir.mkdir(exist_ok=True)
@@ -82,7 +83,7 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
         for name in ("summary.json", "drift.html", "gold_drift.html"):
             if store.exists(prefix + name):
                 (mdir / name).write_bytes(store.get_bytes(prefix + name))
-                mon_files.append(f"monitoring/{name}")
+                mon_files.append(f"{layout.MONITORING}/{name}")
         files += mon_files
     esc = html.escape
     items = "".join(

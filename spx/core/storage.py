@@ -159,6 +159,19 @@ class ObjectStore:
             for obj in page.get("Contents", []):
                 yield obj["Key"]
 
+    def recent_keys(self, prefix: str, suffix: str = "", n: int = 1) -> builtins.list[str]:
+        """The ``n`` most recently written keys under ``prefix`` ending in ``suffix``, newest first."""
+        found = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            found += [(o["LastModified"], o["Key"]) for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
+        return [key for _, key in sorted(found, reverse=True)[:n]]
+
+    def latest_key(self, prefix: str, suffix: str = "") -> str | None:
+        """The most recently written key under ``prefix`` ending in ``suffix`` (None when there is none)."""
+        keys = self.recent_keys(prefix, suffix, 1)
+        return keys[0] if keys else None
+
     def delete(self, key_or_uri: str) -> None:
         bucket, key = self._split(key_or_uri)
         self.client.delete_object(Bucket=bucket, Key=key)
