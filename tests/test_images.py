@@ -30,6 +30,7 @@ from spx.pipelines.compile import compile_pipeline
 from tests.conftest import ROOT
 
 STDLIB = set(sys.stdlib_module_names)
+pytestmark = pytest.mark.integration  # compiles both pipelines (~20 s)
 
 
 def _image_extras(dockerfile: Path) -> list[str]:
