@@ -40,8 +40,9 @@ class CompileOptions:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
+DEFAULT_OPTIONS = CompileOptions()
 _CURRENT: contextvars.ContextVar[CompileOptions] = contextvars.ContextVar("spx_compile_options",
-                                                                        default=CompileOptions())
+                                                                        default=DEFAULT_OPTIONS)
 
 
 @contextmanager

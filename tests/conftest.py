@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spx.core.settings import S3Settings
 from spx.core.services import LocalS3Server
+from spx.core.settings import S3Settings
 from spx.core.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from spx.pipelines.monitoring import compile_monitoring
 from spx.pipelines.compile import compile_pipeline
+from spx.pipelines.monitoring import compile_monitoring
 from tests.conftest import ROOT
 
 STDLIB = set(sys.stdlib_module_names)

@@ -62,7 +62,7 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
     try:
         params = json.loads(training_params)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--training-params is not JSON: {exc}")
+        raise typer.BadParameter(f"--training-params is not JSON: {exc}") from None
     cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
                         threshold=threshold, drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor,
                         min_labeled=min_labeled)
@@ -72,7 +72,7 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
             summary = run_monitoring(store, monitor_run_id=mid, run_id=run_id, variant=variant, cfg=cfg)
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         typer.echo(json.dumps({k: v for k, v in summary.items() if not k.startswith("_")}, indent=2,
                               default=str) if json_out else summary_text(summary))
         decision = summary["decision"]
@@ -99,7 +99,7 @@ def report(out: Path = typer.Option(..., "--out", help="folder to write the pict
             result = write_report(store, out, run_id=run_id)
         except FileNotFoundError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     typer.echo(f"run {result['run_id']}: wrote {len(result['files'])} files to {result['out']}")
     for f in result["files"]:
         typer.echo(f"  {f}")
