@@ -43,6 +43,11 @@ def run_local(**params: Any) -> dict:
         task = training_pipeline(**params)
         selection_uri = task.output
         selection = store.get_json(selection_uri)
+        manifest_key = f"gold/{selection['run_id']}/manifest.json"
+        if store.exists(manifest_key):  # what the run trained on, for the summary
+            manifest = store.get_json(manifest_key)
+            selection["news"] = {**manifest.get("news", {}),
+                                 "news_features": len(manifest.get("news_feature_columns") or [])}
     selection["selection_uri"] = selection_uri
     selection["elapsed_s"] = round(time.perf_counter() - started, 1)
     return selection
