@@ -169,11 +169,11 @@ def silver_features(bronze: pd.DataFrame, report: SkipReport | None = None,
             report.skip("not_english")
             continue
         text = article_text(str(rec.get("title") or ""), str(rec.get("body") or ""))
+        if text.strip() and any(c.isalpha() for c in text) and not looks_english(text):
+            report.skip("not_english")
+            continue
         if not text.strip() or not tokenize(text):
             report.skip("empty_text")
-            continue
-        if not looks_english(text):
-            report.skip("not_english")
             continue
         published = rec.get("published_at")
         if published is None or pd.isna(published):
