@@ -114,6 +114,7 @@ def build_gold(
     session: str = "regular",
     label_cross_close: bool = False,
     leak_max_rank_corr: float = LEAK_MAX_RANK_CORR,
+    prepared=None,
 ) -> tuple[pd.DataFrame, dict]:
     """Merge silver tables on ``timestamp``; add returns, time/session features, labels.
 
@@ -121,8 +122,9 @@ def build_gold(
     ``prepare_bars(bars, bar, session).bars`` (what the silver stage does). ``news`` (optional) is a
     frame already joined as-of to those bars' timestamps (``news_*`` columns). Rows in the indicator
     warm-up (any NaN feature) are dropped; rows at a session's or the data's tail keep NaN labels.
+    ``prepared``: ``prepare_bars(bars, bar, session)`` when the caller already has it.
     """
-    prepared = prepare_bars(bars, bar, session)
+    prepared = prepared if prepared is not None else prepare_bars(bars, bar, session)
     bars = prepared.bars
     ts = bars["timestamp"].reset_index(drop=True)
     ts_ns = ts.values  # datetime64[ns] (UTC) — compares without boxing Timestamps

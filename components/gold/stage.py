@@ -21,13 +21,14 @@ def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: lis
     bar = bar_interval(granularity)
     session = session or "regular"
     silver = [store.read_parquet(u) for u in silver_uris]
+    prepared = prepare_bars(bars, bar, session)
     news = None
     news_summary = {"signals": 0, "bars_with_news": 0}
     if news_uri:
         from components.news.join import join_news_features
 
         signals = store.read_parquet(news_uri)
-        stamps = prepare_bars(bars, bar, session).bars[["timestamp"]]
+        stamps = prepared.bars[["timestamp"]]
         news = join_news_features(stamps, signals, delay=pd.Timedelta(minutes=news_delay_minutes))
         covered = int((news["news_article_count"] > 0).sum())
         news_summary = {"signals": int(len(signals)), "bars_with_news": covered}
@@ -37,7 +38,8 @@ def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: lis
         progress("gold: NO NEWS for this run (no news file or source) — training on market features only")
     gold, manifest = build_gold(bars, silver, bar=bar, horizons=[int(h) for h in horizons],
                                 instrument=instrument, news=news, session=session,
-                                label_cross_close=label_cross_close, leak_max_rank_corr=leak_max_rank_corr)
+                                label_cross_close=label_cross_close, leak_max_rank_corr=leak_max_rank_corr,
+                                prepared=prepared)
     manifest.update({"run_id": run_id, "bronze_prefix": bronze_prefix, "silver_uris": silver_uris,
                      "news_uri": news_uri, "granularity": granularity, "news": news_summary})
     gold_uri = store.put_parquet(f"gold/{run_id}/features.parquet", gold).uri
