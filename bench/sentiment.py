@@ -1,4 +1,18 @@
-"""FinBERT scoring speed on CPU: articles/s by batch size and precision, 1000-article runs, cache rerun.
+"""Sentiment scorers: accuracy on Financial PhraseBank, agreement with FinBERT, and FinBERT speed.
+
+**Evaluation (default)** — every available scorer (FinVADER lexicons + VADER: the offline default;
+plain VADER; TextBlob; the project's LM-style tone lexicon; FinBERT when ``SPX_FINBERT_MODEL`` names a
+model; the always-neutral baseline) on Financial PhraseBank v1.0 (``../shared/data/eval/``, CC BY-NC-SA:
+read in place for evaluation only, never copied), accuracy and macro-F1 on the all-agree and 50%-agree
+subsets; then the agreement of the lexicon scorer with FinBERT's own probabilities on the GDELT
+headlines of ``../shared/data/news/gdelt_hourly_finbert_signals_2020_2025.parquet`` in hours with one
+article (where the hour's probabilities are FinBERT's for that headline), English headlines only.
+
+    python bench/sentiment.py                        # evaluation
+    python bench/sentiment.py --speed                # FinBERT-sized speed benchmark (below)
+
+**Speed (``--speed``)** — FinBERT scoring speed on CPU: articles/s by batch size and precision,
+1000-article runs, cache rerun.
 
 The model is bert-base sized (``BertConfig()`` defaults: 12 layers, 768 wide, 30,522-token vocab,
 ~110 M parameters, 3 labels ordered as ProsusAI/finbert) with *random* weights — speed only, no
@@ -80,7 +94,107 @@ def build_bert_base(path: Path) -> Path:
     return path
 
 
+def _phrasebank(path: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        text, sep, label = line.rpartition("@")
+        if sep and label.strip() in ("positive", "negative", "neutral"):
+            texts.append(text.strip())
+            labels.append(label.strip())
+    return texts, labels
+
+
+def _scorers() -> dict:
+    """name -> function(texts) -> labels (positive / negative / neutral)."""
+    import numpy as np
+
+    from spx.components.news.finbert import LABELS, configured_model
+    from spx.components.news.lexicon_scorer import LexiconScorer, labels_from_compound
+    from spx.components.news.silver import textblob_scores, tone_scores
+
+    fin = LexiconScorer(financial=True)
+    plain = LexiconScorer(financial=False)
+    out = {
+        f"FinVADER lexicons + VADER — offline default (lexicons: "
+        f"{'finvader package files' if 'package' in fin.lexicon_source else fin.lexicon_source})":
+            lambda t: labels_from_compound(fin.compound(t)),
+        "VADER alone": lambda t: labels_from_compound(plain.compound(t)),
+        "TextBlob polarity (±0.05)": lambda t: labels_from_compound(np.array([textblob_scores(x)[0] for x in t])),
+        "project LM-style tone lexicon (lm_tone sign)":
+            lambda t: labels_from_compound(np.array([tone_scores(x)["lm_tone"] for x in t]), threshold=0.0),
+        "always neutral": lambda t: np.array(["neutral"] * len(t)),
+    }
+    if configured_model():
+        from spx.components.news.finbert import FinBertScorer, resolve_model
+
+        scorer = FinBertScorer(resolve_model(), precision="fp32")
+        out[f"FinBERT ({configured_model()})"] = lambda t: np.array(LABELS)[scorer.predict(list(t)).argmax(axis=1)]
+    return out
+
+
+def evaluate() -> int:
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+
+    from spx.components.bronze.datasets import shared_data_dir
+    from spx.components.news.lexicon_scorer import LexiconScorer, labels_from_compound
+    from spx.components.news.silver import looks_english
+
+    shared = shared_data_dir()
+    if shared is None:
+        print("../shared/data is not beside the project: nothing to evaluate on (Financial PhraseBank and the "
+              "GDELT FinBERT reference live there, never in the project)")
+        return 1
+    scorers = _scorers()
+    fpb = shared / "eval" / "financial_phrasebank"
+    sets = {name: _phrasebank(fpb / f"Sentences_{name}.txt") for name in ("AllAgree", "50Agree")}
+    print("## Financial PhraseBank v1.0 (Malo et al. 2014; CC BY-NC-SA, evaluation only, read in place)\n")
+    print("| scorer | all-agree (n = %d) acc / macro-F1 | 50%%-agree (n = %d) acc / macro-F1 | sentences/s |"
+          % (len(sets["AllAgree"][0]), len(sets["50Agree"][0])))
+    print("|---|---|---|---|")
+    for name, fn in scorers.items():
+        cells, rate = [], 0.0
+        for texts, labels in sets.values():
+            t = time.perf_counter()
+            pred = fn(texts)
+            rate = len(texts) / max(time.perf_counter() - t, 1e-9)
+            cells.append(f"{accuracy_score(labels, pred):.3f} / {f1_score(labels, pred, average='macro'):.3f}")
+        print(f"| {name} | {cells[0]} | {cells[1]} | {rate:,.0f} |", flush=True)
+
+    gdelt = shared / "news" / "gdelt_hourly_finbert_signals_2020_2025.parquet"
+    frame = pd.read_parquet(gdelt)
+    one = frame[(frame["article_count"] == 1) & frame["latest_headline"].notna()].copy()
+    one = one[one["latest_headline"].astype(str).map(looks_english)]
+    lex = LexiconScorer()
+    compound = lex.compound(one["latest_headline"].astype(str).tolist())
+    fin_sent = (one["positive_prob"] - one["negative_prob"]).to_numpy()
+    fin_label = np.array(["positive", "negative", "neutral"])[
+        one[["positive_prob", "negative_prob", "neutral_prob"]].to_numpy().argmax(axis=1)]
+    lex_label = labels_from_compound(compound)
+    from scipy import stats
+
+    print(f"\n## Agreement with FinBERT on GDELT headlines (hours with one article, English only: n = {len(one):,})\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| Pearson r (lexicon compound vs FinBERT positive − negative) | {np.corrcoef(compound, fin_sent)[0, 1]:.3f} |")
+    print(f"| Spearman rho | {stats.spearmanr(compound, fin_sent).statistic:.3f} |")
+    print(f"| label agreement (lexicon ±0.05 rule vs FinBERT argmax) | {np.mean(lex_label == fin_label):.3f} |")
+    print(f"| Cohen's kappa | {cohen_kappa_score(fin_label, lex_label):.3f} |")
+    print(f"| FinBERT label shares (pos/neg/neu) | " + " / ".join(
+        f"{np.mean(fin_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
+    print(f"| lexicon label shares (pos/neg/neu) | " + " / ".join(
+        f"{np.mean(lex_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
+    return 0
+
+
 def main() -> int:
+    if "--speed" not in sys.argv:
+        return evaluate()
+    sys.argv.remove("--speed")
+    return speed_main()
+
+
+def speed_main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, default=1000)
     ap.add_argument("--sweep-articles", type=int, default=64, help="articles per batch-size point")

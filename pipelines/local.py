@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from spx.core.services import embedded_s3
+from spx.core import layout
 from spx.core.settings import export_library_env, settings
 from spx.core.storage import ObjectStore
 from spx.pipelines.options import CompileOptions
@@ -150,6 +151,11 @@ def run_local(*, run_id: str = "", on_event: Callable[[TaskEvent], None] | None 
             task = pipeline(run_id=run_id, **params)
         selection_uri = task.output
         selection = store.get_json(selection_uri)
+        manifest_key = layout.gold_manifest_key(selection["run_id"])
+        if store.exists(manifest_key):  # what the run trained on, for the summary
+            manifest = store.get_json(manifest_key)
+            selection["news"] = {**manifest.get("news", {}),
+                                 "news_features": len(manifest.get("news_feature_columns") or [])}
     selection["selection_uri"] = selection_uri
     selection["elapsed_s"] = round(time.perf_counter() - started, 1)
     selection["run_dir"] = str(router.run_dir)

@@ -36,13 +36,18 @@ DESCRIPTION = ("S&P 500 short-horizon direction: medallion features, walk-forwar
 def training_dag(
     run_id: str = "",
     source: str = "bundled",
+    dataset: str = "spy_m1_2011q1",
     instrument: str = "SPX500_USD",
-    granularity: str = "D",
+    granularity: str = "M1",
     start: str = "",
     end: str = "",
     market_path: str = "",
-    horizon_short: int = 1,
-    horizon_long: int = 5,
+    timestamps: str = "end",
+    market_tz: str = "",
+    session: str = "regular",
+    label_cross_close: bool = False,
+    horizon_short: int = 30,
+    horizon_long: int = 60,
     n_folds: int = 5,
     oot_frac: float = 0.1,
     n_boot: int = 500,
@@ -50,6 +55,9 @@ def training_dag(
     min_oot_auc: float = 0.5,
     max_overfit_gap: float = 0.35,
     min_auc_ci_low: float = 0.0,
+    max_auc: float = 0.60,
+    max_abs_ic: float = 0.20,
+    max_sharpe_excess: float = 6.0,
     news_source: str = "file",
     news_path: str = "",
     news_window_minutes: int = 60,
@@ -62,6 +70,7 @@ def training_dag(
     isvc_name: str = "spx-direction",
     canary_percent: int = 10,
     serving_mode: str = "serverless",
+    deploy_without_edge: bool = False,
 ) -> str:
     rid = resolve_run_id(requested=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     rid.set_caching_options(False)
@@ -69,11 +78,12 @@ def training_dag(
     run = rid.output
 
     bronze = bronze_market(source=source, instrument=instrument, granularity=granularity, start=start,
-                           end=end, path=market_path)
+                           end=end, path=market_path, dataset=dataset, timestamps=timestamps, market_tz=market_tz)
     bronze.set_caching_options(False)  # new bars arrive every day
     _configure(bronze).set_display_name("bronze: market candles")
 
-    silver_args = dict(bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run)
+    silver_args = dict(bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run,
+                       session=session)
     technical = _configure(silver_technical(**silver_args)).set_display_name("silver: technical")
     micro = _configure(silver_microstructure(**silver_args)).set_display_name("silver: microstructure")
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
@@ -86,13 +96,15 @@ def training_dag(
     ns.set_display_name("silver: news tone")
     ng = news_gold(silver_uri=ns.output, run_id=run, window_minutes=news_window_minutes,
                    model_location=news_model_location, precision=news_precision)
-    _configure(ng, cpu="2", memory="4G", cpu_limit="2", memory_limit="6G").set_display_name("gold: FinBERT signals")
+    _configure(ng, cpu="2", memory="4G", cpu_limit="2", memory_limit="6G").set_display_name(
+        "gold: news signals (FinVADER lexicon, or FinBERT when configured)")
 
     gold = gold_features(bronze_prefix=bronze.output, technical_uri=technical.output,
                          microstructure_uri=micro.output, volatility_uri=vol.output, news_uri=ng.output,
                          granularity=granularity, start=start, end=end,
                          horizons=[horizon_short, horizon_long], instrument=instrument, run_id=run,
-                         news_delay_minutes=news_delay_minutes)
+                         news_delay_minutes=news_delay_minutes, session=session,
+                         label_cross_close=label_cross_close)
     _configure(gold, memory="4G", memory_limit="8G").set_display_name("gold: features + labels")
 
     trains = []
@@ -106,7 +118,8 @@ def training_dag(
 
     select = select_champion(run_id=run, expected_variants=[v[0] for v in VARIANTS],
                              min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
-                             min_auc_ci_low=min_auc_ci_low)
+                             min_auc_ci_low=min_auc_ci_low, max_auc=max_auc, max_abs_ic=max_abs_ic,
+                             max_sharpe_excess=max_sharpe_excess, champion_horizon=horizon_short)
     for t in trains:
         select.after(t)
     _configure(select).set_display_name("select + register champion")
@@ -118,7 +131,8 @@ def training_dag(
 
     with dsl.If(deploy == True):  # noqa: E712
         rollout = deploy_op(selection_uri=select.outputs["Output"], namespace=namespace, isvc_name=isvc_name,
-                            canary_percent=canary_percent, mode=serving_mode)
+                            canary_percent=canary_percent, mode=serving_mode,
+                            allow_no_edge=deploy_without_edge)
         _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M")
         rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]

@@ -65,9 +65,11 @@ def newest_stored_bar(store: ObjectStore, prefix: str) -> pd.Timestamp | None:
     return max((_chunk_end(k) for k in keys), default=None)
 
 
-def write_chunk(store: ObjectStore, prefix: str, df: pd.DataFrame, *, source: str, granularity: str) -> str:
+def write_chunk(store: ObjectStore, prefix: str, df: pd.DataFrame, *, source: str, granularity: str,
+                allowed_gaps: list | None = None) -> str:
     """Validate and write one chunk write-once. Invalid data never reaches bronze."""
-    clean = validate_candles(df, source=source, max_gap=default_max_gap(granularity))
+    clean = validate_candles(df, source=source, max_gap=default_max_gap(granularity),
+                             allowed_gaps=allowed_gaps)
     return store.put_parquet(chunk_key(prefix, clean), clean, write_once=True).uri
 
 
@@ -101,8 +103,10 @@ def read_bronze(
             frames.append(store.read_parquet(uri))
         except Exception as exc:  # corrupt parquet
             raise DataValidationError(f"{uri}: unreadable bronze object ({exc})") from exc
+    from spx.components.bronze.datasets import allowed_gaps_for_prefix
+
     bars = validate_candles(pd.concat(frames, ignore_index=True), source=uri_prefix,
-                            max_gap=default_max_gap(granularity))
+                            max_gap=default_max_gap(granularity), allowed_gaps=allowed_gaps_for_prefix(uri_prefix))
     if start:
         bars = bars[bars["timestamp"] >= _utc(start)]
     if end:
@@ -132,6 +136,44 @@ def load_bundled_daily() -> pd.DataFrame:
         "low": raw["Low"].to_numpy(float), "close": raw["Close"].to_numpy(float),
         "volume": raw["Volume"].to_numpy(float),
     })
+
+
+def normalise_stamps(df: pd.DataFrame, *, granularity: str, source: str, timestamps: str = "end",
+                     market_tz: str = "", check_session: bool = True) -> pd.DataFrame:
+    """UTC bar-END stamps, or a clear refusal.
+
+    ``market_tz``: the zone the file's clock is in — naive stamps are localised to it, and stamps that
+    carry UTC but are really that zone's wall clock are re-read in it. Without it, naive stamps are
+    refused. ``timestamps``: ``end`` (default) or ``start`` (shifted by one bar to the bar end).
+    Intraday bars are then checked against the NYSE calendar: stamps that look like bar starts or like
+    New York wall-clock time labelled UTC are refused with a message saying which it looks like."""
+    from spx.components.bronze.sessions import diagnose_stamps, is_intraday
+
+    if timestamps not in ("end", "start"):
+        raise ValueError(f"timestamps must be 'end' or 'start', got {timestamps!r}")
+    if "timestamp" not in df.columns:
+        return df
+    out = df.copy()
+    if market_tz:
+        ts = pd.to_datetime(out["timestamp"], utc=False)
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_localize(None) if str(ts.dt.tz) == "UTC" else ts.dt.tz_convert(market_tz).dt.tz_localize(None)
+        try:
+            out["timestamp"] = ts.dt.tz_localize(market_tz, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+        except Exception as exc:
+            raise DataValidationError(f"{source}: cannot read the stamps as {market_tz} wall clock ({exc})") from exc
+    bar = bar_interval(granularity)
+    clean = validate_candles(out, source=source)  # schema, UTC, order (gaps are checked on write)
+    if timestamps == "start":
+        clean["timestamp"] = clean["timestamp"] + bar
+    elif check_session and is_intraday(bar):
+        verdict = diagnose_stamps(clean, bar)
+        if verdict:
+            fix = ("pass --market-tz America/New_York" if "wall-clock" in verdict
+                   else "pass --timestamps start to shift them to bar ends")
+            raise DataValidationError(f"{source}: the time stamps look like {verdict}; this project stamps "
+                                      f"bars with their END in UTC — {fix}, or fix the file")
+    return clean
 
 
 def load_file(path: str | Path) -> pd.DataFrame:
@@ -232,7 +274,10 @@ class OandaClient:
 
 
 def parse_oanda_candles(payload: dict) -> pd.DataFrame:
-    """v20 candles JSON -> bars (complete candles only); mid OHLC, bid/ask closes for the spread."""
+    """v20 candles JSON -> bars (complete candles only); mid OHLC, bid/ask closes for the spread.
+
+    ``timestamp`` here is OANDA's ``time``: the candle START. :func:`ingest_market` adds one bar
+    before anything reaches bronze (bronze, silver and gold stamp bar ends)."""
     rows = []
     for c in payload.get("candles", []):
         if not c.get("complete", False):
@@ -262,45 +307,60 @@ def ingest_market(
     *,
     source: str = "bundled",
     instrument: str = "SPX500_USD",
-    granularity: str = "D",
+    granularity: str = "",
     start: str = "",
     end: str = "",
     path: str = "",
+    dataset: str = "",
+    timestamps: str = "end",
+    market_tz: str = "",
     client: OandaClient | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> str:
     """Bring raw candles into bronze (write-once) and return the bronze prefix URI.
 
-    ``source``: ``bundled`` (real daily S&P 500 from ``arch``), ``file`` (CSV/parquet at ``path``,
-    e.g. under ``../shared/data/``) or ``oanda`` (v20 API, incremental from the newest stored bar).
+    ``source``: ``bundled`` (a named dataset, see :mod:`spx.components.bronze.datasets`; default the real
+    SPY one-minute bars of 2011), ``file`` (CSV/parquet at ``path``; ``timestamps``/``market_tz`` say
+    how to read its stamps) or ``oanda`` (v20 API, incremental from the newest stored bar; OANDA stamps
+    candle starts, stored here as bar ends). Bronze always holds UTC bar-end stamps.
     """
     if source == "bundled":
-        prefix = bronze_prefix("arch-sp500", instrument, "D")
-        bars = load_bundled_daily()
-        uri = write_chunk(store, prefix, bars, source="arch.data.sp500", granularity="D")
-        progress(f"bronze: {len(bars)} bundled daily bars -> {uri}")
+        from spx.components.bronze.datasets import get_dataset
+
+        ds = get_dataset(dataset)
+        if granularity and granularity != ds.granularity:
+            raise DataValidationError(f"dataset {ds.name} has {ds.granularity} bars, not {granularity}")
+        prefix = bronze_prefix(ds.bronze_source, instrument, ds.granularity)
+        bars = ds.load()
+        uri = write_chunk(store, prefix, bars, source=f"dataset {ds.name}", granularity=ds.granularity,
+                          allowed_gaps=ds.allowed_gaps())
+        progress(f"bronze: {len(bars)} bars of dataset {ds.name} ({ds.description}) -> {uri}")
         return store.uri(prefix)
+    granularity = granularity or "M1"
     if source == "file":
         if not path:
             raise DataValidationError("source=file needs a path to a CSV/parquet file")
         prefix = bronze_prefix("file", instrument, granularity)
-        bars = load_file(path)
+        bars = normalise_stamps(load_file(path), granularity=granularity, source=str(path),
+                                timestamps=timestamps, market_tz=market_tz)
         uri = write_chunk(store, prefix, bars, source=str(path), granularity=granularity)
         progress(f"bronze: {len(bars)} bars from {path} -> {uri}")
         return store.uri(prefix)
     if source == "oanda":
         client = client or OandaClient.from_env()
+        bar = bar_interval(granularity)
         prefix = bronze_prefix("oanda", instrument, granularity)
-        newest = newest_stored_bar(store, prefix)
+        newest = newest_stored_bar(store, prefix)  # a bar END
         if not start and newest is None:
             raise DataValidationError("source=oanda with an empty bronze prefix needs a start date")
-        begin = newest if newest is not None else _utc(start)
+        begin = newest - bar if newest is not None else _utc(start)  # the newest stored candle's start
         stop = _utc(end, end_of_day=True) if end else pd.Timestamp.now(tz="UTC")
         total = 0
         for page in client.iter_pages(instrument, granularity, begin, stop, include_first=newest is None):
+            page = page.assign(timestamp=page["timestamp"] + bar)  # OANDA stamps starts; bronze stores ends
             write_chunk(store, prefix, page, source=f"oanda:{instrument}:{granularity}", granularity=granularity)
             total += len(page)
-            progress(f"bronze: +{len(page)} {granularity} bars up to {page['timestamp'].iloc[-1]} "
+            progress(f"bronze: +{len(page)} {granularity} bars ending up to {page['timestamp'].iloc[-1]} "
                      f"({total} this run)")
         progress(f"bronze: oanda ingest done, {total} new bars under {store.uri(prefix)}")
         return store.uri(prefix)

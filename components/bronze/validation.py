@@ -11,12 +11,16 @@ REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
-def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | None = None) -> pd.DataFrame:
+def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | None = None,
+                     allowed_gaps: list[tuple[pd.Timestamp, pd.Timestamp]] | None = None) -> pd.DataFrame:
     """Check candles and return them with normalised dtypes, or raise :class:`DataValidationError`.
 
     Checks: schema (required columns, numeric prices), UTC timestamps, no duplicates, strictly
     increasing time, finite positive prices, high >= max(open, close, low), low <= min(open, close),
-    non-negative volume and, when ``max_gap`` is given, no hole longer than ``max_gap``.
+    non-negative volume and, when ``max_gap`` is given, no hole longer than ``max_gap`` — except a
+    documented data gap (``allowed_gaps``: [from, to) windows a dataset declares missing), which is
+    accepted as long as the bars on either side are within ``max_gap`` of it. No bar is invented.
+    Naive time stamps are refused (they are not silently read as UTC).
     ``source`` (an object URI or file name) is named in every message.
     """
     if not isinstance(df, pd.DataFrame) or df.empty:
@@ -27,6 +31,20 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
             f"{source}: wrong schema, missing columns {missing}; got {list(df.columns)}"
         )
     out = df.copy()
+    raw = out["timestamp"]
+    if pd.api.types.is_datetime64_any_dtype(raw) and getattr(raw.dt, "tz", None) is None:
+        raise DataValidationError(
+            f"{source}: naive time stamps (no time zone, e.g. {raw.iloc[0]}); refusing to guess UTC — "
+            "give the file UTC stamps or name the zone its clock is in (--market-tz)")
+    if raw.dtype == object and len(raw):
+        try:
+            first = pd.Timestamp(raw.iloc[0])
+        except (ValueError, TypeError) as exc:
+            raise DataValidationError(f"{source}: unparseable timestamps ({exc})") from exc
+        if first.tzinfo is None:
+            raise DataValidationError(
+                f"{source}: naive time stamps (no time zone, e.g. {raw.iloc[0]!r}); refusing to guess UTC — "
+                "give the file UTC stamps or name the zone its clock is in (--market-tz)")
     try:
         ts = pd.to_datetime(out["timestamp"], utc=True)
     except (ValueError, TypeError) as exc:
@@ -76,9 +94,13 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
     if not np.isfinite(out["volume"]).all() or (out["volume"] < 0).any():
         raise DataValidationError(f"{source}: volume has NaN/inf or negative values")
     if max_gap is not None and len(deltas) and deltas.max() > max_gap:
-        pos = int(np.argmax(deltas.to_numpy())) + 1
-        raise DataValidationError(
-            f"{source}: gap of {deltas.max()} exceeds the allowed {max_gap} "
-            f"({out['timestamp'].iloc[pos - 1]} -> {out['timestamp'].iloc[pos]})"
-        )
+        for pos in np.flatnonzero(deltas.to_numpy() > max_gap) + 1:
+            prev, nxt = out["timestamp"].iloc[pos - 1], out["timestamp"].iloc[pos]
+            if any(prev <= b and nxt >= a and a - prev <= max_gap and nxt - b <= max_gap
+                   for a, b in (allowed_gaps or [])):
+                continue  # a documented hole in the data (e.g. a month missing from the source)
+            raise DataValidationError(
+                f"{source}: gap of {nxt - prev} exceeds the allowed {max_gap} ({prev} -> {nxt})"
+                + ("" if not allowed_gaps else f"; documented gaps {[(str(a), str(b)) for a, b in allowed_gaps]}")
+            )
     return out.reset_index(drop=True)

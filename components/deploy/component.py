@@ -21,8 +21,11 @@ def deploy_op(
     transformer_env_configmap: str = "spx-kfp-env",
     transformer_env_secret: str = "spx-kfp-s3",
     service_account: str = "spx-kfp-kserve-s3",
+    allow_no_edge: bool = False,
 ) -> str:
-    """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``."""
+    """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``.
+
+    A champion whose selection verdict is not "credible edge" is refused unless ``allow_no_edge``."""
     import json
 
     from spx.components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
@@ -32,6 +35,12 @@ def deploy_op(
         reason = selection.get("reason", "no champion in this run")
         print(f"deploy: nothing to roll out ({reason}); the InferenceService is left as it is")
         return json.dumps({"verb": "skip", "reason": reason, "body": None}, sort_keys=True)
+    verdict = selection["champion"].get("verdict") or selection.get("verdict") or "no credible edge"
+    if verdict != "credible edge" and not allow_no_edge:
+        reason = (f"refused: champion {selection['champion'].get('variant')} has verdict {verdict!r} "
+                  "(see best_model_selection.json); set allow_no_edge=true to roll it out anyway")
+        print(f"deploy: {reason}; the InferenceService is left as it is")
+        return json.dumps({"verb": "refuse", "reason": reason, "body": None}, sort_keys=True)
     candidate = ModelRef.from_selection(selection)
     cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
                                    transformer_image=transformer_image,

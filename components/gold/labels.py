@@ -4,6 +4,11 @@ A signal computed from bar t's close can only trade at bar t+1, so (as in Qlib's
 ``Ref($close,-h-1)/Ref($close,-1)-1``) the label of row t is the return from close[t+1] to
 close[t+1+h]. The last h+1 rows have no label (NaN). The label of row t therefore depends on
 prices up to t+1+h, which is what the purge at every train/test boundary removes.
+
+Intraday, with sessions (``session`` = session number per bar): a label window never crosses the
+session close — row t is labelled only when bar t+1+h is in the same session as bar t, so the last
+h+1 bars of every session have no label (a 15:50 one-minute bar has no 30-minute label).
+``cross_close=True`` lets the window run into the next session (the overnight move included).
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ def label_span(h: int) -> int:
     return h + 1
 
 
-def make_labels(close: pd.Series, horizons: list[int] | tuple[int, ...]) -> pd.DataFrame:
+def make_labels(close: pd.Series, horizons: list[int] | tuple[int, ...], *, session: np.ndarray | None = None,
+                cross_close: bool = False) -> pd.DataFrame:
     out = pd.DataFrame(index=close.index)
     entry = close.shift(-1)
+    sess = None if session is None or cross_close else pd.Series(np.asarray(session), index=close.index)
     for h in horizons:
         if h < 1:
             raise ValueError(f"horizon must be >= 1 bar, got {h}")
         up, ret = label_columns(h)
         r = (close.shift(-(h + 1)) / entry - 1.0) * 100.0
+        if sess is not None:
+            r = r.where(sess.shift(-(h + 1)) == sess)
         out[ret] = r
         out[up] = np.where(r.isna(), np.nan, (r > 0).astype(float))
     return out

@@ -43,21 +43,23 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def default_news_file() -> Path | None:
-    """The offline default: ``$SPX_NEWS_FILE``, else a news file in ``../shared/data/``.
+DEFAULT_NEWS = "news/reuters_markets_2011q1.parquet"  # overlaps the default minute bars (Jan-Mar 2011)
 
-    ``../shared/README.md`` lists the data files; none of them is news today, in which case
-    this returns None and the pipeline runs on market features alone."""
+
+def default_news_file() -> Path | None:
+    """The offline default: ``$SPX_NEWS_FILE``, else ``../shared/data/news/reuters_markets_2011q1.parquet``
+    (Reuters headlines: read in place, never copied into the project). None when neither exists —
+    the pipeline then trains on market features alone and says so."""
     env = os.environ.get("SPX_NEWS_FILE")
     if env:
         return Path(env)
-    data = project_root().parent / "shared" / "data"
-    if not data.is_dir():
+    from spx.components.bronze.datasets import shared_data_dir
+
+    shared = shared_data_dir()
+    if shared is None:
         return None
-    candidates = sorted(p for p in data.iterdir()
-                        if p.is_file() and "news" in p.name.lower()
-                        and p.suffix.lower() in {".parquet", ".csv", ".jsonl", ".json", ".gz"})
-    return candidates[0] if candidates else None
+    path = shared / DEFAULT_NEWS
+    return path if path.exists() else None
 
 
 def read_news_file(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -98,6 +98,11 @@ def download_s3_model(store, uri: str, cache_dir: Path | None = None) -> Path:
     return target
 
 
+def configured_model(location: str | None = None) -> str:
+    """The FinBERT location in force ("" when none: the lexicon scorer is used instead)."""
+    return (location or os.environ.get(DEFAULT_MODEL_ENV, "")).strip()
+
+
 def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | None = None) -> Path:
     """A local directory holding the model named by ``location`` (see module docstring)."""
     location = (location or os.environ.get(DEFAULT_MODEL_ENV, "")).strip()

@@ -1,4 +1,9 @@
-"""Volatility estimators over trailing windows (annualised by the bar interval)."""
+"""Volatility estimators over trailing windows, annualised with the real number of bars a year.
+
+Intraday: ``bars_per_year`` comes from the exchange calendar (252 sessions x the session's real length
+in bars — 390 one-minute bars on a regular NYSE day), see :mod:`spx.components.bronze.sessions`. Without
+it, intraday bars are assumed to trade ~23 h a day (index CFDs).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ WINDOWS = (20, 50)
 RANK_WINDOW = 252
 
 
-def periods_per_year(bar: pd.Timedelta) -> float:
+def periods_per_year(bar: pd.Timedelta, bars_per_year: float | None = None) -> float:
+    if bars_per_year:
+        return float(bars_per_year)
     if bar >= pd.Timedelta(days=1):
         return 252.0 / (bar / pd.Timedelta(days=1))
     return 252.0 * (pd.Timedelta(hours=23) / bar)  # index CFDs trade ~23h a day
@@ -20,9 +27,10 @@ def _rolling_rank_pct(x: pd.Series, window: int) -> pd.Series:
     return x.rolling(window, min_periods=window).rank(pct=True)
 
 
-def volatility_features(bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20) -> pd.DataFrame:
+def volatility_features(bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20,
+                        bars_per_year: float | None = None) -> pd.DataFrame:
     o, h, l, c = (np.log(bars[k].astype(float)) for k in ("open", "high", "low", "close"))
-    ann = np.sqrt(periods_per_year(bar))
+    ann = np.sqrt(periods_per_year(bar, bars_per_year))
     ret = c.diff()
     f = pd.DataFrame(index=bars.index)
     f["timestamp"] = bars["timestamp"]

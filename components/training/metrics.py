@@ -72,6 +72,36 @@ def momentum_baseline(y_train: np.ndarray, last_ret_train: np.ndarray, y_test: n
     return classification_metrics(y_test, p)
 
 
+def block_bootstrap_aucs(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500,
+                         seed: int = 0) -> np.ndarray:
+    """AUCs of ``n_boot`` moving-block bootstrap resamples (blocks keep the overlap of h-bar labels)."""
+    y, score = np.asarray(y), np.asarray(score)
+    n = len(y)
+    if n == 0:
+        return np.array([])
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    aucs = []
+    for _ in range(n_boot):
+        starts = rng.integers(0, n - block + 1, size=n_blocks)
+        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        a = auc_score(y[idx], score[idx])
+        if not np.isnan(a):
+            aucs.append(a)
+    return np.asarray(aucs, dtype=float)
+
+
+def bonferroni_interval(aucs, k: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval at level 1 - alpha/k (Bonferroni for k candidates compared at once)."""
+    aucs = np.asarray(aucs, dtype=float)
+    if not len(aucs):
+        return float("nan"), float("nan")
+    a = alpha / max(1, int(k))
+    lo, hi = np.quantile(aucs, [a / 2, 1 - a / 2])
+    return float(lo), float(hi)
+
+
 def block_bootstrap_ci(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500,
                        alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """Moving-block bootstrap percentile CI for AUC (blocks keep the overlap of h-bar labels)."""

@@ -16,7 +16,7 @@ from spx.core.errors import DataValidationError
 from spx.components.gold.labels import label_columns, label_span
 from spx.components.silver.volatility import periods_per_year
 from spx.components.training import metrics as M
-from spx.components.training.splits import oot_split, walk_forward
+from spx.components.training.splits import validation_split, walk_forward
 from spx.components.training.variants import VariantSpec, make_estimator
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     n_folds: int = 5
     oot_frac: float = 0.10
+    val_frac: float = 0.15
     n_boot: int = 500
     cost_bps: float = 1.0
     seed: int = 42
@@ -42,6 +43,7 @@ class VariantResult:
     importance: dict[str, float]
     n_train: int
     n_oot: int
+    val_auc_boot: list = None  # bootstrap AUCs on the validation block (selection's Bonferroni interval)
 
 
 def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
@@ -51,7 +53,13 @@ def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
 
 
 def feature_list(manifest: dict, spec: VariantSpec) -> list[str]:
-    cols = manifest["feature_columns"] if spec.features == "all" else manifest["base_feature_columns"]
+    if spec.features == "all":
+        cols = manifest["feature_columns"]
+    elif spec.features == "market":  # everything but news: the no-news twin of an *_all variant
+        news = set(manifest.get("news_feature_columns") or [])
+        cols = [c for c in manifest["feature_columns"] if c not in news]
+    else:
+        cols = manifest["base_feature_columns"]
     if not cols:
         raise DataValidationError(f"variant {spec.name}: feature set {spec.features!r} is empty")
     return list(cols)
@@ -70,10 +78,11 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
     last_ret = data["ret_1"].to_numpy(float)
     target = y if spec.task == "classification" else y_ret
     span = label_span(spec.horizon)
-    split = oot_split(len(data), cfg.oot_frac, span)
+    blocks = validation_split(len(data), cfg.oot_frac, cfg.val_frac, span)
+    ppy = rows_per_year(data["timestamp"], manifest, bar)
 
     folds = []
-    for k, fold in enumerate(walk_forward(len(split.train), cfg.n_folds, span), start=1):
+    for k, fold in enumerate(walk_forward(len(blocks.sel_train), cfg.n_folds, span), start=1):
         t0 = time.perf_counter()
         model = make_estimator(spec, cfg.seed).fit(X[fold.train], target[fold.train])
         s = _score(model, spec, X[fold.test])
@@ -85,16 +94,33 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
         progress(f"[{spec.name}] fold {k}/{cfg.n_folds}: AUC {row['auc']:.4f} "
                  f"(train {len(fold.train)}, test {len(fold.test)}, {time.perf_counter() - t0:.1f}s)")
 
-    model = make_estimator(spec, cfg.seed).fit(X[split.train], target[split.train])
-    s_tr, s_oot = _score(model, spec, X[split.train]), _score(model, spec, X[split.test])
-    yt, yo = y[split.test], y[split.train]
     m: dict[str, float] = {}
+    # 1. validation block: what selection chooses on (a model fitted on the rows before it, purged)
+    sel = make_estimator(spec, cfg.seed).fit(X[blocks.sel_train], target[blocks.sel_train])
+    s_sel_tr, s_val = _score(sel, spec, X[blocks.sel_train]), _score(sel, spec, X[blocks.val])
+    yv = y[blocks.val]
+    m["val_auc"] = M.auc_score(yv, s_val)
+    m["val_train_auc"] = M.auc_score(y[blocks.sel_train], s_sel_tr)
+    m["val_overfit_gap_auc"] = m["val_train_auc"] - m["val_auc"]
+    boot = M.block_bootstrap_aucs(yv, s_val, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
+    m["val_auc_ci_low"], m["val_auc_ci_high"] = M.bonferroni_interval(boot, 1)
+    m.update({f"val_{k}": v for k, v in M.information_coefficients(s_val, y_ret[blocks.val]).items()})
+    prob_val = s_val if spec.task == "classification" else (s_val > 0).astype(float)
+    m.update({f"val_{k}": v for k, v in M.backtest_long_flat(prob_val, y_ret[blocks.val], horizon=spec.horizon,
+                                                             periods_per_year=ppy, cost_bps=cfg.cost_bps).items()})
+    progress(f"[{spec.name}] validation AUC {m['val_auc']:.4f} [{m['val_auc_ci_low']:.4f}, "
+             f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)})")
+
+    # 2. final model on everything before the out-of-time block (purged); the OOT block is reported
+    model = make_estimator(spec, cfg.seed).fit(X[blocks.final_train], target[blocks.final_train])
+    s_tr, s_oot = _score(model, spec, X[blocks.final_train]), _score(model, spec, X[blocks.oot])
+    yt, yo = y[blocks.oot], y[blocks.final_train]
     if spec.task == "classification":
         m.update({f"oot_{k}": v for k, v in M.classification_metrics(yt, s_oot).items()})
         m.update({f"train_{k}": v for k, v in M.classification_metrics(yo, s_tr).items()})
     else:
-        m.update({f"oot_{k}": v for k, v in M.regression_metrics(y_ret[split.test], s_oot).items()})
-        m.update({f"train_{k}": v for k, v in M.regression_metrics(y_ret[split.train], s_tr).items()})
+        m.update({f"oot_{k}": v for k, v in M.regression_metrics(y_ret[blocks.oot], s_oot).items()})
+        m.update({f"train_{k}": v for k, v in M.regression_metrics(y_ret[blocks.final_train], s_tr).items()})
     m["overfit_gap_auc"] = m["train_auc"] - m["oot_auc"]
     for key in ("auc", "accuracy", "log_loss", "brier"):
         vals = [f[key] for f in folds if key in f and not np.isnan(f[key])]
@@ -102,25 +128,37 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
             m[f"cv_{key}_mean"], m[f"cv_{key}_std"] = float(np.mean(vals)), float(np.std(vals))
     lo, hi = M.block_bootstrap_ci(yt, s_oot, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
     m["oot_auc_ci_low"], m["oot_auc_ci_high"] = lo, hi
-    m.update({f"oot_{k}": v for k, v in M.information_coefficients(s_oot, y_ret[split.test]).items()})
+    m.update({f"oot_{k}": v for k, v in M.information_coefficients(s_oot, y_ret[blocks.oot]).items()})
     for k, v in M.majority_baseline(yo, yt).items():
         m[f"baseline_majority_{k}"] = v
-    for k, v in M.momentum_baseline(yo, last_ret[split.train], yt, last_ret[split.test]).items():
+    for k, v in M.momentum_baseline(yo, last_ret[blocks.final_train], yt, last_ret[blocks.oot]).items():
         m[f"baseline_momentum_{k}"] = v
     prob_like = s_oot if spec.task == "classification" else (s_oot > 0).astype(float)
-    m.update(M.backtest_long_flat(prob_like, y_ret[split.test], horizon=spec.horizon,
-                                  periods_per_year=periods_per_year(bar), cost_bps=cfg.cost_bps))
-    m["n_train"], m["n_oot"], m["n_features"] = float(len(split.train)), float(len(split.test)), float(len(feats))
+    m.update(M.backtest_long_flat(prob_like, y_ret[blocks.oot], horizon=spec.horizon,
+                                  periods_per_year=ppy, cost_bps=cfg.cost_bps))
+    m["n_train"], m["n_oot"], m["n_features"] = float(len(blocks.final_train)), float(len(blocks.oot)), float(len(feats))
+    m["n_val"], m["n_sel_train"] = float(len(blocks.val)), float(len(blocks.sel_train))
     m["purge_bars"] = float(span)
+    m["rows_per_year"] = float(ppy)
 
     importance = dict(zip(feats, np.asarray(model.feature_importances_, dtype=float).tolist()))
-    oot = pd.DataFrame({"timestamp": data["timestamp"].iloc[split.test].to_numpy(), "y_true": yt,
+    oot = pd.DataFrame({"timestamp": data["timestamp"].iloc[blocks.oot].to_numpy(), "y_true": yt,
                         "y_prob" if spec.task == "classification" else "y_pred": s_oot,
-                        "ret": y_ret[split.test]})
+                        "ret": y_ret[blocks.oot]})
     progress(f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
              f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
              f"train AUC {m['train_auc']:.4f}")
-    return VariantResult(spec, feats, m, folds, model, oot, importance, len(split.train), len(split.test))
+    return VariantResult(spec, feats, m, folds, model, oot, importance, len(blocks.final_train), len(blocks.oot),
+                         val_auc_boot=[round(float(a), 6) for a in boot])
+
+
+def rows_per_year(timestamps: pd.Series, manifest: dict, bar: pd.Timedelta) -> float:
+    """Labelled rows a year, for annualising the backtest: intraday, 252 sessions x the labelled rows
+    per session actually present (a session's last h+1 bars have no label); daily, the bars a year."""
+    if bar < pd.Timedelta(days=1) and manifest.get("sessions"):
+        days = pd.DatetimeIndex(timestamps).tz_convert("America/New_York").normalize().nunique()
+        return 252.0 * len(timestamps) / max(1, days)
+    return periods_per_year(bar, manifest.get("bars_per_year"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +241,8 @@ def run_training(store, *, gold_uri: str, manifest_uri: str, spec: VariantSpec, 
     summary = {"variant": spec.name, "spec": asdict(spec), "run_id": run_id, "native_uri": native_uri,
                "model_format": spec.model, "task": spec.task, "horizon": spec.horizon,
                "features": result.features, "metrics": result.metrics, "folds": result.folds,
-               "n_train": result.n_train, "n_oot": result.n_oot, "cost_bps": cfg.cost_bps, **tracking}
+               "n_train": result.n_train, "n_oot": result.n_oot, "cost_bps": cfg.cost_bps,
+               "val_auc_boot": result.val_auc_boot or [], **tracking}
     uri = store.put_json(prefix + "metrics.json", summary).uri
     progress(f"[{spec.name}] saved {native_uri} and MLflow run {tracking['mlflow_run_id']}")
     return {**summary, "metrics_uri": uri}

@@ -14,7 +14,7 @@ class VariantSpec:
     name: str
     model: str  # "xgboost" | "lightgbm"
     task: str  # "classification" | "regression"
-    features: str  # "all" | "base"
+    features: str  # "all" | "market" (all but news) | "base"
     horizon: int
     params: dict = field(default_factory=dict)
 
@@ -23,7 +23,7 @@ class VariantSpec:
             raise ValueError(f"unknown model {self.model!r}")
         if self.task not in ("classification", "regression"):
             raise ValueError(f"unknown task {self.task!r}")
-        if self.features not in ("all", "base"):
+        if self.features not in ("all", "market", "base"):
             raise ValueError(f"unknown feature set {self.features!r}")
         if self.task == "regression" and self.model != "xgboost":
             raise ValueError("the return regressor is XGBoost")
@@ -43,11 +43,13 @@ VARIANTS: tuple[tuple[str, str, str, str, str], ...] = (
     ("lgbm_all", "lightgbm", "classification", "all", "short"),
     ("xgb_reg", "xgboost", "regression", "all", "short"),
     ("xgb_all_long", "xgboost", "classification", "all", "long"),
+    # the no-news twin of xgb_all: same rows, same model, news columns left out (what news adds)
+    ("xgb_nonews", "xgboost", "classification", "market", "short"),
 )
 
 
 def default_variants(short: int, long: int) -> list[VariantSpec]:
-    """The five variants of the product, for a short and a long horizon (in bars)."""
+    """The variants of the product, for a short and a long horizon (in bars)."""
     horizon = {"short": short, "long": long}
     return [VariantSpec(name, model, task, feats, horizon[h]) for name, model, task, feats, h in VARIANTS]
 

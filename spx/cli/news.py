@@ -80,14 +80,16 @@ def score_cmd(
     silver_uri: Optional[str] = typer.Option(None, help="score an existing silver news parquet"),
     run_id: str = typer.Option(..., help="run id for gold/{run_id}/news_signals.parquet"),
     model: Optional[str] = typer.Option(None, help="FinBERT location: local dir, s3:// prefix, or hub id "
-                                                   "(needs SPX_ALLOW_HUB_DOWNLOAD=1); default $SPX_FINBERT_MODEL"),
+                                                   "(needs SPX_ALLOW_HUB_DOWNLOAD=1); default $SPX_FINBERT_MODEL; "
+                                                   "none: the offline FinVADER lexicon scorer"),
     window_minutes: int = typer.Option(60, help="bar window aggregated by the as-of join"),
     batch_size: int = typer.Option(32),
     max_length: int = typer.Option(128, help="tokens kept per article (truncation)"),
     precision: str = typer.Option("fp32", help="fp32 | bf16 | int8 (dynamic quantisation; faster on CPU)"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
-    """FinBERT probabilities per article (cached by content hash in the bucket)."""
+    """Sentiment per article: FinBERT when a model is configured (cached by content hash in the bucket),
+    else the FinVADER lexicons with VADER."""
     from spx.components.news.finbert import ModelUnavailable
     from spx.components.news.gold import build_gold
     from spx.components.news.silver import build_silver

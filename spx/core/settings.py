@@ -97,8 +97,8 @@ class PipelineSettings(_Group):
 
 
 class NewsSettings(_Group):
-    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"), description="news file (CSV/parquet/JSONL) for --news-source file")
-    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"), description="FinBERT: local directory or s3:// prefix (default scorer otherwise)")
+    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"), description="news file (CSV/parquet/JSONL) for --news-source file (unset: ../shared/data/news/reuters_markets_2011q1.parquet if present)")
+    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"), description="FinBERT: local directory or s3:// prefix (unset: the FinVADER lexicon scorer)")
     gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"), description="GDELT DOC 2.0 API base URL (tests point it at a loopback server)")
     torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"), description="FinBERT: torch threads (0: torch default)")
     hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"), description="never contact the Hugging Face hub")

@@ -62,9 +62,12 @@ def test_overlapping_file_ingest_adds_only_new(store, tmp_path):
 
 
 def test_no_news_file_means_empty_prefix(store, monkeypatch, tmp_path):
+    import spx.components.bronze.datasets as datasets
+
     monkeypatch.delenv("SPX_NEWS_FILE", raising=False)
-    if default_news_file() is not None:
-        pytest.skip("a news file is present in ../shared/data")
+    # a clone without ../shared beside it: no default news file
+    monkeypatch.setattr(datasets, "shared_data_dir", lambda: None)
+    assert default_news_file() is None
     result = ingest("file", "2024-01-01", "2024-02-01", store=store)
     assert result.prefix == "" and store.list("bronze/news/file/") == []
     monkeypatch.setenv("SPX_NEWS_FILE", str(tmp_path / "missing.parquet"))

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spx.components.bronze.datasets import get_dataset
+from spx.components.bronze.sessions import prepare_bars
 from spx.components.bronze.market import (OandaClient, OandaError, bronze_prefix, ingest_market, newest_stored_bar,
                                       parse_oanda_candles, read_bronze)
 from spx.components.bronze.validation import validate_candles
@@ -78,8 +80,59 @@ def test_reading_missing_or_corrupt_bronze_fails_loudly(store):
         read_bronze(store, "bronze/market/corrupt/X/D/", granularity="D")
 
 
-def test_bundled_source_is_real_sp500(store):
+def test_bundled_default_is_the_real_spy_minute_bars_with_their_documented_gap(store):
     uri = ingest_market(store, source="bundled", instrument="SPX500_USD")
+    assert "/spy-m1-2011q1/SPX500_USD/M1/" in uri
+    bars = read_bronze(store, uri, granularity="M1")
+    assert len(bars) == 31_757
+    # bar-end stamps: the first regular-session bar of 2011-01-03 (09:30-09:31 New York) ends 14:31 UTC
+    assert pd.Timestamp("2011-01-03 14:31", tz="UTC") in set(bars["timestamp"])
+    regular = prepare_bars(bars, pd.Timedelta(minutes=1)).bars  # 09:31 ... 16:00 New York, bar ends
+    assert len(regular) == 16_770 == 43 * 390
+    # February is missing from the source: accepted as a documented gap, and no bar is invented for it
+    feb = bars[(bars["timestamp"] >= "2011-02-01 12:00") & (bars["timestamp"] < "2011-03-01")]
+    assert feb.empty
+
+
+def test_an_undocumented_month_long_hole_in_minute_bars_is_still_refused(store, tmp_path):
+    bars = pd.read_parquet(get_dataset("spy_m1_2011q1").path())
+    path = tmp_path / "spy.parquet"
+    bars.to_parquet(path)
+    with pytest.raises(DataValidationError, match="gap of .* exceeds the allowed 4 days"):
+        ingest_market(store, source="file", path=str(path), instrument="SPY", granularity="M1")
+
+
+def test_naive_bar_start_and_new_york_wall_clock_stamps_are_refused_or_converted_by_option(store, tmp_path):
+    jan = pd.read_parquet(get_dataset("spy_m1_2011q1").path()).iloc[:10_000]  # January only: no gap
+    regular = jan[(jan["timestamp"].dt.tz_convert("America/New_York").dt.time > pd.Timestamp("09:30").time())
+                  & (jan["timestamp"].dt.tz_convert("America/New_York").dt.time <= pd.Timestamp("16:00").time())]
+    path = tmp_path / "bars.parquet"
+    naive = regular.assign(timestamp=regular["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None))
+    naive.to_parquet(path)
+    with pytest.raises(DataValidationError, match="naive time stamps"):
+        ingest_market(store, source="file", path=str(path), instrument="A", granularity="M1")
+    uri = ingest_market(store, source="file", path=str(path), instrument="A", granularity="M1",
+                        market_tz="America/New_York")
+    assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
+
+    starts = regular.assign(timestamp=regular["timestamp"] - pd.Timedelta(minutes=1))
+    starts.to_parquet(path)
+    with pytest.raises(DataValidationError, match="look like bar-START time stamps"):
+        ingest_market(store, source="file", path=str(path), instrument="B", granularity="M1")
+    uri = ingest_market(store, source="file", path=str(path), instrument="B", granularity="M1", timestamps="start")
+    assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
+
+    wall = regular.assign(timestamp=naive["timestamp"].dt.tz_localize("UTC"))  # New York clock labelled UTC
+    wall.to_parquet(path)
+    with pytest.raises(DataValidationError, match="New York wall-clock times labelled as UTC"):
+        ingest_market(store, source="file", path=str(path), instrument="C", granularity="M1")
+    uri = ingest_market(store, source="file", path=str(path), instrument="C", granularity="M1",
+                        market_tz="America/New_York")
+    assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
+
+
+def test_bundled_arch_dataset_is_real_sp500(store):
+    uri = ingest_market(store, source="bundled", dataset="arch", instrument="SPX500_USD")
     bars = read_bronze(store, uri, granularity="D")
     assert len(bars) == 5031
     assert bars["timestamp"].iloc[0] == pd.Timestamp("1999-01-04 21:00", tz="UTC")
@@ -93,7 +146,7 @@ def test_bundled_source_is_real_sp500(store):
 def test_parse_v20_wire_format_skips_incomplete_candles():
     df = parse_oanda_candles(json.loads((FIXTURES / "candles_M1_sample.json").read_text()))
     assert len(df) == 2
-    assert df["timestamp"].iloc[0] == pd.Timestamp("2024-03-04T14:30:00Z")
+    assert df["timestamp"].iloc[0] == pd.Timestamp("2024-03-04T14:30:00Z")  # OANDA's time: the candle start
     assert df["close"].tolist() == [5132.1, 5132.9]
     assert df["bid"].iloc[1] == 5132.6 and df["ask"].iloc[1] == 5133.2
 
@@ -186,6 +239,8 @@ def test_oanda_paginates_retries_and_writes_bronze(store, v20):
                         start="2014-01-01", end="2030-01-01", client=_client(v20))
     bars = read_bronze(store, uri, granularity="D")
     assert len(bars) == 260
+    # OANDA stamps candle starts; bronze stores bar ends (start + one bar)
+    assert bars["timestamp"].tolist() == (real_bars(260, start=4000)["timestamp"] + pd.Timedelta(days=1)).tolist()
     assert np.allclose(bars["ask"] - bars["bid"], 0.6)
     ok = [r for r in v20.requests if r.get("status") == 200]
     assert ok[0]["includeFirst"] == "true" and all(r["includeFirst"] == "false" for r in ok[1:])
@@ -207,7 +262,8 @@ def test_oanda_resumes_after_a_crash_from_the_newest_stored_bar(store, v20):
     ingest_market(store, source="oanda", instrument="SPX500_USD", granularity="D", end="2030-01-01",
                   client=_client(v20))
     resumed = v20.requests[n_req]
-    assert pd.Timestamp(resumed["from"]) == newest and resumed["includeFirst"] == "false"
+    # the newest stored bar END is one bar after the start of the last stored candle: resume from that start
+    assert pd.Timestamp(resumed["from"]) == newest - pd.Timedelta(days=1) and resumed["includeFirst"] == "false"
     bars = read_bronze(store, prefix, granularity="D")
     assert len(bars) == 260 and bars["timestamp"].is_unique
 

@@ -1,12 +1,15 @@
 """End to end: the real pipeline on KFP's local runner, against the loopback S3 server and MLflow.
 
-Runs on a slice (2011-2018) of the bundled real daily S&P 500 to keep it under a couple of minutes.
+Runs the default dataset (the real SPY one-minute bars that ship with the project) on a slice (March
+2011) with the default horizons (30 and 60 minutes) and — when ``../shared/data`` is beside the
+project, as in CI — the real Reuters headlines of the same month through every news stage.
 """
 
 import numpy as np
 import pytest
 
-from spx.components.selection.select import select_champion
+from spx.components.bronze.datasets import shared_data_dir
+from spx.components.selection.select import CREDIBLE, NO_EDGE, select_champion
 from spx.components.training.variants import VARIANTS
 from spx.pipelines.local import run_local
 from spx.core.settings import settings
@@ -14,14 +17,17 @@ from spx.core.settings import settings
 pytestmark = pytest.mark.e2e
 
 VARIANT_NAMES = [v[0] for v in VARIANTS]
+SHARED = shared_data_dir()
+HAS_NEWS = SHARED is not None and (SHARED / "news" / "reuters_markets_2011q1.parquet").exists()
 
 
 @pytest.fixture()
 def e2e_run(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    selection = run_local(run_id="e2e-test", source="bundled", start="2011-01-01", end="2018-12-31",
-                          horizon_short=1, horizon_long=5, n_folds=3, n_boot=100, min_oot_auc=0.0,
-                          max_overfit_gap=1.0)
+    monkeypatch.delenv("SPX_NEWS_FILE", raising=False)
+    monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
+    selection = run_local(run_id="e2e-test", start="2011-03-01", end="2011-03-31", n_folds=3, n_boot=100,
+                          min_oot_auc=0.0, max_overfit_gap=1.0)
     return selection
 
 
@@ -29,7 +35,7 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     selection = e2e_run
     keys = store.list("")
     # bronze (write-once raw), silver, gold, models, selection — all in the bucket
-    assert any(k.startswith("bronze/market/arch-sp500/SPX500_USD/D/") for k in keys)
+    assert any(k.startswith("bronze/market/spy-m1-2011q1/SPX500_USD/M1/") for k in keys)
     for family in ("technical", "microstructure", "volatility"):
         assert f"silver/e2e-test/{family}.parquet" in keys
     assert {"gold/e2e-test/features.parquet", "gold/e2e-test/manifest.json"} <= set(keys)
@@ -42,17 +48,33 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
 
     gold = store.read_parquet("gold/e2e-test/features.parquet")
     manifest = store.get_json("gold/e2e-test/manifest.json")
-    # the slice is honoured; the first ~252 bars are indicator warm-up (volatility percentile rank)
-    assert "2011-01-01" <= str(gold["timestamp"].min()) <= "2012-03-01"
-    assert str(gold["timestamp"].max()).startswith("2018-12-31")
-    assert manifest["horizons"] == [1, 5] and set(manifest["base_feature_columns"]) < set(manifest["feature_columns"])
+    # the slice is honoured (regular session, bar ends); the first 252 bars are warm-up (vol percentile rank)
+    assert "2011-03-01" <= str(gold["timestamp"].min()) <= "2011-03-03"
+    assert str(gold["timestamp"].max()) == "2011-03-31 20:00:00+00:00"  # 16:00 New York, the last bar end
+    assert manifest["horizons"] == [30, 60] and set(manifest["base_feature_columns"]) < set(manifest["feature_columns"])
+    assert manifest["session"] == "regular" and manifest["bars_per_year"] == 252 * 390
 
-    # the champion: the best eligible classifier by OOT AUC
+    # news: the real headlines went bronze -> silver -> gold -> as-of join; the *_all variants see them and
+    # xgb_nonews is their no-news twin on the same rows
+    news_cols = manifest["news_feature_columns"]
+    if HAS_NEWS:
+        assert len(news_cols) >= 10 and manifest["news"]["signals"] > 1000
+        assert {"bronze/news/file/", "silver/e2e-test/news.parquet", "gold/e2e-test/news_signals.parquet"} <= {
+            k if not k.startswith("bronze/news/file/") else "bronze/news/file/" for k in keys}
+        assert (gold["news_article_count"] > 0).mean() > 0.9 and gold["news_avg_sentiment"].abs().gt(0).any()
+        assert selection["news"]["news_features"] == len(news_cols)
+    metrics = {n: store.get_json(f"models/e2e-test/{n}/metrics.json") for n in VARIANT_NAMES}
+    assert set(metrics["xgb_all"]["features"]) - set(metrics["xgb_nonews"]["features"]) == set(news_cols)
+    assert metrics["xgb_all"]["n_oot"] == metrics["xgb_nonews"]["n_oot"]
+
+    # the champion: the best candidate by VALIDATION AUC at the champion horizon (30); OOT is only reported
     ranking = selection["ranking"]
-    assert [r["variant"] for r in ranking if r["eligible"]][0] == selection["champion"]["variant"]
-    eligible = [r for r in ranking if r["eligible"]]
-    assert all(r["task"] == "classification" for r in eligible)
-    assert eligible[0]["oot_auc"] == max(r["oot_auc"] for r in eligible)
+    candidates = [r for r in ranking if r["candidate"]]
+    assert candidates[0]["variant"] == selection["champion"]["variant"]
+    assert all(r["task"] == "classification" and r["horizon"] == 30 for r in candidates)
+    assert candidates[0]["val_auc"] == max(r["val_auc"] for r in candidates)
+    assert selection["champion"]["verdict"] in (CREDIBLE, NO_EDGE) and selection["verdict"] == selection[
+        "champion"]["verdict"]
 
     # MLflow: one run per variant with metrics, params and a logged model; alias champion
     import mlflow
@@ -66,16 +88,18 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert sorted(r.data.tags["variant"] for r in runs) == sorted(VARIANT_NAMES)
     for r in runs:
         assert {"oot_auc", "train_auc", "baseline_majority_auc", "oot_auc_ci_low"} <= set(r.data.metrics)
-        assert r.data.params["horizon"] in {"1", "5"}
+        assert r.data.params["horizon"] in {"30", "60"}
     champ = client.get_model_version_by_alias(cfg.registered_model, "champion")
     assert champ.tags["variant"] == selection["champion"]["variant"]
     assert champ.tags["native_uri"] == selection["champion"]["native_uri"]
     assert champ.tags["model_format"] in {"xgboost", "lightgbm"}
+    assert champ.tags["verdict"] == selection["champion"]["verdict"]  # the verdict travels with the model
+    champ_run = next(r for r in ranking if r["variant"] == champ.tags["variant"])["mlflow_run_id"]
+    assert client.get_run(champ_run).data.tags["verdict"] == selection["champion"]["verdict"]
     # beside the native file: what the served predictor reports (registered name and version)
     info = store.get_json(champ.tags["native_uri"] + "spx-model.json")
     assert (info["name"], info["version"], info["feature_columns"]) == (
-        cfg.registered_model, str(champ.version), manifest["feature_columns"] if champ.tags["variant"] != "xgb_base"
-        else manifest["base_feature_columns"])
+        cfg.registered_model, str(champ.version), metrics[champ.tags["variant"]]["features"])
 
     # the registered model (pyfunc) and the native file KServe serves give the same P(up)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.registered_model}@champion")
@@ -108,3 +132,6 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     new = client.get_model_version_by_alias(cfg.registered_model, "champion")
     assert int(new.version) == int(champ.version) + 1
     assert client.get_model_version_by_alias(cfg.registered_model, "previous-champion").version == champ.version
+    if not HAS_NEWS:
+        pytest.skip("../shared/data/news is not beside the project: the pipeline ran without news, and the "
+                    "real-headline checks were not made")

@@ -1,0 +1,182 @@
+"""Exchange sessions for intraday bars (the NYSE calendar from ``exchange_calendars``).
+
+Time stamps: every bar in bronze, silver and gold is stamped with its **end** (the 09:30–09:31 New
+York bar is stamped 09:31), as timezone-aware UTC. A bar belongs to the regular session of day ``d``
+when ``open(d) < end <= close(d)`` and it starts at or after the open; ``open``/``close`` come from
+the calendar (09:30–16:00 America/New_York, 13:00 on half days, no session on holidays).
+
+:func:`prepare_bars` is what silver and gold run on the bronze bars:
+
+* only regular-session bars are kept (``session="regular"``, the default; ``"all"`` keeps every bar);
+* the overnight gap is taken out of the price path: each session's prices are rescaled so that its
+  first bar opens at the previous session's last close (a constant factor per session, known from
+  the session's first bar on — causal). One-bar returns, rolling volatilities, ranges and indicators
+  computed on these prices therefore never treat the overnight move as one minute's move;
+* the gap itself becomes a feature of its own (``session_gap``, % log return from the previous
+  session's last close to this session's first open, known from the first bar on);
+* the bars-per-year used to annualise volatility and Sharpe ratios is the calendar's real session
+  length (390 one-minute bars on a full day, 210 on a half day), not 24 hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from spx.core.errors import DataValidationError
+
+CALENDAR = "XNYS"
+SESSIONS = ("regular", "all")
+SESSIONS_PER_YEAR = 252.0
+
+
+@lru_cache(maxsize=16)
+def _schedule(calendar: str, first: str, last: str) -> pd.DataFrame:
+    import exchange_calendars as xcals
+
+    cal = xcals.get_calendar(calendar, start=first, end=last)
+    return cal.schedule[["open", "close"]].copy()
+
+
+def schedule(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """Sessions (index: session date; ``open``, ``close`` in UTC) covering [first, last]."""
+    # whole years, so that every slice of the same data shares one cached calendar
+    lo = pd.Timestamp(first).tz_convert(None).normalize() - pd.Timedelta(days=7)
+    hi = pd.Timestamp(last).tz_convert(None).normalize() + pd.Timedelta(days=7)
+    return _schedule(calendar, f"{lo.year}-01-01", f"{hi.year}-12-31")
+
+
+def locate(ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta, calendar: str = CALENDAR
+           ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Session number (row of the schedule) of each bar-end stamp, -1 outside the regular session."""
+    idx = pd.DatetimeIndex(ts)
+    sched = schedule(calendar, idx.min(), idx.max())
+    opens = sched["open"].values.astype("datetime64[ns]").view("i8")
+    closes = sched["close"].values.astype("datetime64[ns]").view("i8")
+    t = idx.tz_convert("UTC").asi8
+    pos = np.searchsorted(opens, t, side="left") - 1  # last open strictly before the bar end
+    ok = pos >= 0
+    safe = np.clip(pos, 0, len(opens) - 1)
+    ok &= (t <= closes[safe]) & (t - bar.value >= opens[safe])
+    return np.where(ok, safe, -1), sched
+
+
+def bars_per_year(sched: pd.DataFrame, used: np.ndarray, bar: pd.Timedelta) -> float:
+    """252 sessions a year times the mean calendar length (in bars) of the sessions in the data."""
+    used = np.unique(used[used >= 0])
+    if not len(used):
+        return SESSIONS_PER_YEAR * (pd.Timedelta(minutes=390) / bar)
+    length = (sched["close"].iloc[used] - sched["open"].iloc[used]).dt.total_seconds().to_numpy()
+    return float(SESSIONS_PER_YEAR * length.mean() / bar.total_seconds())
+
+
+def is_intraday(bar: pd.Timedelta) -> bool:
+    return bar < pd.Timedelta(days=1)
+
+
+@dataclass
+class PreparedBars:
+    """Bars ready for features: ``bars`` (session-filtered, overnight gap taken out of OHLC),
+    ``close`` (the real closes, for labels), and per-bar session facts (intraday only)."""
+
+    bars: pd.DataFrame
+    close: pd.Series
+    session: np.ndarray | None          # session number per bar (None for daily bars)
+    session_gap: np.ndarray | None      # % log gap prev close -> this session's first open
+    first_bar: np.ndarray | None        # 1.0 on the first bar of a session
+    minutes_to_close: np.ndarray | None
+    bars_per_year: float
+    session_mode: str
+
+
+def prepare_bars(bars: pd.DataFrame, bar: pd.Timedelta, session: str = "regular",
+                 calendar: str = CALENDAR) -> PreparedBars:
+    """See the module docstring. Daily bars pass through unchanged (one bar per session)."""
+    if session not in SESSIONS:
+        raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
+    bars = bars.reset_index(drop=True)
+    if not is_intraday(bar):
+        ppy = SESSIONS_PER_YEAR / (bar / pd.Timedelta(days=1))
+        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
+    if session == "all":
+        # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts
+        ppy = SESSIONS_PER_YEAR * (pd.Timedelta(hours=23) / bar)
+        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
+    sess, sched = locate(bars["timestamp"], bar, calendar)
+    keep = sess >= 0
+    if not keep.any():
+        raise DataValidationError(
+            f"no bar falls in a regular {calendar} session (09:30-16:00 New York, bar-end stamps); "
+            f"{describe_stamps(bars, bar, calendar)}")
+    bars = bars.loc[keep].reset_index(drop=True)
+    sess = sess[keep]
+    close = bars["close"].astype(float).copy()
+    first = np.r_[True, sess[1:] != sess[:-1]]
+    log_o = np.log(bars["open"].to_numpy(float))
+    log_c = np.log(close.to_numpy())
+    prev_close = np.r_[np.nan, log_c[:-1]]
+    gap_at_first = np.where(first, log_o - prev_close, 0.0)
+    gap_at_first[0] = 0.0  # no previous session in the data
+    # per-session log factor: cumulative sum of -gap over session starts (causal: known at the open)
+    shift = np.cumsum(-gap_at_first)
+    factor = np.exp(shift)
+    adj = bars.copy()
+    for col in ("open", "high", "low", "close"):
+        adj[col] = bars[col].to_numpy(float) * factor
+    for col in ("bid", "ask"):
+        if col in adj.columns:
+            adj[col] = bars[col].to_numpy(float) * factor
+    starts = np.flatnonzero(first)
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(sess)]))
+    session_gap = gap_at_first[starts][run] * 100.0
+    closes_ns = sched["close"].values.astype("datetime64[ns]").view("i8")[sess]
+    mins_to_close = (closes_ns - bars["timestamp"].values.astype("datetime64[ns]").view("i8")) / 6e10
+    return PreparedBars(adj, close, sess, session_gap, first.astype(float), mins_to_close.astype(float),
+                        bars_per_year(sched, sess, bar), session)
+
+
+def describe_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
+    """What the time stamps of intraday bars look like against the calendar (for error messages)."""
+    ts = pd.DatetimeIndex(bars["timestamp"])
+    sess, sched = locate(ts, bar, calendar)
+    share = float((sess >= 0).mean())
+    verdict = diagnose_stamps(bars, bar, calendar)
+    return f"{share:.0%} of the bars fall in the regular session; {verdict or 'stamps look like bar ends in UTC'}"
+
+
+def diagnose_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
+    """"" when intraday stamps look like UTC bar ends; otherwise what they look like instead.
+
+    * bar starts: many bars stamped exactly at a session open and none exactly at a close;
+    * New York wall-clock time labelled UTC: few bars in the regular session, most of them when
+      the stamps are read as New York local time."""
+    ts = pd.DatetimeIndex(bars["timestamp"])
+    if ts.tz is None:
+        return "naive time stamps (no time zone)"
+    ts = ts.tz_convert("UTC")
+    sess, sched = locate(ts, bar, calendar)
+    weight = bars["volume"].to_numpy(float) if "volume" in bars.columns else np.ones(len(ts))
+    weight = weight if weight.sum() > 0 else np.ones(len(ts))
+    in_regular = float(weight[sess >= 0].sum() / weight.sum())  # volume share: the session trades most
+    wall = ts.tz_localize(None).tz_localize("America/New_York", ambiguous="NaT",
+                                            nonexistent="NaT").tz_convert("UTC")
+    ok = ~wall.isna()
+    if ok.any():
+        sess_ny, _ = locate(wall[ok], bar, calendar)
+        w_ny = weight[ok]
+        in_ny = float(w_ny[sess_ny >= 0].sum() / max(w_ny.sum(), 1e-12))
+        if in_ny > 0.8 and in_regular < 0.6:
+            return ("New York wall-clock times labelled as UTC (most of the volume falls in the regular "
+                    f"session only when the stamps are read as America/New_York: {in_ny:.0%} against "
+                    f"{in_regular:.0%})")
+    t = ts.asi8
+    at_open = int(np.isin(t, sched["open"].values.astype("datetime64[ns]").view("i8")).sum())
+    at_close = int(np.isin(t, sched["close"].values.astype("datetime64[ns]").view("i8")).sum())
+    n_days = max(1, len(np.unique(sess[sess >= 0])) if (sess >= 0).any() else len(sched))
+    if at_open >= 0.5 * n_days and at_close <= 0.1 * at_open:
+        return (f"bar-START time stamps ({at_open} bars stamped exactly at a session open, {at_close} at a "
+                f"close)")
+    return ""
