@@ -21,11 +21,11 @@ from pipelines.k8s import use_cluster_env
 
 PIPELINE_NAME = "spx-monitoring"
 
-# The canary step re-reads the InferenceService and re-plans on every attempt, so retrying it is safe (a retry
-# after a lost reply finds the patch applied). The drift and trigger steps keep no retries: a retried trigger
-# could start a second training run.
-CANARY_RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
-                    backoff_factor=2.0, backoff_max_duration="600s")
+# No KFP retry policy here: KFP 2.5 applies retry policies only to top-level tasks, and the canary step sits
+# inside `dsl.If(manage_canary)`. The canary step retries its own API calls instead (components/deploy/
+# canary.py run_with_retries: re-read, re-plan, back off on 409/429/5xx or a dropped connection), which is
+# safe because a retry after a lost reply finds the patch applied. The drift and trigger steps keep no
+# retries: a retried trigger could start a second training run.
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Evidently drift of served traffic and new gold data vs the "
@@ -66,8 +66,6 @@ def monitoring_pipeline(
             prometheus_url=prometheus_url, dry_run=canary_dry_run,
         ).set_display_name("kserve: canary promote / roll back")
         canary.set_caching_options(False)
-        if CANARY_RETRY["num_retries"] > 0:
-            canary.set_retry(**CANARY_RETRY)
         canary.set_cpu_request("100m").set_cpu_limit("1").set_memory_request("512M").set_memory_limit("2G")
         use_cluster_env(canary)
 

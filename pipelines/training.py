@@ -26,14 +26,17 @@ PIPELINE_NAME = "spx-training"
 
 # Retries with exponential backoff for the cluster. `spx run` sets SPX_PIPELINE_RETRIES=0 before importing
 # this module: locally a failure is deterministic and should surface at once.
+# KFP 2.5 applies a retry policy only to tasks of the pipeline's top-level DAG: a task inside `dsl.If`
+# (feast materialize, the deploy step) gets none, so none is set there (see docs/cluster.md, "Retries").
+# The deploy step retries its API calls itself (components/deploy/canary.py run_with_retries).
 RETRY = dict(num_retries=int(os.environ.get("SPX_PIPELINE_RETRIES", "3")), backoff_duration="30s",
              backoff_factor=2.0, backoff_max_duration="600s")
 
 
 def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
-               cpu_limit: str = "2", memory_limit: str = "4G") -> dsl.PipelineTask:
-    """Retries with exponential backoff, resources, and S3/MLflow settings from the cluster."""
-    if RETRY["num_retries"] > 0:
+               cpu_limit: str = "2", memory_limit: str = "4G", retry: bool = True) -> dsl.PipelineTask:
+    """Retries with exponential backoff (top-level tasks only), resources, and S3/MLflow settings."""
+    if retry and RETRY["num_retries"] > 0:
         task.set_retry(**RETRY)
     task.set_cpu_request(cpu).set_cpu_limit(cpu_limit)
     task.set_memory_request(memory).set_memory_limit(memory_limit)
@@ -124,11 +127,11 @@ def training_pipeline(
     with dsl.If(materialize_features == True):  # noqa: E712 - KFP condition, not a Python bool
         feast = feast_materialize(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
                                   run_id=run)
-        _configure(feast).set_display_name("feast: apply + materialize")
+        _configure(feast, retry=False).set_display_name("feast: apply + materialize")
 
     with dsl.If(deploy == True):  # noqa: E712
         rollout = deploy_op(selection_uri=select.outputs["Output"], namespace=namespace, isvc_name=isvc_name,
                             canary_percent=canary_percent, mode=serving_mode)
-        _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M")
+        _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M", retry=False)
         rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]

@@ -63,3 +63,43 @@ class Settings:
 def settings() -> Settings:
     """Settings as of now (environment is re-read on every call; cheap)."""
     return Settings.from_env()
+
+
+@dataclass(frozen=True)
+class ClusterNames:
+    """Names of the objects the Helm release creates that pipeline steps refer to.
+
+    They depend on the release name (``<release>-s3``, ``<release>-env``, ``<release>-kserve-s3``), so the
+    chart writes them into its env ConfigMap and the upload Job's environment; the defaults are the names
+    for the release ``spx-kfp``.
+    """
+
+    s3_secret: str  # SPX_K8S_S3_SECRET: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ KServe s3 annotations)
+    env_configmap: str  # SPX_K8S_CONFIGMAP: the settings every component reads
+    kserve_service_account: str  # SPX_KSERVE_SERVICE_ACCOUNT: the model server's account carrying the Secret
+
+
+def cluster_names() -> ClusterNames:
+    return ClusterNames(
+        s3_secret=_env("SPX_K8S_S3_SECRET", "spx-kfp-s3"),
+        env_configmap=_env("SPX_K8S_CONFIGMAP", "spx-kfp-env"),
+        kserve_service_account=_env("SPX_KSERVE_SERVICE_ACCOUNT", "spx-kfp-kserve-s3"),
+    )
+
+
+@dataclass(frozen=True)
+class KubeTestTools:
+    """The real kube-apiserver the ``cluster`` test tier starts (tests/cluster/apiserver.py)."""
+
+    tools_dir: Path  # SPX_KUBE_TOOLS: apiserver.sh, crds/kserve-v0.20.0/, kfp-2.5.0/ (default ../shared/tools/k8s)
+    apiserver_bin: str  # SPX_KUBE_APISERVER_BIN: a kube-apiserver binary to use instead (e.g. envtest's)
+    ci: bool  # CI=true: a missing API server fails the tier instead of skipping it
+
+
+def kube_test_tools(project_root: Path) -> KubeTestTools:
+    default = (project_root / ".." / "shared" / "tools" / "k8s").resolve()
+    return KubeTestTools(
+        tools_dir=Path(_env("SPX_KUBE_TOOLS", str(default))).resolve(),
+        apiserver_bin=_env("SPX_KUBE_APISERVER_BIN", ""),
+        ci=_env("CI", "").lower() in ("1", "true", "yes"),
+    )
