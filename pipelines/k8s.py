@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kfp import dsl, kubernetes
 
-from spx.core.settings import settings
+from spx.core.settings import cluster_names
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # every key is present in helm/spx-kfp/templates/configmaps.yaml (a missing key would fail the pod)
@@ -19,15 +19,17 @@ ENV_CONFIGMAP_KEYS = (
     "MLFLOW_TRACKING_URI", "SPX_REGISTERED_MODEL", "SPX_COMPONENT_IMAGE", "SPX_SERVING_IMAGE",
     "SPX_FEAST_ONLINE_STORE", "SPX_FEAST_REDIS", "SPX_FEAST_REGISTRY", "SPX_INFERENCE_SERVICE",
     "SPX_INFERENCE_MODE", "SPX_PREDICTION_LOGGER_URL", "SPX_SERVING_RUNTIME",
+    # release-dependent object names the deploy/canary steps put on the InferenceService
+    "SPX_K8S_S3_SECRET", "SPX_K8S_CONFIGMAP", "SPX_KSERVE_SERVICE_ACCOUNT",
 )
 
 
 def s3_secret_name() -> str:
-    return settings().cluster.s3_secret
+    return cluster_names().s3_secret
 
 
 def config_map_name() -> str:
-    return settings().cluster.config_map
+    return cluster_names().env_configmap
 
 
 def use_cluster_env(task: dsl.PipelineTask, secret_name: str | None = None,

@@ -19,9 +19,11 @@ from spx.pipelines.options import CompileOptions, compiling, configure
 
 PIPELINE_NAME = "spx-monitoring"
 
-# The canary step re-reads the InferenceService and re-plans on every attempt, so retrying it is safe (a retry
-# after a lost reply finds the patch applied). The drift and trigger steps keep no retries: a retried trigger
-# could start a second training run.
+# No KFP retry policy here: KFP 2.5 applies retry policies only to top-level tasks, and the canary step sits
+# inside `dsl.If(manage_canary)`. The canary step retries its own API calls instead (components/deploy/
+# canary.py run_with_retries: re-read, re-plan, back off on 409/429/5xx or a dropped connection), which is
+# safe because a retry after a lost reply finds the patch applied. The drift and trigger steps keep no
+# retries: a retried trigger could start a second training run.
 DESCRIPTION = ("Evidently drift of served traffic and new gold data vs the champion's training reference, live "
                "hit rate, and a conditional retrain of spx-training.")
 
@@ -62,7 +64,7 @@ def monitoring_dag(
             prometheus_url=prometheus_url, dry_run=canary_dry_run,
         ).set_display_name("kserve: canary promote / roll back")
         canary.set_caching_options(False)
-        configure(canary, cpu="100m", cpu_limit="1", memory="512M", memory_limit="2G")
+        configure(canary, cpu="100m", cpu_limit="1", memory="512M", memory_limit="2G", retry=False)
 
     drift = detect_drift(
         monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reference_run_id=reference_run_id, variant=variant,

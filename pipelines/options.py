@@ -36,7 +36,7 @@ class CompileOptions:
         ``None`` overrides are ignored."""
         cfg = settings()
         base = cls(image=cfg.pipeline.component_image, retries=cfg.pipeline.retries,
-                   s3_secret=cfg.cluster.s3_secret, config_map=cfg.cluster.config_map)
+                   s3_secret=cfg.cluster.s3_secret, config_map=cfg.cluster.env_configmap)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -15,17 +15,81 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+# KFP 2.5's ScheduledWorkflow controller parses crons with github.com/robfig/cron v1.2.0 (`cron.Parse`):
+# six fields, seconds first; each field a comma list of `*`/`?`, `N`, `N-M`, each optionally `/STEP`;
+# month and day-of-week also take three-letter names; day-of-week is 0-6 (Sunday = 0; 7 is rejected);
+# no `L`, `W` or `#`.
+_FIELDS = (  # (name, min, max, names)
+    ("second", 0, 59, None),
+    ("minute", 0, 59, None),
+    ("hour", 0, 23, None),
+    ("day-of-month", 1, 31, None),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}),
+    ("day-of-week", 0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
+)
+_PART = re.compile(r"^(?P<range>\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9]+))?$")
+
+# KFP 2.5's API server accepts max_concurrency 1..10 for a recurring run
+MAX_CONCURRENCY = (1, 10)
 
 
 class ScheduleError(ValueError):
     pass
 
 
-def to_kfp_cron(expr: str) -> str:
-    """A user cron (5 fields, minute first) to KFP's 6-field seconds-first form.
+def _value(text: str, field: tuple, expr: str) -> int:
+    name, lo, hi, names = field
+    if text.isdigit():
+        value = int(text)
+    elif names and text.lower() in names:
+        value = names[text.lower()]
+    else:
+        raise ScheduleError(f"invalid {name} value {text!r} in {expr!r} (KFP's cron parser takes numbers"
+                            + (f" or names {'/'.join(n.upper() for n in names)}" if names else "") + ")")
+    if not lo <= value <= hi:
+        raise ScheduleError(f"{name} value {value} out of range {lo}-{hi} in {expr!r}")
+    return value
 
-    ``'0 2 * * *'`` -> ``'0 0 2 * * *'``; 6-field input is kept; anything else is an error.
+
+def _check_field(text: str, field: tuple, expr: str) -> None:
+    name = field[0]
+    for part in text.split(","):
+        m = _PART.match(part)
+        if not m:
+            raise ScheduleError(f"invalid {name} field {text!r} in {expr!r}: KFP 2.5 (robfig/cron v1.2.0) takes "
+                                "*, ?, N, N-M and /STEP only (no L, W or #)")
+        if m.group("step") is not None and int(m.group("step")) == 0:
+            raise ScheduleError(f"{name} step must be >= 1 in {expr!r}")
+        rng = m.group("range")
+        if rng in ("*", "?"):
+            continue
+        bounds = [_value(v, field, expr) for v in rng.split("-")]
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
+            raise ScheduleError(f"{name} range {rng!r} runs backwards in {expr!r}")
+
+
+def validate_kfp_cron(expr: str) -> str:
+    """Check a six-field, seconds-first cron the way KFP 2.5 (robfig/cron v1.2.0) parses it; return it."""
+    fields = expr.split()
+    if len(fields) != 6:
+        raise ScheduleError(f"KFP cron needs 6 fields (seconds first), got {len(fields)}: {expr!r}")
+    for text, field in zip(fields, _FIELDS):
+        _check_field(text, field, expr)
+    return " ".join(fields)
+
+
+def validate_max_concurrency(value: int) -> int:
+    lo, hi = MAX_CONCURRENCY
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ScheduleError(f"max_concurrency must be an integer in {lo}..{hi} (KFP's limit), got {value!r}")
+    return value
+
+
+def to_kfp_cron(expr: str) -> str:
+    """A user cron (5 fields, minute first) to KFP's 6-field seconds-first form, checked as KFP parses it.
+
+    ``'0 2 * * *'`` -> ``'0 0 2 * * *'``; 6-field input is kept; anything KFP 2.5 would reject is an error.
     """
     if not isinstance(expr, str):
         raise ScheduleError(f"cron must be a string, got {expr!r}")
@@ -34,13 +98,10 @@ def to_kfp_cron(expr: str) -> str:
         raise ScheduleError("cron expression is empty")
     if fields[0].startswith("@"):
         raise ScheduleError(f"cron macros like {fields[0]!r} are not supported: write the fields out")
-    for f in fields:
-        if not _FIELD.match(f):
-            raise ScheduleError(f"invalid cron field {f!r} in {expr!r}")
     if len(fields) == 5:
-        return " ".join(["0", *fields])
+        return validate_kfp_cron(" ".join(["0", *fields]))
     if len(fields) == 6:
-        return " ".join(fields)
+        return validate_kfp_cron(" ".join(fields))
     raise ScheduleError(
         f"cron needs 5 fields (minute hour day month weekday) or 6 (seconds first); got {len(fields)}: {expr!r}"
     )
@@ -104,8 +165,7 @@ def create_or_update_schedule(
 ) -> ScheduleResult:
     """Make the recurring run ``job_name`` run ``pipeline_name`` on ``cron``; idempotent."""
     kfp_cron = to_kfp_cron(cron)
-    if max_concurrency < 1:
-        raise ScheduleError("max_concurrency must be >= 1")
+    validate_max_concurrency(max_concurrency)
     from spx.pipelines.submit import default_pipeline_root
 
     params = dict(params or {})

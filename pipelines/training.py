@@ -24,9 +24,13 @@ PIPELINE_NAME = "spx-training"
 
 
 def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
-               cpu_limit: str = "2", memory_limit: str = "4G") -> dsl.PipelineTask:
-    """Image, retries, resources and cluster settings from the compile options (``spx.pipelines.options``)."""
-    return configure(task, cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit)
+               cpu_limit: str = "2", memory_limit: str = "4G", retry: bool = True) -> dsl.PipelineTask:
+    """Image, retries, resources and cluster settings from the compile options (``spx.pipelines.options``).
+
+    KFP 2.5 applies a retry policy only to tasks of the pipeline's top-level DAG: a task inside ``dsl.If``
+    (feast materialize, the deploy step) gets none, so none is set there (see docs/cluster.md, "Retries").
+    The deploy step retries its API calls itself (components/deploy/canary.py run_with_retries)."""
+    return configure(task, cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=retry)
 
 
 DESCRIPTION = ("S&P 500 short-horizon direction: medallion features, walk-forward validated XGBoost/LightGBM "
@@ -127,13 +131,13 @@ def training_dag(
     with dsl.If(materialize_features == True):  # noqa: E712 - KFP condition, not a Python bool
         feast = feast_materialize(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
                                   run_id=run)
-        _configure(feast).set_display_name("feast: apply + materialize")
+        _configure(feast, retry=False).set_display_name("feast: apply + materialize")
 
     with dsl.If(deploy == True):  # noqa: E712
         rollout = deploy_op(selection_uri=select.outputs["Output"], namespace=namespace, isvc_name=isvc_name,
                             canary_percent=canary_percent, mode=serving_mode,
                             allow_no_edge=deploy_without_edge)
-        _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M")
+        _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M", retry=False)
         rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]
 

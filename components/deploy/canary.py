@@ -25,12 +25,13 @@ exactly those verbs.
 from __future__ import annotations
 
 import json
-import os
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal
+
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class ServingConfig:
     protocol_version: str = "v2"
     # ServingRuntime; default $SPX_SERVING_RUNTIME (the chart: spx-predictor, which reports model versions);
     # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
-    runtime: str = field(default_factory=lambda: os.environ.get("SPX_SERVING_RUNTIME", ""))
+    runtime: str = field(default_factory=lambda: settings().pipeline.serving_runtime)
     transformer_image: str = ""  # empty: no transformer
     transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
     transformer_env_secret: str = ""  # envFrom for the transformer (S3 keys for the Feast registry)
@@ -131,7 +132,7 @@ class ServingConfig:
     # KServe inference logger (mode all) -> the prediction-log sink; on the transformer when there is one
     # (its response carries the features used), else on the predictor. Default: $SPX_PREDICTION_LOGGER_URL
     # (the chart's env ConfigMap); empty: no logger.
-    logger_url: str = field(default_factory=lambda: os.environ.get("SPX_PREDICTION_LOGGER_URL", ""))
+    logger_url: str = field(default_factory=lambda: settings().serving.logger_url)
     min_replicas: int = 1
     max_replicas: int = 2
     predictor_resources: dict = field(
@@ -148,17 +149,21 @@ class ServingConfig:
     )
 
     @classmethod
-    def in_cluster(cls, *, namespace: str, name: str = "", mode: str = "", service_account: str,
+    def in_cluster(cls, *, namespace: str, name: str = "", mode: str = "", service_account: str = "",
                    transformer_image: str = "", transformer_env_configmap: str = "",
                    transformer_env_secret: str = "") -> "ServingConfig":
         """The config a pipeline step uses: empty values fall back to the chart's env ConfigMap
-        (``SPX_INFERENCE_SERVICE``, ``SPX_INFERENCE_MODE``, ``SPX_SERVING_IMAGE``)."""
-        return cls(namespace=namespace, name=name or os.environ.get("SPX_INFERENCE_SERVICE") or "spx-direction",
-                   mode=mode or os.environ.get("SPX_INFERENCE_MODE") or "serverless",
-                   service_account=service_account,
-                   transformer_image=transformer_image or os.environ.get("SPX_SERVING_IMAGE", ""),
-                   transformer_env_configmap=transformer_env_configmap,
-                   transformer_env_secret=transformer_env_secret)
+        (``SPX_INFERENCE_SERVICE``, ``SPX_INFERENCE_MODE``, ``SPX_SERVING_IMAGE``, and the release-dependent
+        object names ``SPX_KSERVE_SERVICE_ACCOUNT``, ``SPX_K8S_CONFIGMAP``, ``SPX_K8S_S3_SECRET``)."""
+        cfg = settings()
+        names = cfg.cluster
+        image = transformer_image or cfg.pipeline.serving_image
+        return cls(namespace=namespace, name=name or names.inference_service,
+                   mode=mode or names.inference_mode or "serverless",
+                   service_account=service_account or names.kserve_service_account,
+                   transformer_image=image,
+                   transformer_env_configmap=transformer_env_configmap or (names.env_configmap if image else ""),
+                   transformer_env_secret=transformer_env_secret or (names.s3_secret if image else ""))
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -172,11 +177,23 @@ def _pod_security() -> dict:
 
 
 def _container_security() -> dict:
+    # read-only root filesystem: the only writable path is the /tmp emptyDir (TMP_VOLUME below); KServe
+    # mounts the model read-only at /mnt/models
     return {
         "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
+
+
+TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+# KServe >= 0.20 spec.canary (RawDeployment/"Standard"): the CRD requires predictor.model.name, KServe's
+# validation requires predictor.name and rejects maxReplicas on a canary predictor (trafficPercent sizes it).
+CANARY_PREDICTOR_NAME = "canary"
+MODEL_CONTAINER_NAME = "kserve-container"
 
 
 def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
@@ -187,6 +204,7 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
         "storageUri": model.native_uri,
         "resources": cfg.predictor_resources,
         "securityContext": _container_security(),
+        "volumeMounts": [TMP_MOUNT],
     }
     if cfg.runtime:
         model_spec["runtime"] = cfg.runtime
@@ -195,10 +213,20 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "securityContext": _pod_security(),
+        "volumes": [TMP_VOLUME],
         "model": model_spec,
     }
     if cfg.logger_url and not cfg.transformer_image:
         spec["logger"] = _logger(cfg)
+    return spec
+
+
+def canary_predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
+    """The ``spec.canary[0].predictor`` of a raw-mode canary: named, its model named, no ``maxReplicas``."""
+    spec = predictor_spec(model, cfg)
+    spec.pop("maxReplicas", None)
+    spec["name"] = CANARY_PREDICTOR_NAME
+    spec["model"]["name"] = MODEL_CONTAINER_NAME
     return spec
 
 
@@ -217,6 +245,7 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "args": ["--predictor_protocol", cfg.protocol_version],
         "resources": cfg.transformer_resources,
         "securityContext": _container_security(),
+        "volumeMounts": [TMP_MOUNT],
     }
     env_from = []
     if cfg.transformer_env_configmap:
@@ -229,6 +258,7 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "securityContext": _pod_security(),
+        "volumes": [TMP_VOLUME],
         "containers": [container],
     }
     if cfg.logger_url:
@@ -384,7 +414,8 @@ def plan_deploy(
         predictor["canaryTrafficPercent"] = canary_percent
         spec: dict[str, Any] = {"predictor": predictor}
     else:
-        spec = {"canary": [{"trafficPercent": canary_percent, "predictor": predictor_spec(candidate, cfg)}]}
+        spec = {"canary": [{"trafficPercent": canary_percent,
+                            "predictor": canary_predictor_spec(candidate, cfg)}]}
     return _patch(current, cfg, annotations, spec,
                   f"canary {candidate.native_uri} at {canary_percent}% beside stable {stable.native_uri}")
 
@@ -595,6 +626,24 @@ def _retryable(exc: Exception) -> bool:
         return isinstance(exc, (ConnectionError, TimeoutError))
 
 
+def api_error_message(exc: Exception, cfg: ServingConfig) -> str | None:
+    """One line naming the object, the HTTP status and the API server's reason; None if not an API error."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not isinstance(exc, ApiException):
+        return None
+    reason, message = exc.reason or "", ""
+    try:
+        status = json.loads(exc.body or "")
+        reason = status.get("reason") or reason
+        message = status.get("message") or ""
+    except (TypeError, ValueError):
+        message = (exc.body or "").strip() if isinstance(exc.body, str) else ""
+    message = " ".join(message.split())  # the API server's multi-line field errors, on one line
+    return (f"InferenceService {cfg.namespace}/{cfg.name}: the API server answered {exc.status} {reason}"
+            + (f": {message}" if message else ""))
+
+
 def get_isvc(api, namespace: str, name: str) -> dict | None:
     try:
         return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -647,6 +696,9 @@ def run_with_retries(
             raise
         except Exception as exc:  # noqa: BLE001
             if not _retryable(exc) or attempt == attempts:
+                message = api_error_message(exc, cfg)
+                if message is not None:
+                    raise RolloutError(message) from exc
                 raise
             last = exc
             delay = backoff_seconds * 2 ** (attempt - 1)

@@ -2,9 +2,12 @@
 
 The pipeline's ServiceAccount needs get/create/patch on ``inferenceservices`` in its namespace
 (see ``helm/spx-kfp/templates/rbac.yaml`` and ``manifests/base/pipeline-rbac.yaml``).
+
+``service_account`` / ``transformer_env_configmap`` / ``transformer_env_secret`` empty: the names the Helm
+release wrote into its env ConfigMap (``SPX_KSERVE_SERVICE_ACCOUNT``, ``SPX_K8S_CONFIGMAP``,
+``SPX_K8S_S3_SECRET``), so any release name works.
 """
 
-from kfp import dsl
 
 from spx.core.component import spx_component
 
@@ -18,9 +21,9 @@ def deploy_op(
     mode: str = "serverless",
     dry_run: bool = False,
     transformer_image: str = "",
-    transformer_env_configmap: str = "spx-kfp-env",
-    transformer_env_secret: str = "spx-kfp-s3",
-    service_account: str = "spx-kfp-kserve-s3",
+    transformer_env_configmap: str = "",
+    transformer_env_secret: str = "",
+    service_account: str = "",
     allow_no_edge: bool = False,
 ) -> str:
     """Roll the selection's champion out: create the InferenceService, or canary it at ``canary_percent``.
@@ -63,16 +66,14 @@ def promote_op(
     min_requests: int = 100,
     dry_run: bool = False,
     transformer_image: str = "",
-    transformer_env_configmap: str = "spx-kfp-env",
-    transformer_env_secret: str = "spx-kfp-s3",
-    service_account: str = "spx-kfp-kserve-s3",
+    transformer_env_configmap: str = "",
+    transformer_env_secret: str = "",
+    service_account: str = "",
 ) -> str:
     """Promote the canary to 100% or roll back to the stable model, from measured canary health."""
     import json
 
-
-    from spx.components.deploy.canary import (CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api,
-                                          promote)
+    from spx.components.deploy.canary import CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api, promote
 
     cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
                                    transformer_image=transformer_image,
@@ -97,9 +98,9 @@ def evaluate_canary_op(
     prometheus_url: str = "",
     dry_run: bool = False,
     transformer_image: str = "",
-    transformer_env_configmap: str = "spx-kfp-env",
-    transformer_env_secret: str = "spx-kfp-s3",
-    service_account: str = "spx-kfp-kserve-s3",
+    transformer_env_configmap: str = "",
+    transformer_env_secret: str = "",
+    service_account: str = "",
 ) -> str:
     """The canary promotion loop: measure the canary over the window, then promote, roll back or hold.
 

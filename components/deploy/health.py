@@ -49,6 +49,7 @@ from spx.components.deploy.canary import (
     plan_promote,
     run_with_retries,
 )
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +313,10 @@ def kubernetes_api_configured() -> bool:
     import os
     from pathlib import Path
 
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    cfg = settings().cluster
+    if cfg.in_cluster:
         return True
-    paths = os.environ.get("KUBECONFIG", "")
+    paths = cfg.kubeconfig
     candidates = [Path(p) for p in paths.split(os.pathsep) if p] or [Path.home() / ".kube" / "config"]
     return any(p.is_file() for p in candidates)
 

@@ -51,7 +51,12 @@ def _k8s_api(api_server: str | None):
         cfg = client.Configuration()
         cfg.host = api_server
         return custom_objects_api(client.ApiClient(cfg))
-    return custom_objects_api()
+    from kubernetes.config import ConfigException
+
+    try:
+        return custom_objects_api()
+    except ConfigException as exc:
+        _fail(f"no Kubernetes API configured (not in a pod; kubeconfig: {exc}); give --api-server or set KUBECONFIG")
 
 
 def register(app: typer.Typer) -> None:

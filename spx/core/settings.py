@@ -91,7 +91,7 @@ class PipelineSettings(_Group):
     serving_image: str = Field("", validation_alias=_alias("SPX_SERVING_IMAGE"), description="image of the transformer (deploy step)")
     serving_runtime: str = Field("", validation_alias=_alias("SPX_SERVING_RUNTIME"), description="KServe ServingRuntime of the predictor (deploy step)")
     retries: int = Field(3, ge=0, validation_alias=_alias("SPX_PIPELINE_RETRIES"),
-                         description="retries per cluster task (compile time)")
+                         description="retries of top-level cluster tasks, exponential backoff from 30 s (KFP 2.5 ignores them inside dsl.If; 0 under spx run)")
     pipeline_root: str = Field("", validation_alias=_alias("SPX_PIPELINE_ROOT"), description="KFP pipeline root (default s3://$SPX_BUCKET/pipeline-root)")
     threads: int = Field(0, ge=0, validation_alias=_alias("SPX_THREADS"), description="XGBoost/LightGBM threads (0: all cores)")
 
@@ -113,7 +113,10 @@ class MarketSettings(_Group):
 
 class ClusterSettings(_Group):
     s3_secret: str = Field("spx-kfp-s3", validation_alias=_alias("SPX_K8S_S3_SECRET"), description="Secret the compiled tasks read S3 credentials from (chart: `<release>-s3`)")
-    config_map: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"), description="ConfigMap the compiled tasks read settings from (chart: `<release>-env`)")
+    env_configmap: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"), description="ConfigMap the compiled tasks read settings from (chart: `<release>-env`)")
+    kserve_service_account: str = Field("spx-kfp-kserve-s3", validation_alias=_alias("SPX_KSERVE_SERVICE_ACCOUNT"),
+                                        description="model server's ServiceAccount carrying the S3 Secret "
+                                                    "(chart: `<release>-kserve-s3`)")
     inference_service: str = Field("spx-direction", validation_alias=_alias("SPX_INFERENCE_SERVICE"), description="InferenceService the deploy/canary steps manage")
     inference_mode: str = Field("", validation_alias=_alias("SPX_INFERENCE_MODE"), description="KServe deployment mode: serverless or raw (empty: from the object)")
     namespace: str = Field("default", validation_alias=_alias("POD_NAMESPACE"), description="namespace of this pod (set by the chart)")
@@ -129,6 +132,17 @@ class ClusterSettings(_Group):
         return bool(self.kubernetes_service_host)
 
 
+class DevSettings(_Group):
+    """Test tooling: the real kube-apiserver of the ``cluster`` test tier (tests/cluster/apiserver.py)."""
+
+    kube_tools: Path | None = Field(None, validation_alias=_alias("SPX_KUBE_TOOLS"),
+                                    description="apiserver.sh, KServe CRDs, KFP manifests (default ../shared/tools/k8s)")
+    kube_apiserver_bin: str = Field("", validation_alias=_alias("SPX_KUBE_APISERVER_BIN"),
+                                    description="a kube-apiserver binary to use instead (e.g. envtest's)")
+    ci: bool = Field(False, validation_alias=_alias("CI"),
+                     description="CI=true: a missing API server fails the cluster tier instead of skipping it")
+
+
 class Settings(_Group):
     home: Path = Field(Path(".spx"), validation_alias=_alias("SPX_HOME"),
                        description="local state: S3 data, MLflow DB, Feast, logs (default ./.spx)")
@@ -141,6 +155,7 @@ class Settings(_Group):
     news: NewsSettings = Field(default_factory=NewsSettings)
     market: MarketSettings = Field(default_factory=MarketSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
 
     @field_validator("home")
     @classmethod
@@ -197,6 +212,19 @@ class Settings(_Group):
         }
 
 
+def cluster_names() -> ClusterSettings:
+    """Names of the release-dependent objects pipeline steps refer to (``<release>-s3``, ``<release>-env``,
+    ``<release>-kserve-s3``): the chart writes them into its env ConfigMap; defaults fit the release spx-kfp."""
+    return settings().cluster
+
+
+def kube_test_tools(project_root: Path) -> DevSettings:
+    """The cluster test tier's tools, ``kube_tools`` defaulting to ``<project>/../shared/tools/k8s``."""
+    dev = settings().dev
+    tools = dev.kube_tools or project_root / ".." / "shared" / "tools" / "k8s"
+    return dev.model_copy(update={"kube_tools": tools.expanduser().resolve()})
+
+
 def settings() -> Settings:
     """Settings as of now (the environment is re-read on every call); a bad value is a :class:`ConfigError`."""
     try:
@@ -251,7 +279,7 @@ def env_var_names() -> set[str]:
     """Every environment variable any setting reads (the README's configuration table is checked against it)."""
     names: set[str] = set()
     for model in (Settings, S3Settings, MlflowSettings, FeastSettings, ServingSettings, SinkSettings,
-                  PipelineSettings, NewsSettings, MarketSettings, ClusterSettings):
+                  PipelineSettings, NewsSettings, MarketSettings, ClusterSettings, DevSettings):
         for field in model.model_fields.values():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
@@ -264,7 +292,7 @@ def env_var_names() -> set[str]:
 GROUPS: dict[str, type[BaseSettings]] = {
     "general": Settings, "s3": S3Settings, "mlflow": MlflowSettings, "feast": FeastSettings,
     "serving": ServingSettings, "sink": SinkSettings, "pipeline": PipelineSettings, "news": NewsSettings,
-    "market": MarketSettings, "cluster": ClusterSettings,
+    "market": MarketSettings, "cluster": ClusterSettings, "dev": DevSettings,
 }
 
 

@@ -313,3 +313,25 @@ def helm_bin() -> str:
 @pytest.fixture(scope="session")
 def kubectl_bin(helm_bin) -> str:
     return str(Path(helm_bin).with_name("kubectl"))
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory, helm_bin, kubectl_bin):
+    """The real kube-apiserver (one per session) with the KServe CRDs and KFP 2.5.0 installed.
+
+    Skipped where none can start (with how to get one); in CI (CI=true) that is a failure instead.
+    """
+    from spx.core.settings import kube_test_tools
+    from tests.cluster import apiserver
+
+    tools = kube_test_tools(ROOT)
+    workdir = tmp_path_factory.mktemp("kube")
+    try:
+        cluster = apiserver.start(tools.kube_tools, workdir, kubectl_bin, helm_bin, tools.kube_apiserver_bin)
+    except apiserver.Unavailable as exc:
+        message = f"no Kubernetes API server for the cluster tier: {exc}. To get one: {apiserver.HOW_TO}"
+        if tools.ci:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield cluster
+    apiserver.stop(tools.kube_tools, workdir)

@@ -63,9 +63,11 @@ def test_first_deploy_creates_the_inference_service(kube_api, custom_api):
         "protocolVersion": "v2",
         "storageUri": "s3://spx/models/run-1/xgb_base/",
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # the only writable path
     }
+    assert predictor["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert "canaryTrafficPercent" not in predictor
     transformer = body["spec"]["transformer"]["containers"][0]
     assert transformer["image"] == "registry.local/spx-serving:0.1.0"

@@ -115,16 +115,29 @@ imagePullSecrets:
 {{- dict "model_format" .format "model_version" (toString .version) "native_uri" .uri "variant" "" | toJson -}}
 {{- end -}}
 
-{{/* spec.predictor of the InferenceService: (dict "fn" fullname "isvc" .Values.inferenceService "model" model) */}}
+{{/* spec.predictor of the InferenceService: (dict "fn" fullname "isvc" .Values.inferenceService "model" model
+     "canary" bool). A raw-mode canary predictor (spec.canary[].predictor, KServe >= 0.20) must be named, must
+     name its model (the CRD requires model.name) and must not set maxReplicas (KServe's validation). */}}
 {{- define "spx.predictor" -}}
+{{ if .canary -}}
+name: canary
+{{ end -}}
 serviceAccountName: {{ .fn }}-kserve-s3
 minReplicas: {{ .isvc.minReplicas }}
+{{- if not .canary }}
 maxReplicas: {{ .isvc.maxReplicas }}
+{{- end }}
 securityContext:
   runAsNonRoot: true
   seccompProfile:
     type: RuntimeDefault
+volumes:
+  - name: tmp
+    emptyDir: {}
 model:
+  {{- if .canary }}
+  name: kserve-container
+  {{- end }}
   modelFormat:
     name: {{ .model.format }}
   protocolVersion: {{ .isvc.protocolVersion }}
@@ -136,9 +149,12 @@ model:
     {{- toYaml .isvc.predictorResources | nindent 4 }}
   securityContext:
     allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
     runAsNonRoot: true
     capabilities:
       drop: ["ALL"]
+  volumeMounts:
+    - {name: tmp, mountPath: /tmp}
 {{- end -}}
 
 {{- /* The prediction-log sink's in-cluster URL (the KServe logger target); empty when disabled. */}}
@@ -147,3 +163,20 @@ model:
 {{- printf "http://%s-prediction-sink.%s.svc.cluster.local/" (include "spx.fullname" .) .Release.Namespace -}}
 {{- end -}}
 {{- end }}
+
+
+{{/* the `providers` value of KFP's kfp-launcher ConfigMap for the chart's object store */}}
+{{- define "spx.kfpLauncherProviders" -}}
+s3:
+  default:
+    endpoint: {{ include "spx.s3HostPort" . }}
+    region: {{ .Values.s3.region }}
+    disableSSL: {{ not .Values.s3.useHttps }}
+    forcePathStyle: true
+    credentials:
+      fromEnv: false
+      secretRef:
+        secretName: {{ include "spx.s3SecretName" . }}
+        accessKeyKey: AWS_ACCESS_KEY_ID
+        secretKeyKey: AWS_SECRET_ACCESS_KEY
+{{- end -}}
