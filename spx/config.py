@@ -63,3 +63,37 @@ class Settings:
 def settings() -> Settings:
     """Settings as of now (environment is re-read on every call; cheap)."""
     return Settings.from_env()
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Serving and prediction-log settings (``spx serve``, the model servers, the sink).
+
+    * ``SPX_SERVE_HOST`` — address the locally started predictor, transformer and sink bind to
+      (default ``127.0.0.1``: loopback only; the container images pass ``--host 0.0.0.0``).
+    * ``SPX_SINK_TOKEN`` — shared secret the sink's writers present as ``Authorization: Bearer …``
+      (empty: the sink accepts anonymous writers only when it listens on loopback).
+    * ``SPX_SINK_WAL_DIR`` — the sink's write-ahead log (default ``$SPX_HOME/sink-wal``, the same
+      directory ``spx serve`` uses, so a restart with defaults replays it).
+    * ``SPX_LOGGER_SPILL_DIR`` — where the transformer's inference logger spills events the sink has
+      not acknowledged (default ``$SPX_HOME/logger-spill``).
+    """
+
+    host: str
+    sink_token: str
+    sink_wal_dir: Path
+    logger_spill_dir: Path
+
+    @classmethod
+    def from_env(cls) -> "ServingSettings":
+        home = Settings.from_env().home
+        return cls(
+            host=_env("SPX_SERVE_HOST", "127.0.0.1"),
+            sink_token=_env("SPX_SINK_TOKEN", ""),
+            sink_wal_dir=Path(_env("SPX_SINK_WAL_DIR", str(home / "sink-wal"))),
+            logger_spill_dir=Path(_env("SPX_LOGGER_SPILL_DIR", str(home / "logger-spill"))),
+        )
+
+
+def serving_settings() -> ServingSettings:
+    return ServingSettings.from_env()

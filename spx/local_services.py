@@ -197,3 +197,147 @@ def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
             else:
                 os.environ[k] = v
         server.stop()
+
+
+# -- managed child processes ------------------------------------------------------------------------
+
+class ManagedProcess:
+    """A child process whose combined stdout/stderr go to a size-rotated log file (``log_path``,
+    ``log_path.1`` … ``.{backups}``), that can be stopped gracefully and started again.
+
+    ``ready_url`` (optional) is polled after each start until it answers 200.
+    """
+
+    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict | None = None,
+                 cwd: Path | None = None, ready_url: str | None = None, max_log_bytes: int = 10 * 1024 * 1024,
+                 backups: int = 3):
+        self.name = name
+        self.cmd = list(cmd)
+        self.log_path = Path(log_path)
+        self.env = env
+        self.cwd = cwd
+        self.ready_url = ready_url
+        self.max_log_bytes = max_log_bytes
+        self.backups = backups
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._pump = None
+        self._logger = None
+
+    def _log_handler(self):
+        import logging.handlers
+
+        if self._logger is None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            lg = logging.getLogger(f"spx.child.{self.name}.{id(self)}")
+            lg.propagate = False
+            lg.setLevel(logging.INFO)
+            handler = logging.handlers.RotatingFileHandler(self.log_path, maxBytes=self.max_log_bytes,
+                                                           backupCount=self.backups)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            lg.addHandler(handler)
+            self._logger = lg
+        return self._logger
+
+    def start(self, timeout: float = 60.0) -> "ManagedProcess":
+        import threading
+
+        lg = self._log_handler()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.cwd)
+        self.starts += 1
+        proc = self.proc
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in iter(proc.stdout.readline, b""):
+                lg.info(line.decode("utf-8", "replace").rstrip("\n"))
+            proc.stdout.close()
+
+        self._pump = threading.Thread(target=pump, name=f"log-{self.name}", daemon=True)
+        self._pump.start()
+        if self.ready_url:
+            try:
+                wait_http(self.ready_url, timeout=timeout, proc=self.proc)
+            except Exception as exc:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not become ready: {exc}\n--- log tail ---\n"
+                                   f"{self.log_tail()}") from None
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+
+class Supervisor:
+    """Keeps :class:`ManagedProcess` children running: one that exits is started again after an
+    exponential backoff (tenacity's ``wait_exponential``: 1 s, 2 s, 4 s … ``max_backoff``; reset after
+    ``stable_after`` seconds of uptime). Call :meth:`check` periodically; ``report`` gets one line
+    per event."""
+
+    def __init__(self, children: list[ManagedProcess], report=print, max_backoff: float = 30.0,
+                 stable_after: float = 60.0, start_timeout: float = 90.0):
+        from tenacity import wait_exponential
+
+        self.children = list(children)
+        self.report = report
+        self.wait = wait_exponential(multiplier=1, min=1, max=max_backoff)
+        self.stable_after = stable_after
+        self.start_timeout = start_timeout
+        self.restarts: dict[str, int] = {c.name: 0 for c in self.children}
+        self._failures: dict[str, int] = {c.name: 0 for c in self.children}
+        self._due: dict[str, float] = {}
+        self._up_since: dict[str, float] = {c.name: time.monotonic() for c in self.children}
+
+    def _backoff(self, name: str) -> float:
+        from types import SimpleNamespace
+
+        return float(self.wait(SimpleNamespace(attempt_number=self._failures[name])))
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.alive():
+                if now - self._up_since.get(child.name, now) >= self.stable_after:
+                    self._failures[child.name] = 0
+                continue
+            if child.name not in self._due:
+                self._failures[child.name] += 1
+                delay = self._backoff(child.name)
+                self._due[child.name] = now + delay
+                self.report(f"{child.name} exited with code {child.returncode}; restarting in {delay:.0f}s "
+                            f"(see {child.log_path})")
+                continue
+            if now < self._due[child.name]:
+                continue
+            del self._due[child.name]
+            try:
+                child.start(timeout=self.start_timeout)
+            except Exception as exc:  # noqa: BLE001 - try again after a longer wait
+                self.report(f"{child.name} failed to restart: {str(exc).splitlines()[0]}")
+                continue
+            self.restarts[child.name] += 1
+            self._up_since[child.name] = time.monotonic()
+            self.report(f"{child.name} restarted (restart #{self.restarts[child.name]})")
