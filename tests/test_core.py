@@ -32,7 +32,7 @@ def test_managed_process_waits_until_ready_and_stops_the_whole_group(tmp_path):
         assert proc.alive()
         http_ok(f"http://127.0.0.1:{port}/")()  # answered: ready really means ready
         pid = proc.pid
-    assert not proc.alive() and proc.pid is None
+    assert not proc.alive() and proc.returncode is not None
     with pytest.raises(ProcessLookupError):
         import os
 

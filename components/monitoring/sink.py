@@ -3,7 +3,14 @@
 Delivery guarantee: **at-least-once into the bucket, de-duplicated by request id.**
 
 * Every accepted event is appended to a local write-ahead log (one JSON line, ``fsync``'d) *before*
-  the HTTP 200 is returned; a sender that gets no 200 retries (KServe's logger does).
+  the HTTP 200 is returned. A CloudEvents JSON batch (``application/cloudevents-batch+json``, what
+  the spx transformer's logger sends) is appended with one ``fsync`` for the whole batch and
+  acknowledged only once all of it is durable. The sender must retry what gets no 200: the spx
+  transformer's logger does (with backoff, then a durable spill it replays). **KServe's own HTTP
+  inference logger does not**: it sends each CloudEvent once and only logs a non-200
+  (``pkg/logger/worker.go``), so events it posts while the sink is down are lost (docs/monitoring.md).
+* Writers authenticate with a shared token (``Authorization: Bearer <token>``, ``--token`` /
+  ``$SPX_SINK_TOKEN``); without a token the sink only listens on loopback.
 * Requests and responses are paired by ``ce-id``; complete pairs are buffered and written as one
   parquet object per day, ``predictions/date=YYYY-MM-DD/{batch-id}.parquet``, when the buffer holds
   ``batch_rows`` rows or every ``flush_interval`` seconds.
@@ -17,7 +24,8 @@ Delivery guarantee: **at-least-once into the bucket, de-duplicated by request id
   ``no_response`` / ``no_request`` rather than kept forever.
 
 Run it: ``python -m spx.components.monitoring.sink --port 8085 --wal-dir /var/lib/spx-sink`` or
-``spx sink``. Endpoints: ``POST /`` (any path) for events, ``GET /healthz``, ``POST /flush``.
+``spx sink`` (WAL default ``$SPX_HOME/sink-wal``, the directory ``spx serve`` uses). Endpoints:
+``POST /`` (any path) for events, ``GET /healthz``, ``POST /flush`` (token required for both POSTs).
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from spx.components.serving.prediction_log import (
     EventError,
     LoggedEvent,
     batch_key,
+    is_batch,
+    parse_batch,
     parse_event,
     rows_from_pair,
     rows_to_frame,
@@ -105,9 +115,15 @@ class WriteAheadLog:
         return seq
 
     def append(self, record: dict) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """Append ``records`` with one write and one fsync."""
         if self._fh is None:
             raise RuntimeError("WAL not open")
-        self._fh.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        if not records:
+            return
+        self._fh.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
         os.fsync(self._fh.fileno())
 
     def drop_before(self, seq: int) -> None:
@@ -250,23 +266,40 @@ class PredictionSink:
 
     def accept(self, event: LoggedEvent) -> str:
         """Make ``event`` durable (WAL) and buffer it. Returns ``accepted`` or ``duplicate``."""
-        record = event.to_record()
-        if event.is_request:
-            record["n_rows"] = _n_rows(event.data)
+        return self.accept_many([event])[0]
+
+    def accept_many(self, events: list[LoggedEvent]) -> list[str]:
+        """Make ``events`` durable (one WAL write + fsync) and buffer them; ``accepted`` or
+        ``duplicate`` per event."""
+        records = []
+        for event in events:
+            record = event.to_record()
+            if event.is_request:
+                record["n_rows"] = _n_rows(event.data)
+            records.append(record)
+        out: list[str] = []
         with self._lock:
-            rid, typ = event.id, event.type
-            if rid in self.commits or typ in self._complete.get(rid, {}) \
-                    or typ in self._pending.get(rid, {}):
-                self.stats["duplicates"] += 1
-                return "duplicate"
-            self.wal.append(record)  # durable before we acknowledge
-            self._pending.setdefault(rid, {})[typ] = record
-            self._promote(rid)
-            self.stats["accepted"] += 1
+            fresh = []
+            seen = set()
+            for event, record in zip(events, records):
+                rid, typ = event.id, event.type
+                if rid in self.commits or typ in self._complete.get(rid, {}) \
+                        or typ in self._pending.get(rid, {}) or (rid, typ) in seen:
+                    self.stats["duplicates"] += 1
+                    out.append("duplicate")
+                    continue
+                seen.add((rid, typ))
+                fresh.append((event, record))
+                out.append("accepted")
+            self.wal.append_many([r for _, r in fresh])  # durable before we acknowledge
+            for event, record in fresh:
+                self._pending.setdefault(event.id, {})[event.type] = record
+                self._promote(event.id)
+            self.stats["accepted"] += len(fresh)
             full = self._buffered_rows >= self.batch_rows
         if full:
             self._wake.set()
-        return "accepted"
+        return out
 
     # -- flush ----------------------------------------------------------------------------------
     def flush(self, include_unpaired: bool = False) -> list[str]:
@@ -361,19 +394,52 @@ def _default_store():
 
 # -- HTTP shell -----------------------------------------------------------------------------------
 
-def create_app(sink: PredictionSink, manage_lifecycle: bool = True):
-    """A Starlette app around ``sink``. With ``manage_lifecycle`` the app starts and closes it."""
+def _authorized(request, token: str | None) -> bool:
+    import hmac
+
+    if not token:
+        return True
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def create_app(sink: PredictionSink, manage_lifecycle: bool = True, token: str | None = None):
+    """A Starlette app around ``sink``. With ``manage_lifecycle`` the app starts and closes it.
+    With ``token`` every POST must carry ``Authorization: Bearer <token>`` (else 401)."""
     import contextlib
 
+    import anyio
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    def unauthorized() -> JSONResponse:
+        return JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer <SPX_SINK_TOKEN>)"},
+                            status_code=401, headers={"www-authenticate": "Bearer"})
+
     async def receive(request: Request) -> JSONResponse:
+        if not _authorized(request, token):
+            return unauthorized()
         body = await request.body()
+        now = time.time()
+        if is_batch(request.headers):
+            try:
+                events, rejected = parse_batch(body, received_at=now)
+            except EventError as exc:
+                sink.stats["rejected"] += 1
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            sink.stats["rejected"] += len(rejected)
+            try:
+                statuses = await anyio.to_thread.run_sync(sink.accept_many, events)
+            except OSError as exc:  # WAL not writable: refuse, so the sender keeps the events
+                log.error("WAL append failed: %s", exc)
+                return JSONResponse({"error": f"cannot persist events: {exc}"}, status_code=503)
+            return JSONResponse({"accepted": statuses.count("accepted"), "duplicates": statuses.count("duplicate"),
+                                 "rejected": rejected})
         try:
-            event = parse_event(request.headers, body, received_at=time.time())
+            event = parse_event(request.headers, body, received_at=now)
         except EventError as exc:
             sink.stats["rejected"] += 1
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -388,8 +454,8 @@ def create_app(sink: PredictionSink, manage_lifecycle: bool = True):
         return JSONResponse(sink.health())
 
     async def flush(request: Request) -> JSONResponse:
-        import anyio
-
+        if not _authorized(request, token):
+            return unauthorized()
         all_ = request.query_params.get("all", "") in ("1", "true", "yes")
         try:
             uris = await anyio.to_thread.run_sync(lambda: sink.flush(include_unpaired=all_))
@@ -416,29 +482,50 @@ def create_app(sink: PredictionSink, manage_lifecycle: bool = True):
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path = ".spx/sink-wal",
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path | None = None,
           batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
-          prefix: str = PREFIX) -> None:
+          prefix: str = PREFIX, token: str | None = None) -> None:
     import uvicorn
 
+    from spx.core.settings import serving_settings
+
+    cfg = serving_settings()
+    token = cfg.sink_token if token is None else token
+    if not token and not _loopback(host):
+        raise SystemExit(f"refusing to listen on {host} without a writer token: set SPX_SINK_TOKEN (or --token), "
+                         "or bind 127.0.0.1")
+    if not token:
+        log.warning("no writer token (SPX_SINK_TOKEN): any local process may post events")
+    wal_dir = Path(wal_dir) if wal_dir else cfg.sink_wal_dir
+    log.info("prediction-log sink on %s:%d, write-ahead log %s", host, port, wal_dir)
     sink = PredictionSink(wal_dir, batch_rows=batch_rows, flush_interval=flush_interval,
                           pair_timeout=pair_timeout, prefix=prefix)
-    uvicorn.run(create_app(sink), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(create_app(sink, token=token), host=host, port=port, log_level="info", access_log=False,
+                timeout_keep_alive=15, h11_max_incomplete_event_size=64 * 1024)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from spx.core.settings import serving_settings
+
+    cfg = serving_settings()
     p = argparse.ArgumentParser(description="spx prediction-log sink (KServe inference logger target)")
-    p.add_argument("--host", default=os.environ.get("SPX_SINK_HOST", "0.0.0.0"))
+    p.add_argument("--host", default=os.environ.get("SPX_SINK_HOST", cfg.host),
+                   help="bind address (default loopback; 0.0.0.0 in a pod, which requires a token)")
     p.add_argument("--port", type=int, default=int(os.environ.get("SPX_SINK_PORT", "8085")))
-    p.add_argument("--wal-dir", default=os.environ.get("SPX_SINK_WAL_DIR", ".spx/sink-wal"))
+    p.add_argument("--wal-dir", default=str(cfg.sink_wal_dir))
     p.add_argument("--batch-rows", type=int, default=int(os.environ.get("SPX_SINK_BATCH_ROWS", "500")))
     p.add_argument("--flush-interval", type=float,
                    default=float(os.environ.get("SPX_SINK_FLUSH_INTERVAL", "30")))
     p.add_argument("--pair-timeout", type=float, default=float(os.environ.get("SPX_SINK_PAIR_TIMEOUT", "300")))
     p.add_argument("--prefix", default=PREFIX)
+    p.add_argument("--token", default=None, help="writers' bearer token (default $SPX_SINK_TOKEN)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix)
+    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix, token=a.token)
 
 
 if __name__ == "__main__":

@@ -1,42 +1,37 @@
 """Start the predictor and the transformer as local processes on loopback (``spx serve``, tests,
-bench). Both are the exact modules the cluster runs; only the host names differ."""
+bench). Both are the exact modules the cluster runs; only the host names differ.
+
+Each server is a :class:`spx.core.services.ManagedProcess`: its output goes to a size-rotated log
+file, and it can be stopped and started again on the same port (``spx serve`` supervises them). They
+bind ``$SPX_SERVE_HOST`` (default ``127.0.0.1``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spx.core.processes import free_port, wait_http
+from spx.core.processes import ManagedProcess, free_port
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class ServerProcess:
-    name: str
-    port: int
-    proc: subprocess.Popen
-    log_path: Path
+class ServerProcess(ManagedProcess):
+    """A managed server on ``port`` (``url`` is always the loopback address)."""
+
+    def __init__(self, name: str, port: int, cmd: list[str], log_path: Path, ready_path: str,
+                 env: dict | None = None):
+        self.port = port
+        super().__init__(name, cmd, log_path, env=_env(env), cwd=REPO_ROOT,
+                         ready_url=f"http://127.0.0.1:{port}{ready_path}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -46,19 +41,22 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _host() -> str:
+    from spx.core.settings import serving_settings
+
+    return serving_settings().host
+
+
 def start_predictor(model_dir: Path, model_name: str = "spx-direction", port: int | None = None,
                     log_dir: Path | None = None, extra_args: list[str] | None = None,
                     env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerProcess:
     port = port or free_port()
     log_dir = Path(log_dir or model_dir)
-    log_path = log_dir / f"predictor-{port}.log"
     cmd = [sys.executable, "-m", "spx.components.serving.predictor", "--model_dir", str(model_dir),
-           "--model_name", model_name, "--http_port", str(port), *(extra_args or [])]
-    proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(env),
-                            cwd=REPO_ROOT)
-    server = ServerProcess("predictor", port, proc, log_path)
-    _wait(server, f"/v2/models/{model_name}/ready", timeout)
-    return server
+           "--model_name", model_name, "--http_port", str(port), "--host", _host(), *(extra_args or [])]
+    server = ServerProcess("predictor", port, cmd, log_dir / f"predictor-{port}.log",
+                           f"/v2/models/{model_name}/ready", env)
+    return server.start(timeout=timeout)
 
 
 def start_transformer(predictor_port: int, model_name: str = "spx-direction", port: int | None = None,
@@ -67,28 +65,17 @@ def start_transformer(predictor_port: int, model_name: str = "spx-direction", po
                       env: dict[str, str] | None = None, timeout: float = 90.0) -> ServerProcess:
     port = port or free_port()
     log_dir = Path(log_dir or ".")
-    log_path = log_dir / f"transformer-{port}.log"
     cmd = [sys.executable, "-m", "spx.components.serving.transformer", "--predictor_host",
-           f"127.0.0.1:{predictor_port}", "--model_name", model_name, "--http_port", str(port)]
+           f"127.0.0.1:{predictor_port}", "--model_name", model_name, "--http_port", str(port),
+           "--host", _host()]
     if max_feature_age_seconds is not None:
         cmd += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
     if logger_url:
         cmd += ["--logger_url", logger_url]
     cmd += extra_args or []
-    proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(env),
-                            cwd=REPO_ROOT)
-    server = ServerProcess("transformer", port, proc, log_path)
-    _wait(server, f"/v2/models/{model_name}/ready", timeout)
-    return server
-
-
-def _wait(server: ServerProcess, path: str, timeout: float) -> None:
-    try:
-        wait_http(server.url + path, timeout=timeout, proc=server.proc)
-    except Exception as exc:
-        server.stop()
-        tail = server.log_path.read_text(errors="replace")[-3000:] if server.log_path.exists() else ""
-        raise RuntimeError(f"{server.name} did not become ready: {exc}\n--- log tail ---\n{tail}") from None
+    server = ServerProcess("transformer", port, cmd, log_dir / f"transformer-{port}.log",
+                           f"/v2/models/{model_name}/ready", env)
+    return server.start(timeout=timeout)
 
 
 @dataclass

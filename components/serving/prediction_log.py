@@ -131,6 +131,59 @@ def parse_event(headers: Mapping[str, str], body: bytes, received_at: float = 0.
     )
 
 
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+
+def is_batch(headers: Mapping[str, str]) -> bool:
+    """True for a CloudEvents JSON batch (``Content-Type: application/cloudevents-batch+json``)."""
+    h = {k.lower(): v for k, v in headers.items()}
+    return h.get("content-type", "").split(";")[0].strip().lower() == BATCH_CONTENT_TYPE
+
+
+def event_from_cloudevent(ce, received_at: float = 0.0) -> LoggedEvent:
+    """A :class:`LoggedEvent` from a ``cloudevents`` SDK event (validated like :func:`parse_event`)."""
+    attrs = dict(ce.get_attributes())
+    data = ce.get_data()
+    if isinstance(data, (bytes, str)):
+        data = _decode_json(data, "CloudEvent data")
+    event_id = str(attrs.get("id") or "").strip()
+    event_type = str(attrs.get("type") or "").strip()
+    if not event_id:
+        raise EventError("missing CloudEvent id: cannot pair request and response")
+    if event_type not in EVENT_TYPES:
+        raise EventError(f"unsupported CloudEvent type {event_type!r}; expected one of {EVENT_TYPES}")
+    if not isinstance(data, dict):
+        raise EventError("event data must be a JSON object (an inference request or response)")
+    known = {"id", "type", "time", "source", "inferenceservicename", "namespace", "component",
+             "specversion", "datacontenttype"}
+    return LoggedEvent(
+        id=event_id, type=event_type, time=str(attrs["time"]) if attrs.get("time") else None,
+        source=attrs.get("source"), inference_service=attrs.get("inferenceservicename"),
+        namespace=attrs.get("namespace"), component=attrs.get("component"), data=data,
+        received_at=received_at, extra={k: str(v) for k, v in attrs.items() if k not in known},
+    )
+
+
+def parse_batch(body: bytes, received_at: float = 0.0) -> tuple[list[LoggedEvent], list[dict]]:
+    """Parse a CloudEvents JSON batch with the ``cloudevents`` SDK: (usable events, rejected
+    ``{"index", "error"}``). The whole batch is refused (:class:`EventError`) only when it is not a
+    JSON array."""
+    from cloudevents.http import from_dict
+
+    doc = _decode_json(body, "CloudEvents batch") if body.strip() else []
+    if not isinstance(doc, list):
+        raise EventError("a CloudEvents JSON batch must be a JSON array of structured events")
+    events, rejected = [], []
+    for i, item in enumerate(doc):
+        try:
+            if not isinstance(item, dict):
+                raise EventError("not a JSON object")
+            events.append(event_from_cloudevent(from_dict(item), received_at=received_at))
+        except Exception as exc:  # noqa: BLE001 - the SDK raises its own errors on a bad envelope
+            rejected.append({"index": i, "error": f"{type(exc).__name__}: {exc}"})
+    return events, rejected
+
+
 # -- V2 payload -> rows ---------------------------------------------------------------------------
 
 def _parse_time(value: Any) -> pd.Timestamp | None:

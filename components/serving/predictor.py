@@ -29,7 +29,7 @@ from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
 from spx.components.selection.champion import MODEL_INFO_FILE, NATIVE_FILES
-from spx.components.serving.http_common import ServingError, add_common_args, run_server
+from spx.components.serving.http_common import ServingError, add_common_args, run_server, server_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser.parse_known_args(argv)
     model = BoosterModel(args.model_name, args.model_dir, args.model_format, args.model_version, args.nthread)
     model.load()
-    run_server([model], args.http_port, args.max_body_bytes)
+    run_server([model], args.http_port, args.max_body_bytes, **server_kwargs(args))
 
 
 if __name__ == "__main__":

@@ -35,13 +35,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-import orjson
 from kserve import InferInput, InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
 from spx.components.serving.cloudevents import InferenceLogger
 from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
-from spx.components.serving.http_common import ServingError, add_common_args, run_server
+from spx.components.serving.http_common import ServingError, add_common_args, run_server, server_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +62,22 @@ class RequestContext:
 def parse_time(value: Any) -> datetime:
     """ISO-8601 string (``Z`` or offset; naive means UTC) or epoch seconds -> aware UTC datetime."""
     if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
-    if not isinstance(value, str) or not value.strip():
-        raise ServingError(f"as_of must be an ISO-8601 timestamp or epoch seconds, got {value!r}")
-    text = value.strip()
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise ServingError("as_of is not valid UTF-8") from None
     try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        if not isinstance(value, str) or not value.strip():
+            raise ServingError(f"as_of must be an ISO-8601 timestamp or epoch seconds, got {value!r}")
+        text = value.strip()
         if text.replace(".", "", 1).isdigit():
             return datetime.fromtimestamp(float(text), tz=timezone.utc)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, OverflowError, OSError):
-        raise ServingError(f"as_of {value!r} is not an ISO-8601 timestamp (e.g. 2026-01-05T15:30:00Z)") \
-            from None
+        raise ServingError(f"as_of {value!r} is not an ISO-8601 timestamp (e.g. 2026-01-05T15:30:00Z) or "
+                           "epoch seconds in range") from None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
@@ -89,7 +91,10 @@ def _strings(tensor) -> list[str]:
             out.extend(item)
         else:
             out.append(item)
-    return [x.decode() if isinstance(x, bytes) else x for x in out]
+    try:
+        return [x.decode() if isinstance(x, bytes) else x for x in out]
+    except UnicodeDecodeError:
+        raise ServingError(f"input {tensor.name!r} holds a value that is not valid UTF-8") from None
 
 
 class FeastTransformer(Model):
@@ -236,7 +241,7 @@ class FeastTransformer(Model):
             rows.append([found.values[c] for c in self.feature_names])
         headers[CTX_KEY] = ctx
         if self.logger is not None:
-            self.logger.emit(request_id, "request", _request_json(payload, request_id), endpoint="transformer")
+            self.logger.emit(request_id, "request", _request_doc(payload, request_id), endpoint="transformer")
         matrix = np.asarray(rows, dtype=np.float64)
         tensor_out = InferInput(name="features", shape=list(matrix.shape), datatype="FP64")
         tensor_out.set_data_from_numpy(matrix, binary_data=False)
@@ -301,8 +306,7 @@ class FeastTransformer(Model):
                                  parameters={"as_of": ctx.as_of.isoformat(),
                                              "feature_names": ",".join(self.feature_names)})
         if self.logger is not None:
-            body = orjson.dumps(response.to_rest()[0], option=orjson.OPT_SERIALIZE_NUMPY)
-            self.logger.emit(ctx.request_id, "response", body, endpoint="transformer")
+            self.logger.emit(ctx.request_id, "response", response.to_rest()[0], endpoint="transformer")
         return response
 
 
@@ -320,17 +324,19 @@ OUTPUTS = [
 ]
 
 
-def _request_json(payload: InferRequest, request_id: str) -> bytes:
+def _request_doc(payload: InferRequest, request_id: str) -> dict:
     inputs = []
     for t in payload.inputs:
         data = t.data.tolist() if isinstance(t.data, np.ndarray) else t.data
         data = [d.decode() if isinstance(d, bytes) else d for d in data] if isinstance(data, list) else data
         inputs.append({"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": data})
-    return orjson.dumps({"id": request_id, "inputs": inputs})
+    return {"id": request_id, "inputs": inputs}
 
 
 def main(argv: list[str] | None = None) -> None:
     from kserve.predictor_config import PredictorConfig
+
+    from spx.core.settings import serving_settings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
@@ -341,19 +347,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
     parser.add_argument("--logger_url", "--logger-url", dest="logger_url",
                         default=os.environ.get("SPX_INFERENCE_LOGGER_URL"))
+    parser.add_argument("--logger_spill_dir", default=None,
+                        help="where unacknowledged log events are spilled (default $SPX_LOGGER_SPILL_DIR)")
+    parser.add_argument("--logger_retry_seconds", type=float, default=30.0)
     parser.add_argument("--inference_service", default=os.environ.get("SPX_INFERENCE_SERVICE", "spx-direction"))
     parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
     parser.add_argument("--predictor_wait_seconds", type=float, default=120.0)
     args, _ = parser.parse_known_args(argv)
     if args.feast_home:
         os.environ["SPX_FEAST_HOME"] = args.feast_home
-    logger = InferenceLogger(args.logger_url, args.inference_service) if args.logger_url else None
+    serving = serving_settings()
+    logger = None
+    if args.logger_url:
+        logger = InferenceLogger(args.logger_url, args.inference_service, token=serving.sink_token,
+                                 spill_dir=args.logger_spill_dir or serving.logger_spill_dir,
+                                 retry_seconds=args.logger_retry_seconds)
     model = FeastTransformer(args.model_name, args.predictor_host,
                              timedelta(seconds=args.max_feature_age_seconds), inference_logger=logger,
                              threshold=args.threshold, predictor_wait_seconds=args.predictor_wait_seconds)
     model.load()
+    # predictor_health_check: the transformer is ready only while its predictor is (KServe's own check)
     run_server([model], args.http_port, args.max_body_bytes,
-               predictor_config=PredictorConfig(predictor_host=args.predictor_host, predictor_protocol="v2"))
+               predictor_config=PredictorConfig(predictor_host=args.predictor_host, predictor_protocol="v2",
+                                                predictor_health_check=True),
+               on_startup=[logger.start] if logger else None, on_shutdown=[logger.close] if logger else None,
+               **server_kwargs(args))
 
 
 if __name__ == "__main__":

@@ -7,17 +7,23 @@ champion's gold run into the local Feast online store, starts the predictor and 
 
 Every served prediction is logged: by default ``spx serve`` also starts the prediction-log sink
 (``spx.components.monitoring.sink``, the process the cluster's sink Deployment runs) on loopback, points
-the transformer's KServe-logger CloudEvents at it, and on exit stops it, which flushes the last batch
-to ``predictions/date=…/*.parquet`` in the bucket. ``--logger-url URL`` sends the events to an
-external sink instead; ``--no-log-predictions`` logs nothing.
+the transformer's KServe-logger CloudEvents at it (authenticated with ``$SPX_SINK_TOKEN``, or a token
+made up for this run), and on exit stops it, which flushes the last batch to
+``predictions/date=…/*.parquet`` in the bucket. ``--logger-url URL`` sends the events to an external
+sink instead; ``--no-log-predictions`` logs nothing.
+
+All three processes bind ``$SPX_SERVE_HOST`` (default ``127.0.0.1``) and are supervised: one that
+exits is restarted on the same port with exponential backoff while the others keep serving (the
+transformer spills log events to disk while the sink is away and replays them when it is back).
+Their output goes to size-rotated logs under ``$SPX_HOME/serving/logs``.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -85,7 +91,8 @@ def serve(
     from spx.core.storage import ObjectStore
 
     cfg = settings()
-    with embedded_s3(cfg.home):  # the embedded S3 server unless SPX_S3_ENDPOINT names one
+    with embedded_s3(cfg.home) as endpoint:  # the embedded S3 server unless SPX_S3_ENDPOINT names one
+        typer.echo(f"S3 endpoint {endpoint} (bucket {settings().s3.bucket})")
         _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore,
                model_version=model_version, port=port, predictor_port=predictor_port, transformer=transformer,
                materialize=materialize, max_feature_age=max_feature_age, logger_url=logger_url, check=check,
@@ -113,10 +120,21 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
             typer.echo(f"no gold run {info.run_id!r} in the object store; serving what the online store holds")
     log_dir = cfg.home / "serving" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    from spx.core.settings import serving_settings
+    from spx.core.processes import Supervisor
+
+    serving = serving_settings()
+    # the writers' token: the configured one, else one made up for this run (the sink and the
+    # transformer get it through their environment)
+    token = serving.sink_token or secrets.token_urlsafe(24)
+    child_env = {"SPX_SINK_TOKEN": token}
     sink = None
     if transformer and log_predictions and not logger_url:
-        sink = start_sink(cfg.home / "sink-wal", log_dir, sink_port, flush_interval=sink_flush_interval)
+        sink = start_sink(serving.sink_wal_dir, log_dir, sink_port, flush_interval=sink_flush_interval,
+                          token=token)
         logger_url = f"{sink.url}/"
+    elif not serving.sink_token:
+        child_env = {}
     try:
         running = LocalServing(start_predictor(model_dir, info.name, predictor_port, log_dir))
     except BaseException:
@@ -127,10 +145,11 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
         if transformer:
             running.transformer = start_transformer(predictor_port, info.name, port, log_dir,
                                                     max_feature_age_seconds=max_feature_age,
-                                                    logger_url=logger_url if log_predictions else None)
+                                                    logger_url=logger_url if log_predictions else None,
+                                                    env=child_env)
         typer.echo(_examples(info, running.predictor.url,
                              running.transformer.url if running.transformer else None, as_of))
-        typer.echo(f"logs: {log_dir}")
+        typer.echo(f"logs: {log_dir} (rotated at 10 MB, 3 kept)")
         typer.echo(_log_destination(sink, logger_url if (transformer and log_predictions) else None))
         if check:
             request_id = _check(info, running, as_of)
@@ -145,17 +164,14 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        children = [c for c in (sink, running.predictor, running.transformer) if c is not None]
+        supervisor = Supervisor(children, report=lambda line: typer.echo(line, err=True))
         while not stop.is_set():
-            if running.predictor.proc.poll() is not None or (
-                    running.transformer and running.transformer.proc.poll() is not None):
-                typer.echo("a server exited; see the logs", err=True)
-                raise typer.Exit(1)
-            if sink is not None and sink.proc.poll() is not None:
-                typer.echo(f"the prediction-log sink exited; see {sink.log_path}", err=True)
-                raise typer.Exit(1)
-            stop.wait(1.0)
+            supervisor.check()
+            stop.wait(0.5)
     finally:
-        running.stop()  # the transformer first: its last events reach the sink before it flushes
+        # the transformer first: its logger sends (or spills) what it holds before the sink flushes
+        running.stop()
         if sink is not None:
             _stop_sink(sink)
 
@@ -170,28 +186,25 @@ def _port_free(port: int) -> bool:
 
 
 def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: float = 30.0,
-               timeout: float = 60.0):
-    """The prediction-log sink (``python -m spx.components.monitoring.sink``) on loopback, WAL in ``wal_dir``."""
-    from spx.components.serving.local import REPO_ROOT, ServerProcess, _env
-    from spx.core.processes import free_port, wait_http
+               timeout: float = 60.0, token: str | None = None):
+    """The prediction-log sink (``python -m spx.components.monitoring.sink``) on ``$SPX_SERVE_HOST``
+    (loopback by default), WAL in ``wal_dir``, writers authenticated with ``token``."""
+    from spx.components.serving.local import ServerProcess
+    from spx.core.settings import serving_settings
+    from spx.core.processes import free_port
 
     if not _port_free(port):
         new = free_port()
         typer.echo(f"port {port} is busy; the prediction-log sink listens on {new}")
         port = new
-    log_path = Path(log_dir) / f"sink-{port}.log"
-    cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1", "--port", str(port),
-           "--wal-dir", str(wal_dir), "--flush-interval", str(flush_interval)]
-    proc = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=_env(None),
-                            cwd=REPO_ROOT)
-    server = ServerProcess("sink", port, proc, log_path)
+    cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", serving_settings().host,
+           "--port", str(port), "--wal-dir", str(wal_dir), "--flush-interval", str(flush_interval)]
+    server = ServerProcess("sink", port, cmd, Path(log_dir) / f"sink-{port}.log", "/healthz",
+                           env={"SPX_SINK_TOKEN": token} if token else None)
     try:
-        wait_http(f"{server.url}/healthz", timeout=timeout, proc=proc)
-    except Exception as exc:
-        server.stop()
-        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-        raise RuntimeError(f"the prediction-log sink did not start: {exc}\n--- log tail ---\n{tail}") from None
-    return server
+        return server.start(timeout=timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"the prediction-log sink did not start: {exc}") from None
 
 
 def _stop_sink(sink) -> None:

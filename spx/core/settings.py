@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -66,6 +67,15 @@ class FeastSettings(_Group):
 
 
 class ServingSettings(_Group):
+    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SERVE_HOST"),
+                      description="address spx serve's predictor, transformer and sink bind to (loopback; the "
+                                  "images pass --host 0.0.0.0)")
+    sink_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("SPX_SINK_TOKEN"),
+                                  description="shared token the sink's writers present (Authorization: Bearer); "
+                                              "spx serve makes one per run when unset")
+    logger_spill_dir: Path | None = Field(None, validation_alias=_alias("SPX_LOGGER_SPILL_DIR"),
+                                          description="where the transformer's logger spills events the sink has "
+                                                      "not acknowledged (default SPX_HOME/logger-spill)")
     model_dir: Path = Field(Path("/mnt/models"), validation_alias=_alias("SPX_MODEL_DIR"), description="predictor: directory holding the native model file")
     model_version: str = Field("", validation_alias=_alias("SPX_MODEL_VERSION"), description="predictor: registered version reported in V2 responses")
     predictor_nthread: int = Field(1, ge=1, validation_alias=_alias("SPX_PREDICTOR_NTHREAD"), description="predictor: XGBoost/LightGBM threads per request")
@@ -192,6 +202,10 @@ class Settings(_Group):
         return (self.sink.wal_dir or self.home / "sink-wal").expanduser().resolve()
 
     @property
+    def logger_spill_dir(self) -> Path:
+        return (self.serving.logger_spill_dir or self.home / "logger-spill").expanduser().resolve()
+
+    @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
 
@@ -210,6 +224,22 @@ class Settings(_Group):
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "SPX_HOME": str(self.home),
         }
+
+
+@dataclass(frozen=True)
+class ServingView:
+    """What the model servers, the logger and the sink need, resolved (defaults under ``SPX_HOME``)."""
+
+    host: str
+    sink_token: str
+    sink_wal_dir: Path
+    logger_spill_dir: Path
+
+
+def serving_settings() -> ServingView:
+    cfg = settings()
+    return ServingView(host=cfg.serving.host, sink_token=cfg.serving.sink_token.get_secret_value(),
+                       sink_wal_dir=cfg.sink_wal_dir, logger_spill_dir=cfg.logger_spill_dir)
 
 
 def cluster_names() -> ClusterSettings:

@@ -21,19 +21,29 @@ from spx.core.processes import free_port
 
 
 class Sink:
-    """A real HTTP server on loopback recording what KServe's logger would receive."""
+    """A real HTTP server on loopback recording the CloudEvents the transformer's logger posts (as
+    CloudEvents JSON batches, decoded with the cloudevents SDK)."""
 
     def __init__(self):
         self.events: list[dict] = []
+        self.posts: list[dict] = []
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
+                from cloudevents.http import from_dict
+
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                sink.events.append({"headers": {k.lower(): v for k, v in self.headers.items()},
-                                    "body": json.loads(body)})
-                self.send_response(202)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                sink.posts.append(headers)
+                for item in json.loads(body):
+                    event = from_dict(item)
+                    sink.events.append({"attributes": dict(event.get_attributes()), "body": event.get_data(),
+                                        "headers": headers})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
                 self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args):
                 pass
@@ -190,19 +200,19 @@ def test_cloudevents_reach_the_sink(stack):
     deadline = time.monotonic() + 10
     mine = []
     while time.monotonic() < deadline:
-        mine = [e for e in list(sink.events) if e["headers"].get("ce-id") == "req-ce-1"]
+        mine = [e for e in list(sink.events) if e["attributes"].get("id") == "req-ce-1"]
         if len(mine) == 2:
             break
         time.sleep(0.05)
     assert len(mine) == 2, sink.events[-4:]
-    by_type = {e["headers"]["ce-type"]: e for e in mine}
+    by_type = {e["attributes"]["type"]: e for e in mine}
     request = by_type["org.kubeflow.serving.inference.request"]
     response = by_type["org.kubeflow.serving.inference.response"]
     for event in (request, response):
-        assert event["headers"]["ce-inferenceservicename"] == "spx-direction"
-        assert event["headers"]["ce-specversion"] == "1.0"
-        assert event["headers"]["ce-source"]
-        assert event["headers"]["content-type"] == "application/json"
+        assert event["attributes"]["inferenceservicename"] == "spx-direction"
+        assert event["attributes"]["specversion"] == "1.0"
+        assert event["attributes"]["source"]
+        assert event["headers"]["content-type"] == "application/cloudevents-batch+json"
     assert request["body"]["inputs"][0]["data"] == ["US30_USD"]
     outputs = {o["name"]: o["data"] for o in response["body"]["outputs"]}
     assert outputs["instrument"] == ["US30_USD"] and 0.0 <= outputs["probability"][0] <= 1.0
