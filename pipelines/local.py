@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from spx.core.services import embedded_s3
 from spx.core import layout
+from spx.core.services import embedded_s3
 from spx.core.settings import export_library_env, settings
 from spx.core.storage import ObjectStore
 from spx.pipelines.options import CompileOptions

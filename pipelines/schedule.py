@@ -13,6 +13,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from spx.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # KFP 2.5's ScheduledWorkflow controller parses crons with github.com/robfig/cron v1.2.0 (`cron.Parse`):
@@ -34,7 +36,7 @@ _PART = re.compile(r"^(?P<range>\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<ste
 MAX_CONCURRENCY = (1, 10)
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     pass
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import requests
 
 from spx.components.bronze.validation import validate_candles
-from spx.core.errors import DataValidationError
+from spx.core.errors import DataValidationError, ServiceError
 from spx.core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def load_file(path: str | Path) -> pd.DataFrame:
 # OANDA v20
 # --------------------------------------------------------------------------------------------
 
-class OandaError(RuntimeError):
+class OandaError(ServiceError):
     pass
 
 

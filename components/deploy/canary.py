@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
+from spx.core.errors import SpxError
 from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ Mode = Literal["serverless", "raw"]
 MODES = ("serverless", "raw")
 
 
-class RolloutError(RuntimeError):
+class RolloutError(SpxError, RuntimeError):
     """The rollout cannot proceed; the message says why and what to do."""
 
 

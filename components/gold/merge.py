@@ -15,8 +15,8 @@ import pandas as pd
 from scipy import stats
 
 from spx.components.bronze.sessions import prepare_bars
-from spx.core.errors import DataValidationError
 from spx.components.gold.labels import label_columns, make_labels
+from spx.core.errors import DataValidationError
 
 RETURN_LAGS = (1, 2, 3, 5, 10, 20)
 BASE_PREFIXES = ("ret_", "rsi_", "macd", "roc_", "stoch_", "sma_", "ema_", "bb_", "atr_", "adx_", "volume_",

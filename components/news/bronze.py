@@ -19,8 +19,16 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from spx.components.news.schema import (BRONZE_COLUMNS, ID_COLUMN, SkipReport, dedup_articles,
-                                    empty_bronze_frame, normalize_articles, utc, validate_bronze)
+from spx.components.news.schema import (
+    BRONZE_COLUMNS,
+    ID_COLUMN,
+    SkipReport,
+    dedup_articles,
+    empty_bronze_frame,
+    normalize_articles,
+    utc,
+    validate_bronze,
+)
 
 log = logging.getLogger(__name__)
 

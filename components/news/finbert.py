@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from spx.core.errors import SpxError
+
 log = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = ("positive", "negative", "neutral")
@@ -41,7 +43,7 @@ CACHE_ROOT = "cache/news/finbert"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(SpxError, RuntimeError):
     """The configured sentiment model cannot be found or may not be downloaded."""
 
 

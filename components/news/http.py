@@ -15,12 +15,14 @@ from typing import Callable
 
 import requests
 
+from spx.core.errors import ServiceError
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "spx-kfp-news/0.1 (+research; respects rate limits)"
 
 
-class FetchError(RuntimeError):
+class FetchError(ServiceError):
     """A request that failed for good (after retries, or with a final status)."""
 
     def __init__(self, message: str, status: int | None = None):

@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from spx.core.errors import DataValidationError
+
 log = logging.getLogger(__name__)
 
 BRONZE_COLUMNS: tuple[str, ...] = ("title", "body", "source", "published_at", "url", "language")
@@ -78,7 +80,7 @@ class SkipReport:
 
 # -- field cleaning ---------------------------------------------------------------------------
 
-class MalformedArticle(ValueError):
+class MalformedArticle(DataValidationError):
     """A record that cannot become a bronze row; ``reason`` is the counter key."""
 
     def __init__(self, reason: str, detail: str = ""):

@@ -11,7 +11,8 @@ def select_champion(run_id: str, expected_variants: list, min_oot_auc: float, ma
                     max_abs_ic: float = 0.20, max_sharpe_excess: float = 6.0, champion_horizon: int = 0) -> str:
     """Rank the variants on the validation block (leakage suspects refused), register the winner as MLflow
     alias `champion` with its verdict; returns the selection URI."""
-    from spx.components.selection.select import ranking_markdown, select_champion as run_select
+    from spx.components.selection.select import ranking_markdown
+    from spx.components.selection.select import select_champion as run_select
     from spx.core.logs import stage_logging
     from spx.core.settings import settings
     from spx.core.storage import ObjectStore

@@ -296,8 +296,7 @@ class InferenceLogger:
 
     async def _send(self, events: list[tuple[dict, Any]], window: float) -> bool:
         """POST ``events`` as one batch, retried for ``window`` seconds. True when acknowledged."""
-        from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_delay, \
-            wait_exponential
+        from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_delay, wait_exponential
 
         body = self._body(events)
         try:

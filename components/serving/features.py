@@ -25,6 +25,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from spx.core.errors import SpxError
+
 log = logging.getLogger(__name__)
 
 PROJECT = "spx"
@@ -197,7 +199,7 @@ def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
     return summary
 
 
-class FeatureLookupError(LookupError):
+class FeatureLookupError(SpxError, LookupError):
     """An instrument or feature is missing in the online store (HTTP 404/422 at the edge)."""
 
     def __init__(self, message: str, status: int = 404):

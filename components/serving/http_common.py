@@ -30,6 +30,8 @@ import os
 import re
 from typing import Any
 
+from spx.core.errors import SpxError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -42,7 +44,7 @@ V2_DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", 
                 "FP16", "FP32", "FP64", "BYTES"}
 
 
-class ServingError(Exception):
+class ServingError(SpxError):
     """A request the server refuses, with the HTTP status to answer."""
 
     def __init__(self, message: str, status: int = 400):

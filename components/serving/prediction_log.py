@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from spx.core.errors import SpxError
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 EVENT_TYPES = (REQUEST_TYPE, RESPONSE_TYPE)
@@ -50,7 +52,7 @@ _FEATURES_USED = "features_used"
 _FEATURE_TIME = "feature_time"
 
 
-class EventError(ValueError):
+class EventError(SpxError, ValueError):
     """A posted event is not a usable inference-logger CloudEvent (the message says why)."""
 
 

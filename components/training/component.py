@@ -1,6 +1,6 @@
 """KFP component: one training variant (walk-forward + OOT test + MLflow)."""
 
-from kfp.dsl import ClassificationMetrics, HTML, Markdown, Metrics, Output
+from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
 
 from spx.core.component import spx_component
 
@@ -12,10 +12,10 @@ def train_variant(gold_uri: str, manifest_uri: str, variant: str, model: str, ta
                   roc: Output[ClassificationMetrics], report: Output[HTML],
                   summary: Output[Markdown]) -> str:
     """Train, validate and log one variant; returns the URI of its metrics.json."""
-    from spx.core.logs import stage_logging
     from spx.components.training.kfp_outputs import emit_training_outputs
     from spx.components.training.train import TrainConfig, run_training
     from spx.components.training.variants import VariantSpec
+    from spx.core.logs import stage_logging
     from spx.core.settings import settings
     from spx.core.storage import ObjectStore
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import (accuracy_score, brier_score_loss, log_loss, mean_absolute_error,
-                             precision_score, recall_score)
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    log_loss,
+    mean_absolute_error,
+    precision_score,
+    recall_score,
+)
 
 EPS = 1e-6
 

@@ -12,12 +12,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from spx.core.errors import DataValidationError
 from spx.components.gold.labels import label_columns, label_span
 from spx.components.silver.volatility import periods_per_year
 from spx.components.training import metrics as M
 from spx.components.training.splits import validation_split, walk_forward
 from spx.components.training.variants import VariantSpec, make_estimator
+from spx.core.errors import DataValidationError
 
 log = logging.getLogger(__name__)
 

@@ -32,5 +32,3 @@ class ServiceError(SpxError, RuntimeError):
     """A service spx starts or calls (S3 server, model server, Kubernetes/KFP API) failed or refused."""
 
 
-class LeakageError(SpxError, ValueError):
-    """A feature or a result is implausible for this target: probably lookahead."""
