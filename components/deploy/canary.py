@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from spx.core.errors import SpxError
 from spx.core.settings import settings
@@ -614,17 +615,28 @@ def _is_status(exc: Exception, *codes: int) -> bool:
     return isinstance(exc, ApiException) and exc.status in codes
 
 
-def _retryable(exc: Exception) -> bool:
+def is_retryable_api_error(exc: BaseException) -> bool:
+    """409 (a concurrent writer: re-read and re-plan), 429, 5xx, or a dropped connection."""
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(exc, ApiException):
         return exc.status in (409, 429, 500, 502, 503, 504)
-    try:
-        import urllib3
+    import urllib3
 
-        return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
-    except ImportError:  # pragma: no cover
-        return isinstance(exc, (ConnectionError, TimeoutError))
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
+def api_retrying(attempts: int = 5, backoff_seconds: float = 1.0, what: str = "attempt") -> Retrying:
+    """The one retry policy for Kubernetes API steps: retryable errors only, ``backoff_seconds`` × 2^n between
+    attempts, the last error re-raised."""
+    def warn(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s %d failed (%s); retrying in %.1fs", what, state.attempt_number, exc, delay)
+
+    return Retrying(stop=stop_after_attempt(attempts), reraise=True, before_sleep=warn,
+                    wait=wait_exponential(multiplier=backoff_seconds, min=0, max=max(60.0, backoff_seconds)),
+                    retry=retry_if_exception(is_retryable_api_error))
 
 
 def api_error_message(exc: Exception, cfg: ServingConfig) -> str | None:
@@ -681,31 +693,26 @@ def run_with_retries(
     ``plan`` returns a :class:`RolloutAction` or a :class:`PromoteDecision`. Each attempt re-reads
     the object, so a retry after a partial success finds the work done and turns into a no-op.
     """
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            current = get_isvc(api, cfg.namespace, cfg.name)
-            result = plan(current)
-            action = result.action if isinstance(result, PromoteDecision) else result
-            if dry_run:
-                printer(action.describe())
-                return result
-            log.info("%s (attempt %d)", action.reason, attempt)
-            apply_action(api, action)
+    def once():
+        current = get_isvc(api, cfg.namespace, cfg.name)
+        result = plan(current)
+        action = result.action if isinstance(result, PromoteDecision) else result
+        if dry_run:
+            printer(action.describe())
             return result
-        except RolloutError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            if not _retryable(exc) or attempt == attempts:
-                message = api_error_message(exc, cfg)
-                if message is not None:
-                    raise RolloutError(message) from exc
-                raise
-            last = exc
-            delay = backoff_seconds * 2 ** (attempt - 1)
-            log.warning("attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
-            time.sleep(delay)
-    raise RolloutError(f"gave up after {attempts} attempts: {last}")  # pragma: no cover
+        log.info("%s", action.reason)
+        apply_action(api, action)
+        return result
+
+    try:
+        return api_retrying(attempts, backoff_seconds)(once)
+    except RolloutError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an API error becomes one line naming the object
+        message = api_error_message(exc, cfg)
+        if message is not None:
+            raise RolloutError(message) from exc
+        raise
 
 
 def load_selection(selection_uri: str, store=None) -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -42,7 +41,7 @@ from spx.components.deploy.canary import (
     RolloutError,
     ServingConfig,
     _current_models,
-    _retryable,
+    api_retrying,
     get_isvc,
     health_from_prometheus,
     percentile,
@@ -248,19 +247,6 @@ def measure_canary(
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_with_retries(api, cfg: ServingConfig, attempts: int, backoff_seconds: float) -> dict | None:
-    for attempt in range(1, attempts + 1):
-        try:
-            return get_isvc(api, cfg.namespace, cfg.name)
-        except Exception as exc:  # noqa: BLE001
-            if not _retryable(exc) or attempt == attempts:
-                raise
-            delay = backoff_seconds * 2 ** (attempt - 1)
-            log.warning("reading %s/%s failed (%s); retrying in %.1fs", cfg.namespace, cfg.name, exc, delay)
-            time.sleep(delay)
-    return None  # pragma: no cover
-
-
 def evaluate_canary(
     api,
     cfg: ServingConfig,
@@ -277,7 +263,8 @@ def evaluate_canary(
     prometheus_queries: dict[str, str] | None = None,
 ) -> CanaryEvaluation:
     """One turn of the promotion loop (see the module docstring)."""
-    current = _read_with_retries(api, cfg, attempts, backoff_seconds)
+    current = api_retrying(attempts, backoff_seconds, what=f"reading {cfg.namespace}/{cfg.name}")(
+        get_isvc, api, cfg.namespace, cfg.name)
     if current is None:
         reason = f"InferenceService {cfg.namespace}/{cfg.name} does not exist (nothing deployed yet)"
         return CanaryEvaluation("no-isvc", (reason,), "noop", None, dry_run=dry_run)
