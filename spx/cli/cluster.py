@@ -31,9 +31,11 @@ def _params(values: list[str] | None) -> dict:
 def _serving_config(namespace: str, name: str, mode: str, service_account: str, transformer_image: str,
                     transformer_env_configmap: str, raw_deployment_mode: str, transformer_env_secret: str = ""):
     from spx.components.deploy.canary import RolloutError, ServingConfig
+    from spx.core.settings import cluster_names
 
     try:
-        return ServingConfig(namespace=namespace, name=name, mode=mode, service_account=service_account,
+        return ServingConfig(namespace=namespace, name=name, mode=mode,
+                             service_account=service_account or cluster_names().kserve_service_account,
                              transformer_image=transformer_image,
                              transformer_env_configmap=transformer_env_configmap,
                              transformer_env_secret=transformer_env_secret,
@@ -97,7 +99,7 @@ def register(app: typer.Typer) -> None:
         experiment: str = typer.Option("spx-direction", help="KFP experiment"),
         version_id: Optional[str] = typer.Option(None, help="pipeline version id (default: latest)"),
         param: Optional[list[str]] = typer.Option(None, help="pipeline parameter NAME=VALUE"),
-        max_concurrency: int = typer.Option(1, help="runs allowed at once"),
+        max_concurrency: int = typer.Option(1, help="runs allowed at once (KFP: 1-10)"),
         catchup: bool = typer.Option(False, "--catchup/--no-catchup", help="backfill missed runs"),
         service_account: Optional[str] = typer.Option(None, help="ServiceAccount the runs' pods use"),
         namespace: Optional[str] = typer.Option(None, help="KFP namespace (multi-user installs)"),
@@ -127,7 +129,8 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("spx-direction", help="InferenceService name"),
         canary_percent: int = typer.Option(10, help="traffic share of the new champion"),
         mode: str = typer.Option("serverless", help="serverless (canaryTrafficPercent) | raw (spec.canary)"),
-        service_account: str = typer.Option("spx-kfp-kserve-s3", help="ServiceAccount holding the S3 secret"),
+        service_account: str = typer.Option("", help="ServiceAccount holding the S3 secret (default: "
+                                            "$SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3)"),
         transformer_image: str = typer.Option("", help="transformer image (empty: no transformer)"),
         transformer_env_configmap: str = typer.Option("", help="ConfigMap with the transformer's env"),
         transformer_env_secret: str = typer.Option("", help="Secret with the transformer's S3 keys"),
@@ -170,7 +173,7 @@ def register(app: typer.Typer) -> None:
         namespace: str = typer.Option("spx"),
         name: str = typer.Option("spx-direction"),
         mode: str = typer.Option("serverless"),
-        service_account: str = typer.Option("spx-kfp-kserve-s3"),
+        service_account: str = typer.Option("", help="default: $SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3"),
         transformer_image: str = typer.Option(""),
         transformer_env_configmap: str = typer.Option(""),
         transformer_env_secret: str = typer.Option(""),

@@ -9,7 +9,6 @@ it is skipped with the reason.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -83,7 +82,7 @@ class KubeCluster:
         return path
 
     def api_client(self, kubeconfig: Path | None = None):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
 
@@ -131,7 +130,3 @@ def start(tools: Path, workdir: Path, kubectl_bin: str, helm_bin: str, apiserver
 
 def stop(tools: Path, workdir: Path) -> None:
     subprocess.run(["bash", str(tools / "apiserver.sh"), "wipe", str(workdir)], capture_output=True, timeout=60)
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()

@@ -96,22 +96,37 @@ def test_helm_install_needs_the_run_namespace(kube):
 
 def test_manifests_apply_server_side(kube):
     """`kubectl apply --server-side` of every kustomization; the raw overlay's ServingRuntimes land in the
-    namespace (defect 8) and the ConfigMap has every key the compiled tasks read (defect 7)."""
+    namespace (defect 8), the ConfigMaps have every key the compiled tasks read (defect 7), and the single-user
+    KFP overlay puts the pipeline's account where KFP runs the pods, as the chart does (defect 9)."""
     from spx.pipelines.k8s import ENV_CONFIGMAP_KEYS
 
-    kustomizations = sorted(p.parent for p in (ROOT / "manifests").rglob("kustomization.yaml"))
-    assert len(kustomizations) == 3
-    for path in kustomizations:
-        rendered = kube.kubectl("kustomize", str(path)).stdout
-        kube.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager=test-{path.name}", "-f", "-",
-                     input=rendered)
-        for o in yaml.safe_load_all(rendered):
-            if o and o["kind"] != "Namespace":
-                assert o["metadata"].get("namespace") == "spx", (path.name, o["kind"], o["metadata"]["name"])
-    for name in ("spx-xgbserver", "spx-lgbserver", "spx-predictor"):
-        assert kube.get("servingruntimes.serving.kserve.io", name, "spx") is not None
-    data = kube.get("configmap", "spx-kfp-env", "spx")["data"]
-    assert set(ENV_CONFIGMAP_KEYS) <= set(data), set(ENV_CONFIGMAP_KEYS) - set(data)
+    kustomizations = sorted((p.parent for p in (ROOT / "manifests").rglob("kustomization.yaml")),
+                            key=lambda p: ("kfp-single-user" in str(p), str(p)))  # it re-binds base's account
+    assert len(kustomizations) == 5
+    try:
+        for path in kustomizations:
+            rendered = kube.kubectl("kustomize", str(path)).stdout
+            kube.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager=test-{path.name}", "-f",
+                         "-", input=rendered)
+            allowed = {"kubeflow"} if path.name == "run-namespace" else (
+                {"spx", "kubeflow"} if path.name == "kfp-single-user" else {"spx"})
+            for o in yaml.safe_load_all(rendered):
+                if o and o["kind"] != "Namespace":
+                    assert o["metadata"].get("namespace") in allowed, (path.name, o["kind"], o["metadata"]["name"])
+        for name in ("spx-xgbserver", "spx-lgbserver", "spx-predictor"):
+            assert kube.get("servingruntimes.serving.kserve.io", name, "spx") is not None
+        for ns in ("spx", "kubeflow"):
+            data = kube.get("configmap", "spx-kfp-env", ns)["data"]
+            assert set(ENV_CONFIGMAP_KEYS) <= set(data), set(ENV_CONFIGMAP_KEYS) - set(data)
+        user = "system:serviceaccount:kubeflow:spx-pipeline"
+        assert can_i(kube, user, "patch", "inferenceservices.serving.kserve.io", "spx")
+        assert can_i(kube, user, "get", "configmaps/kfp-launcher", "kubeflow")
+        assert can_i(kube, user, "get", "secrets/spx-kfp-s3", "kubeflow")
+        assert not can_i(kube, user, "get", "secrets/mysql-secret", "kubeflow")
+    finally:  # the chart's kind/k3d releases own spx-pipeline in kubeflow
+        kube.kubectl("delete", "-n", "kubeflow", "serviceaccount/spx-pipeline", "role/spx-pipeline-kfp-runtime",
+                     "rolebinding/spx-pipeline-kfp-runtime", "configmap/spx-kfp-env", "secret/spx-kfp-s3",
+                     "--ignore-not-found")
 
 
 def storage_initializer_pod(namespace: str) -> dict:

@@ -189,3 +189,30 @@ def test_api_server_refusal_is_one_line(kube, as_pipeline):
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: InferenceService oneline/spx-direction: the API server answered 403 Forbidden")
     assert "cannot get resource" in err and "Traceback" not in err
+
+
+def test_invalid_object_is_one_line_naming_the_field(kube, as_pipeline):
+    """A 422 from the CRD schema (the raw canary without model.name that the old deploy step sent) comes out as
+    one RolloutError line with the server's field error, not an ApiException traceback (defect 12)."""
+    from spx.components.deploy.canary import (ModelRef, RolloutAction, RolloutError, ServingConfig, custom_objects_api,
+                                          plan_deploy, run_with_retries)
+
+    ns = "invalid"
+    kube.helm("install", ns, str(CHART), "-n", ns, "--create-namespace", "--set", "inferenceService.mode=raw")
+    as_pipeline(ns)
+    api = custom_objects_api()
+    cfg = ServingConfig(namespace=ns, name="spx-direction", mode="raw", service_account=f"{fullname(ns)}-kserve-s3")
+    run_with_retries(api, cfg, lambda cur: plan_deploy(cur, ModelRef(A, "xgboost"), cfg), backoff_seconds=0.01)
+
+    def old_raw_canary(current):
+        good = plan_deploy(current, ModelRef(B, "lightgbm"), cfg)
+        predictor = good.body["spec"]["canary"][0]["predictor"]
+        del predictor["model"]["name"], predictor["name"]
+        return RolloutAction("patch", ns, "spx-direction", good.body, good.reason)
+
+    with pytest.raises(RolloutError) as err:
+        run_with_retries(api, cfg, old_raw_canary, backoff_seconds=0.01)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"InferenceService {ns}/spx-direction: the API server answered 422 Invalid")
+    assert "spec.canary[0].predictor.model.name: Required value" in message

@@ -75,14 +75,28 @@ def _kustomize(kubectl_bin, path):
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/raw", "overlays/serverless-canary"])
+@pytest.mark.parametrize("overlay", ["base", "overlays/raw", "overlays/serverless-canary", "overlays/kfp-single-user"])
 def test_manifests_configmap_has_every_key_the_tasks_read(kubectl_bin, overlay):
     """kfp-kubernetes use_config_map_as_env fails the pod on a missing key (defect 7)."""
     from spx.pipelines.k8s import ENV_CONFIGMAP_KEYS
 
     objs = _kustomize(kubectl_bin, ROOT / "manifests" / overlay)
-    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env"]
-    assert set(ENV_CONFIGMAP_KEYS) <= set(cm["data"]), set(ENV_CONFIGMAP_KEYS) - set(cm["data"])
-    assert cm["data"]["SPX_INFERENCE_MODE"] == ("raw" if overlay == "overlays/raw" else "serverless")
-    # every namespaced object lands in "spx" (defect 8: the raw overlay's ServingRuntimes had none)
-    assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {"spx"}
+    maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env"]
+    assert len(maps) == (2 if overlay.endswith("kfp-single-user") else 1)
+    for cm in maps:
+        assert set(ENV_CONFIGMAP_KEYS) <= set(cm["data"]), set(ENV_CONFIGMAP_KEYS) - set(cm["data"])
+        assert cm["data"]["SPX_INFERENCE_MODE"] == ("raw" if overlay == "overlays/raw" else "serverless")
+    # every namespaced object lands in "spx" (defect 8: the raw overlay's ServingRuntimes had none); the
+    # single-user overlay puts the pipeline's account and what its pods read in "kubeflow" (defect 9)
+    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"}
+    assert namespaces == ({"spx", "kubeflow"} if overlay.endswith("kfp-single-user") else {"spx"})
+    if overlay.endswith("kfp-single-user"):
+        placed = {(o["kind"], o["metadata"]["name"]): o["metadata"]["namespace"] for o in objs
+                  if o["metadata"].get("namespace") == "kubeflow"}
+        assert placed == {("ServiceAccount", "spx-pipeline"): "kubeflow", ("Role", "spx-pipeline-kfp-runtime"): "kubeflow",
+                          ("RoleBinding", "spx-pipeline-kfp-runtime"): "kubeflow",
+                          ("ConfigMap", "spx-kfp-env"): "kubeflow", ("Secret", "spx-kfp-s3"): "kubeflow"}
+        (binding,) = [o for o in objs if o["kind"] == "RoleBinding"
+                      and o["metadata"]["name"] == "spx-pipeline-inferenceservices"]
+        assert binding["metadata"]["namespace"] == "spx"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spx-pipeline", "namespace": "kubeflow"}]

@@ -437,3 +437,23 @@ def test_manifests_mirror_the_prediction_sink(manifests):
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     svc = next(o for o in manifests["manifests/base"] if o["kind"] == "Service")
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_read_only_root_filesystem_and_sink_storage_class(rendered):
+    """Issue 11, defect 11: the InferenceService's and ServingRuntimes' containers run with a read-only root
+    filesystem (an emptyDir on /tmp the only writable path); the kind/k3d values name the StorageClass of the
+    prediction sink's volume like the other volumes'."""
+    objs = rendered["k3d+canary"]
+    isvc = _isvc(objs)
+    containers = [isvc["spec"]["predictor"]["model"], isvc["spec"]["canary"][0]["predictor"]["model"],
+                  *isvc["spec"]["transformer"]["containers"]]
+    runtimes = [o for o in objs if o["kind"] == "ServingRuntime"]
+    assert len(runtimes) == 3  # spx-predictor + the two namespaced KServe runtimes (servingRuntime.create)
+    containers += [c for rt in runtimes for c in rt["spec"]["containers"]]
+    for c in containers:
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, c.get("name")
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], c.get("name")
+    for values, storage_class in (("kind", "standard"), ("k3d", "local-path")):
+        (pvc,) = [o for o in rendered[values] if o["kind"] == "PersistentVolumeClaim"
+                  and o["metadata"]["name"] == "spx-kfp-prediction-sink"]
+        assert pvc["spec"]["storageClassName"] == storage_class
