@@ -16,8 +16,7 @@ import pytest
 from spx.core.services import LocalS3Server
 from spx.core.settings import S3Settings
 from spx.core.storage import ObjectStore
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT  # noqa: E402,F401 - re-exported for fixtures
 
 COST_MARKERS = ("unit", "integration", "cluster", "e2e")
 SERVER_FIXTURES = {"s3_server", "kube_api", "kfp_api", "news_http", "helm_bin", "kubectl_bin", "kube_cluster"}

@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 
 from spx.pipelines.compile import compile_pipeline
 from spx.pipelines.monitoring import compile_monitoring
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 STDLIB = set(sys.stdlib_module_names)
 pytestmark = pytest.mark.integration  # compiles both pipelines (~20 s)

@@ -11,7 +11,7 @@ import pytest
 
 from spx.core.errors import ConfigError
 from spx.core.settings import env_var_names, settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def _readme_config_vars() -> set[str]:

@@ -23,8 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "spx-kfp"
+from tests.cluster.support import CHART, ROOT, merge_patch  # noqa: F401 - fixtures use them
 
 
 @dataclass
@@ -36,17 +35,6 @@ class Call:
     body: object
 
 
-def merge_patch(target, patch):
-    """RFC 7386 JSON merge patch (what the API server applies for application/merge-patch+json)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 class _Server:

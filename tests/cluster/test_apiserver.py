@@ -14,18 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.conftest import CHART, ROOT
+from tests.cluster.support import CHART, ROOT, A, B, fullname
 
 pytestmark = pytest.mark.cluster
 
-A = "s3://spx/models/run-1/xgb_base/"
-B = "s3://spx/models/run-2/lgbm_news/"
-C = "s3://spx/models/run-3/xgb_news/"
 VALUES = {"default": [], "kind": ["-f", str(CHART / "values-kind.yaml")], "k3d": ["-f", str(CHART / "values-k3d.yaml")]}
 
-
-def fullname(release: str) -> str:
-    return release if "spx-kfp" in release else f"{release}-spx-kfp"
 
 
 def install(kube, release: str, namespace: str, *extra: str) -> None:

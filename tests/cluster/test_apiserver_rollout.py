@@ -12,8 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.cluster.conftest import CHART
-from tests.cluster.test_apiserver import A, B, C, fullname
+from tests.cluster.support import CHART, A, B, C, fullname
 
 pytestmark = pytest.mark.cluster
 
@@ -140,8 +139,14 @@ def test_concurrent_writer_gets_409_and_the_step_replans(kube, as_pipeline, mode
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    from spx.components.deploy.canary import (ModelRef, ServingConfig, apply_action, custom_objects_api, plan_deploy,
-                                          run_with_retries)
+    from spx.components.deploy.canary import (
+        ModelRef,
+        ServingConfig,
+        apply_action,
+        custom_objects_api,
+        plan_deploy,
+        run_with_retries,
+    )
 
     release, ns = f"cc-{mode}", f"cc-{mode}"
     kube.helm("install", release, str(CHART), "-n", ns, "--create-namespace", "--set", f"inferenceService.mode={mode}")
@@ -194,8 +199,15 @@ def test_api_server_refusal_is_one_line(kube, as_pipeline):
 def test_invalid_object_is_one_line_naming_the_field(kube, as_pipeline):
     """A 422 from the CRD schema (the raw canary without model.name that the old deploy step sent) comes out as
     one RolloutError line with the server's field error, not an ApiException traceback (defect 12)."""
-    from spx.components.deploy.canary import (ModelRef, RolloutAction, RolloutError, ServingConfig, custom_objects_api,
-                                          plan_deploy, run_with_retries)
+    from spx.components.deploy.canary import (
+        ModelRef,
+        RolloutAction,
+        RolloutError,
+        ServingConfig,
+        custom_objects_api,
+        plan_deploy,
+        run_with_retries,
+    )
 
     ns = "invalid"
     kube.helm("install", ns, str(CHART), "-n", ns, "--create-namespace", "--set", "inferenceService.mode=raw")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tests.cluster.conftest import CHART, ROOT
+from tests.cluster.support import CHART, ROOT
 
 IMAGE = "registry.example.com/spx/spx-component:1.2.3"
 

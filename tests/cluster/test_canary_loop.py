@@ -32,7 +32,7 @@ from spx.components.deploy.canary import (
     deploy,
 )
 from spx.components.deploy.health import canary_revision, evaluate_canary, health_from_prediction_log
-from tests.cluster.conftest import ROOT
+from tests.support import ROOT
 
 NS, NAME = "spx", "spx-direction"
 PATH = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"
@@ -92,8 +92,8 @@ def _headers(rid: str, typ: str, when: datetime, isvc: str) -> dict:
 
 def write_log(store, tmp_path, traffic: list[dict]) -> None:
     """KServe-logger events for ``traffic`` through the real sink into the bucket."""
-    from spx.components.serving.prediction_log import parse_event
     from spx.components.monitoring.sink import PredictionSink
+    from spx.components.serving.prediction_log import parse_event
 
     sink = PredictionSink(tmp_path / f"wal-{time.monotonic_ns()}", store_factory=lambda: store,
                           batch_rows=100_000, flush_interval=3600).start(background=False)

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from spx.pipelines.schedule import ScheduleError, create_or_update_schedule, to_kfp_cron, validate_max_concurrency
-from tests.cluster.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize("user, kfp", [

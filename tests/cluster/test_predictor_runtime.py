@@ -1,7 +1,7 @@
 """The cluster serves with the project's predictor (reports model versions) unless told otherwise."""
 
 from spx.components.deploy.canary import ModelRef, ServingConfig, predictor_spec
-from tests.cluster.test_render import render
+from tests.cluster.support import render
 
 
 def _by_kind(objects, kind, name=None):

@@ -19,11 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.cluster.conftest import CHART, ROOT
 from tests.cluster.kserve_schema import UNVERIFIED, schema_for_object, unverified_paths
+from tests.cluster.support import CHART, K8S_VERSION, ROOT, helm, render
 
-K8S_VERSION = "1.33.0"
-KSERVE_API = ["serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1"]
 MODEL = "s3://spx/models/run-1/xgb_base/"
 CANARY = "s3://spx/models/run-2/lgbm_news/"
 
@@ -54,15 +52,6 @@ CASES = {
 }
 
 
-def helm(helm_bin: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([helm_bin, *args], capture_output=True, text=True, timeout=120, check=check)
-
-
-def render(helm_bin: str, extra: list[str]) -> list[dict]:
-    api = [a for v in KSERVE_API for a in ("--api-versions", v)]
-    out = helm(helm_bin, "template", "spx-kfp", str(CHART), "--namespace", "spx", "--kube-version", K8S_VERSION,
-               *api, *extra).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +129,7 @@ def test_deploy_component_bodies_validate():
         current = inference_service(ModelRef(MODEL, "xgboost"), cfg)
         validate_object(current)
         action = plan_deploy(current, ModelRef(CANARY, "lightgbm"), cfg, 10)
-        from tests.cluster.conftest import merge_patch
+        from tests.cluster.support import merge_patch
 
         validate_object(merge_patch(current, action.body))
 

@@ -5,7 +5,7 @@ import shlex
 from typer.testing import CliRunner
 
 from spx.cli import app
-from tests.cluster.test_render import render
+from tests.cluster.support import render
 
 
 def _job_script(objects) -> str:

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import tritonclient.http as http
 
-from spx.components.serving.prediction_log import read_predictions
 from spx.components.selection import champion as champ
 from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor, start_transformer
+from spx.components.serving.prediction_log import read_predictions
 
 from .conftest import SinkProcess
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from spx.components.monitoring.drift import MonitorConfig, evidently_drift, live_hit_rate, run_monitoring
-from spx.components.serving.prediction_log import parse_event
 from spx.components.monitoring.sink import PredictionSink
 from spx.components.monitoring.trigger import decide
+from spx.components.serving.prediction_log import parse_event
 
 from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spx.components.training import visuals
 from spx.components.monitoring.drift import evidently_drift
 from spx.components.monitoring.report import write_report
+from spx.components.training import visuals
 
 from .helpers import GOLD_FEATURES, gold_frame, seed_training_run
 

@@ -8,13 +8,14 @@ import time
 import pandas as pd
 import pytest
 
+from spx.components.monitoring.sink import PredictionSink, WriteAheadLog
 from spx.components.serving.prediction_log import (
     EventError,
     parse_event,
     read_predictions,
     rows_from_pair,
 )
-from spx.components.monitoring.sink import PredictionSink, WriteAheadLog
+
 from .helpers import FEATURES, REQUEST, RESPONSE, event_pair, headers, v2_request
 
 

@@ -71,8 +71,8 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
     """KFP's SubprocessRunner runs the compiled components; drift -> dsl.If -> the KFP API call."""
     from kfp import local
 
-    from spx.components.serving.prediction_log import parse_event
     from spx.components.monitoring.sink import PredictionSink
+    from spx.components.serving.prediction_log import parse_event
     from spx.pipelines.monitoring import monitoring_pipeline
 
     from .helpers import gold_frame, seed_training_run, served_events

@@ -11,8 +11,7 @@ from spx.components.news.bronze import default_news_file, ingest, read_bronze, r
 from spx.components.news.gdelt import GdeltClient
 from spx.components.news.http import PoliteSession
 from spx.components.news.schema import BRONZE_COLUMNS
-from spx.components.news.silver import (SILVER_COLUMNS, build_silver, default_lexicon, silver_features,
-                                    tone_scores)
+from spx.components.news.silver import SILVER_COLUMNS, build_silver, default_lexicon, silver_features, tone_scores
 from spx.core.storage import ImmutableObjectError
 
 

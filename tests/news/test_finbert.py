@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 
 from spx.components.news import finbert
-from spx.components.news.finbert import (FinBertScorer, ModelUnavailable, ScoreCache, label_indices,
-                                     model_key, resolve_model, score_texts)
+from spx.components.news.finbert import (
+    FinBertScorer,
+    ModelUnavailable,
+    ScoreCache,
+    label_indices,
+    model_key,
+    resolve_model,
+    score_texts,
+)
 from spx.components.news.schema import content_hash
 from tests.news.conftest import build_tiny_model
 

@@ -16,8 +16,13 @@ from spx.components.bronze.sessions import prepare_bars
 from spx.components.news.bronze import default_news_file, ingest
 from spx.components.news.gold import SIGNAL_COLUMNS, build_gold
 from spx.components.news.join import NEWS_FEATURE_COLUMNS, join_news_features
-from spx.components.news.lexicon_scorer import (NAME, LexiconScorer, _dict_assignments, finvader_lexicon,
-                                            labels_from_compound)
+from spx.components.news.lexicon_scorer import (
+    NAME,
+    LexiconScorer,
+    _dict_assignments,
+    finvader_lexicon,
+    labels_from_compound,
+)
 from spx.components.news.schema import SkipReport
 from spx.components.news.silver import build_silver, silver_features
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spx.components.news.schema import (BRONZE_COLUMNS, MalformedArticle, canonical_url, clean_text,
-                                    normalize_articles, parse_published, validate_bronze)
+from spx.components.news.schema import (
+    BRONZE_COLUMNS,
+    MalformedArticle,
+    canonical_url,
+    clean_text,
+    normalize_articles,
+    parse_published,
+    validate_bronze,
+)
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -10,8 +10,8 @@ import sys
 
 import pandas as pd
 
-from spx.components.serving.prediction_log import read_predictions
 from spx.components.serving.local import REPO_ROOT
+from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port
 
 

@@ -8,7 +8,6 @@ schema (``parameters`` an object when present); every refusal is a 4xx whose bod
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -12,9 +12,16 @@ import pandas as pd
 import pytest
 
 from spx.components.bronze.datasets import get_dataset
+from spx.components.bronze.market import (
+    OandaClient,
+    OandaError,
+    bronze_prefix,
+    ingest_market,
+    newest_stored_bar,
+    parse_oanda_candles,
+    read_bronze,
+)
 from spx.components.bronze.sessions import prepare_bars
-from spx.components.bronze.market import (OandaClient, OandaError, bronze_prefix, ingest_market, newest_stored_bar,
-                                      parse_oanda_candles, read_bronze)
 from spx.components.bronze.validation import validate_candles
 from spx.core.errors import DataValidationError
 from spx.core.storage import ImmutableObjectError

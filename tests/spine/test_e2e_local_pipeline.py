@@ -11,8 +11,8 @@ import pytest
 from spx.components.bronze.datasets import shared_data_dir
 from spx.components.selection.select import CREDIBLE, NO_EDGE, select_champion
 from spx.components.training.variants import VARIANTS
-from spx.pipelines.local import run_local
 from spx.core.settings import settings
+from spx.pipelines.local import run_local
 
 pytestmark = pytest.mark.e2e
 

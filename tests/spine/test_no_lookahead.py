@@ -2,7 +2,8 @@
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spx.components.gold.merge import build_gold
 from spx.components.silver.microstructure import microstructure_features
