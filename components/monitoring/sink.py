@@ -19,7 +19,7 @@ Delivery guarantee: **at-least-once into the bucket, de-duplicated by request id
   only then deletes the old segments. On start the WAL is replayed: ids already committed are
   skipped, everything else is re-buffered. A crash at any point therefore loses nothing; the only
   window that can write a row twice (between the PUT and the commit record) is covered by
-  :func:`~components.monitoring.prediction_log.read_predictions`, which de-duplicates on read.
+  :func:`~spx.components.serving.prediction_log.read_predictions`, which de-duplicates on read.
 * An event whose partner never arrives is written after ``pair_timeout`` seconds with status
   ``no_response`` / ``no_request`` rather than kept forever.
 

@@ -223,7 +223,7 @@ def _log_destination(sink, logger_url: str | None) -> str:
     bucket = settings().s3.bucket
     return (f"prediction log: KServe logger CloudEvents -> sink {sink.url} -> s3://{bucket}/predictions/"
             f"date=YYYY-MM-DD/*.parquet (batches every flush interval and on exit; "
-            f"read with components.monitoring.prediction_log.read_predictions)")
+            f"read with spx.components.serving.prediction_log.read_predictions)")
 
 
 def _wait_logged(sink, n_events: int, timeout: float = 20.0) -> None:
