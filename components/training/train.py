@@ -43,7 +43,7 @@ class VariantResult:
     importance: dict[str, float]
     n_train: int
     n_oot: int
-    val_auc_boot: list = None  # bootstrap AUCs on the validation block (selection's Bonferroni interval)
+    val_auc_boot: list | None = None  # bootstrap AUCs on the validation block (selection's Bonferroni interval)
 
 
 def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
         progress(f"[{spec.name}] fold {k}/{cfg.n_folds}: AUC {row['auc']:.4f} "
                  f"(train {len(fold.train)}, test {len(fold.test)}, {time.perf_counter() - t0:.1f}s)")
 
-    m: dict[str, float] = {}
+    m: dict[str, Any] = {}
     # 1. validation block: what selection chooses on (a model fitted on the rows before it, purged)
     sel = make_estimator(spec, cfg.seed).fit(X[blocks.sel_train], target[blocks.sel_train])
     s_sel_tr, s_val = _score(sel, spec, X[blocks.sel_train]), _score(sel, spec, X[blocks.val])
@@ -129,10 +129,10 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
     lo, hi = M.block_bootstrap_ci(yt, s_oot, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
     m["oot_auc_ci_low"], m["oot_auc_ci_high"] = lo, hi
     m.update({f"oot_{k}": v for k, v in M.information_coefficients(s_oot, y_ret[blocks.oot]).items()})
-    for k, v in M.majority_baseline(yo, yt).items():
-        m[f"baseline_majority_{k}"] = v
-    for k, v in M.momentum_baseline(yo, last_ret[blocks.final_train], yt, last_ret[blocks.oot]).items():
-        m[f"baseline_momentum_{k}"] = v
+    for name, v in M.majority_baseline(yo, yt).items():
+        m[f"baseline_majority_{name}"] = v
+    for name, v in M.momentum_baseline(yo, last_ret[blocks.final_train], yt, last_ret[blocks.oot]).items():
+        m[f"baseline_momentum_{name}"] = v
     prob_like = s_oot if spec.task == "classification" else (s_oot > 0).astype(float)
     m.update(M.backtest_long_flat(prob_like, y_ret[blocks.oot], horizon=spec.horizon,
                                   periods_per_year=ppy, cost_bps=cfg.cost_bps))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from spx.core.settings import settings
 
@@ -63,7 +64,7 @@ def make_estimator(spec: VariantSpec, seed: int = 42):
     if spec.model == "xgboost":
         import xgboost as xgb
 
-        params = dict(n_estimators=120, max_depth=3, learning_rate=0.08, subsample=0.8,
+        params: dict[str, Any] = dict(n_estimators=120, max_depth=3, learning_rate=0.08, subsample=0.8,
                       colsample_bytree=0.8, min_child_weight=20, reg_lambda=5.0, tree_method="hist",
                       max_bin=64, n_jobs=n_threads(), random_state=seed)
         params.update(spec.params)
