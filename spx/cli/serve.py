@@ -84,7 +84,8 @@ def serve(
     check: bool = typer.Option(False, "--check", help="send one request to each server, print, stop"),
 ) -> None:
     """Serve the MLflow champion on the KServe V2 protocol (predictor + Feast transformer)."""
-    from spx.components.selection import champion, features
+    from spx.components.selection import champion
+    from spx.components.serving import features
     from spx.components.serving.local import LocalServing, start_predictor, start_transformer
     from spx.core.services import embedded_s3
     from spx.core.settings import settings
