@@ -18,7 +18,7 @@ def _readme_config_vars() -> set[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     variables = [line.split("|")[2] for line in section.splitlines() if line.startswith("|")]
-    return set(re.findall(r"`([A-Z][A-Z0-9_]{2,})`", " ".join(variables)))
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)`", " ".join(variables)))
 
 
 def test_readme_configuration_table_lists_exactly_the_settings():
