@@ -10,6 +10,7 @@ with an asyncio HTTP/1.1 keep-alive load generator (aiohttp, one connection per 
 1. **Load**: for the predictor (one 12-feature row per request) and the transformer (one
    instrument per request, logging on), at each client count in ``--clients`` (default 1, 8, 32,
    64): requests/s and p50 / p99 / p99.9 latency over ``--duration`` seconds.
+   Then the predictor's rows/s for ``--batches`` requests of ``--batch-size`` (1000) rows.
 2. **Soak**: ``--soak`` seconds at 8 clients on the transformer, each request with its own id; half
    way through, the sink is killed with SIGKILL and restarted by the supervisor ``spx serve`` uses.
    At the end the transformer and the sink are stopped (they flush) and the served request ids are
@@ -97,6 +98,8 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=180.0, help="soak seconds at 8 clients (0: skip)")
     parser.add_argument("--no-kill", action="store_true", help="do not SIGKILL the sink during the soak")
     parser.add_argument("--format", choices=["xgboost", "lightgbm"], default="xgboost")
+    parser.add_argument("--batches", type=int, default=20, help="predictor requests of --batch-size rows")
+    parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",") if c]
 
@@ -158,6 +161,20 @@ def main() -> int:
                 r = asyncio.run(_load(t_url, inst, c, args.duration))
                 results["transformer"].append(r)
                 print(_row("transformer", r), flush=True)
+            if args.batches:
+                import requests
+
+                rows = X[: args.batch_size]
+                batch = orjson.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": list(rows.shape),
+                                                  "data": rows.astype(np.float32).ravel().tolist()}]})
+                session = requests.Session()
+                t0 = time.perf_counter()
+                for _ in range(args.batches):
+                    session.post(p_url, data=batch, headers={"content-type": "application/json"},
+                                 timeout=60).raise_for_status()
+                batch_s = time.perf_counter() - t0
+                print(f"predictor    batches of {len(rows)} rows, 1 client: {args.batches * len(rows) / batch_s:,.0f} "
+                      f"rows/s ({batch_s / args.batches * 1000:.1f} ms per batch)", flush=True)
             by_c = {r["clients"]: r for r in results["transformer"]}
             p_best = max(r["rps"] for r in results["predictor"])
             if 8 in by_c:
