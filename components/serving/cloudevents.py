@@ -394,7 +394,8 @@ class InferenceLogger:
                 pending.append(self._queue.get_nowait())
         while pending and self._client is not None and time.monotonic() < deadline:
             chunk, pending = pending[:self.batch_size], pending[self.batch_size:]
-            if await self._send(chunk, window=max(0.0, min(2.0, deadline - time.monotonic()))):
+            window = max(0.0, min(2.0, deadline - time.monotonic())) if self._sink_up else 0.0
+            if await self._send(chunk, window=window):
                 self._count("sent", len(chunk))
             else:
                 pending = chunk + pending
