@@ -488,18 +488,19 @@ def _loopback(host: str) -> bool:
 
 def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path | None = None,
           batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
-          prefix: str = PREFIX, token: str | None = None) -> None:
+          prefix: str = PREFIX, token: str | None = None, allow_anonymous: bool = False) -> None:
     import uvicorn
 
     from spx.core.settings import serving_settings
 
     cfg = serving_settings()
     token = cfg.sink_token if token is None else token
-    if not token and not _loopback(host):
+    if not token and not _loopback(host) and not allow_anonymous:
         raise SystemExit(f"refusing to listen on {host} without a writer token: set SPX_SINK_TOKEN (or --token), "
-                         "or bind 127.0.0.1")
+                         "bind 127.0.0.1, or pass --allow-anonymous (only for KServe's own logger, which cannot "
+                         "send a token)")
     if not token:
-        log.warning("no writer token (SPX_SINK_TOKEN): any local process may post events")
+        log.warning("no writer token (SPX_SINK_TOKEN): anyone who can reach %s:%d may post events", host, port)
     wal_dir = Path(wal_dir) if wal_dir else cfg.sink_wal_dir
     log.info("prediction-log sink on %s:%d, write-ahead log %s", host, port, wal_dir)
     sink = PredictionSink(wal_dir, batch_rows=batch_rows, flush_interval=flush_interval,
@@ -523,9 +524,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pair-timeout", type=float, default=float(os.environ.get("SPX_SINK_PAIR_TIMEOUT", "300")))
     p.add_argument("--prefix", default=PREFIX)
     p.add_argument("--token", default=None, help="writers' bearer token (default $SPX_SINK_TOKEN)")
+    p.add_argument("--allow-anonymous", action="store_true",
+                   help="accept unauthenticated writers on a non-loopback address (KServe's agent logger "
+                        "cannot send a token); insecure")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix, token=a.token)
+    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix, token=a.token,
+          allow_anonymous=a.allow_anonymous)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ class InferenceLogger:
         self._task: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
         self._closing = False
+        self._inflight: list[tuple[dict, Any]] = []
         self._sink_up = True
         self._last_replay_check = 0.0
         self._metrics = _metrics()
@@ -342,6 +343,7 @@ class InferenceLogger:
     async def _run(self) -> None:
         while True:
             batch = await self._next_batch(wait=self.replay_interval)
+            self._inflight = batch
             if batch:
                 # a sink known to be away gets one attempt per batch (then the batch is spilled), so
                 # the queue keeps draining; the full retry window applies while it is answering
@@ -349,6 +351,7 @@ class InferenceLogger:
                     self._count("sent", len(batch))
                 else:
                     await asyncio.to_thread(self._to_spill, batch)
+            self._inflight = []
             now = time.monotonic()
             if now - self._last_replay_check >= self.replay_interval and (self._queue.qsize() < self.batch_size):
                 self._last_replay_check = now
@@ -368,22 +371,30 @@ class InferenceLogger:
         return True
 
     async def close(self) -> None:
-        """Send what is queued (for up to ``close_timeout`` seconds), spill the rest."""
+        """Send what is queued (for up to ``close_timeout`` seconds), spill the rest. The batch being
+        sent when the sender is stopped is kept too (the sink de-duplicates a re-send)."""
         self._closing = True
+        deadline = time.monotonic() + self.close_timeout
+        if self._task is not None and not self._task.done():
+            # let the sender drain the queue while the sink answers
+            while self._queue is not None and (not self._queue.empty() or self._inflight) and self._sink_up \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        pending: list[tuple[dict, Any]] = []
+        pending: list[tuple[dict, Any]] = list(self._inflight)
+        self._inflight = []
         if self._queue is not None:
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
-        deadline = time.monotonic() + self.close_timeout
         while pending and self._client is not None and time.monotonic() < deadline:
             chunk, pending = pending[:self.batch_size], pending[self.batch_size:]
-            if await self._send(chunk, window=max(0.0, min(2.0, deadline - time.monotonic()))):
+            window = max(0.0, min(2.0, deadline - time.monotonic())) if self._sink_up else 0.0
+            if await self._send(chunk, window=window):
                 self._count("sent", len(chunk))
             else:
                 pending = chunk + pending
@@ -392,6 +403,11 @@ class InferenceLogger:
             self._to_spill(pending)
             log.warning("inference logger: %d events spilled to %s at shutdown (sink %s)", len(pending),
                         self.spill.dir, self.url)
+        elif self._client is not None and time.monotonic() < deadline and (self.spill.segments() or self.spill._fh):
+            try:  # the sink answers: hand it what an earlier outage left on disk
+                await asyncio.wait_for(self._replay(), timeout=max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
         self.spill.seal()
         if self._client is not None:
             await self._client.aclose()

@@ -338,11 +338,13 @@ def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
     assert c["image"] == "spx-component:dev"
     # the sink's own argument parser accepts the args and gets the values
     seen = {}
-    monkeypatch.setattr(sink_mod, "serve", lambda *a, **kw: seen.update(args=a, kw=kw))
+    monkeypatch.setattr(sink_mod, "serve", lambda *a, **kw: seen.update(args=a, kwargs=kw))
     monkeypatch.setattr(sink_mod.logging, "basicConfig", lambda **kw: None)
     sink_mod.main(c["args"])
     assert seen["args"] == ("0.0.0.0", 8085, "/var/lib/spx-sink", 500, 30.0, 300.0, "predictions")
-    assert seen["kw"] == {"token": None}  # the token comes from SPX_SINK_TOKEN inside serve()
+    # no monitoring.sink.tokenSecret by default: KServe's agent logger cannot send a token
+    assert seen["kwargs"] == {"token": None, "allow_anonymous": True}
+    assert not any(e.get("name") == "SPX_SINK_TOKEN" for e in c.get("env", []))
     assert "--wal-dir=/var/lib/spx-sink" in c["args"] and "--host=0.0.0.0" in c["args"]
     assert {"name": "wal", "mountPath": "/var/lib/spx-sink"} in c["volumeMounts"]
     wal = next(v for v in pod["volumes"] if v["name"] == "wal")

@@ -155,3 +155,71 @@ def test_sigkill_during_concurrent_traffic_and_flushes_loses_nothing(store, sink
     assert (log["status"] == "ok").all()
     raw = read_predictions(store, raw=True, flatten=False)
     assert len(raw) - len(log) <= 25 + 4  # at most the batch in flight at the kill
+
+
+def _structured(hdr: dict, body: bytes) -> dict:
+    """A binary-mode KServe logger event as a structured CloudEvent (cloudevents SDK)."""
+    from cloudevents.conversion import to_dict
+    from cloudevents.http import from_http
+
+    return to_dict(from_http(hdr, body))
+
+
+def test_writers_need_the_token_and_a_batch_is_acknowledged_once_durable(store, sink_env, tmp_path):
+    """With SPX_SINK_TOKEN set, unauthenticated or wrongly authenticated posts are 401 (before: any
+    local process could forge events); a CloudEvents JSON batch is acknowledged as a whole, survives a
+    SIGKILL right after the 200, and re-sending it yields duplicates, not rows."""
+    import json
+
+    env = dict(sink_env, SPX_SINK_TOKEN="s3cret-token")
+    wal = tmp_path / "wal"
+    sink = SinkProcess(wal, env, batch_rows=100_000, flush_interval=3600).start()
+    try:
+        hdr, body = event_pair(0)[0]
+        assert requests.post(sink.url, headers=hdr, data=body, timeout=5).status_code == 401
+        bad = dict(hdr, Authorization="Bearer wrong")
+        assert requests.post(sink.url, headers=bad, data=body, timeout=5).status_code == 401
+        assert requests.post(f"{sink.url}/flush", timeout=5).status_code == 401
+        assert requests.get(f"{sink.url}/healthz", timeout=5).json()["accepted"] == 0
+        auth = {"Authorization": "Bearer s3cret-token"}
+        assert requests.post(sink.url, headers=dict(hdr, **auth), data=body, timeout=5).json()["status"] == "accepted"
+        batch = [_structured(h, b) for i in range(1, 30) for h, b in event_pair(i)] + [{"not": "an event"}]
+        headers = dict(auth, **{"Content-Type": "application/cloudevents-batch+json"})
+        resp = requests.post(sink.url, headers=headers, data=json.dumps(batch), timeout=10)
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        assert doc["accepted"] == 58 and doc["duplicates"] == 0 and [r["index"] for r in doc["rejected"]] == [58]
+        sink.kill9()
+        sink = SinkProcess(wal, env, batch_rows=100_000, flush_interval=3600).start()
+        assert requests.get(f"{sink.url}/healthz", timeout=5).json()["replayed"] == 59
+        again = requests.post(sink.url, headers=headers, data=json.dumps(batch[:58]), timeout=10).json()
+        assert again["accepted"] == 0 and again["duplicates"] == 58
+        requests.post(f"{sink.url}/flush", params={"all": "1"}, headers=auth, timeout=60).raise_for_status()
+    finally:
+        sink.stop()
+    raw = read_predictions(store, raw=True, flatten=False)
+    assert sorted(raw["request_id"]) == [f"req-{i:05d}" for i in range(30)]
+
+
+def test_sink_refuses_a_public_address_without_a_token_and_keeps_its_wal_under_spx_home(sink_env, tmp_path):
+    env = dict(sink_env, SPX_HOME=str(tmp_path / "home"))
+    env.pop("SPX_SINK_TOKEN", None)
+    env.pop("SPX_SINK_WAL_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "spx.components.monitoring.sink", "--host", "0.0.0.0", "--port",
+                           str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "without a writer token" in proc.stderr + proc.stdout
+    # defaults: loopback and $SPX_HOME/sink-wal (the directory spx serve uses)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spx.components.monitoring.sink", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=proc)
+        assert list((tmp_path / "home" / "sink-wal").glob("wal-*.jsonl"))
+        import psutil
+
+        listening = [c.laddr.ip for c in psutil.Process(proc.pid).connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening == ["127.0.0.1"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -28,6 +28,10 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
     assert "predictor check: 200" in out and "transformer check: 200" in out
     assert f"http://127.0.0.1:{port}/v2/models/" in out and "tritonclient" in out
     assert "\"prediction\"" in out
+    assert f"S3 endpoint {os.environ['SPX_S3_ENDPOINT']} (bucket {os.environ['SPX_BUCKET']})" in out
+    # each server's output went to its own (size-rotated) log under $SPX_HOME/serving/logs
+    logs = {p.name.split("-")[0] for p in (serving_env / "serving" / "logs").glob("*.log")}
+    assert {"predictor", "transformer", "sink"} <= logs, logs
     # the prediction-log sink ran beside the servers; on exit it flushed the check request to the bucket
     assert f"sink http://127.0.0.1:{sink_port} -> s3://{os.environ['SPX_BUCKET']}/predictions/" in out
     assert "prediction log check: request spx-serve-check-" in out and "logged" in out
