@@ -510,25 +510,25 @@ def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path | None 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spx.core.settings import serving_settings
+    from spx.core.logs import setup_logging
+    from spx.core.settings import settings
 
-    cfg = serving_settings()
+    cfg = settings()
     p = argparse.ArgumentParser(description="spx prediction-log sink (KServe inference logger target)")
-    p.add_argument("--host", default=os.environ.get("SPX_SINK_HOST", cfg.host),
+    p.add_argument("--host", default=cfg.sink.host or cfg.serving.host,
                    help="bind address (default loopback; 0.0.0.0 in a pod, which requires a token)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("SPX_SINK_PORT", "8085")))
+    p.add_argument("--port", type=int, default=cfg.sink.port)
     p.add_argument("--wal-dir", default=str(cfg.sink_wal_dir))
-    p.add_argument("--batch-rows", type=int, default=int(os.environ.get("SPX_SINK_BATCH_ROWS", "500")))
-    p.add_argument("--flush-interval", type=float,
-                   default=float(os.environ.get("SPX_SINK_FLUSH_INTERVAL", "30")))
-    p.add_argument("--pair-timeout", type=float, default=float(os.environ.get("SPX_SINK_PAIR_TIMEOUT", "300")))
+    p.add_argument("--batch-rows", type=int, default=cfg.sink.batch_rows)
+    p.add_argument("--flush-interval", type=float, default=cfg.sink.flush_interval)
+    p.add_argument("--pair-timeout", type=float, default=cfg.sink.pair_timeout)
     p.add_argument("--prefix", default=PREFIX)
     p.add_argument("--token", default=None, help="writers' bearer token (default $SPX_SINK_TOKEN)")
     p.add_argument("--allow-anonymous", action="store_true",
                    help="accept unauthenticated writers on a non-loopback address (KServe's agent logger "
                         "cannot send a token); insecure")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix, token=a.token,
           allow_anonymous=a.allow_anonymous)
 

@@ -52,6 +52,8 @@ from typing import Any
 import httpx
 import orjson
 
+from spx.core.settings import settings
+
 log = logging.getLogger(__name__)
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -163,7 +165,7 @@ class InferenceLogger:
         self.inference_service = inference_service
         self.source = source or f"http://localhost/{inference_service}/{component}"
         self.component = component
-        self.namespace = namespace or os.environ.get("POD_NAMESPACE", "default")
+        self.namespace = namespace or settings().cluster.namespace
         self.max_queue = max_queue
         self.timeout = timeout
         self.retry_seconds = retry_seconds

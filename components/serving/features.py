@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from spx.core.errors import SpxError
+from spx.core.settings import export_library_env, settings
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,9 @@ TIMESTAMP_FIELD = "timestamp"
 DEFAULT_TTL = timedelta(days=7)
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value in (None, "") else value
-
-
 def feast_home() -> Path:
-    """Local directory for the SQLite online store and the file registry."""
-    default = Path(_env("SPX_HOME", str(Path.cwd() / ".spx"))) / "feast"
-    return Path(_env("SPX_FEAST_HOME", str(default))).resolve()
+    """Local directory for the SQLite online store and the file registry (``SPX_FEAST_HOME``)."""
+    return settings().feast_home
 
 
 def repo_config(online_store: str | None = None, home: Path | None = None):
@@ -59,19 +53,19 @@ def repo_config(online_store: str | None = None, home: Path | None = None):
     """
     from feast.repo_config import RepoConfig
 
-    kind = (online_store or _env("SPX_FEAST_ONLINE_STORE", "sqlite")).lower()
+    cfg = settings()
+    kind = (online_store or cfg.feast.online_store).lower()
     home = Path(home) if home is not None else feast_home()
-    registry = _env("SPX_FEAST_REGISTRY", str(home / "registry.db"))
+    registry = cfg.feast.registry or str(home / "registry.db")
     if not registry.startswith("s3://"):
         Path(registry).parent.mkdir(parents=True, exist_ok=True)
-    elif "FEAST_S3_ENDPOINT_URL" not in os.environ and os.environ.get("SPX_S3_ENDPOINT"):
-        # Feast's S3 registry store reads its endpoint from this variable.
-        os.environ["FEAST_S3_ENDPOINT_URL"] = os.environ["SPX_S3_ENDPOINT"]
+    else:
+        export_library_env(cfg)  # Feast's S3 registry store reads FEAST_S3_ENDPOINT_URL and the AWS variables
     if kind == "sqlite":
         home.mkdir(parents=True, exist_ok=True)
         online: dict[str, Any] = {"type": "sqlite", "path": str(home / "online.db")}
     elif kind == "redis":
-        online = {"type": "redis", "connection_string": _env("SPX_FEAST_REDIS", "redis:6379")}
+        online = {"type": "redis", "connection_string": cfg.feast.redis}
     else:
         raise ValueError(f"SPX_FEAST_ONLINE_STORE must be sqlite or redis, not {kind!r}")
     return RepoConfig(
@@ -129,7 +123,7 @@ def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
     if not market and not news:
         raise ValueError("gold manifest lists no feature_columns")
     endpoint = s3_endpoint if s3_endpoint is not None else (
-        _env("SPX_S3_ENDPOINT", _env("AWS_ENDPOINT_URL", "")) if gold_uri.startswith("s3://") else "")
+        settings().s3.endpoint_url if gold_uri.startswith("s3://") else "")
     source = FileSource(
         name="gold_features",
         path=gold_uri,
@@ -152,12 +146,6 @@ def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
                               market_columns=market, news_columns=news)
 
 
-def _s3_credentials_to_env() -> None:
-    """s3fs (used by Feast's file offline store) reads the standard AWS variables."""
-    if os.environ.get("SPX_S3_ENDPOINT") and not os.environ.get("AWS_ENDPOINT_URL"):
-        os.environ["AWS_ENDPOINT_URL"] = os.environ["SPX_S3_ENDPOINT"]
-
-
 def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
                           lookback: timedelta = DEFAULT_TTL) -> dict:
     """``feast apply`` the definitions for this gold table, then materialize its newest rows.
@@ -168,7 +156,7 @@ def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
     """
     from spx.core.storage import ObjectStore
 
-    _s3_credentials_to_env()
+    export_library_env()  # s3fs (Feast's file offline store, via dask) reads the AWS variables itself
     store = store or feature_store()
     defs = definitions(manifest, gold_uri)
     # the newest bar per instrument, read once from the same parquet Feast will read

@@ -23,14 +23,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-import os
 import re
 from typing import Any
 
 from spx.core.errors import SpxError
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -544,7 +545,7 @@ def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: 
     for hook in on_shutdown or []:
         app.router.on_shutdown.append(hook)
     # KServe logs two timing lines per request at INFO; keep them for debugging only
-    logging.getLogger("kserve.trace").setLevel(os.environ.get("SPX_TRACE_LOG_LEVEL", "WARNING"))
+    logging.getLogger("kserve.trace").setLevel(settings().serving.trace_log_level)
     # what ModelServer.start does, with uvicorn's Config adjusted (KServe hard-codes host 0.0.0.0
     # and exposes no header limit or header timeout)
     server._register_and_check_atleast_one_model_is_ready(models)
@@ -565,6 +566,18 @@ def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: 
     server.setup_event_loop()
     server.register_signal_handler()
     asyncio.run(server._serve())
+
+
+def server_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """KServe's own model-server argument parser (``kserve.model_server.parser``: ``--http_port``,
+    ``--model_name``, ``--workers`` …, so a ServingRuntime's usual args are understood) with our options
+    on top (:func:`add_common_args`)."""
+    from kserve.model_server import parser as kserve_parser
+
+    parser = argparse.ArgumentParser(description=description, parents=[kserve_parser], conflict_handler="resolve",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    return parser
 
 
 def add_common_args(parser, default_port: int = 8080) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spx.core.processes import ManagedProcess, free_port
+from spx.core.settings import child_env
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class ServerProcess(ManagedProcess):
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = child_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env

@@ -17,10 +17,8 @@ Run: ``python -m spx.components.serving.predictor --model_dir DIR [--model_name 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,8 @@ from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
 from spx.components.selection.champion import MODEL_INFO_FILE, NATIVE_FILES
-from spx.components.serving.http_common import ServingError, add_common_args, run_server, server_kwargs
+from spx.components.serving.http_common import ServingError, run_server, server_kwargs, server_parser
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +204,12 @@ def _flatten(data: Any) -> list:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    parser.add_argument("--model_dir", default=os.environ.get("SPX_MODEL_DIR", "/mnt/models"))
+    cfg = settings().serving
+    parser = server_parser(__doc__)
+    parser.add_argument("--model_dir", default=str(cfg.model_dir))
     parser.add_argument("--model_format", choices=sorted(NATIVE_FILES), default=None)
-    parser.add_argument("--model_version", default=os.environ.get("SPX_MODEL_VERSION"))
-    parser.add_argument("--nthread", type=int, default=int(os.environ.get("SPX_PREDICTOR_NTHREAD", "1")))
+    parser.add_argument("--model_version", default=cfg.model_version or None)
+    parser.add_argument("--nthread", type=int, default=cfg.predictor_nthread)
     args, _ = parser.parse_known_args(argv)
     model = BoosterModel(args.model_name, args.model_dir, args.model_format, args.model_version, args.nthread)
     model.load()

@@ -24,10 +24,8 @@ Run: ``python -m spx.components.serving.transformer --predictor_host HOST:PORT [
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +38,9 @@ from kserve.protocol.infer_type import InferOutput
 
 from spx.components.serving.cloudevents import InferenceLogger
 from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
-from spx.components.serving.http_common import ServingError, add_common_args, run_server, server_kwargs
+from spx.components.serving.http_common import ServingError, run_server, server_kwargs, server_parser
+from spx.core.errors import ServiceError
+from spx.core.processes import NotReady, poll
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,14 @@ def _strings(tensor) -> list[str]:
         raise ServingError(f"input {tensor.name!r} holds a value that is not valid UTF-8") from None
 
 
+def _not_ready_on(fn, errors) -> None:
+    """Run ``fn``; the listed errors mean "not ready yet" to :func:`spx.core.processes.poll`."""
+    try:
+        fn()
+    except errors as exc:
+        raise NotReady(str(exc)) from exc
+
+
 class FeastTransformer(Model):
     def __init__(self, name: str, predictor_host: str, max_feature_age: timedelta,
                  feature_reader: OnlineFeatureReader | None = None,
@@ -135,25 +143,24 @@ class FeastTransformer(Model):
         import httpx
 
         url = f"http://{self.predictor_host}/v2/models/{self.name}"
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                resp = httpx.get(url, timeout=5)
-                resp.raise_for_status()
-                meta = resp.json()
-                params = meta.get("parameters") or {}
-                names = params.get("feature_names")
-                if not names:
-                    raise RuntimeError(f"predictor metadata at {url} lists no feature_names")
-                self.feature_names = list(names)
-                self.model_version = str(params.get("model_version") or (meta.get("versions") or [""])[0])
-                log.info("predictor %s: model version %s, %d features", url, self.model_version,
-                         len(self.feature_names))
-                return
-            except Exception as exc:  # noqa: BLE001 - predictor still starting
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(f"cannot read predictor metadata from {url}: {exc}") from exc
-                time.sleep(0.5)
+
+        def read() -> None:
+            resp = httpx.get(url, timeout=5)
+            resp.raise_for_status()
+            meta = resp.json()
+            params = meta.get("parameters") or {}
+            names = params.get("feature_names")
+            if not names:
+                raise NotReady(f"predictor metadata at {url} lists no feature_names")
+            self.feature_names = list(names)
+            self.model_version = str(params.get("model_version") or (meta.get("versions") or [""])[0])
+
+        try:  # the predictor may still be starting: the one polling policy (spx.core.processes.poll)
+            poll(lambda: _not_ready_on(read, httpx.HTTPError), timeout=wait, interval=0.5,
+                 what=f"predictor metadata at {url}")
+        except ServiceError as exc:
+            raise RuntimeError(f"cannot read predictor metadata from {url}: {exc}") from exc
+        log.info("predictor %s: model version %s, %d features", url, self.model_version, len(self.feature_names))
 
     # -- metadata ----------------------------------------------------------------------
     def get_input_types(self) -> list[dict]:
@@ -336,26 +343,26 @@ def _request_doc(payload: InferRequest, request_id: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     from kserve.predictor_config import PredictorConfig
 
-    from spx.core.settings import serving_settings
+    from spx.core.settings import serving_settings, set_environ, settings
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+    cfg = settings()
+    parser = server_parser(__doc__)
     parser.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
     parser.add_argument("--predictor_protocol", default="v2", choices=["v2"])
     parser.add_argument("--max_feature_age_seconds", type=float,
-                        default=float(os.environ.get("SPX_MAX_FEATURE_AGE_SECONDS", "900")))
+                        default=cfg.serving.max_feature_age_seconds)
     parser.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
     parser.add_argument("--logger_url", "--logger-url", dest="logger_url",
-                        default=os.environ.get("SPX_INFERENCE_LOGGER_URL"))
+                        default=cfg.serving.logger_url or None)
     parser.add_argument("--logger_spill_dir", default=None,
                         help="where unacknowledged log events are spilled (default $SPX_LOGGER_SPILL_DIR)")
     parser.add_argument("--logger_retry_seconds", type=float, default=30.0)
-    parser.add_argument("--inference_service", default=os.environ.get("SPX_INFERENCE_SERVICE", "spx-direction"))
+    parser.add_argument("--inference_service", default=cfg.cluster.inference_service)
     parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
     parser.add_argument("--predictor_wait_seconds", type=float, default=120.0)
     args, _ = parser.parse_known_args(argv)
     if args.feast_home:
-        os.environ["SPX_FEAST_HOME"] = args.feast_home
+        set_environ(SPX_FEAST_HOME=args.feast_home)
     serving = serving_settings()
     logger = None
     if args.logger_url:

@@ -121,8 +121,8 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
             typer.echo(f"no gold run {info.run_id!r} in the object store; serving what the online store holds")
     log_dir = cfg.home / "serving" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    from spx.core.settings import serving_settings
     from spx.core.processes import Supervisor
+    from spx.core.settings import serving_settings
 
     serving = serving_settings()
     # the writers' token: the configured one, else one made up for this run (the sink and the
@@ -191,8 +191,8 @@ def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: f
     """The prediction-log sink (``python -m spx.components.monitoring.sink``) on ``$SPX_SERVE_HOST``
     (loopback by default), WAL in ``wal_dir``, writers authenticated with ``token``."""
     from spx.components.serving.local import ServerProcess
-    from spx.core.settings import serving_settings
     from spx.core.processes import free_port
+    from spx.core.settings import serving_settings
 
     if not _port_free(port):
         new = free_port()

@@ -87,7 +87,8 @@ class ServingSettings(_Group):
 
 
 class SinkSettings(_Group):
-    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SINK_HOST"), description="prediction-log sink: bind address (loopback by default)")
+    host: str = Field("", validation_alias=_alias("SPX_SINK_HOST"),
+                      description="prediction-log sink: bind address (default SPX_SERVE_HOST, i.e. loopback)")
     port: int = Field(8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"), description="prediction-log sink: port")
     wal_dir: Path | None = Field(None, validation_alias=_alias("SPX_SINK_WAL_DIR"),
                                  description="default: SPX_HOME/sink-wal")
@@ -290,6 +291,11 @@ def patched_environ(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def set_environ(**values: str) -> None:
+    """Set variables for this process and its children (a server flag that overrides a setting)."""
+    os.environ.update({k: str(v) for k, v in values.items()})
 
 
 def s3_endpoint_configured() -> bool:

@@ -339,7 +339,6 @@ def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
     # the sink's own argument parser accepts the args and gets the values
     seen = {}
     monkeypatch.setattr(sink_mod, "serve", lambda *a, **kw: seen.update(args=a, kwargs=kw))
-    monkeypatch.setattr(sink_mod.logging, "basicConfig", lambda **kw: None)
     sink_mod.main(c["args"])
     assert seen["args"] == ("0.0.0.0", 8085, "/var/lib/spx-sink", 500, 30.0, 300.0, "predictions")
     # no monitoring.sink.tokenSecret by default: KServe's agent logger cannot send a token
