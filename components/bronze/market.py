@@ -325,8 +325,10 @@ def ingest_market(
     candle starts, stored here as bar ends). Bronze always holds UTC bar-end stamps.
     """
     if source == "bundled":
-        from spx.components.bronze.datasets import get_dataset
+        from spx.components.bronze.datasets import DATASETS, get_dataset
 
+        if not dataset and granularity:  # no name: the bundled dataset with these bars (D: arch)
+            dataset = next((d.name for d in DATASETS.values() if d.granularity == granularity), "")
         ds = get_dataset(dataset)
         if granularity and granularity != ds.granularity:
             raise DataValidationError(f"dataset {ds.name} has {ds.granularity} bars, not {granularity}")

@@ -157,20 +157,27 @@ def build_gold(
     for f in frames:
         X[:, j:j + f.shape[1]] = f.to_numpy(dtype=np.float64, na_value=np.nan)
         j += f.shape[1]
-    X[np.isinf(X)] = np.nan
-    market = np.array([c not in news_cols for c in feature_cols])
-    warm = np.isnan(X[:, market]).any(axis=1)
+    np.copyto(X, np.nan, where=np.isinf(X))
+    n_market = sum(1 for c in feature_cols if c not in news_cols)  # news columns come last
+    warm = np.isnan(X[:, :n_market]).any(axis=1)
     first_valid = int(np.argmax(~warm)) if (~warm).any() else len(X)
     X, ts = X[first_valid:], ts.iloc[first_valid:].reset_index(drop=True)
     labels = make_labels(prepared.close, horizons, session=prepared.session,
                          cross_close=label_cross_close).iloc[first_valid:].reset_index(drop=True)
-    if np.isnan(X).any():  # NaNs after warm-up (e.g. zero-range bars): fill from the past only
-        X = pd.DataFrame(X).ffill().to_numpy()
-        keep = ~np.isnan(X).any(axis=1)
-        X, ts, labels = X[keep], ts[keep].reset_index(drop=True), labels[keep].reset_index(drop=True)
+    nan_cols = np.flatnonzero(np.isnan(X).any(axis=0))
+    if len(nan_cols):  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
+        for j in nan_cols:
+            X[:, j] = pd.Series(X[:, j]).ffill().to_numpy()
+        bad = np.isnan(X[:, nan_cols]).any(axis=1)
+        if bad.any():
+            keep = ~bad
+            X, ts, labels = X[keep], ts[keep].reset_index(drop=True), labels[keep].reset_index(drop=True)
     leak_scores = leakage_check(X, feature_cols, labels, list(horizons), max_rank_corr=leak_max_rank_corr)
-    gold = pd.concat([ts.to_frame(), pd.Series(instrument, index=ts.index, name="instrument"),
-                      pd.DataFrame(X, columns=feature_cols), labels], axis=1)
+    gold = pd.DataFrame(X, columns=feature_cols, copy=False)  # one float block, no consolidation copy
+    gold.insert(0, "timestamp", ts.reset_index(drop=True))
+    gold.insert(1, "instrument", instrument)
+    for col in labels.columns:
+        gold[col] = labels[col].to_numpy()
     base_cols = [c for c in feature_cols if c.startswith(BASE_PREFIXES)]
     manifest = {
         "instrument": instrument,

@@ -9,7 +9,7 @@ import numpy as np
 from spx.components.training import visuals
 from spx.core.storage import ObjectStore
 
-UI_METRICS = ("oot_auc", "oot_auc_ci_low", "oot_auc_ci_high", "cv_auc_mean", "train_auc", "overfit_gap_auc",
+UI_METRICS = ("val_auc", "val_auc_ci_low", "val_auc_ci_high", "val_ic", "oot_auc", "oot_auc_ci_low", "oot_auc_ci_high", "cv_auc_mean", "train_auc", "overfit_gap_auc",
               "oot_accuracy", "oot_precision", "oot_recall", "oot_log_loss", "oot_brier", "oot_rmse", "oot_mae",
               "oot_directional_accuracy", "oot_ic", "oot_rank_ic", "baseline_majority_auc",
               "baseline_majority_accuracy", "baseline_momentum_auc", "baseline_momentum_accuracy",
@@ -24,6 +24,10 @@ def summary_markdown(result: dict) -> str:
         if f"oot_{key}" in m:
             lines.append(f"| OOT {key} | {m[f'oot_{key}']:.4f} | {m.get(f'baseline_majority_{key}', float('nan')):.4f} "
                          f"| {m.get(f'baseline_momentum_{key}', float('nan')):.4f} |")
+    if "val_auc" in m:
+        lines += ["", f"Validation block (what selection chooses on): AUC {m['val_auc']:.4f}, 95% CI "
+                      f"[{m['val_auc_ci_low']:.4f}, {m['val_auc_ci_high']:.4f}]; the OOT block below is untouched by "
+                      "the choice."]
     lines += ["", f"OOT AUC 95% block-bootstrap CI: [{m['oot_auc_ci_low']:.4f}, {m['oot_auc_ci_high']:.4f}]"
               f" — {'excludes' if m['oot_auc_ci_low'] > 0.5 else 'includes'} 0.5.",
               f"Walk-forward AUC {m.get('cv_auc_mean', float('nan')):.4f} ± {m.get('cv_auc_std', float('nan')):.4f}; "

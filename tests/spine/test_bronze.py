@@ -146,6 +146,8 @@ def test_bundled_arch_dataset_is_real_sp500(store):
     assert bars["close"].iloc[-1] == pytest.approx(2506.850098, rel=1e-6)
     sliced = read_bronze(store, uri, granularity="D", start="2018-01-01", end="2018-12-31")
     assert len(sliced) == 251
+    # no dataset name but daily bars asked for (the image smoke check): the daily dataset
+    assert ingest_market(store, source="bundled", instrument="SPX500_USD", granularity="D") == uri
 
 
 # -- OANDA v20 against a loopback server -------------------------------------------------------
