@@ -9,7 +9,6 @@ which makes ingestion incremental and resumable after a crash (every completed p
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import requests
 
 from spx.components.bronze.validation import validate_candles
 from spx.core.errors import DataValidationError, ServiceError
+from spx.core.settings import settings
 from spx.core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,11 @@ class OandaClient:
 
     @classmethod
     def from_env(cls) -> "OandaClient":
-        token = os.environ.get("OANDA_API_TOKEN", "")
+        cfg = settings().market
+        token = cfg.oanda_api_token.get_secret_value()
         if not token:
             raise OandaError("OANDA_API_TOKEN is not set: export your v20 API token to ingest from OANDA")
-        return cls(token=token, base_url=os.environ.get("OANDA_API_URL", cls.base_url))
+        return cls(token=token, base_url=cfg.oanda_api_url or cls.base_url)
 
     def _get(self, path: str, params: dict) -> dict:
         session = self.session or requests.Session()

@@ -29,6 +29,7 @@ from spx.components.news.schema import (
     utc,
     validate_bronze,
 )
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ def default_news_file() -> Path | None:
     """The offline default: ``$SPX_NEWS_FILE``, else ``../shared/data/news/reuters_markets_2011q1.parquet``
     (Reuters headlines: read in place, never copied into the project). None when neither exists —
     the pipeline then trains on market features alone and says so."""
-    env = os.environ.get("SPX_NEWS_FILE")
-    if env:
-        return Path(env)
+    configured = settings().news.news_file
+    if configured:
+        return Path(configured)
     from spx.components.bronze.datasets import shared_data_dir
 
     shared = shared_data_dir()

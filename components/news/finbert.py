@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from spx.core.errors import SpxError
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,7 @@ class ModelUnavailable(SpxError, RuntimeError):
     """The configured sentiment model cannot be found or may not be downloaded."""
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _home() -> Path:
-    from spx.core.settings import settings
     return settings().home
 
 
@@ -102,12 +98,12 @@ def download_s3_model(store, uri: str, cache_dir: Path | None = None) -> Path:
 
 def configured_model(location: str | None = None) -> str:
     """The FinBERT location in force ("" when none: the lexicon scorer is used instead)."""
-    return (location or os.environ.get(DEFAULT_MODEL_ENV, "")).strip()
+    return (location or settings().news.finbert_model).strip()
 
 
 def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | None = None) -> Path:
     """A local directory holding the model named by ``location`` (see module docstring)."""
-    location = (location or os.environ.get(DEFAULT_MODEL_ENV, "")).strip()
+    location = (location or settings().news.finbert_model).strip()
     if not location:
         raise ModelUnavailable(f"no sentiment model configured: set {DEFAULT_MODEL_ENV} (or pass "
                                "model_location) to a local directory, an s3:// prefix or a hub id")
@@ -124,7 +120,8 @@ def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | 
     if location.startswith((".", "/", "~")) or location.count("/") != 1:
         raise ModelUnavailable(f"model directory {location} does not exist")
     # a hub id such as ProsusAI/finbert
-    if not _truthy(os.environ.get(HUB_ALLOW_ENV)) or _truthy(os.environ.get("HF_HUB_OFFLINE")):
+    news = settings().news
+    if not news.allow_hub_download or news.hf_hub_offline:
         raise ModelUnavailable(
             f"{location!r} is not a local directory or s3:// prefix, and downloading it from the model "
             f"hub is not allowed here ({HUB_ALLOW_ENV}=1 allows it; HF_HUB_OFFLINE=1 forbids it). "
@@ -204,7 +201,7 @@ class FinBertScorer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
-        threads = num_threads or int(os.environ.get("SPX_TORCH_THREADS", "0") or 0)
+        threads = num_threads or settings().news.torch_threads
         if threads > 0:
             torch.set_num_threads(threads)
         self.torch = torch

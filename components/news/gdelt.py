@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -27,6 +26,7 @@ import requests
 
 from spx.components.news.http import FetchError, PoliteSession, RetryableResponse
 from spx.components.news.schema import SkipReport, utc
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def html_to_text(page: str, max_chars: int = 20_000) -> str:
 
 @dataclass
 class GdeltClient:
-    base_url: str = field(default_factory=lambda: os.environ.get("SPX_GDELT_URL", DEFAULT_BASE_URL))
+    base_url: str = field(default_factory=lambda: settings().news.gdelt_url or DEFAULT_BASE_URL)
     query: str = field(default_factory=build_query)
     window: timedelta = timedelta(hours=6)
     min_window: timedelta = timedelta(minutes=15)

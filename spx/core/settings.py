@@ -112,6 +112,9 @@ class NewsSettings(_Group):
     finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"), description="FinBERT: local directory or s3:// prefix (unset: the FinVADER lexicon scorer)")
     gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"), description="GDELT DOC 2.0 API base URL (tests point it at a loopback server)")
     torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"), description="FinBERT: torch threads (0: torch default)")
+    allow_hub_download: bool = Field(False, validation_alias=_alias("SPX_ALLOW_HUB_DOWNLOAD"),
+                                     description="let FinBERT be downloaded from the Hugging Face hub by id "
+                                                 "(off: models come from a directory or s3://)")
     hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"), description="never contact the Hugging Face hub")
 
 
