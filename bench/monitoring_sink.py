@@ -6,7 +6,6 @@ and the time to write a batch to S3. Starts a loopback SeaweedFS and the sink pr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,14 @@ from monitoring.helpers import event_pair  # noqa: E402
 
 from spx.core.processes import free_port, wait_http
 from spx.core.services import LocalS3Server  # noqa: E402
+from spx.core.settings import child_env  # noqa: E402
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     senders = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     with tempfile.TemporaryDirectory() as tmp, LocalS3Server(Path(tmp) / "s3", buckets=("spx",)) as s3:
-        env = dict(os.environ, **s3.env(), SPX_BUCKET="spx", PYTHONPATH=str(ROOT))
+        env = child_env(**s3.env(), SPX_BUCKET="spx", PYTHONPATH=str(ROOT))
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
                                  "--port", str(port), "--wal-dir", str(Path(tmp) / "wal"), "--batch-rows", "500",

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from spx.core.settings import child_env
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -24,8 +26,9 @@ def main() -> None:
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "SPX_HOME": home}
-        env.pop("SPX_S3_ENDPOINT", None)
+        env = child_env(SPX_HOME=home)
+        env.pop("SPX_S3_ENDPOINT", None)  # the run starts its own S3 server
+        env.pop("AWS_ENDPOINT_URL", None)
         cmd = [sys.executable, "-m", "spx.cli", "run"] + (["--start", args.start] if args.start else []) + args.extra
         t = time.perf_counter()
         proc = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)

@@ -180,9 +180,9 @@ def evaluate() -> int:
     print(f"| Spearman rho | {stats.spearmanr(compound, fin_sent).statistic:.3f} |")
     print(f"| label agreement (lexicon ±0.05 rule vs FinBERT argmax) | {np.mean(lex_label == fin_label):.3f} |")
     print(f"| Cohen's kappa | {cohen_kappa_score(fin_label, lex_label):.3f} |")
-    print(f"| FinBERT label shares (pos/neg/neu) | " + " / ".join(
+    print("| FinBERT label shares (pos/neg/neu) | " + " / ".join(
         f"{np.mean(fin_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
-    print(f"| lexicon label shares (pos/neg/neu) | " + " / ".join(
+    print("| lexicon label shares (pos/neg/neu) | " + " / ".join(
         f"{np.mean(lex_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
     return 0
 
@@ -205,8 +205,9 @@ def speed_main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    from spx.core.settings import set_environ
+
+    set_environ(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     import numpy as np
     import pandas as pd
     import torch
@@ -256,9 +257,7 @@ def speed_main() -> int:
         print(f"\n## {len(texts)} articles end to end (score_texts: cache lookup in S3, model load, "
               f"batch {args.batch_size}, cache write), then a rerun")
         with LocalS3Server(data_dir=tmp / "s3", buckets=("bench",)) as server:
-            os.environ.update(server.env())
-            os.environ["SPX_BUCKET"] = "bench"
-            os.environ["SPX_HOME"] = str(tmp / "home")
+            set_environ(**server.env(), SPX_BUCKET="bench", SPX_HOME=str(tmp / "home"))
             store = ObjectStore()
             print("| precision | first run s | articles/s | model s | rerun s | rerun scored | 1000 articles s | "
                   "target <= 20 s |")

@@ -106,12 +106,13 @@ def main() -> int:
     import orjson
     from helpers import gold_frame, make_champion
 
+    from spx.cli.serve import start_sink
     from spx.components.selection import champion as champ
-    from spx.components.serving.prediction_log import read_predictions
     from spx.components.serving import features as F
     from spx.components.serving.local import start_predictor, start_transformer
-    from spx.cli.serve import start_sink
+    from spx.components.serving.prediction_log import read_predictions
     from spx.core.services import LocalS3Server, Supervisor, free_port
+    from spx.core.settings import set_environ, settings
     from spx.core.storage import ObjectStore
 
     with tempfile.TemporaryDirectory(prefix="spx-bench-serve-") as tmp:
@@ -120,13 +121,12 @@ def main() -> int:
         servers = []
         try:
             token = secrets.token_urlsafe(16)
-            os.environ.update(s3.env())
-            os.environ.update({"SPX_HOME": str(tmp / "home"), "SPX_FEAST_HOME": str(tmp / "feast"),
-                               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "SPX_SINK_TOKEN": token,
-                               "SPX_SERVE_HOST": "127.0.0.1"})
+            set_environ(**s3.env(), SPX_HOME=str(tmp / "home"), SPX_FEAST_HOME=str(tmp / "feast"),
+                        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", SPX_SINK_TOKEN=token,
+                        SPX_SERVE_HOST="127.0.0.1")
             store = ObjectStore()
             frame = gold_frame(n_bars=2000, seed=1)
-            ch = make_champion(store, os.environ["MLFLOW_TRACKING_URI"], args.format, run_id="bench", frame=frame)
+            ch = make_champion(store, settings().mlflow_tracking_uri, args.format, run_id="bench", frame=frame)
             F.materialize_logic(ch.gold_uri, ch.manifest_uri, ch.run_id)
             info = champ.resolve()
             model_dir = champ.download(info, tmp / "model")
