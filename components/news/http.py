@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from spx.core.errors import ServiceError
 
@@ -32,6 +33,14 @@ class FetchError(ServiceError):
 
 class RetryableResponse(RuntimeError):
     """Raised by a response check to ask for a retry (e.g. GDELT's plain-text rate-limit reply)."""
+
+
+class _Retry(Exception):
+    """A retryable outcome (429/5xx, dropped connection, RetryableResponse), with the server's Retry-After."""
+
+    def __init__(self, message: str, retry_after: str | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -67,32 +76,39 @@ class PoliteSession:
 
     def get(self, url: str, *, params: dict | None = None,
             check: Callable[[requests.Response], None] | None = None) -> requests.Response:
-        """GET with throttling and retries; ``check`` may raise RetryableResponse."""
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
+        """GET with throttling and retries (tenacity; 429/5xx/connection errors, or ``check`` raising
+        RetryableResponse); a server's ``Retry-After`` sets the wait."""
+
+        def once() -> requests.Response:
             self._throttle()
-            retry_after = None
             try:
                 resp = self.session.get(url, params=params, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    last_error = f"HTTP {resp.status_code}"
-                    retry_after = resp.headers.get("Retry-After")
-                elif resp.status_code >= 400:
-                    raise FetchError(f"GET {resp.url} failed with HTTP {resp.status_code}: "
-                                     f"{resp.text[:200]!r}", resp.status_code)
-                else:
-                    try:
-                        if check is not None:
-                            check(resp)
-                        return resp
-                    except RetryableResponse as exc:
-                        last_error = str(exc)
-            if attempt < self.max_retries:
-                delay = self._delay(attempt, retry_after)
-                log.warning("GET %s: %s; retry %d/%d in %.1fs", url, last_error, attempt + 1,
-                            self.max_retries, delay)
-                self.sleep(delay)
-        raise FetchError(f"GET {url} failed after {self.max_retries + 1} attempts: {last_error}")
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise _Retry(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+            if resp.status_code >= 400:
+                raise FetchError(f"GET {resp.url} failed with HTTP {resp.status_code}: {resp.text[:200]!r}",
+                                 resp.status_code)
+            try:
+                if check is not None:
+                    check(resp)
+            except RetryableResponse as exc:
+                raise _Retry(str(exc)) from exc
+            return resp
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self._delay(state.attempt_number - 1, getattr(exc, "retry_after", None))
+
+        def warn(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("GET %s: %s; retry %d/%d in %.1fs", url, exc, state.attempt_number, self.max_retries,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=wait, sleep=self.sleep,
+                            retry=retry_if_exception_type(_Retry), before_sleep=warn, reraise=True)
+        try:
+            return retrying(once)
+        except _Retry as exc:
+            raise FetchError(f"GET {url} failed after {self.max_retries + 1} attempts: {exc}") from None
