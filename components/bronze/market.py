@@ -9,7 +9,6 @@ which makes ingestion incremental and resumable after a crash (every completed p
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import requests
 
 from spx.components.bronze.validation import validate_candles
 from spx.core.errors import DataValidationError, ServiceError
+from spx.core.http import RETRY_STATUSES, RetryableHTTP, http_retrying
 from spx.core.settings import settings
 from spx.core.storage import ObjectStore
 
@@ -229,29 +229,27 @@ class OandaClient:
         session = self.session or requests.Session()
         headers = {"Authorization": f"Bearer {self.token}", "Accept-Datetime-Format": "RFC3339"}
         url = self.base_url.rstrip("/") + path
-        for attempt in range(self.max_retries + 1):
+
+        def once() -> dict:
             try:
                 resp = session.get(url, params=params, headers=headers, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt == self.max_retries:
-                    raise OandaError(f"OANDA unreachable after {attempt + 1} attempts: {exc}") from exc
-                self._backoff(attempt, None)
-                continue
+                raise RetryableHTTP(f"OANDA unreachable: {exc}") from exc
             if resp.status_code == 200:
                 return resp.json()
-            if resp.status_code in (429, 500, 502, 503, 504) and attempt < self.max_retries:
-                self._backoff(attempt, resp.headers.get("Retry-After"))
-                continue
+            if resp.status_code in RETRY_STATUSES:
+                raise RetryableHTTP(f"OANDA {resp.status_code} for {path}", resp.headers.get("Retry-After"))
             try:
                 msg = resp.json().get("errorMessage", resp.text)
             except ValueError:
                 msg = resp.text
             raise OandaError(f"OANDA {resp.status_code} for {path}: {msg}")
-        raise OandaError(f"OANDA request {path} failed")  # pragma: no cover
 
-    def _backoff(self, attempt: int, retry_after: str | None) -> None:
-        delay = float(retry_after) if retry_after else self.backoff * (2 ** attempt)
-        self.sleep(delay + random.uniform(0, self.backoff / 2))
+        try:
+            return http_retrying(max_retries=self.max_retries, backoff=self.backoff, sleep=self.sleep,
+                                 what=f"OANDA {path}")(once)
+        except RetryableHTTP as exc:
+            raise OandaError(f"{exc} (after {self.max_retries + 1} attempts)") from None
 
     def candles_page(self, instrument: str, granularity: str, start: pd.Timestamp, *,
                      include_first: bool) -> pd.DataFrame:

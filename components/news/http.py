@@ -7,16 +7,15 @@ Retries connection errors, timeouts, HTTP 429 and 5xx (honouring ``Retry-After``
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from spx.core.errors import ServiceError
+from spx.core.http import RetryableHTTP, http_retrying
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,6 @@ class FetchError(ServiceError):
 
 class RetryableResponse(RuntimeError):
     """Raised by a response check to ask for a retry (e.g. GDELT's plain-text rate-limit reply)."""
-
-
-class _Retry(Exception):
-    """A retryable outcome (429/5xx, dropped connection, RetryableResponse), with the server's Retry-After."""
-
-    def __init__(self, message: str, retry_after: str | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -65,15 +56,6 @@ class PoliteSession:
                 self.sleep(wait)
             self._last = time.monotonic()
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
-        base = self.backoff * (2 ** attempt)
-        return min(self.max_backoff, base + random.uniform(0, base / 4))
-
     def get(self, url: str, *, params: dict | None = None,
             check: Callable[[requests.Response], None] | None = None) -> requests.Response:
         """GET with throttling and retries (tenacity; 429/5xx/connection errors, or ``check`` raising
@@ -84,9 +66,9 @@ class PoliteSession:
             try:
                 resp = self.session.get(url, params=params, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+                raise RetryableHTTP(f"{type(exc).__name__}: {exc}") from exc
             if resp.status_code == 429 or resp.status_code >= 500:
-                raise _Retry(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+                raise RetryableHTTP(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
             if resp.status_code >= 400:
                 raise FetchError(f"GET {resp.url} failed with HTTP {resp.status_code}: {resp.text[:200]!r}",
                                  resp.status_code)
@@ -94,21 +76,12 @@ class PoliteSession:
                 if check is not None:
                     check(resp)
             except RetryableResponse as exc:
-                raise _Retry(str(exc)) from exc
+                raise RetryableHTTP(str(exc)) from exc
             return resp
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            return self._delay(state.attempt_number - 1, getattr(exc, "retry_after", None))
-
-        def warn(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning("GET %s: %s; retry %d/%d in %.1fs", url, exc, state.attempt_number, self.max_retries,
-                        state.next_action.sleep if state.next_action else 0.0)
-
-        retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=wait, sleep=self.sleep,
-                            retry=retry_if_exception_type(_Retry), before_sleep=warn, reraise=True)
+        retrying = http_retrying(max_retries=self.max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                                 sleep=self.sleep, what=f"GET {url}")
         try:
             return retrying(once)
-        except _Retry as exc:
+        except RetryableHTTP as exc:
             raise FetchError(f"GET {url} failed after {self.max_retries + 1} attempts: {exc}") from None
