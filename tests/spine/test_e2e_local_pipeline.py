@@ -5,14 +5,19 @@ last three weeks of March 2011) with the default horizons (30 and 60 minutes) an
 project, as in CI — the real Reuters headlines of the same month through every news stage.
 """
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
+from rich.console import Console
 
+import spx.cli.pipeline as cli_pipeline
 from spx.components.bronze.datasets import shared_data_dir
 from spx.components.selection.select import CREDIBLE, NO_EDGE, select_champion
 from spx.components.training.variants import VARIANTS
 from spx.core.settings import settings
-from spx.pipelines.local import run_local
+from spx.pipelines.local import TaskEvent, run_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # 16 KFP tasks in sequence; slow on a busy machine
 
@@ -31,7 +36,7 @@ def e2e_run(store, tmp_path, monkeypatch):
     return selection
 
 
-def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store, tmp_path):
+def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store, tmp_path, monkeypatch):
     selection = e2e_run
     keys = store.list("")
     # bronze (write-once raw), silver, gold, models, selection — all in the bucket
@@ -132,6 +137,26 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     new = client.get_model_version_by_alias(cfg.registered_model, "champion")
     assert int(new.version) == int(champ.version) + 1
     assert client.get_model_version_by_alias(cfg.registered_model, "previous-champion").version == champ.version
+    # spx run's output: every task's full log filed under $SPX_HOME/runs/<run_id>/, and the summary a person reads
+    # (one line per task when not on a terminal, the variants table, the champion, what next) stays short
+    run_dir = Path(selection["run_dir"])
+    logs = {p.stem: p.read_text() for p in run_dir.glob("*.log")}
+    assert {"bronze-market", "gold-features", "select-champion"} <= set(logs)
+    assert len([t for t in logs if t.startswith("train-variant")]) == len(VARIANT_NAMES)
+    assert all("finished with status SUCCESS" in text for text in logs.values())
+    assert '"inputs"' in logs["gold-features"]  # the executor-input JSON went to the file, not the screen
+    out = io.StringIO()
+    monkeypatch.setattr(cli_pipeline, "console", Console(file=out, width=200))
+    board = cli_pipeline.TaskBoard(live=False)
+    board.console = cli_pipeline.console
+    for task in logs:
+        board(TaskEvent(task, "SUCCESS", 1.0))
+    cli_pipeline.print_selection(selection)
+    cli_pipeline._print_next(selection)
+    lines = out.getvalue().splitlines()
+    assert len(lines) + 1 <= 60, f"spx run would print {len(lines) + 1} lines"  # + the "task logs in" line
+    assert any("Champion" in line or "No new champion" in line for line in lines)
+
     if not HAS_NEWS:
         pytest.skip("../shared/data/news is not beside the project: the pipeline ran without news, and the "
                     "real-headline checks were not made")
