@@ -41,23 +41,35 @@ def main() -> None:
     bar = pd.Timedelta(minutes=1)
     timings = {}
     t0 = time.perf_counter()
-    t = time.perf_counter(); prepared = prepare_bars(bars, bar); timings["sessions (calendar, gap out)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prepared = prepare_bars(bars, bar)
+    timings["sessions (calendar, gap out)"] = time.perf_counter() - t
     b = prepared.bars
-    t = time.perf_counter(); tech = technical_features(b); timings["silver technical"] = time.perf_counter() - t
-    t = time.perf_counter(); micro = microstructure_features(b); timings["silver microstructure"] = time.perf_counter() - t
-    t = time.perf_counter(); vol = volatility_features(b, bar, bars_per_year=prepared.bars_per_year)
+    t = time.perf_counter()
+    tech = technical_features(b)
+    timings["silver technical"] = time.perf_counter() - t
+    t = time.perf_counter()
+    micro = microstructure_features(b)
+    timings["silver microstructure"] = time.perf_counter() - t
+    t = time.perf_counter()
+    vol = volatility_features(b, bar, bars_per_year=prepared.bars_per_year)
     timings["silver volatility"] = time.perf_counter() - t
     t = time.perf_counter()
-    gold, manifest = build_gold(bars, [tech, micro, vol], bar=bar, horizons=[30, 60], instrument="SPX500_USD",
-                                prepared=prepared)
+    gold, manifest = build_gold(
+        bars, [tech, micro, vol], bar=bar, horizons=[30, 60], instrument="SPX500_USD", prepared=prepared
+    )
     timings["gold (merge, time, returns, labels, leakage guard)"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     for k, v in timings.items():
         print(f"  {k:<62} {v:7.2f} s")
-    print(f"silver+gold total: {total:.2f} s for {len(bars):,} bars -> {len(gold):,} rows x "
-          f"{len(manifest['feature_columns'])} features (target <= 5 s)")
-    print(f"peak RSS: {rss_mib():.0f} MiB (target <= 1536 MiB); 1-min load average {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} cores (shared machine)")
+    print(
+        f"silver+gold total: {total:.2f} s for {len(bars):,} bars -> {len(gold):,} rows x "
+        f"{len(manifest['feature_columns'])} features (target <= 5 s)"
+    )
+    print(
+        f"peak RSS: {rss_mib():.0f} MiB (target <= 1536 MiB); 1-min load average {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} cores (shared machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from monitoring.helpers import event_pair  # noqa: E402
 
-from spx.core.processes import free_port, wait_http
+from spx.core.processes import free_port, wait_http  # noqa: E402
 from spx.core.services import LocalS3Server  # noqa: E402
 from spx.core.settings import child_env  # noqa: E402
 
@@ -32,10 +32,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalS3Server(Path(tmp) / "s3", buckets=("spx",)) as s3:
         env = child_env(**s3.env(), SPX_BUCKET="spx", PYTHONPATH=str(ROOT))
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
-                                 "--port", str(port), "--wal-dir", str(Path(tmp) / "wal"), "--batch-rows", "500",
-                                 "--flush-interval", "5"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spx.components.monitoring.sink",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--wal-dir",
+                str(Path(tmp) / "wal"),
+                "--batch-rows",
+                "500",
+                "--flush-interval",
+                "5",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_http(url + "/healthz", proc=proc)
@@ -57,10 +74,14 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"events acknowledged: {len(events)} ({n} inferences) with {senders} senders in {t_ingest:.2f}s "
-          f"-> {len(events) / t_ingest:.0f} events/s ({n / t_ingest:.0f} inferences/s), fsync per event")
-    print(f"final flush: {t_flush * 1000:.0f} ms; rows written {stats['rows_written']} in "
-          f"{stats['batches_written']} batches")
+    print(
+        f"events acknowledged: {len(events)} ({n} inferences) with {senders} senders in {t_ingest:.2f}s "
+        f"-> {len(events) / t_ingest:.0f} events/s ({n / t_ingest:.0f} inferences/s), fsync per event"
+    )
+    print(
+        f"final flush: {t_flush * 1000:.0f} ms; rows written {stats['rows_written']} in "
+        f"{stats['batches_written']} batches"
+    )
 
 
 if __name__ == "__main__":

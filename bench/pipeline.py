@@ -37,8 +37,13 @@ def main() -> None:
     if proc.returncode != 0:
         print(out[-4000:])
         raise SystemExit(f"spx run failed ({proc.returncode})")
-    starts = {m.group(2): m.group(1) for m in re.finditer(r"(\d\d:\d\d:\d\d\.\d+) - INFO - Executing task .*?'([\w-]+)'", out)}
-    ends = {m.group(2): m.group(1) for m in re.finditer(r"(\d\d:\d\d:\d\d\.\d+) - INFO - Task .*?'([\w-]+)'.*? finished", out)}
+    starts = {
+        m.group(2): m.group(1) for m in re.finditer(r"(\d\d:\d\d:\d\d\.\d+) - INFO - Executing task .*?'([\w-]+)'", out)
+    }
+    ends = {
+        m.group(2): m.group(1)
+        for m in re.finditer(r"(\d\d:\d\d:\d\d\.\d+) - INFO - Task .*?'([\w-]+)'.*? finished", out)
+    }
 
     def secs(stamp: str) -> float:
         h, m, s = stamp.split(":")
@@ -48,9 +53,11 @@ def main() -> None:
         if task in ends:
             print(f"  {task:<28} {secs(ends[task]) - secs(starts[task]):6.1f} s")
     news = re.search(r"news: .*", out)
-    print(f"whole default local pipeline (real SPY one-minute bars, {len(starts)} tasks): {took:.1f} s; "
-          f"{news.group(0) if news else 'news: not reported'}; 1-min load average {load0:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end on {os.cpu_count()} cores")
+    print(
+        f"whole default local pipeline (real SPY one-minute bars, {len(starts)} tasks): {took:.1f} s; "
+        f"{news.group(0) if news else 'news: not reported'}; 1-min load average {load0:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

@@ -39,12 +39,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SUBJECTS = ["Stocks", "The S&P 500", "Wall Street", "The Dow", "Nasdaq futures", "Treasury yields", "Oil",
-            "Bank shares", "Tech stocks", "The dollar", "Small caps", "Energy shares", "Chipmakers"]
+SUBJECTS = [
+    "Stocks",
+    "The S&P 500",
+    "Wall Street",
+    "The Dow",
+    "Nasdaq futures",
+    "Treasury yields",
+    "Oil",
+    "Bank shares",
+    "Tech stocks",
+    "The dollar",
+    "Small caps",
+    "Energy shares",
+    "Chipmakers",
+]
 VERBS = ["rally", "slump", "edge higher", "fall", "climb", "tumble", "rebound", "slip", "surge", "steady"]
-CAUSES = ["after the Fed holds rates", "as inflation cools", "on strong jobs data", "as Powell warns on prices",
-          "ahead of earnings", "on recession fears", "as bond yields jump", "after CPI beats forecasts",
-          "on hopes of rate cuts", "as oil prices spike", "after weak retail sales", "on trade worries"]
+CAUSES = [
+    "after the Fed holds rates",
+    "as inflation cools",
+    "on strong jobs data",
+    "as Powell warns on prices",
+    "ahead of earnings",
+    "on recession fears",
+    "as bond yields jump",
+    "after CPI beats forecasts",
+    "on hopes of rate cuts",
+    "as oil prices spike",
+    "after weak retail sales",
+    "on trade worries",
+]
 SENTENCES = [
     "Investors weighed fresh economic data against comments from Federal Reserve officials.",
     "Traders now price in two quarter-point cuts by December, according to futures markets.",
@@ -59,6 +83,7 @@ SENTENCES = [
 
 def synthetic_articles(n: int, seed: int = 7) -> list[str]:
     import random
+
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -80,15 +105,25 @@ def build_bert_base(path: Path) -> Path:
 
     hf_logging.disable_progress_bar()
     path.mkdir(parents=True, exist_ok=True)
-    config = BertConfig(num_labels=3, id2label={0: "positive", 1: "negative", 2: "neutral"},
-                        label2id={"positive": 0, "negative": 1, "neutral": 2})
-    words = sorted({w for text in SUBJECTS + VERBS + CAUSES + SENTENCES
-                    for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", text.lower())} | set("0123456789"))
+    config = BertConfig(
+        num_labels=3,
+        id2label={0: "positive", 1: "negative", 2: "neutral"},
+        label2id={"positive": 0, "negative": 1, "neutral": 2},
+    )
+    words = sorted(
+        {
+            w
+            for text in SUBJECTS + VERBS + CAUSES + SENTENCES
+            for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", text.lower())
+        }
+        | set("0123456789")
+    )
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     vocab += [f"[unused{i}]" for i in range(config.vocab_size - len(vocab))]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512,
-                                                            "tokenizer_class": "BertTokenizer"}))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"})
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(path)
     return path
@@ -116,12 +151,14 @@ def _scorers() -> dict:
     plain = LexiconScorer(financial=False)
     out = {
         f"FinVADER lexicons + VADER — offline default (lexicons: "
-        f"{'finvader package files' if 'package' in fin.lexicon_source else fin.lexicon_source})":
-            lambda t: labels_from_compound(fin.compound(t)),
+        f"{'finvader package files' if 'package' in fin.lexicon_source else fin.lexicon_source})": lambda t: (
+            labels_from_compound(fin.compound(t))
+        ),
         "VADER alone": lambda t: labels_from_compound(plain.compound(t)),
         "TextBlob polarity (±0.05)": lambda t: labels_from_compound(np.array([textblob_scores(x)[0] for x in t])),
-        "project LM-style tone lexicon (lm_tone sign)":
-            lambda t: labels_from_compound(np.array([tone_scores(x)["lm_tone"] for x in t]), threshold=0.0),
+        "project LM-style tone lexicon (lm_tone sign)": lambda t: labels_from_compound(
+            np.array([tone_scores(x)["lm_tone"] for x in t]), threshold=0.0
+        ),
         "always neutral": lambda t: np.array(["neutral"] * len(t)),
     }
     if configured_model():
@@ -143,15 +180,19 @@ def evaluate() -> int:
 
     shared = shared_data_dir()
     if shared is None:
-        print("../shared/data is not beside the project: nothing to evaluate on (Financial PhraseBank and the "
-              "GDELT FinBERT reference live there, never in the project)")
+        print(
+            "../shared/data is not beside the project: nothing to evaluate on (Financial PhraseBank and the "
+            "GDELT FinBERT reference live there, never in the project)"
+        )
         return 1
     scorers = _scorers()
     fpb = shared / "eval" / "financial_phrasebank"
     sets = {name: _phrasebank(fpb / f"Sentences_{name}.txt") for name in ("AllAgree", "50Agree")}
     print("## Financial PhraseBank v1.0 (Malo et al. 2014; CC BY-NC-SA, evaluation only, read in place)\n")
-    print("| scorer | all-agree (n = %d) acc / macro-F1 | 50%%-agree (n = %d) acc / macro-F1 | sentences/s |"
-          % (len(sets["AllAgree"][0]), len(sets["50Agree"][0])))
+    print(
+        "| scorer | all-agree (n = %d) acc / macro-F1 | 50%%-agree (n = %d) acc / macro-F1 | sentences/s |"
+        % (len(sets["AllAgree"][0]), len(sets["50Agree"][0]))
+    )
     print("|---|---|---|---|")
     for name, fn in scorers.items():
         cells, rate = [], 0.0
@@ -170,20 +211,29 @@ def evaluate() -> int:
     compound = lex.compound(one["latest_headline"].astype(str).tolist())
     fin_sent = (one["positive_prob"] - one["negative_prob"]).to_numpy()
     fin_label = np.array(["positive", "negative", "neutral"])[
-        one[["positive_prob", "negative_prob", "neutral_prob"]].to_numpy().argmax(axis=1)]
+        one[["positive_prob", "negative_prob", "neutral_prob"]].to_numpy().argmax(axis=1)
+    ]
     lex_label = labels_from_compound(compound)
     from scipy import stats
 
     print(f"\n## Agreement with FinBERT on GDELT headlines (hours with one article, English only: n = {len(one):,})\n")
     print("| measure | value |\n|---|---|")
-    print(f"| Pearson r (lexicon compound vs FinBERT positive − negative) | {np.corrcoef(compound, fin_sent)[0, 1]:.3f} |")
+    print(
+        f"| Pearson r (lexicon compound vs FinBERT positive − negative) | {np.corrcoef(compound, fin_sent)[0, 1]:.3f} |"
+    )
     print(f"| Spearman rho | {stats.spearmanr(compound, fin_sent).statistic:.3f} |")
     print(f"| label agreement (lexicon ±0.05 rule vs FinBERT argmax) | {np.mean(lex_label == fin_label):.3f} |")
     print(f"| Cohen's kappa | {cohen_kappa_score(fin_label, lex_label):.3f} |")
-    print("| FinBERT label shares (pos/neg/neu) | " + " / ".join(
-        f"{np.mean(fin_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
-    print("| lexicon label shares (pos/neg/neu) | " + " / ".join(
-        f"{np.mean(lex_label == c):.2f}" for c in ("positive", "negative", "neutral")) + " |")
+    print(
+        "| FinBERT label shares (pos/neg/neu) | "
+        + " / ".join(f"{np.mean(fin_label == c):.2f}" for c in ("positive", "negative", "neutral"))
+        + " |"
+    )
+    print(
+        "| lexicon label shares (pos/neg/neu) | "
+        + " / ".join(f"{np.mean(lex_label == c):.2f}" for c in ("positive", "negative", "neutral"))
+        + " |"
+    )
     return 0
 
 
@@ -223,23 +273,30 @@ def speed_main() -> int:
     texts = synthetic_articles(args.articles)
     frame = pd.DataFrame({"text": texts, "text_hash": [content_hash(t, "") for t in texts]})
     load = os.getloadavg()[0]
-    print(f"# FinBERT-sized (bert-base, random weights) scoring on {args.threads} CPU threads "
-          f"(torch {torch.__version__}; 1-min load average at start {load:.2f} on {os.cpu_count()} cores)")
+    print(
+        f"# FinBERT-sized (bert-base, random weights) scoring on {args.threads} CPU threads "
+        f"(torch {torch.__version__}; 1-min load average at start {load:.2f} on {os.cpu_count()} cores)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="spx-bench-sentiment-") as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
         model_dir = build_bert_base(tmp / "bert-base")
-        print(f"model built and saved in {time.perf_counter() - t:.1f}s "
-              f"({sum(p.stat().st_size for p in model_dir.iterdir()) / 1e6:.0f} MB)")
+        print(
+            f"model built and saved in {time.perf_counter() - t:.1f}s "
+            f"({sum(p.stat().st_size for p in model_dir.iterdir()) / 1e6:.0f} MB)"
+        )
         scorer = FinBertScorer(model_dir, max_length=args.max_length)
-        lengths = np.array([len(ids) for ids in scorer.tokenizer(texts, truncation=True,
-                                                                 max_length=args.max_length)["input_ids"]])
-        print(f"{len(texts)} articles: tokens per article mean {lengths.mean():.1f}, median "
-              f"{np.median(lengths):.0f}, p95 {np.percentile(lengths, 95):.0f}, max {lengths.max()} "
-              f"(max_length {args.max_length})")
+        lengths = np.array(
+            [len(ids) for ids in scorer.tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]]
+        )
+        print(
+            f"{len(texts)} articles: tokens per article mean {lengths.mean():.1f}, median "
+            f"{np.median(lengths):.0f}, p95 {np.percentile(lengths, 95):.0f}, max {lengths.max()} "
+            f"(max_length {args.max_length})"
+        )
 
-        sweep = texts[:args.sweep_articles]
+        sweep = texts[: args.sweep_articles]
         print(f"\n## articles/s by batch size ({len(sweep)} articles per point)")
         print("| precision | " + " | ".join(f"bs={b}" for b in batch_sizes) + " |")
         print("|---|" + "---|" * len(batch_sizes))
@@ -254,29 +311,45 @@ def speed_main() -> int:
                 cells.append(f"{len(sweep) / (time.perf_counter() - t):.1f}")
             print(f"| {precision} | " + " | ".join(cells) + " |", flush=True)
 
-        print(f"\n## {len(texts)} articles end to end (score_texts: cache lookup in S3, model load, "
-              f"batch {args.batch_size}, cache write), then a rerun")
+        print(
+            f"\n## {len(texts)} articles end to end (score_texts: cache lookup in S3, model load, "
+            f"batch {args.batch_size}, cache write), then a rerun"
+        )
         with LocalS3Server(data_dir=tmp / "s3", buckets=("bench",)) as server:
             set_environ(**server.env(), SPX_BUCKET="bench", SPX_HOME=str(tmp / "home"))
             store = ObjectStore()
-            print("| precision | first run s | articles/s | model s | rerun s | rerun scored | 1000 articles s | "
-                  "target <= 20 s |")
+            print(
+                "| precision | first run s | articles/s | model s | rerun s | rerun scored | 1000 articles s | "
+                "target <= 20 s |"
+            )
             print("|---|---|---|---|---|---|---|---|")
             for precision in precisions:
                 t = time.perf_counter()
-                _, first = score_texts(frame, model_location=str(model_dir), store=store,
-                                       batch_size=args.batch_size, max_length=args.max_length,
-                                       precision=precision)
+                _, first = score_texts(
+                    frame,
+                    model_location=str(model_dir),
+                    store=store,
+                    batch_size=args.batch_size,
+                    max_length=args.max_length,
+                    precision=precision,
+                )
                 first_s = time.perf_counter() - t
                 t = time.perf_counter()
-                _, again = score_texts(frame, model_location=str(model_dir), store=store,
-                                       batch_size=args.batch_size, max_length=args.max_length,
-                                       precision=precision)
+                _, again = score_texts(
+                    frame,
+                    model_location=str(model_dir),
+                    store=store,
+                    batch_size=args.batch_size,
+                    max_length=args.max_length,
+                    precision=precision,
+                )
                 rerun_s = time.perf_counter() - t
                 per_1000 = first_s * 1000 / len(texts)
-                print(f"| {precision} | {first_s:.1f} | {len(texts) / first_s:.1f} | {first.model_seconds:.1f} | "
-                      f"{rerun_s:.2f} | {again.scored} | {per_1000:.1f} | {'met' if per_1000 <= 20 else 'missed'} |",
-                      flush=True)
+                print(
+                    f"| {precision} | {first_s:.1f} | {len(texts) / first_s:.1f} | {first.model_seconds:.1f} | "
+                    f"{rerun_s:.2f} | {again.scored} | {per_1000:.1f} | {'met' if per_1000 <= 20 else 'missed'} |",
+                    flush=True,
+                )
     print(f"\n1-min load average at end {os.getloadavg()[0]:.2f} (other processes share these cores)")
     return 0
 

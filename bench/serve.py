@@ -41,8 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 
 
-async def _load(url: str, make_body, clients: int, duration: float, warmup: float = 1.0,
-                on_result=None) -> dict:
+async def _load(url: str, make_body, clients: int, duration: float, warmup: float = 1.0, on_result=None) -> dict:
     import aiohttp
 
     latencies: list[float] = []
@@ -65,8 +64,12 @@ async def _load(url: str, make_body, clients: int, duration: float, warmup: floa
                 rid = f"b{k}-{counter}"
                 t0 = loop.time()
                 try:
-                    async with session.post(url, data=make_body(rid), headers={"content-type": "application/json"},
-                                            timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    async with session.post(
+                        url,
+                        data=make_body(rid),
+                        headers={"content-type": "application/json"},
+                        timeout=aiohttp.ClientTimeout(total=30),
+                    ) as resp:
                         await resp.read()
                         ok = resp.status == 200
                 except Exception:  # noqa: BLE001 - counted
@@ -82,13 +85,22 @@ async def _load(url: str, make_body, clients: int, duration: float, warmup: floa
 
     await asyncio.gather(*(client(k) for k in range(clients)))
     lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
-    return {"clients": clients, "rps": len(latencies) / duration, "p50": np.percentile(lat, 50),
-            "p99": np.percentile(lat, 99), "p999": np.percentile(lat, 99.9), "errors": errors, "n": len(latencies)}
+    return {
+        "clients": clients,
+        "rps": len(latencies) / duration,
+        "p50": np.percentile(lat, 50),
+        "p99": np.percentile(lat, 99),
+        "p999": np.percentile(lat, 99.9),
+        "errors": errors,
+        "n": len(latencies),
+    }
 
 
 def _row(name: str, r: dict) -> str:
-    return (f"{name:<12} {r['clients']:>3} clients  {r['rps']:>7.0f} req/s  p50 {r['p50']:6.2f} ms  "
-            f"p99 {r['p99']:7.2f} ms  p99.9 {r['p999']:7.2f} ms  errors {r['errors']}  (n={r['n']})")
+    return (
+        f"{name:<12} {r['clients']:>3} clients  {r['rps']:>7.0f} req/s  p50 {r['p50']:6.2f} ms  "
+        f"p99 {r['p99']:7.2f} ms  p99.9 {r['p999']:7.2f} ms  errors {r['errors']}  (n={r['n']})"
+    )
 
 
 def main() -> int:
@@ -121,9 +133,14 @@ def main() -> int:
         servers = []
         try:
             token = secrets.token_urlsafe(16)
-            set_environ(**s3.env(), SPX_HOME=str(tmp / "home"), SPX_FEAST_HOME=str(tmp / "feast"),
-                        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", SPX_SINK_TOKEN=token,
-                        SPX_SERVE_HOST="127.0.0.1")
+            set_environ(
+                **s3.env(),
+                SPX_HOME=str(tmp / "home"),
+                SPX_FEAST_HOME=str(tmp / "feast"),
+                MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+                SPX_SINK_TOKEN=token,
+                SPX_SERVE_HOST="127.0.0.1",
+            )
             store = ObjectStore()
             frame = gold_frame(n_bars=2000, seed=1)
             ch = make_champion(store, settings().mlflow_tracking_uri, args.format, run_id="bench", frame=frame)
@@ -134,24 +151,33 @@ def main() -> int:
             servers.append(sink)
             predictor = start_predictor(model_dir, info.name, log_dir=tmp)
             servers.append(predictor)
-            transformer = start_transformer(predictor.port, info.name, log_dir=tmp, max_feature_age_seconds=10**9,
-                                            logger_url=f"{sink.url}/")
+            transformer = start_transformer(
+                predictor.port, info.name, log_dir=tmp, max_feature_age_seconds=10**9, logger_url=f"{sink.url}/"
+            )
             servers.append(transformer)
 
             X = frame[ch.features].to_numpy()
-            one = orjson.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, X.shape[1]],
-                                            "data": X[0].tolist()}]})
+            one = orjson.dumps(
+                {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, X.shape[1]], "data": X[0].tolist()}]}
+            )
             p_url = f"{predictor.url}/v2/models/{info.name}/infer"
             t_url = f"{transformer.url}/v2/models/{info.name}/infer"
 
             def inst(rid: str) -> bytes:
-                return orjson.dumps({"id": rid, "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                                            "data": ["SPX500_USD"]}]})
+                return orjson.dumps(
+                    {
+                        "id": rid,
+                        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}],
+                    }
+                )
 
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            print(f"spx serving bench ({args.format}, {len(ch.features)} features, loopback, {os.cpu_count()} CPUs, "
-                  f"load average before {load}; aiohttp keep-alive clients, JSON bodies; transformer = Feast "
-                  f"lookup + predictor call + prediction logging to the sink)", flush=True)
+            print(
+                f"spx serving bench ({args.format}, {len(ch.features)} features, loopback, {os.cpu_count()} CPUs, "
+                f"load average before {load}; aiohttp keep-alive clients, JSON bodies; transformer = Feast "
+                f"lookup + predictor call + prediction logging to the sink)",
+                flush=True,
+            )
             results = {"predictor": [], "transformer": []}
             for c in clients:
                 r = asyncio.run(_load(p_url, lambda rid: one, c, args.duration))
@@ -165,23 +191,40 @@ def main() -> int:
                 import requests
 
                 rows = X[: args.batch_size]
-                batch = orjson.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": list(rows.shape),
-                                                  "data": rows.astype(np.float32).ravel().tolist()}]})
+                batch = orjson.dumps(
+                    {
+                        "inputs": [
+                            {
+                                "name": "features",
+                                "datatype": "FP32",
+                                "shape": list(rows.shape),
+                                "data": rows.astype(np.float32).ravel().tolist(),
+                            }
+                        ]
+                    }
+                )
                 session = requests.Session()
                 t0 = time.perf_counter()
                 for _ in range(args.batches):
-                    session.post(p_url, data=batch, headers={"content-type": "application/json"},
-                                 timeout=60).raise_for_status()
+                    session.post(
+                        p_url, data=batch, headers={"content-type": "application/json"}, timeout=60
+                    ).raise_for_status()
                 batch_s = time.perf_counter() - t0
-                print(f"predictor    batches of {len(rows)} rows, 1 client: {args.batches * len(rows) / batch_s:,.0f} "
-                      f"rows/s ({batch_s / args.batches * 1000:.1f} ms per batch)", flush=True)
+                print(
+                    f"predictor    batches of {len(rows)} rows, 1 client: {args.batches * len(rows) / batch_s:,.0f} "
+                    f"rows/s ({batch_s / args.batches * 1000:.1f} ms per batch)",
+                    flush=True,
+                )
             by_c = {r["clients"]: r for r in results["transformer"]}
             p_best = max(r["rps"] for r in results["predictor"])
             if 8 in by_c:
                 t8 = by_c[8]
-                print(f"targets: transformer@8 >= 500 req/s: {'PASS' if t8['rps'] >= 500 else 'MISS'} "
-                      f"({t8['rps']:.0f}); p99 <= 25 ms: {'PASS' if t8['p99'] <= 25 else 'MISS'} ({t8['p99']:.1f}); "
-                      f"predictor >= 1500 req/s: {'PASS' if p_best >= 1500 else 'MISS'} ({p_best:.0f})", flush=True)
+                print(
+                    f"targets: transformer@8 >= 500 req/s: {'PASS' if t8['rps'] >= 500 else 'MISS'} "
+                    f"({t8['rps']:.0f}); p99 <= 25 ms: {'PASS' if t8['p99'] <= 25 else 'MISS'} ({t8['p99']:.1f}); "
+                    f"predictor >= 1500 req/s: {'PASS' if p_best >= 1500 else 'MISS'} ({p_best:.0f})",
+                    flush=True,
+                )
 
             if args.soak > 0:
                 # everything sent during the load steps is logged too; the soak counts its own ids
@@ -222,9 +265,11 @@ def main() -> int:
                     t.join(timeout=5)
                 import requests
 
-                metrics = {line.split('"')[1]: float(line.split()[-1]) for line in
-                           requests.get(f"{transformer.url}/metrics", timeout=10).text.splitlines()
-                           if line.startswith("spx_inference_log_events_total{")}
+                metrics = {
+                    line.split('"')[1]: float(line.split()[-1])
+                    for line in requests.get(f"{transformer.url}/metrics", timeout=10).text.splitlines()
+                    if line.startswith("spx_inference_log_events_total{")
+                }
                 transformer.stop()  # its logger sends (or spills) what it holds
                 servers.remove(transformer)
                 t_stop = time.monotonic()
@@ -239,12 +284,14 @@ def main() -> int:
                         print("  transformer:", line[-300:], flush=True)
                 if lost:
                     print(f"  not in the bucket (first 10): {sorted(served - logged)[:10]}", flush=True)
-                print(f"soak: {soak_s:.0f}s at 8 clients on the transformer{'' if args.no_kill else ', sink SIGKILLed half way'}: "
-                      f"{len(served)} served ({len(served) / soak_s:.0f} req/s, p99 {r['p99']:.1f} ms), "
-                      f"{len(failed)} failed, {len(logged)} logged in the bucket, LOST {lost} "
-                      f"(target 0: {'PASS' if lost == 0 and not failed else 'MISS'}); logger events {metrics}; "
-                      f"sink restarts {supervisor.restarts.get('sink', 0)}; stop + final flush {flush_s:.1f}s",
-                      flush=True)
+                print(
+                    f"soak: {soak_s:.0f}s at 8 clients on the transformer{'' if args.no_kill else ', sink SIGKILLed half way'}: "
+                    f"{len(served)} served ({len(served) / soak_s:.0f} req/s, p99 {r['p99']:.1f} ms), "
+                    f"{len(failed)} failed, {len(logged)} logged in the bucket, LOST {lost} "
+                    f"(target 0: {'PASS' if lost == 0 and not failed else 'MISS'}); logger events {metrics}; "
+                    f"sink restarts {supervisor.restarts.get('sink', 0)}; stop + final flush {flush_s:.1f}s",
+                    flush=True,
+                )
         finally:
             for server in reversed(servers):
                 server.stop()

@@ -14,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-NOTE = ("synthetic 1-minute bars: bootstrapped real SPY one-minute returns/ranges/volumes (spy_m1_2011q1, "
-        "regular session) on real NYSE session time stamps; speed figures only")
+NOTE = (
+    "synthetic 1-minute bars: bootstrapped real SPY one-minute returns/ranges/volumes (spy_m1_2011q1, "
+    "regular session) on real NYSE session time stamps; speed figures only"
+)
 
 
 def _real_minute_bars() -> pd.DataFrame:
@@ -73,5 +75,6 @@ def minute_bars(n: int, seed: int = 0) -> pd.DataFrame:
     open_[first_idx] = close[first_idx - 1] * np.exp(gap[first_idx])  # the session opens with a real gap
     high = np.maximum(close * np.exp(hi_off[pick]), np.maximum(open_, close))
     low = np.minimum(close * np.exp(lo_off[pick]), np.minimum(open_, close))
-    return pd.DataFrame({"timestamp": ts, "open": open_, "high": high, "low": low, "close": close,
-                         "volume": volume[pick]})
+    return pd.DataFrame(
+        {"timestamp": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume[pick]}
+    )

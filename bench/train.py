@@ -40,22 +40,37 @@ def main() -> None:
     bar = pd.Timedelta(minutes=1)
     prepared = prepare_bars(bars, bar)
     b = prepared.bars
-    silver = [technical_features(b), microstructure_features(b),
-              volatility_features(b, bar, bars_per_year=prepared.bars_per_year)]
+    silver = [
+        technical_features(b),
+        microstructure_features(b),
+        volatility_features(b, bar, bars_per_year=prepared.bars_per_year),
+    ]
     gold, manifest = build_gold(bars, silver, bar=bar, horizons=[30, 60], instrument="SPX500_USD", prepared=prepared)
     del bars, silver, prepared, b
     spec = {s.name: s for s in default_variants(30, 60)}[args.variant]
-    print(f"variant {spec.name}: {spec.model} {spec.task}, features={spec.features}, horizon={spec.horizon} bars; "
-          f"{len(gold):,} rows x {len(manifest['feature_columns'])} features")
+    print(
+        f"variant {spec.name}: {spec.model} {spec.task}, features={spec.features}, horizon={spec.horizon} bars; "
+        f"{len(gold):,} rows x {len(manifest['feature_columns'])} features"
+    )
     t = time.perf_counter()
-    res = train_variant(gold, manifest, spec, TrainConfig(n_folds=args.folds, n_boot=args.n_boot), bar,
-                        progress=lambda s: print("  " + s, flush=True))
+    res = train_variant(
+        gold,
+        manifest,
+        spec,
+        TrainConfig(n_folds=args.folds, n_boot=args.n_boot),
+        bar,
+        progress=lambda s: print("  " + s, flush=True),
+    )
     took = time.perf_counter() - t
-    print(f"one variant: {took:.1f} s ({args.folds} walk-forward folds + validation fit + final fit on "
-          f"{res.n_train:,} rows + OOT on {res.n_oot:,} rows + 2 x {args.n_boot} bootstrap resamples) — target <= 30 s")
+    print(
+        f"one variant: {took:.1f} s ({args.folds} walk-forward folds + validation fit + final fit on "
+        f"{res.n_train:,} rows + OOT on {res.n_oot:,} rows + 2 x {args.n_boot} bootstrap resamples) — target <= 30 s"
+    )
     print(f"OOT AUC on synthetic (bootstrapped, so unpredictable) data: {res.metrics['oot_auc']:.4f} — should be ~0.5")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 1-min load average "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
+    print(
+        f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 1-min load average "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)"
+    )
 
 
 if __name__ == "__main__":

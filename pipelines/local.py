@@ -109,16 +109,23 @@ class TaskLogRouter(io.TextIOBase):
         return event.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
 
     def failed(self) -> TaskEvent | None:
-        return next((e for e in self.tasks.values() if e.status not in ("SUCCESS", "RUNNING")), None) or \
-            next((e for e in self.tasks.values() if e.status == "RUNNING"), None)
+        return next((e for e in self.tasks.values() if e.status not in ("SUCCESS", "RUNNING")), None) or next(
+            (e for e in self.tasks.values() if e.status == "RUNNING"), None
+        )
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-local"
 
 
-def run_local(*, run_id: str = "", on_event: Callable[[TaskEvent], None] | None = None, verbose: bool = False,
-              router: TaskLogRouter | None = None, **params: Any) -> dict:
+def run_local(
+    *,
+    run_id: str = "",
+    on_event: Callable[[TaskEvent], None] | None = None,
+    verbose: bool = False,
+    router: TaskLogRouter | None = None,
+    **params: Any,
+) -> dict:
     """Execute the training pipeline locally; returns the selection (``best_model_selection.json``) as a dict,
     with ``selection_uri``, ``elapsed_s``, ``run_dir`` and ``s3_endpoint`` added.
 
@@ -143,8 +150,11 @@ def run_local(*, run_id: str = "", on_event: Callable[[TaskEvent], None] | None 
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
         store = ObjectStore()
         store.ensure_bucket()
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(cfg.home / "kfp-local"),
-                   raise_on_error=True)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(cfg.home / "kfp-local"),
+            raise_on_error=True,
+        )
         # locally a failure is deterministic: no retries (the local runner ignores them anyway)
         pipeline = build_training_pipeline(CompileOptions(image=cfg.pipeline.component_image, retries=0))
         with contextlib.redirect_stdout(router):
@@ -154,8 +164,10 @@ def run_local(*, run_id: str = "", on_event: Callable[[TaskEvent], None] | None 
         manifest_key = layout.gold_manifest_key(selection["run_id"])
         if store.exists(manifest_key):  # what the run trained on, for the summary
             manifest = store.get_json(manifest_key)
-            selection["news"] = {**manifest.get("news", {}),
-                                 "news_features": len(manifest.get("news_feature_columns") or [])}
+            selection["news"] = {
+                **manifest.get("news", {}),
+                "news_features": len(manifest.get("news_feature_columns") or []),
+            }
     selection["selection_uri"] = selection_uri
     selection["elapsed_s"] = round(time.perf_counter() - started, 1)
     selection["run_dir"] = str(router.run_dir)

@@ -10,7 +10,6 @@ Runs as its own KFP recurring run (``create_monitoring_schedule``), e.g. hourly.
   KFP API with the pod's service account, so the monitoring pipeline needs no copy of the training pipeline.
 """
 
-
 from kfp import dsl
 
 from spx.components.deploy.component import evaluate_canary_op
@@ -24,8 +23,10 @@ PIPELINE_NAME = "spx-monitoring"
 # canary.py run_with_retries: re-read, re-plan, back off on 409/429/5xx or a dropped connection), which is
 # safe because a retry after a lost reply finds the patch applied. The drift and trigger steps keep no
 # retries: a retried trigger could start a second training run.
-DESCRIPTION = ("Evidently drift of served traffic and new gold data vs the champion's training reference, live "
-               "hit rate, and a conditional retrain of spx-training.")
+DESCRIPTION = (
+    "Evidently drift of served traffic and new gold data vs the champion's training reference, live "
+    "hit rate, and a conditional retrain of spx-training."
+)
 
 
 def monitoring_dag(
@@ -58,27 +59,43 @@ def monitoring_dag(
 ):
     with dsl.If(manage_canary == True, name="manage-canary"):  # noqa: E712 - a KFP condition, not Python
         canary = evaluate_canary_op(
-            namespace=isvc_namespace, isvc_name=isvc_name, mode=serving_mode,
-            window_minutes=canary_window_minutes, max_error_rate=canary_max_error_rate,
-            max_p95_latency_ms=canary_max_p95_latency_ms, min_requests=canary_min_requests,
-            prometheus_url=prometheus_url, dry_run=canary_dry_run,
+            namespace=isvc_namespace,
+            isvc_name=isvc_name,
+            mode=serving_mode,
+            window_minutes=canary_window_minutes,
+            max_error_rate=canary_max_error_rate,
+            max_p95_latency_ms=canary_max_p95_latency_ms,
+            min_requests=canary_min_requests,
+            prometheus_url=prometheus_url,
+            dry_run=canary_dry_run,
         ).set_display_name("kserve: canary promote / roll back")
         canary.set_caching_options(False)
         configure(canary, cpu="100m", cpu_limit="1", memory="512M", memory_limit="2G", retry=False)
 
     drift = detect_drift(
-        monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reference_run_id=reference_run_id, variant=variant,
-        lookback_days=lookback_days, gold_window_days=gold_window_days, method=method, threshold=threshold,
-        drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor, min_labeled=min_labeled,
+        monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        reference_run_id=reference_run_id,
+        variant=variant,
+        lookback_days=lookback_days,
+        gold_window_days=gold_window_days,
+        method=method,
+        threshold=threshold,
+        drift_threshold=drift_threshold,
+        hit_rate_floor=hit_rate_floor,
+        min_labeled=min_labeled,
         min_served_rows=min_served_rows,
     ).set_display_name("drift + hit rate")
     drift.set_caching_options(False)
     configure(drift, cpu="500m", cpu_limit="2", memory="1G", memory_limit="4G", retry=False)
     with dsl.If(drift.outputs["Output"] == True, name="retrain-needed"):  # noqa: E712 - a KFP condition, not Python
         trig = trigger_training(
-            monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_host=kfp_host,
-            namespace=namespace, pipeline_name=training_pipeline, experiment=retrain_experiment,
-            params_json=retrain_params_json, service_account=service_account,
+            monitor_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            kfp_host=kfp_host,
+            namespace=namespace,
+            pipeline_name=training_pipeline,
+            experiment=retrain_experiment,
+            params_json=retrain_params_json,
+            service_account=service_account,
         ).set_display_name("start training run")
         trig.set_caching_options(False)
         configure(trig, cpu="100m", cpu_limit="500m", memory="256M", memory_limit="512M", retry=False)
@@ -103,9 +120,16 @@ def compile_monitoring(output_path: str, image: str | None = None, *, retries: i
     return output_path
 
 
-def create_monitoring_schedule(client, package_path: str, *, cron: str = "0 * * * *",
-                               experiment: str = "spx-monitoring", job_name: str = "spx-monitoring",
-                               params: dict | None = None, service_account: str = "") -> str:
+def create_monitoring_schedule(
+    client,
+    package_path: str,
+    *,
+    cron: str = "0 * * * *",
+    experiment: str = "spx-monitoring",
+    job_name: str = "spx-monitoring",
+    params: dict | None = None,
+    service_account: str = "",
+) -> str:
     """Upload the compiled monitoring pipeline and create (or update) its recurring run.
 
     The same mechanism as ``spx submit --no-run`` + ``spx schedule`` for the training pipeline: a 5-field
@@ -116,7 +140,14 @@ def create_monitoring_schedule(client, package_path: str, *, cron: str = "0 * * 
     from spx.pipelines.submit import upload_version
 
     _, version_id, _, _ = upload_version(client, package_path, PIPELINE_NAME)
-    result = create_or_update_schedule(client, cron=cron, pipeline_name=PIPELINE_NAME, job_name=job_name,
-                                       experiment_name=experiment, version_id=version_id, params=params,
-                                       service_account=service_account or None)
+    result = create_or_update_schedule(
+        client,
+        cron=cron,
+        pipeline_name=PIPELINE_NAME,
+        job_name=job_name,
+        experiment_name=experiment,
+        version_id=version_id,
+        params=params,
+        service_account=service_account or None,
+    )
     return result.recurring_run_id

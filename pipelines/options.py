@@ -35,14 +35,19 @@ class CompileOptions:
         """Options from the settings (``SPX_COMPONENT_IMAGE``, ``SPX_PIPELINE_RETRIES``, ``SPX_K8S_*``);
         ``None`` overrides are ignored."""
         cfg = settings()
-        base = cls(image=cfg.pipeline.component_image, retries=cfg.pipeline.retries,
-                   s3_secret=cfg.cluster.s3_secret, config_map=cfg.cluster.env_configmap)
+        base = cls(
+            image=cfg.pipeline.component_image,
+            retries=cfg.pipeline.retries,
+            s3_secret=cfg.cluster.s3_secret,
+            config_map=cfg.cluster.env_configmap,
+        )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 DEFAULT_OPTIONS = CompileOptions()
-_CURRENT: contextvars.ContextVar[CompileOptions] = contextvars.ContextVar("spx_compile_options",
-                                                                        default=DEFAULT_OPTIONS)
+_CURRENT: contextvars.ContextVar[CompileOptions] = contextvars.ContextVar(
+    "spx_compile_options", default=DEFAULT_OPTIONS
+)
 
 
 @contextmanager
@@ -58,8 +63,15 @@ def current_options() -> CompileOptions:
     return _CURRENT.get()
 
 
-def configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G", cpu_limit: str = "2",
-              memory_limit: str = "4G", retry: bool = True) -> dsl.PipelineTask:
+def configure(
+    task: dsl.PipelineTask,
+    *,
+    cpu: str = "1",
+    memory: str = "2G",
+    cpu_limit: str = "2",
+    memory_limit: str = "4G",
+    retry: bool = True,
+) -> dsl.PipelineTask:
     """Image, retries with exponential backoff, resources, and the cluster's S3/MLflow settings as env."""
     from spx.pipelines.k8s import use_cluster_env
 

@@ -26,8 +26,15 @@ _FIELDS = (  # (name, min, max, names)
     ("minute", 0, 59, None),
     ("hour", 0, 23, None),
     ("day-of-month", 1, 31, None),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+        },
+    ),
     ("day-of-week", 0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
 )
 _PART = re.compile(r"^(?P<range>\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9]+))?$")
@@ -47,8 +54,11 @@ def _value(text: str, field: tuple, expr: str) -> int:
     elif names and text.lower() in names:
         value = names[text.lower()]
     else:
-        raise ScheduleError(f"invalid {name} value {text!r} in {expr!r} (KFP's cron parser takes numbers"
-                            + (f" or names {'/'.join(n.upper() for n in names)}" if names else "") + ")")
+        raise ScheduleError(
+            f"invalid {name} value {text!r} in {expr!r} (KFP's cron parser takes numbers"
+            + (f" or names {'/'.join(n.upper() for n in names)}" if names else "")
+            + ")"
+        )
     if not lo <= value <= hi:
         raise ScheduleError(f"{name} value {value} out of range {lo}-{hi} in {expr!r}")
     return value
@@ -59,8 +69,10 @@ def _check_field(text: str, field: tuple, expr: str) -> None:
     for part in text.split(","):
         m = _PART.match(part)
         if not m:
-            raise ScheduleError(f"invalid {name} field {text!r} in {expr!r}: KFP 2.5 (robfig/cron v1.2.0) takes "
-                                "*, ?, N, N-M and /STEP only (no L, W or #)")
+            raise ScheduleError(
+                f"invalid {name} field {text!r} in {expr!r}: KFP 2.5 (robfig/cron v1.2.0) takes "
+                "*, ?, N, N-M and /STEP only (no L, W or #)"
+            )
         if m.group("step") is not None and int(m.group("step")) == 0:
             raise ScheduleError(f"{name} step must be >= 1 in {expr!r}")
         rng = m.group("range")
@@ -129,8 +141,18 @@ def latest_version_id(client, pipeline_id: str) -> str:
     return versions[0].pipeline_version_id
 
 
-def _matches(run, *, cron: str, pipeline_id: str, version_id: str, max_concurrency: int,
-             no_catchup: bool, params: dict, service_account: str | None, pipeline_root: str) -> bool:
+def _matches(
+    run,
+    *,
+    cron: str,
+    pipeline_id: str,
+    version_id: str,
+    max_concurrency: int,
+    no_catchup: bool,
+    params: dict,
+    service_account: str | None,
+    pipeline_root: str,
+) -> bool:
     trigger = getattr(run, "trigger", None)
     cron_now = getattr(getattr(trigger, "cron_schedule", None), "cron", None)
     ref = getattr(run, "pipeline_version_reference", None)
@@ -140,7 +162,9 @@ def _matches(run, *, cron: str, pipeline_id: str, version_id: str, max_concurren
     mode = str(getattr(run, "mode", "") or "")
     return (
         cron_now == cron
-        and ref is not None and ref.pipeline_id == pipeline_id and ref.pipeline_version_id == version_id
+        and ref is not None
+        and ref.pipeline_id == pipeline_id
+        and ref.pipeline_version_id == version_id
         and int(getattr(run, "max_concurrency", 0) or 0) == max_concurrency
         and bool(getattr(run, "no_catchup", False)) == no_catchup
         and dict(run_params) == dict(params)
@@ -177,13 +201,24 @@ def create_or_update_schedule(
         raise ScheduleError(f"no pipeline named {pipeline_name!r} on the KFP server: run `spx submit` first")
     version_id = version_id or latest_version_id(client, pipeline_id)
     experiment = client.create_experiment(name=experiment_name, namespace=namespace)
-    existing = client.list_recurring_runs(
-        experiment_id=experiment.experiment_id, filter=_eq_filter("display_name", job_name), page_size=100
-    ).recurring_runs or []
+    existing = (
+        client.list_recurring_runs(
+            experiment_id=experiment.experiment_id, filter=_eq_filter("display_name", job_name), page_size=100
+        ).recurring_runs
+        or []
+    )
     for run in existing:
-        if _matches(run, cron=kfp_cron, pipeline_id=pipeline_id, version_id=version_id,
-                    max_concurrency=max_concurrency, no_catchup=no_catchup, params=params,
-                    service_account=service_account, pipeline_root=pipeline_root):
+        if _matches(
+            run,
+            cron=kfp_cron,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            max_concurrency=max_concurrency,
+            no_catchup=no_catchup,
+            params=params,
+            service_account=service_account,
+            pipeline_root=pipeline_root,
+        ):
             log.info("recurring run %s already up to date", run.recurring_run_id)
             return ScheduleResult("unchanged", run.recurring_run_id, None, kfp_cron)
     created = client.create_recurring_run(

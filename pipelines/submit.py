@@ -65,8 +65,7 @@ def upload_version(client, package_path: str, pipeline_name: str, version_name: 
     if existing is not None:
         log.info("pipeline version %s already uploaded", version_name)
         return pipeline_id, existing.pipeline_version_id, version_name, False
-    version = client.upload_pipeline_version(package_path, pipeline_version_name=version_name,
-                                             pipeline_id=pipeline_id)
+    version = client.upload_pipeline_version(package_path, pipeline_version_name=version_name, pipeline_id=pipeline_id)
     return pipeline_id, version.pipeline_version_id, version_name, True
 
 

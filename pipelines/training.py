@@ -5,7 +5,6 @@ In the cluster, S3 credentials come from a Secret and settings from a ConfigMap 
 locally (``spx run``) KFP's SubprocessRunner runs the same components with the env of ``spx run``.
 """
 
-
 from kfp import dsl
 
 from spx.components.bronze.component import bronze_market
@@ -23,8 +22,15 @@ from spx.pipelines.steps import resolve_run_id
 PIPELINE_NAME = "spx-training"
 
 
-def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
-               cpu_limit: str = "2", memory_limit: str = "4G", retry: bool = True) -> dsl.PipelineTask:
+def _configure(
+    task: dsl.PipelineTask,
+    *,
+    cpu: str = "1",
+    memory: str = "2G",
+    cpu_limit: str = "2",
+    memory_limit: str = "4G",
+    retry: bool = True,
+) -> dsl.PipelineTask:
     """Image, retries, resources and cluster settings from the compile options (``spx.pipelines.options``).
 
     KFP 2.5 applies a retry policy only to tasks of the pipeline's top-level DAG: a task inside ``dsl.If``
@@ -33,8 +39,10 @@ def _configure(task: dsl.PipelineTask, *, cpu: str = "1", memory: str = "2G",
     return configure(task, cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=retry)
 
 
-DESCRIPTION = ("S&P 500 short-horizon direction: medallion features, walk-forward validated XGBoost/LightGBM "
-               "variants, MLflow champion.")
+DESCRIPTION = (
+    "S&P 500 short-horizon direction: medallion features, walk-forward validated XGBoost/LightGBM "
+    "variants, MLflow champion."
+)
 
 
 def training_dag(
@@ -81,13 +89,23 @@ def training_dag(
     _configure(rid, cpu="100m", memory="128M", cpu_limit="500m", memory_limit="256M")
     run = rid.output
 
-    bronze = bronze_market(source=source, instrument=instrument, granularity=granularity, start=start,
-                           end=end, path=market_path, dataset=dataset, timestamps=timestamps, market_tz=market_tz)
+    bronze = bronze_market(
+        source=source,
+        instrument=instrument,
+        granularity=granularity,
+        start=start,
+        end=end,
+        path=market_path,
+        dataset=dataset,
+        timestamps=timestamps,
+        market_tz=market_tz,
+    )
     bronze.set_caching_options(False)  # new bars arrive every day
     _configure(bronze).set_display_name("bronze: market candles")
 
-    silver_args = dict(bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run,
-                       session=session)
+    silver_args = dict(
+        bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run, session=session
+    )
     technical = _configure(silver_technical(**silver_args)).set_display_name("silver: technical")
     micro = _configure(silver_microstructure(**silver_args)).set_display_name("silver: microstructure")
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
@@ -98,45 +116,84 @@ def training_dag(
     _configure(nb, memory="1G", memory_limit="2G").set_display_name("bronze: news")
     ns = _configure(news_silver(bronze_prefix=nb.output, run_id=run), memory="1G", memory_limit="2G")
     ns.set_display_name("silver: news tone")
-    ng = news_gold(silver_uri=ns.output, run_id=run, window_minutes=news_window_minutes,
-                   model_location=news_model_location, precision=news_precision)
+    ng = news_gold(
+        silver_uri=ns.output,
+        run_id=run,
+        window_minutes=news_window_minutes,
+        model_location=news_model_location,
+        precision=news_precision,
+    )
     _configure(ng, cpu="2", memory="4G", cpu_limit="2", memory_limit="6G").set_display_name(
-        "gold: news signals (FinVADER lexicon, or FinBERT when configured)")
+        "gold: news signals (FinVADER lexicon, or FinBERT when configured)"
+    )
 
-    gold = gold_features(bronze_prefix=bronze.output, technical_uri=technical.output,
-                         microstructure_uri=micro.output, volatility_uri=vol.output, news_uri=ng.output,
-                         granularity=granularity, start=start, end=end,
-                         horizons=[horizon_short, horizon_long], instrument=instrument, run_id=run,
-                         news_delay_minutes=news_delay_minutes, session=session,
-                         label_cross_close=label_cross_close)
+    gold = gold_features(
+        bronze_prefix=bronze.output,
+        technical_uri=technical.output,
+        microstructure_uri=micro.output,
+        volatility_uri=vol.output,
+        news_uri=ng.output,
+        granularity=granularity,
+        start=start,
+        end=end,
+        horizons=[horizon_short, horizon_long],
+        instrument=instrument,
+        run_id=run,
+        news_delay_minutes=news_delay_minutes,
+        session=session,
+        label_cross_close=label_cross_close,
+    )
     _configure(gold, memory="4G", memory_limit="8G").set_display_name("gold: features + labels")
 
     trains = []
     for name, model, task, feats, which in VARIANTS:
-        t = train_variant(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
-                          variant=name, model=model, task=task, features=feats,
-                          horizon=horizon_short if which == "short" else horizon_long, run_id=run,
-                          n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps)
+        t = train_variant(
+            gold_uri=gold.outputs["gold_uri"],
+            manifest_uri=gold.outputs["manifest_uri"],
+            variant=name,
+            model=model,
+            task=task,
+            features=feats,
+            horizon=horizon_short if which == "short" else horizon_long,
+            run_id=run,
+            n_folds=n_folds,
+            oot_frac=oot_frac,
+            n_boot=n_boot,
+            cost_bps=cost_bps,
+        )
         _configure(t, cpu="2", memory="4G", cpu_limit="2", memory_limit="8G").set_display_name(f"train: {name}")
         trains.append(t)
 
-    select = select_champion(run_id=run, expected_variants=[v[0] for v in VARIANTS],
-                             min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
-                             min_auc_ci_low=min_auc_ci_low, max_auc=max_auc, max_abs_ic=max_abs_ic,
-                             max_sharpe_excess=max_sharpe_excess, champion_horizon=horizon_short)
+    select = select_champion(
+        run_id=run,
+        expected_variants=[v[0] for v in VARIANTS],
+        min_oot_auc=min_oot_auc,
+        max_overfit_gap=max_overfit_gap,
+        min_auc_ci_low=min_auc_ci_low,
+        max_auc=max_auc,
+        max_abs_ic=max_abs_ic,
+        max_sharpe_excess=max_sharpe_excess,
+        champion_horizon=horizon_short,
+    )
     for t in trains:
         select.after(t)
     _configure(select).set_display_name("select + register champion")
 
     with dsl.If(materialize_features == True):  # noqa: E712 - KFP condition, not a Python bool
-        feast = feast_materialize(gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"],
-                                  run_id=run)
+        feast = feast_materialize(
+            gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"], run_id=run
+        )
         _configure(feast, retry=False).set_display_name("feast: apply + materialize")
 
     with dsl.If(deploy == True):  # noqa: E712
-        rollout = deploy_op(selection_uri=select.outputs["Output"], namespace=namespace, isvc_name=isvc_name,
-                            canary_percent=canary_percent, mode=serving_mode,
-                            allow_no_edge=deploy_without_edge)
+        rollout = deploy_op(
+            selection_uri=select.outputs["Output"],
+            namespace=namespace,
+            isvc_name=isvc_name,
+            canary_percent=canary_percent,
+            mode=serving_mode,
+            allow_no_edge=deploy_without_edge,
+        )
         _configure(rollout, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M", retry=False)
         rollout.set_display_name("kserve: canary rollout")
     return select.outputs["Output"]

@@ -41,6 +41,7 @@ def _image_extras(dockerfile: Path) -> list[str]:
 
 def _dist_closure(extras: list[str]) -> set[str]:
     """Distributions pip installs for spx-kfp[extras] (normalised names), from installed metadata."""
+
     def norm(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -59,8 +60,7 @@ def _dist_closure(extras: list[str]) -> set[str]:
             continue
         for line in requires:
             req = Requirement(line)
-            marker_ok = req.marker is None or any(
-                req.marker.evaluate({"extra": extra}) for extra in (wanted or {""}))
+            marker_ok = req.marker is None or any(req.marker.evaluate({"extra": extra}) for extra in (wanted or {""}))
             if marker_ok:
                 sub = frozenset(req.extras)
                 if norm(req.name) == "spx-kfp":  # self-referencing extras (all = serve,news,monitor)
@@ -140,6 +140,7 @@ def test_the_check_sees_a_missing_extra(compiled):
     closure = _dist_closure([])
     module_to_dists = md.packages_distributions()
     imported = _third_party_imports(list(compiled.values()))
-    uncovered = [m for m in imported
-                 if not {re.sub(r"[-_.]+", "-", d).lower() for d in module_to_dists.get(m, [])} & closure]
+    uncovered = [
+        m for m in imported if not {re.sub(r"[-_.]+", "-", d).lower() for d in module_to_dists.get(m, [])} & closure
+    ]
     assert "feast" in uncovered

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = out.glob("spx_kfp-*.whl")
     with zipfile.ZipFile(path) as whl:
@@ -34,8 +38,14 @@ def test_only_spx_is_installed(wheel):
 
 def test_stage_code_and_package_data_are_inside(wheel):
     names = set(wheel)
-    for module in ("spx/components/bronze/market.py", "spx/components/training/train.py",
-                   "spx/pipelines/training.py", "spx/core/settings.py", "spx/cli/__init__.py"):
+    for module in (
+        "spx/components/bronze/market.py",
+        "spx/components/training/train.py",
+        "spx/pipelines/training.py",
+        "spx/core/settings.py",
+        "spx/cli/__init__.py",
+    ):
         assert module in names, f"{module} missing from the wheel"
-    assert any(n.startswith("spx/components/bronze/data/") and n.endswith(".parquet") for n in names), \
+    assert any(n.startswith("spx/components/bronze/data/") and n.endswith(".parquet") for n in names), (
         "the bundled minute bars are not in the wheel"
+    )

@@ -35,8 +35,9 @@ def test_a_bad_value_is_a_config_error_naming_the_variable(monkeypatch):
 
 def test_the_cli_turns_a_config_error_into_one_line_and_exit_code_2(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPX_HOME": str(tmp_path), "SPX_PIPELINE_RETRIES": "-1"}
-    proc = subprocess.run([sys.executable, "-m", "spx.cli", "config"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spx.cli", "config"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("spx: invalid setting"), proc.stderr
     assert "SPX_PIPELINE_RETRIES" in proc.stderr and "Traceback" not in proc.stderr
@@ -64,8 +65,13 @@ ObjectStore().ensure_bucket()
 boto3.client("s3").put_object(Bucket="{bucket}", Key="k.txt", Body=b"x")
 print(s3fs.S3FileSystem().ls("{bucket}"))
 """
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPX_HOME": str(tmp_path / "home"),
-           "SPX_S3_ENDPOINT": s3_server.endpoint_url, "SPX_BUCKET": bucket}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SPX_HOME": str(tmp_path / "home"),
+        "SPX_S3_ENDPOINT": s3_server.endpoint_url,
+        "SPX_BUCKET": bucket,
+    }
     assert s3_server.access_key == "minioadmin"  # the documented default the child does not set
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

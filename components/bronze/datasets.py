@@ -38,7 +38,7 @@ class Dataset:
     horizons: tuple[int, int]
     bronze_source: str
     description: str
-    file: str = ""              # parquet path: package-relative ("pkg:...") or shared-relative ("shared:...")
+    file: str = ""  # parquet path: package-relative ("pkg:...") or shared-relative ("shared:...")
     gaps: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # documented holes [from, to) in UTC
 
     def path(self) -> Path:
@@ -47,8 +47,10 @@ class Dataset:
             return PACKAGE_DATA / rel
         shared = shared_data_dir()
         if shared is None:
-            raise DataValidationError(f"dataset {self.name!r} is read from ../shared/data/{rel}, and no "
-                                      f"../shared/data folder is beside the project")
+            raise DataValidationError(
+                f"dataset {self.name!r} is read from ../shared/data/{rel}, and no "
+                f"../shared/data folder is beside the project"
+            )
         path = shared / rel
         if not path.exists():
             raise DataValidationError(f"dataset {self.name!r}: {path} not found")
@@ -60,21 +62,40 @@ class Dataset:
     def load(self) -> pd.DataFrame:
         if self.name == "arch":
             from spx.components.bronze.market import load_bundled_daily
+
             return load_bundled_daily()
         return pd.read_parquet(self.path())
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("spy_m1_2011q1", "M1", (30, 60), "spy-m1-2011q1",
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "spy_m1_2011q1",
+            "M1",
+            (30, 60),
+            "spy-m1-2011q1",
             "real SPY one-minute bars, January + March 2011 (no February in the source), bundled",
-            file="pkg:spy_m1_2011q1.parquet", gaps=(("2011-02-01", "2011-03-01"),)),
-    Dataset("spy_m5_2018_2020", "M5", (6, 12), "spy-m5-2018-2020",
+            file="pkg:spy_m1_2011q1.parquet",
+            gaps=(("2011-02-01", "2011-03-01"),),
+        ),
+        Dataset(
+            "spy_m5_2018_2020",
+            "M5",
+            (6, 12),
+            "spy-m5-2018-2020",
             "real SPY five-minute bars 2018-2020, regular session (read from ../shared/data only)",
-            file="shared:market/spy_m5_2018_2020.parquet"),
-    Dataset("arch", "D", (1, 5), "arch-sp500", "real daily S&P 500 1999-2018 from the arch package"),
-)}
-ALIASES = {"arch-sp500": "arch", "daily": "arch", "spy-m1-2011q1": "spy_m1_2011q1",
-           "spy-m5-2018-2020": "spy_m5_2018_2020"}
+            file="shared:market/spy_m5_2018_2020.parquet",
+        ),
+        Dataset("arch", "D", (1, 5), "arch-sp500", "real daily S&P 500 1999-2018 from the arch package"),
+    )
+}
+ALIASES = {
+    "arch-sp500": "arch",
+    "daily": "arch",
+    "spy-m1-2011q1": "spy_m1_2011q1",
+    "spy-m5-2018-2020": "spy_m5_2018_2020",
+}
 DEFAULT_DATASET = "spy_m1_2011q1"
 
 

@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 TS_FMT = "%Y%m%dT%H%M%SZ"
 
 GRANULARITY = {
-    "S5": pd.Timedelta(seconds=5), "M1": pd.Timedelta(minutes=1), "M5": pd.Timedelta(minutes=5),
-    "M15": pd.Timedelta(minutes=15), "M30": pd.Timedelta(minutes=30), "H1": pd.Timedelta(hours=1),
-    "H4": pd.Timedelta(hours=4), "D": pd.Timedelta(days=1),
+    "S5": pd.Timedelta(seconds=5),
+    "M1": pd.Timedelta(minutes=1),
+    "M5": pd.Timedelta(minutes=5),
+    "M15": pd.Timedelta(minutes=15),
+    "M30": pd.Timedelta(minutes=30),
+    "H1": pd.Timedelta(hours=1),
+    "H4": pd.Timedelta(hours=4),
+    "D": pd.Timedelta(days=1),
 }
 
 
@@ -65,11 +70,17 @@ def newest_stored_bar(store: ObjectStore, prefix: str) -> pd.Timestamp | None:
     return max((_chunk_end(k) for k in keys), default=None)
 
 
-def write_chunk(store: ObjectStore, prefix: str, df: pd.DataFrame, *, source: str, granularity: str,
-                allowed_gaps: list | None = None) -> str:
+def write_chunk(
+    store: ObjectStore,
+    prefix: str,
+    df: pd.DataFrame,
+    *,
+    source: str,
+    granularity: str,
+    allowed_gaps: list | None = None,
+) -> str:
     """Validate and write one chunk write-once. Invalid data never reaches bronze."""
-    clean = validate_candles(df, source=source, max_gap=default_max_gap(granularity),
-                             allowed_gaps=allowed_gaps)
+    clean = validate_candles(df, source=source, max_gap=default_max_gap(granularity), allowed_gaps=allowed_gaps)
     return store.put_parquet(chunk_key(prefix, clean), clean, write_once=True).uri
 
 
@@ -105,8 +116,12 @@ def read_bronze(
             raise DataValidationError(f"{uri}: unreadable bronze object ({exc})") from exc
     from spx.components.bronze.datasets import allowed_gaps_for_prefix
 
-    bars = validate_candles(pd.concat(frames, ignore_index=True), source=uri_prefix,
-                            max_gap=default_max_gap(granularity), allowed_gaps=allowed_gaps_for_prefix(uri_prefix))
+    bars = validate_candles(
+        pd.concat(frames, ignore_index=True),
+        source=uri_prefix,
+        max_gap=default_max_gap(granularity),
+        allowed_gaps=allowed_gaps_for_prefix(uri_prefix),
+    )
     if start:
         bars = bars[bars["timestamp"] >= _utc(start)]
     if end:
@@ -120,6 +135,7 @@ def read_bronze(
 # Offline sources
 # --------------------------------------------------------------------------------------------
 
+
 def load_bundled_daily() -> pd.DataFrame:
     """Real daily S&P 500 OHLCV shipped in ``arch`` (1999-01-04..2018-12-31, 5,031 bars).
 
@@ -130,16 +146,27 @@ def load_bundled_daily() -> pd.DataFrame:
 
     raw = sp500.load()
     ts = (pd.DatetimeIndex(raw.index).tz_localize("America/New_York") + pd.Timedelta(hours=16)).tz_convert("UTC")
-    return pd.DataFrame({
-        "timestamp": ts.astype("datetime64[ns, UTC]"),
-        "open": raw["Open"].to_numpy(float), "high": raw["High"].to_numpy(float),
-        "low": raw["Low"].to_numpy(float), "close": raw["Close"].to_numpy(float),
-        "volume": raw["Volume"].to_numpy(float),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": ts.astype("datetime64[ns, UTC]"),
+            "open": raw["Open"].to_numpy(float),
+            "high": raw["High"].to_numpy(float),
+            "low": raw["Low"].to_numpy(float),
+            "close": raw["Close"].to_numpy(float),
+            "volume": raw["Volume"].to_numpy(float),
+        }
+    )
 
 
-def normalise_stamps(df: pd.DataFrame, *, granularity: str, source: str, timestamps: str = "end",
-                     market_tz: str = "", check_session: bool = True) -> pd.DataFrame:
+def normalise_stamps(
+    df: pd.DataFrame,
+    *,
+    granularity: str,
+    source: str,
+    timestamps: str = "end",
+    market_tz: str = "",
+    check_session: bool = True,
+) -> pd.DataFrame:
     """UTC bar-END stamps, or a clear refusal.
 
     ``market_tz``: the zone the file's clock is in — naive stamps are localised to it, and stamps that
@@ -169,10 +196,15 @@ def normalise_stamps(df: pd.DataFrame, *, granularity: str, source: str, timesta
     elif check_session and is_intraday(bar):
         verdict = diagnose_stamps(clean, bar)
         if verdict:
-            fix = ("pass --market-tz America/New_York" if "wall-clock" in verdict
-                   else "pass --timestamps start to shift them to bar ends")
-            raise DataValidationError(f"{source}: the time stamps look like {verdict}; this project stamps "
-                                      f"bars with their END in UTC — {fix}, or fix the file")
+            fix = (
+                "pass --market-tz America/New_York"
+                if "wall-clock" in verdict
+                else "pass --timestamps start to shift them to bar ends"
+            )
+            raise DataValidationError(
+                f"{source}: the time stamps look like {verdict}; this project stamps "
+                f"bars with their END in UTC — {fix}, or fix the file"
+            )
     return clean
 
 
@@ -195,6 +227,7 @@ def load_file(path: str | Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # OANDA v20
 # --------------------------------------------------------------------------------------------
+
 
 class OandaError(ServiceError):
     pass
@@ -246,22 +279,30 @@ class OandaClient:
             raise OandaError(f"OANDA {resp.status_code} for {path}: {msg}")
 
         try:
-            return http_retrying(max_retries=self.max_retries, backoff=self.backoff, sleep=self.sleep,
-                                 what=f"OANDA {path}")(once)
+            return http_retrying(
+                max_retries=self.max_retries, backoff=self.backoff, sleep=self.sleep, what=f"OANDA {path}"
+            )(once)
         except RetryableHTTP as exc:
             raise OandaError(f"{exc} (after {self.max_retries + 1} attempts)") from None
 
-    def candles_page(self, instrument: str, granularity: str, start: pd.Timestamp, *,
-                     include_first: bool) -> pd.DataFrame:
+    def candles_page(
+        self, instrument: str, granularity: str, start: pd.Timestamp, *, include_first: bool
+    ) -> pd.DataFrame:
         payload = self._get(
             f"/v3/instruments/{instrument}/candles",
-            {"granularity": granularity, "price": "MBA", "from": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-             "count": self.page_size, "includeFirst": "true" if include_first else "false"},
+            {
+                "granularity": granularity,
+                "price": "MBA",
+                "from": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "count": self.page_size,
+                "includeFirst": "true" if include_first else "false",
+            },
         )
         return parse_oanda_candles(payload)
 
-    def iter_pages(self, instrument: str, granularity: str, start: pd.Timestamp, end: pd.Timestamp,
-                   *, include_first: bool = True) -> Iterator[pd.DataFrame]:
+    def iter_pages(
+        self, instrument: str, granularity: str, start: pd.Timestamp, end: pd.Timestamp, *, include_first: bool = True
+    ) -> Iterator[pd.DataFrame]:
         cursor, first = start, include_first
         while cursor < end:
             page = self.candles_page(instrument, granularity, cursor, include_first=first)
@@ -284,12 +325,18 @@ def parse_oanda_candles(payload: dict) -> pd.DataFrame:
         mid = c.get("mid") or {}
         bid, ask = c.get("bid") or {}, c.get("ask") or {}
         try:
-            rows.append({
-                "timestamp": c["time"], "open": float(mid["o"]), "high": float(mid["h"]),
-                "low": float(mid["l"]), "close": float(mid["c"]), "volume": float(c.get("volume", 0)),
-                "bid": float(bid["c"]) if "c" in bid else float("nan"),
-                "ask": float(ask["c"]) if "c" in ask else float("nan"),
-            })
+            rows.append(
+                {
+                    "timestamp": c["time"],
+                    "open": float(mid["o"]),
+                    "high": float(mid["h"]),
+                    "low": float(mid["l"]),
+                    "close": float(mid["c"]),
+                    "volume": float(c.get("volume", 0)),
+                    "bid": float(bid["c"]) if "c" in bid else float("nan"),
+                    "ask": float(ask["c"]) if "c" in ask else float("nan"),
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataValidationError(f"OANDA candle malformed at {c.get('time')}: {exc}") from exc
     df = pd.DataFrame(rows, columns=["timestamp", "open", "high", "low", "close", "volume", "bid", "ask"])
@@ -300,6 +347,7 @@ def parse_oanda_candles(payload: dict) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Stage entry point
 # --------------------------------------------------------------------------------------------
+
 
 def ingest_market(
     store: ObjectStore,
@@ -333,8 +381,9 @@ def ingest_market(
             raise DataValidationError(f"dataset {ds.name} has {ds.granularity} bars, not {granularity}")
         prefix = bronze_prefix(ds.bronze_source, instrument, ds.granularity)
         bars = ds.load()
-        uri = write_chunk(store, prefix, bars, source=f"dataset {ds.name}", granularity=ds.granularity,
-                          allowed_gaps=ds.allowed_gaps())
+        uri = write_chunk(
+            store, prefix, bars, source=f"dataset {ds.name}", granularity=ds.granularity, allowed_gaps=ds.allowed_gaps()
+        )
         progress(f"bronze: {len(bars)} bars of dataset {ds.name} ({ds.description}) -> {uri}")
         return store.uri(prefix)
     granularity = granularity or "M1"
@@ -342,8 +391,9 @@ def ingest_market(
         if not path:
             raise DataValidationError("source=file needs a path to a CSV/parquet file")
         prefix = bronze_prefix("file", instrument, granularity)
-        bars = normalise_stamps(load_file(path), granularity=granularity, source=str(path),
-                                timestamps=timestamps, market_tz=market_tz)
+        bars = normalise_stamps(
+            load_file(path), granularity=granularity, source=str(path), timestamps=timestamps, market_tz=market_tz
+        )
         uri = write_chunk(store, prefix, bars, source=str(path), granularity=granularity)
         progress(f"bronze: {len(bars)} bars from {path} -> {uri}")
         return store.uri(prefix)
@@ -361,8 +411,9 @@ def ingest_market(
             page = page.assign(timestamp=page["timestamp"] + bar)  # OANDA stamps starts; bronze stores ends
             write_chunk(store, prefix, page, source=f"oanda:{instrument}:{granularity}", granularity=granularity)
             total += len(page)
-            progress(f"bronze: +{len(page)} {granularity} bars ending up to {page['timestamp'].iloc[-1]} "
-                     f"({total} this run)")
+            progress(
+                f"bronze: +{len(page)} {granularity} bars ending up to {page['timestamp'].iloc[-1]} ({total} this run)"
+            )
         progress(f"bronze: oanda ingest done, {total} new bars under {store.uri(prefix)}")
         return store.uri(prefix)
     raise ValueError(f"unknown market source {source!r} (bundled | file | oanda)")

@@ -49,8 +49,9 @@ def schedule(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataF
     return _schedule(calendar, f"{lo.year}-01-01", f"{hi.year}-12-31")
 
 
-def locate(ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta, calendar: str = CALENDAR
-           ) -> tuple[np.ndarray, pd.DataFrame]:
+def locate(
+    ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta, calendar: str = CALENDAR
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Session number (row of the schedule) of each bar-end stamp, -1 outside the regular session."""
     idx = pd.DatetimeIndex(ts)
     sched = schedule(calendar, idx.min(), idx.max())
@@ -84,16 +85,17 @@ class PreparedBars:
 
     bars: pd.DataFrame
     close: pd.Series
-    session: np.ndarray | None          # session number per bar (None for daily bars)
-    session_gap: np.ndarray | None      # % log gap prev close -> this session's first open
-    first_bar: np.ndarray | None        # 1.0 on the first bar of a session
+    session: np.ndarray | None  # session number per bar (None for daily bars)
+    session_gap: np.ndarray | None  # % log gap prev close -> this session's first open
+    first_bar: np.ndarray | None  # 1.0 on the first bar of a session
     minutes_to_close: np.ndarray | None
     bars_per_year: float
     session_mode: str
 
 
-def prepare_bars(bars: pd.DataFrame, bar: pd.Timedelta, session: str = "regular",
-                 calendar: str = CALENDAR) -> PreparedBars:
+def prepare_bars(
+    bars: pd.DataFrame, bar: pd.Timedelta, session: str = "regular", calendar: str = CALENDAR
+) -> PreparedBars:
     """See the module docstring. Daily bars pass through unchanged (one bar per session)."""
     if session not in SESSIONS:
         raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
@@ -110,7 +112,8 @@ def prepare_bars(bars: pd.DataFrame, bar: pd.Timedelta, session: str = "regular"
     if not keep.any():
         raise DataValidationError(
             f"no bar falls in a regular {calendar} session (09:30-16:00 New York, bar-end stamps); "
-            f"{describe_stamps(bars, bar, calendar)}")
+            f"{describe_stamps(bars, bar, calendar)}"
+        )
     bars = bars.loc[keep].reset_index(drop=True)
     sess = sess[keep]
     close = bars["close"].astype(float).copy()
@@ -134,8 +137,16 @@ def prepare_bars(bars: pd.DataFrame, bar: pd.Timedelta, session: str = "regular"
     session_gap = gap_at_first[starts][run] * 100.0
     closes_ns = sched["close"].values.astype("datetime64[ns]").view("i8")[sess]
     mins_to_close = (closes_ns - bars["timestamp"].values.astype("datetime64[ns]").view("i8")) / 6e10
-    return PreparedBars(adj, close, sess, session_gap, first.astype(float), mins_to_close.astype(float),
-                        bars_per_year(sched, sess, bar), session)
+    return PreparedBars(
+        adj,
+        close,
+        sess,
+        session_gap,
+        first.astype(float),
+        mins_to_close.astype(float),
+        bars_per_year(sched, sess, bar),
+        session,
+    )
 
 
 def describe_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
@@ -148,7 +159,7 @@ def describe_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALEN
 
 
 def diagnose_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
-    """"" when intraday stamps look like UTC bar ends; otherwise what they look like instead.
+    """ "" when intraday stamps look like UTC bar ends; otherwise what they look like instead.
 
     * bar starts: many bars stamped exactly at a session open and none exactly at a close;
     * New York wall-clock time labelled UTC: few bars in the regular session, most of them when
@@ -161,22 +172,22 @@ def diagnose_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALEN
     weight = bars["volume"].to_numpy(float) if "volume" in bars.columns else np.ones(len(ts))
     weight = weight if weight.sum() > 0 else np.ones(len(ts))
     in_regular = float(weight[sess >= 0].sum() / weight.sum())  # volume share: the session trades most
-    wall = ts.tz_localize(None).tz_localize("America/New_York", ambiguous="NaT",
-                                            nonexistent="NaT").tz_convert("UTC")
+    wall = ts.tz_localize(None).tz_localize("America/New_York", ambiguous="NaT", nonexistent="NaT").tz_convert("UTC")
     ok = ~wall.isna()
     if ok.any():
         sess_ny, _ = locate(wall[ok], bar, calendar)
         w_ny = weight[ok]
         in_ny = float(w_ny[sess_ny >= 0].sum() / max(w_ny.sum(), 1e-12))
         if in_ny > 0.8 and in_regular < 0.6:
-            return ("New York wall-clock times labelled as UTC (most of the volume falls in the regular "
-                    f"session only when the stamps are read as America/New_York: {in_ny:.0%} against "
-                    f"{in_regular:.0%})")
+            return (
+                "New York wall-clock times labelled as UTC (most of the volume falls in the regular "
+                f"session only when the stamps are read as America/New_York: {in_ny:.0%} against "
+                f"{in_regular:.0%})"
+            )
     t = ts.asi8
     at_open = int(np.isin(t, sched["open"].values.astype("datetime64[ns]").view("i8")).sum())
     at_close = int(np.isin(t, sched["close"].values.astype("datetime64[ns]").view("i8")).sum())
     n_days = max(1, len(np.unique(sess[sess >= 0])) if (sess >= 0).any() else len(sched))
     if at_open >= 0.5 * n_days and at_close <= 0.1 * at_open:
-        return (f"bar-START time stamps ({at_open} bars stamped exactly at a session open, {at_close} at a "
-                f"close)")
+        return f"bar-START time stamps ({at_open} bars stamped exactly at a session open, {at_close} at a close)"
     return ""

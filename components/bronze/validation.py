@@ -11,8 +11,13 @@ REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
-def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | None = None,
-                     allowed_gaps: list[tuple[pd.Timestamp, pd.Timestamp]] | None = None) -> pd.DataFrame:
+def validate_candles(
+    df: pd.DataFrame,
+    *,
+    source: str,
+    max_gap: pd.Timedelta | None = None,
+    allowed_gaps: list[tuple[pd.Timestamp, pd.Timestamp]] | None = None,
+) -> pd.DataFrame:
     """Check candles and return them with normalised dtypes, or raise :class:`DataValidationError`.
 
     Checks: schema (required columns, numeric prices), UTC timestamps, no duplicates, strictly
@@ -27,15 +32,14 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
         raise DataValidationError(f"{source}: no candles (empty or missing data)")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise DataValidationError(
-            f"{source}: wrong schema, missing columns {missing}; got {list(df.columns)}"
-        )
+        raise DataValidationError(f"{source}: wrong schema, missing columns {missing}; got {list(df.columns)}")
     out = df.copy()
     raw = out["timestamp"]
     if pd.api.types.is_datetime64_any_dtype(raw) and getattr(raw.dt, "tz", None) is None:
         raise DataValidationError(
             f"{source}: naive time stamps (no time zone, e.g. {raw.iloc[0]}); refusing to guess UTC — "
-            "give the file UTC stamps or name the zone its clock is in (--market-tz)")
+            "give the file UTC stamps or name the zone its clock is in (--market-tz)"
+        )
     if raw.dtype == object and len(raw):
         try:
             first = pd.Timestamp(raw.iloc[0])
@@ -44,7 +48,8 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
         if first.tzinfo is None:
             raise DataValidationError(
                 f"{source}: naive time stamps (no time zone, e.g. {raw.iloc[0]!r}); refusing to guess UTC — "
-                "give the file UTC stamps or name the zone its clock is in (--market-tz)")
+                "give the file UTC stamps or name the zone its clock is in (--market-tz)"
+            )
     try:
         ts = pd.to_datetime(out["timestamp"], utc=True)
     except (ValueError, TypeError) as exc:
@@ -66,8 +71,9 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
     dup = out["timestamp"].duplicated(keep=False)
     if dup.any():
         first = out.loc[dup, "timestamp"].iloc[0]
-        raise DataValidationError(f"{source}: {int(out['timestamp'].duplicated().sum())} duplicate "
-                                  f"timestamps (first at {first})")
+        raise DataValidationError(
+            f"{source}: {int(out['timestamp'].duplicated().sum())} duplicate timestamps (first at {first})"
+        )
     deltas = out["timestamp"].diff().iloc[1:]
     if (deltas <= pd.Timedelta(0)).any():
         pos = int(np.argmax((deltas <= pd.Timedelta(0)).to_numpy())) + 1
@@ -96,8 +102,9 @@ def validate_candles(df: pd.DataFrame, *, source: str, max_gap: pd.Timedelta | N
     if max_gap is not None and len(deltas) and deltas.max() > max_gap:
         for pos in np.flatnonzero(deltas.to_numpy() > max_gap) + 1:
             prev, nxt = out["timestamp"].iloc[pos - 1], out["timestamp"].iloc[pos]
-            if any(prev <= b and nxt >= a and a - prev <= max_gap and nxt - b <= max_gap
-                   for a, b in (allowed_gaps or [])):
+            if any(
+                prev <= b and nxt >= a and a - prev <= max_gap and nxt - b <= max_gap for a, b in (allowed_gaps or [])
+            ):
                 continue  # a documented hole in the data (e.g. a month missing from the source)
             raise DataValidationError(
                 f"{source}: gap of {nxt - prev} exceeds the allowed {max_gap} ({prev} -> {nxt})"

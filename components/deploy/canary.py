@@ -76,9 +76,7 @@ class ModelRef:
         if not isinstance(self.native_uri, str) or not self.native_uri.startswith("s3://"):
             raise RolloutError(f"champion native_uri must be an s3:// URI, got {self.native_uri!r}")
         if self.model_format not in MODEL_FORMATS:
-            raise RolloutError(
-                f"champion model_format must be one of {MODEL_FORMATS}, got {self.model_format!r}"
-            )
+            raise RolloutError(f"champion model_format must be one of {MODEL_FORMATS}, got {self.model_format!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelRef":
@@ -151,21 +149,32 @@ class ServingConfig:
     )
 
     @classmethod
-    def in_cluster(cls, *, namespace: str, name: str = "", mode: str = "", service_account: str = "",
-                   transformer_image: str = "", transformer_env_configmap: str = "",
-                   transformer_env_secret: str = "") -> "ServingConfig":
+    def in_cluster(
+        cls,
+        *,
+        namespace: str,
+        name: str = "",
+        mode: str = "",
+        service_account: str = "",
+        transformer_image: str = "",
+        transformer_env_configmap: str = "",
+        transformer_env_secret: str = "",
+    ) -> "ServingConfig":
         """The config a pipeline step uses: empty values fall back to the chart's env ConfigMap
         (``SPX_INFERENCE_SERVICE``, ``SPX_INFERENCE_MODE``, ``SPX_SERVING_IMAGE``, and the release-dependent
         object names ``SPX_KSERVE_SERVICE_ACCOUNT``, ``SPX_K8S_CONFIGMAP``, ``SPX_K8S_S3_SECRET``)."""
         cfg = settings()
         names = cfg.cluster
         image = transformer_image or cfg.pipeline.serving_image
-        return cls(namespace=namespace, name=name or names.inference_service,
-                   mode=mode or names.inference_mode or "serverless",
-                   service_account=service_account or names.kserve_service_account,
-                   transformer_image=image,
-                   transformer_env_configmap=transformer_env_configmap or (names.env_configmap if image else ""),
-                   transformer_env_secret=transformer_env_secret or (names.s3_secret if image else ""))
+        return cls(
+            namespace=namespace,
+            name=name or names.inference_service,
+            mode=mode or names.inference_mode or "serverless",
+            service_account=service_account or names.kserve_service_account,
+            transformer_image=image,
+            transformer_env_configmap=transformer_env_configmap or (names.env_configmap if image else ""),
+            transformer_env_secret=transformer_env_secret or (names.s3_secret if image else ""),
+        )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -324,13 +333,16 @@ class RolloutAction:
         """The exact request, as printed by ``--dry-run``."""
         if self.verb == "noop":
             return f"# no change to {self.namespace}/{self.name}: {self.reason}"
-        method, ctype = ("POST", "application/json") if self.verb == "create" else (
-            "PATCH",
-            "application/merge-patch+json",
+        method, ctype = (
+            ("POST", "application/json")
+            if self.verb == "create"
+            else (
+                "PATCH",
+                "application/merge-patch+json",
+            )
         )
-        return (
-            f"# {self.reason}\n{method} {self.path}\nContent-Type: {ctype}\n\n"
-            + json.dumps(self.body, indent=2, sort_keys=True)
+        return f"# {self.reason}\n{method} {self.path}\nContent-Type: {ctype}\n\n" + json.dumps(
+            self.body, indent=2, sort_keys=True
         )
 
 
@@ -387,7 +399,10 @@ def plan_deploy(
         raise RolloutError(f"canary_percent must be an integer in 1..99, got {canary_percent!r}")
     if current is None:
         return RolloutAction(
-            "create", cfg.namespace, cfg.name, inference_service(candidate, cfg),
+            "create",
+            cfg.namespace,
+            cfg.name,
+            inference_service(candidate, cfg),
             f"InferenceService absent: create it serving {candidate.native_uri} at 100%",
         )
     stable, canary = _current_models(current)
@@ -399,27 +414,32 @@ def plan_deploy(
         )
     if candidate.same_model(stable):
         if canary is None:
-            return RolloutAction("noop", cfg.namespace, cfg.name, None,
-                                 f"{candidate.native_uri} already serves 100%")
+            return RolloutAction("noop", cfg.namespace, cfg.name, None, f"{candidate.native_uri} already serves 100%")
         return _patch(
-            current, cfg,
+            current,
+            cfg,
             {ANN_CANARY: None, ANN_PHASE: "stable", ANN_PREVIOUS: canary.to_annotation()},
             _rollback_spec(stable, cfg),
             f"champion is the stable model again: drop canary {canary.native_uri}",
         )
     if candidate.same_model(canary) and percent == canary_percent:
-        return RolloutAction("noop", cfg.namespace, cfg.name, None,
-                             f"canary {candidate.native_uri} already at {canary_percent}%")
+        return RolloutAction(
+            "noop", cfg.namespace, cfg.name, None, f"canary {candidate.native_uri} already at {canary_percent}%"
+        )
     annotations = {ANN_CANARY: candidate.to_annotation(), ANN_PHASE: "canary"}
     if cfg.mode == "serverless":
         predictor = predictor_spec(candidate, cfg)
         predictor["canaryTrafficPercent"] = canary_percent
         spec: dict[str, Any] = {"predictor": predictor}
     else:
-        spec = {"canary": [{"trafficPercent": canary_percent,
-                            "predictor": canary_predictor_spec(candidate, cfg)}]}
-    return _patch(current, cfg, annotations, spec,
-                  f"canary {candidate.native_uri} at {canary_percent}% beside stable {stable.native_uri}")
+        spec = {"canary": [{"trafficPercent": canary_percent, "predictor": canary_predictor_spec(candidate, cfg)}]}
+    return _patch(
+        current,
+        cfg,
+        annotations,
+        spec,
+        f"canary {candidate.native_uri} at {canary_percent}% beside stable {stable.native_uri}",
+    )
 
 
 @dataclass(frozen=True)
@@ -512,8 +532,13 @@ def plan_promote(
     if stable is None:
         raise RolloutError("canary is unhealthy but no stable model is recorded to roll back to")
     annotations = {ANN_CANARY: None, ANN_PREVIOUS: canary.to_annotation(), ANN_PHASE: "rolled-back"}
-    action = _patch(current, cfg, annotations, _rollback_spec(stable, cfg),
-                    f"roll back to {stable.native_uri}: " + "; ".join(reasons))
+    action = _patch(
+        current,
+        cfg,
+        annotations,
+        _rollback_spec(stable, cfg),
+        f"roll back to {stable.native_uri}: " + "; ".join(reasons),
+    )
     return PromoteDecision("rollback", reasons, action, stable)
 
 
@@ -553,11 +578,11 @@ def health_from_records(records: Iterable[dict]) -> CanaryHealth:
 DEFAULT_PROMQL = {
     # Knative queue-proxy metrics of the canary revision (serverless mode).
     "requests": 'sum(increase(revision_app_request_count{{namespace="{namespace}",'
-                'revision_name="{revision}"}}[{window}]))',
+    'revision_name="{revision}"}}[{window}]))',
     "errors": 'sum(increase(revision_app_request_count{{namespace="{namespace}",'
-              'revision_name="{revision}",response_code_class="5xx"}}[{window}]))',
-    "p95_latency_ms": 'histogram_quantile(0.95, sum by (le) (rate(revision_app_request_latencies_bucket'
-                      '{{namespace="{namespace}",revision_name="{revision}"}}[{window}])))',
+    'revision_name="{revision}",response_code_class="5xx"}}[{window}]))',
+    "p95_latency_ms": "histogram_quantile(0.95, sum by (le) (rate(revision_app_request_latencies_bucket"
+    '{{namespace="{namespace}",revision_name="{revision}"}}[{window}])))',
 }
 
 
@@ -577,8 +602,7 @@ def health_from_prometheus(
     values: dict[str, float] = {}
     for key in ("requests", "errors", "p95_latency_ms"):
         promql = templates[key].format(namespace=namespace, revision=revision, window=window)
-        resp = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql},
-                            timeout=timeout)
+        resp = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=timeout)
         resp.raise_for_status()
         payload = resp.json()
         if payload.get("status") != "success":
@@ -629,14 +653,19 @@ def is_retryable_api_error(exc: BaseException) -> bool:
 def api_retrying(attempts: int = 5, backoff_seconds: float = 1.0, what: str = "attempt") -> Retrying:
     """The one retry policy for Kubernetes API steps: retryable errors only, ``backoff_seconds`` × 2^n between
     attempts, the last error re-raised."""
+
     def warn(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning("%s %d failed (%s); retrying in %.1fs", what, state.attempt_number, exc, delay)
 
-    return Retrying(stop=stop_after_attempt(attempts), reraise=True, before_sleep=warn,
-                    wait=wait_exponential(multiplier=backoff_seconds, min=0, max=max(60.0, backoff_seconds)),
-                    retry=retry_if_exception(is_retryable_api_error))
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+        before_sleep=warn,
+        wait=wait_exponential(multiplier=backoff_seconds, min=0, max=max(60.0, backoff_seconds)),
+        retry=retry_if_exception(is_retryable_api_error),
+    )
 
 
 def api_error_message(exc: Exception, cfg: ServingConfig) -> str | None:
@@ -653,8 +682,9 @@ def api_error_message(exc: Exception, cfg: ServingConfig) -> str | None:
     except (TypeError, ValueError):
         message = (exc.body or "").strip() if isinstance(exc.body, str) else ""
     message = " ".join(message.split())  # the API server's multi-line field errors, on one line
-    return (f"InferenceService {cfg.namespace}/{cfg.name}: the API server answered {exc.status} {reason}"
-            + (f": {message}" if message else ""))
+    return f"InferenceService {cfg.namespace}/{cfg.name}: the API server answered {exc.status} {reason}" + (
+        f": {message}" if message else ""
+    )
 
 
 def get_isvc(api, namespace: str, name: str) -> dict | None:
@@ -693,6 +723,7 @@ def run_with_retries(
     ``plan`` returns a :class:`RolloutAction` or a :class:`PromoteDecision`. Each attempt re-reads
     the object, so a retry after a partial success finds the work done and turns into a no-op.
     """
+
     def once():
         current = get_isvc(api, cfg.namespace, cfg.name)
         result = plan(current)
@@ -738,8 +769,13 @@ def deploy(
     printer: Callable[[str], None] = print,
 ) -> RolloutAction:
     return run_with_retries(
-        api, cfg, lambda cur: plan_deploy(cur, candidate, cfg, canary_percent),
-        dry_run=dry_run, attempts=attempts, backoff_seconds=backoff_seconds, printer=printer,
+        api,
+        cfg,
+        lambda cur: plan_deploy(cur, candidate, cfg, canary_percent),
+        dry_run=dry_run,
+        attempts=attempts,
+        backoff_seconds=backoff_seconds,
+        printer=printer,
     )
 
 
@@ -755,6 +791,11 @@ def promote(
     printer: Callable[[str], None] = print,
 ) -> PromoteDecision:
     return run_with_retries(
-        api, cfg, lambda cur: plan_promote(cur, health, thresholds, cfg),
-        dry_run=dry_run, attempts=attempts, backoff_seconds=backoff_seconds, printer=printer,
+        api,
+        cfg,
+        lambda cur: plan_promote(cur, health, thresholds, cfg),
+        dry_run=dry_run,
+        attempts=attempts,
+        backoff_seconds=backoff_seconds,
+        printer=printer,
     )

@@ -8,7 +8,6 @@ release wrote into its env ConfigMap (``SPX_KSERVE_SERVICE_ACCOUNT``, ``SPX_K8S_
 ``SPX_K8S_S3_SECRET``), so any release name works.
 """
 
-
 from spx.core.component import spx_component
 
 
@@ -40,15 +39,22 @@ def deploy_op(
         return json.dumps({"verb": "skip", "reason": reason, "body": None}, sort_keys=True)
     verdict = selection["champion"].get("verdict") or selection.get("verdict") or "no credible edge"
     if verdict != "credible edge" and not allow_no_edge:
-        reason = (f"refused: champion {selection['champion'].get('variant')} has verdict {verdict!r} "
-                  "(see best_model_selection.json); set allow_no_edge=true to roll it out anyway")
+        reason = (
+            f"refused: champion {selection['champion'].get('variant')} has verdict {verdict!r} "
+            "(see best_model_selection.json); set allow_no_edge=true to roll it out anyway"
+        )
         print(f"deploy: {reason}; the InferenceService is left as it is")
         return json.dumps({"verb": "refuse", "reason": reason, "body": None}, sort_keys=True)
     candidate = ModelRef.from_selection(selection)
-    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                                   transformer_image=transformer_image,
-                                   transformer_env_configmap=transformer_env_configmap,
-                                   transformer_env_secret=transformer_env_secret)
+    cfg = ServingConfig.in_cluster(
+        namespace=namespace,
+        name=isvc_name,
+        mode=mode,
+        service_account=service_account,
+        transformer_image=transformer_image,
+        transformer_env_configmap=transformer_env_configmap,
+        transformer_env_secret=transformer_env_secret,
+    )
     action = deploy(custom_objects_api(), candidate, cfg, canary_percent, dry_run=dry_run)
     return json.dumps({"verb": action.verb, "reason": action.reason, "body": action.body}, sort_keys=True)
 
@@ -75,13 +81,19 @@ def promote_op(
 
     from spx.components.deploy.canary import CanaryHealth, HealthThresholds, ServingConfig, custom_objects_api, promote
 
-    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                                   transformer_image=transformer_image,
-                                   transformer_env_configmap=transformer_env_configmap,
-                                   transformer_env_secret=transformer_env_secret)
+    cfg = ServingConfig.in_cluster(
+        namespace=namespace,
+        name=isvc_name,
+        mode=mode,
+        service_account=service_account,
+        transformer_image=transformer_image,
+        transformer_env_configmap=transformer_env_configmap,
+        transformer_env_secret=transformer_env_secret,
+    )
     health = CanaryHealth(requests=canary_requests, errors=canary_errors, p95_latency_ms=canary_p95_latency_ms)
-    thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
-                                  min_requests=min_requests)
+    thresholds = HealthThresholds(
+        max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms, min_requests=min_requests
+    )
     decision = promote(custom_objects_api(), health, thresholds, cfg, dry_run=dry_run)
     return json.dumps(decision.to_dict(), sort_keys=True)
 
@@ -117,16 +129,27 @@ def evaluate_canary_op(
     if not kubernetes_api_configured():
         reason = "no Kubernetes API configured (not in a pod, no kubeconfig): canary step skipped"
         print(f"canary: {reason}")
-        return json.dumps({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None},
-                          sort_keys=True)
-    cfg = ServingConfig.in_cluster(namespace=namespace, name=isvc_name, mode=mode, service_account=service_account,
-                                   transformer_image=transformer_image,
-                                   transformer_env_configmap=transformer_env_configmap,
-                                   transformer_env_secret=transformer_env_secret)
-    thresholds = HealthThresholds(max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms,
-                                  min_requests=min_requests)
-    result = evaluate_canary(custom_objects_api(), cfg, thresholds, window_minutes=window_minutes,
-                             prometheus_url=prometheus_url, dry_run=dry_run)
+        return json.dumps({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None}, sort_keys=True)
+    cfg = ServingConfig.in_cluster(
+        namespace=namespace,
+        name=isvc_name,
+        mode=mode,
+        service_account=service_account,
+        transformer_image=transformer_image,
+        transformer_env_configmap=transformer_env_configmap,
+        transformer_env_secret=transformer_env_secret,
+    )
+    thresholds = HealthThresholds(
+        max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms, min_requests=min_requests
+    )
+    result = evaluate_canary(
+        custom_objects_api(),
+        cfg,
+        thresholds,
+        window_minutes=window_minutes,
+        prometheus_url=prometheus_url,
+        dry_run=dry_run,
+    )
     out = result.to_dict()
     print(f"canary {cfg.namespace}/{cfg.name}: {out['decision']} — " + "; ".join(out["reasons"]))
     return json.dumps(out, sort_keys=True)

@@ -159,14 +159,26 @@ def health_from_prediction_log(
     version = (canary.model_version or "").strip()
     if not version:
         health = CanaryHealth(requests=0, errors=0, p95_latency_ms=float("nan"))
-        return CanaryMeasurement(health, "prediction-log", *window, notes=(
-            "the canary annotation names no model_version, so its rows cannot be told apart in the prediction "
-            "log; redeploy it from a selection with a registered model version, or use Prometheus",))
+        return CanaryMeasurement(
+            health,
+            "prediction-log",
+            *window,
+            notes=(
+                "the canary annotation names no model_version, so its rows cannot be told apart in the prediction "
+                "log; redeploy it from a selection with a registered model version, or use Prometheus",
+            ),
+        )
     if stable is not None and (stable.model_version or "").strip() == version:
         health = CanaryHealth(requests=0, errors=0, p95_latency_ms=float("nan"))
-        return CanaryMeasurement(health, "prediction-log", *window, notes=(
-            f"stable and canary models both report model_version {version!r}: the prediction log cannot "
-            "separate their traffic; use Prometheus",))
+        return CanaryMeasurement(
+            health,
+            "prediction-log",
+            *window,
+            notes=(
+                f"stable and canary models both report model_version {version!r}: the prediction log cannot "
+                "separate their traffic; use Prometheus",
+            ),
+        )
 
     df = read_predictions(store, start, end, prefix=prefix, flatten=False)
     if inference_service:
@@ -180,8 +192,10 @@ def health_from_prediction_log(
     errors = int((status != OK_STATUS).fillna(True).sum())
     ok_latency = rows.loc[(status == OK_STATUS).fillna(False).astype(bool), "latency_ms"]
     if ok_latency.isna().any():
-        raise RolloutError(f"{int(ok_latency.isna().sum())} ok canary rows in the prediction log have no "
-                           "latency_ms: the log is incomplete, refusing to judge the canary on it")
+        raise RolloutError(
+            f"{int(ok_latency.isna().sum())} ok canary rows in the prediction log have no "
+            "latency_ms: the log is incomplete, refusing to judge the canary on it"
+        )
     latencies = [float(v) for v in rows["latency_ms"].dropna().tolist()]
     p95 = percentile(latencies, 95) if latencies else float("nan")
     if len(rows) and not latencies:  # every canary row failed without a latency: unbounded, not zero
@@ -192,14 +206,17 @@ def health_from_prediction_log(
     unversioned = df[versions.isna() | (versions == "")]
     if len(unversioned):
         bad = int((unversioned["status"].astype("string") != OK_STATUS).fillna(True).sum())
-        notes.append(f"{len(unversioned)} rows in the window carry no model_version ({bad} of them not ok): "
-                     "attributed to neither model (error responses and lost responses have no version; a "
-                     "server that reports no version makes all its rows look like this)")
+        notes.append(
+            f"{len(unversioned)} rows in the window carry no model_version ({bad} of them not ok): "
+            "attributed to neither model (error responses and lost responses have no version; a "
+            "server that reports no version makes all its rows look like this)"
+        )
     others = versions[(~is_canary) & versions.notna() & (versions != "")]
     if len(others):
         counts = others.value_counts().to_dict()
-        notes.append("not canary traffic: " + ", ".join(f"{n} rows of model_version {v}"
-                                                        for v, n in sorted(counts.items())))
+        notes.append(
+            "not canary traffic: " + ", ".join(f"{n} rows of model_version {v}" for v, n in sorted(counts.items()))
+        )
     return CanaryMeasurement(health, "prediction-log", *window, notes=tuple(notes))
 
 
@@ -222,24 +239,32 @@ def measure_canary(
     start = end - timedelta(minutes=float(window_minutes))
     if prometheus_url:
         if cfg.mode != "serverless":
-            raise RolloutError("Prometheus canary health uses Knative revision metrics (serverless mode); in raw "
-                               "mode measure from the prediction log (leave prometheus_url empty)")
+            raise RolloutError(
+                "Prometheus canary health uses Knative revision metrics (serverless mode); in raw "
+                "mode measure from the prediction log (leave prometheus_url empty)"
+            )
         revision = canary_revision(current)
         if revision is None:
             health = CanaryHealth(requests=0, errors=0, p95_latency_ms=float("nan"))
-            return CanaryMeasurement(health, "prometheus", start.isoformat(), end.isoformat(), notes=(
-                "the InferenceService status shows no ready canary revision yet "
-                "(status.components.predictor)",))
+            return CanaryMeasurement(
+                health,
+                "prometheus",
+                start.isoformat(),
+                end.isoformat(),
+                notes=("the InferenceService status shows no ready canary revision yet (status.components.predictor)",),
+            )
         minutes = max(1, int(math.ceil(float(window_minutes))))
-        health = health_from_prometheus(prometheus_url, namespace=cfg.namespace, revision=revision,
-                                        window=f"{minutes}m", queries=prometheus_queries)
+        health = health_from_prometheus(
+            prometheus_url, namespace=cfg.namespace, revision=revision, window=f"{minutes}m", queries=prometheus_queries
+        )
         return CanaryMeasurement(health, f"prometheus:{revision}", start.isoformat(), end.isoformat())
     if store is None:
         from spx.core.storage import ObjectStore
 
         store = ObjectStore()
-    return health_from_prediction_log(store, canary, start=start, end=end, inference_service=cfg.name,
-                                      namespace=cfg.namespace, stable=stable)
+    return health_from_prediction_log(
+        store, canary, start=start, end=end, inference_service=cfg.name, namespace=cfg.namespace, stable=stable
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,35 +289,55 @@ def evaluate_canary(
 ) -> CanaryEvaluation:
     """One turn of the promotion loop (see the module docstring)."""
     current = api_retrying(attempts, backoff_seconds, what=f"reading {cfg.namespace}/{cfg.name}")(
-        get_isvc, api, cfg.namespace, cfg.name)
+        get_isvc, api, cfg.namespace, cfg.name
+    )
     if current is None:
         reason = f"InferenceService {cfg.namespace}/{cfg.name} does not exist (nothing deployed yet)"
         return CanaryEvaluation("no-isvc", (reason,), "noop", None, dry_run=dry_run)
     stable, canary = _current_models(current)
     if canary is None:
-        return CanaryEvaluation("no-canary", ("no canary in progress",), "noop", None, stable=stable,
-                                target=stable, dry_run=dry_run)
+        return CanaryEvaluation(
+            "no-canary", ("no canary in progress",), "noop", None, stable=stable, target=stable, dry_run=dry_run
+        )
 
-    measurement = measure_canary(current, canary, cfg, window_minutes=window_minutes,
-                                 prometheus_url=prometheus_url, store=store, stable=stable, now=now,
-                                 prometheus_queries=prometheus_queries)
+    measurement = measure_canary(
+        current,
+        canary,
+        cfg,
+        window_minutes=window_minutes,
+        prometheus_url=prometheus_url,
+        store=store,
+        stable=stable,
+        now=now,
+        prometheus_queries=prometheus_queries,
+    )
 
     def plan(cur: dict | None) -> PromoteDecision:
         if cur is not None:
             _, still = _current_models(cur)
             if not canary.same_model(still):
-                why = (f"the canary changed while it was measured ({canary.native_uri} -> "
-                       f"{still.native_uri if still else 'none'}); judged again next turn")
-                return PromoteDecision("hold", (why,), RolloutAction("noop", cfg.namespace, cfg.name, None, why),
-                                       None)
+                why = (
+                    f"the canary changed while it was measured ({canary.native_uri} -> "
+                    f"{still.native_uri if still else 'none'}); judged again next turn"
+                )
+                return PromoteDecision("hold", (why,), RolloutAction("noop", cfg.namespace, cfg.name, None, why), None)
         return plan_promote(cur, measurement.health, thresholds, cfg)
 
-    decision: PromoteDecision = run_with_retries(api, cfg, plan, dry_run=dry_run, attempts=attempts,
-                                                 backoff_seconds=backoff_seconds, printer=printer)
+    decision: PromoteDecision = run_with_retries(
+        api, cfg, plan, dry_run=dry_run, attempts=attempts, backoff_seconds=backoff_seconds, printer=printer
+    )
     reasons = decision.reasons + tuple(measurement.notes) if decision.decision == "hold" else decision.reasons
-    return CanaryEvaluation(decision.decision, reasons, decision.action.verb, decision.action.body,
-                            canary=canary, stable=stable, target=decision.target, measurement=measurement,
-                            dry_run=dry_run)
+    return CanaryEvaluation(
+        decision.decision,
+        reasons,
+        decision.action.verb,
+        decision.action.body,
+        canary=canary,
+        stable=stable,
+        target=decision.target,
+        measurement=measurement,
+        dry_run=dry_run,
+    )
 
 
 def kubernetes_api_configured() -> bool:
@@ -306,4 +351,3 @@ def kubernetes_api_configured() -> bool:
     paths = cfg.kubeconfig
     candidates = [Path(p) for p in paths.split(os.pathsep) if p] or [Path.home() / ".kube" / "config"]
     return any(p.is_file() for p in candidates)
-

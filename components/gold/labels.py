@@ -26,8 +26,13 @@ def label_span(h: int) -> int:
     return h + 1
 
 
-def make_labels(close: pd.Series, horizons: list[int] | tuple[int, ...], *, session: np.ndarray | None = None,
-                cross_close: bool = False) -> pd.DataFrame:
+def make_labels(
+    close: pd.Series,
+    horizons: list[int] | tuple[int, ...],
+    *,
+    session: np.ndarray | None = None,
+    cross_close: bool = False,
+) -> pd.DataFrame:
     out = pd.DataFrame(index=close.index)
     entry = close.shift(-1)
     sess = None if session is None or cross_close else pd.Series(np.asarray(session), index=close.index)

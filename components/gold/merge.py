@@ -19,8 +19,20 @@ from spx.components.gold.labels import label_columns, make_labels
 from spx.core.errors import DataValidationError
 
 RETURN_LAGS = (1, 2, 3, 5, 10, 20)
-BASE_PREFIXES = ("ret_", "rsi_", "macd", "roc_", "stoch_", "sma_", "ema_", "bb_", "atr_", "adx_", "volume_",
-                 "session_gap")
+BASE_PREFIXES = (
+    "ret_",
+    "rsi_",
+    "macd",
+    "roc_",
+    "stoch_",
+    "sma_",
+    "ema_",
+    "bb_",
+    "atr_",
+    "adx_",
+    "volume_",
+    "session_gap",
+)
 LEAK_MAX_RANK_CORR = 0.98  # |Spearman| of a feature with a label's return at or above this: refused
 LEAK_SAMPLE = 20_000
 
@@ -29,8 +41,16 @@ class LeakageError(DataValidationError):
     """A feature is (nearly) a function of the future label."""
 
 
-def leakage_check(X: np.ndarray, feature_cols: list[str], labels: pd.DataFrame, horizons: list[int], *,
-                  max_rank_corr: float = LEAK_MAX_RANK_CORR, sample: int = LEAK_SAMPLE, seed: int = 0) -> dict:
+def leakage_check(
+    X: np.ndarray,
+    feature_cols: list[str],
+    labels: pd.DataFrame,
+    horizons: list[int],
+    *,
+    max_rank_corr: float = LEAK_MAX_RANK_CORR,
+    sample: int = LEAK_SAMPLE,
+    seed: int = 0,
+) -> dict:
     """Max |rank corr| (and AUC distance from 0.5, doubled) of every feature with every label, on a sample.
 
     Raises :class:`LeakageError` naming the features at or above ``max_rank_corr``."""
@@ -50,7 +70,7 @@ def leakage_check(X: np.ndarray, feature_cols: list[str], labels: pd.DataFrame, 
         ranks[:, :-1] = np.nan_to_num(X[idx]).argsort(axis=0, kind="stable").argsort(axis=0, kind="stable")
         ranks[:, -1] = stats.rankdata(labels[ret_col].to_numpy()[idx])
         centred = ranks - ranks.mean(axis=0)
-        norms = np.sqrt((centred ** 2).sum(axis=0))
+        norms = np.sqrt((centred**2).sum(axis=0))
         constant = norms[:-1] == 0
         rho = np.abs(centred[:, :-1].T @ centred[:, -1]) / np.where(constant, 1.0, norms[:-1] * norms[-1])
         if n_pos and n_neg:
@@ -64,9 +84,11 @@ def leakage_check(X: np.ndarray, feature_cols: list[str], labels: pd.DataFrame, 
                 suspects.append(col)
     if suspects:
         detail = ", ".join(f"{c} ({worst[c]:.3f})" for c in suspects)
-        raise LeakageError(f"leakage: feature(s) {detail} are almost a function of a future label "
-                           f"(|rank corr| or |2 AUC - 1| >= {max_rank_corr}); a feature at bar t may use "
-                           "bars <= t only — refusing to build gold")
+        raise LeakageError(
+            f"leakage: feature(s) {detail} are almost a function of a future label "
+            f"(|rank corr| or |2 AUC - 1| >= {max_rank_corr}); a feature at bar t may use "
+            "bars <= t only — refusing to build gold"
+        )
     return worst
 
 
@@ -84,8 +106,14 @@ def return_features(bars: pd.DataFrame, gap_open: bool = True) -> pd.DataFrame:
 
 def session_features(prepared) -> pd.DataFrame:
     """The overnight gap as its own feature, the first bar of a session, minutes left to the close."""
-    return pd.DataFrame({"session_gap": prepared.session_gap, "session_first_bar": prepared.first_bar,
-                         "mins_to_close": prepared.minutes_to_close}, index=prepared.bars.index)
+    return pd.DataFrame(
+        {
+            "session_gap": prepared.session_gap,
+            "session_first_bar": prepared.first_bar,
+            "mins_to_close": prepared.minutes_to_close,
+        },
+        index=prepared.bars.index,
+    )
 
 
 def time_features(ts: pd.Series, bar: pd.Timedelta) -> pd.DataFrame:
@@ -155,15 +183,18 @@ def build_gold(
     X = np.empty((len(ts), len(feature_cols)), dtype=np.float64)
     j = 0
     for f in frames:
-        X[:, j:j + f.shape[1]] = f.to_numpy(dtype=np.float64, na_value=np.nan)
+        X[:, j : j + f.shape[1]] = f.to_numpy(dtype=np.float64, na_value=np.nan)
         j += f.shape[1]
     np.copyto(X, np.nan, where=np.isinf(X))
     n_market = sum(1 for c in feature_cols if c not in news_cols)  # news columns come last
     warm = np.isnan(X[:, :n_market]).any(axis=1)
     first_valid = int(np.argmax(~warm)) if (~warm).any() else len(X)
     X, ts = X[first_valid:], ts.iloc[first_valid:].reset_index(drop=True)
-    labels = make_labels(prepared.close, horizons, session=prepared.session,
-                         cross_close=label_cross_close).iloc[first_valid:].reset_index(drop=True)
+    labels = (
+        make_labels(prepared.close, horizons, session=prepared.session, cross_close=label_cross_close)
+        .iloc[first_valid:]
+        .reset_index(drop=True)
+    )
     nan_cols = np.flatnonzero(np.isnan(X).any(axis=0))
     if len(nan_cols):  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
         for j in nan_cols:

@@ -12,11 +12,24 @@ from spx.components.gold.merge import LEAK_MAX_RANK_CORR, build_gold
 from spx.core.storage import ObjectStore
 
 
-def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: list[str], news_uri: str,
-                     granularity: str, start: str, end: str, horizons: list[int], instrument: str,
-                     run_id: str, news_delay_minutes: int = 0, session: str = "regular",
-                     label_cross_close: bool = False, leak_max_rank_corr: float = LEAK_MAX_RANK_CORR,
-                     progress: Callable[[str], None] = print) -> tuple[str, str]:
+def build_gold_stage(
+    store: ObjectStore,
+    *,
+    bronze_prefix: str,
+    silver_uris: list[str],
+    news_uri: str,
+    granularity: str,
+    start: str,
+    end: str,
+    horizons: list[int],
+    instrument: str,
+    run_id: str,
+    news_delay_minutes: int = 0,
+    session: str = "regular",
+    label_cross_close: bool = False,
+    leak_max_rank_corr: float = LEAK_MAX_RANK_CORR,
+    progress: Callable[[str], None] = print,
+) -> tuple[str, str]:
     bars = read_bronze(store, bronze_prefix, granularity=granularity, start=start or None, end=end or None)
     bar = bar_interval(granularity)
     session = session or "regular"
@@ -32,19 +45,39 @@ def build_gold_stage(store: ObjectStore, *, bronze_prefix: str, silver_uris: lis
         news = join_news_features(stamps, signals, delay=pd.Timedelta(minutes=news_delay_minutes))
         covered = int((news["news_article_count"] > 0).sum())
         news_summary = {"signals": int(len(signals)), "bars_with_news": covered}
-        progress(f"gold: joined {len(signals)} news signal rows as-of (delay {news_delay_minutes} min): "
-                 f"{covered} of {len(news)} bars have at least one article in their window")
+        progress(
+            f"gold: joined {len(signals)} news signal rows as-of (delay {news_delay_minutes} min): "
+            f"{covered} of {len(news)} bars have at least one article in their window"
+        )
     else:
         progress("gold: NO NEWS for this run (no news file or source) — training on market features only")
-    gold, manifest = build_gold(bars, silver, bar=bar, horizons=[int(h) for h in horizons],
-                                instrument=instrument, news=news, session=session,
-                                label_cross_close=label_cross_close, leak_max_rank_corr=leak_max_rank_corr,
-                                prepared=prepared)
-    manifest.update({"run_id": run_id, "bronze_prefix": bronze_prefix, "silver_uris": silver_uris,
-                     "news_uri": news_uri, "granularity": granularity, "news": news_summary})
+    gold, manifest = build_gold(
+        bars,
+        silver,
+        bar=bar,
+        horizons=[int(h) for h in horizons],
+        instrument=instrument,
+        news=news,
+        session=session,
+        label_cross_close=label_cross_close,
+        leak_max_rank_corr=leak_max_rank_corr,
+        prepared=prepared,
+    )
+    manifest.update(
+        {
+            "run_id": run_id,
+            "bronze_prefix": bronze_prefix,
+            "silver_uris": silver_uris,
+            "news_uri": news_uri,
+            "granularity": granularity,
+            "news": news_summary,
+        }
+    )
     gold_uri = store.put_parquet(f"gold/{run_id}/features.parquet", gold).uri
     manifest_uri = store.put_json(f"gold/{run_id}/manifest.json", manifest).uri
-    progress(f"gold: {manifest['rows']} rows x {len(manifest['feature_columns'])} features "
-             f"({len(manifest['news_feature_columns'])} news), horizons {manifest['horizons']}, "
-             f"labelled rows {manifest['labelled_rows']}, session {manifest['session']} -> {gold_uri}")
+    progress(
+        f"gold: {manifest['rows']} rows x {len(manifest['feature_columns'])} features "
+        f"({len(manifest['news_feature_columns'])} news), horizons {manifest['horizons']}, "
+        f"labelled rows {manifest['labelled_rows']}, session {manifest['session']} -> {gold_uri}"
+    )
     return gold_uri, manifest_uri

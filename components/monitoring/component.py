@@ -3,8 +3,6 @@
 No ``from __future__ import annotations`` here: KFP reads the real annotation objects.
 """
 
-
-
 from kfp.dsl import HTML, Metrics, Output
 
 from spx.core.component import spx_component
@@ -38,11 +36,19 @@ def detect_drift(
     from spx.core.storage import ObjectStore
 
     stage_logging("spx.monitoring")
-    cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
-                        threshold=threshold, drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor,
-                        min_labeled=min_labeled, min_served_rows=min_served_rows)
-    summary = run_monitoring(ObjectStore(), monitor_run_id=monitor_run_id, run_id=reference_run_id,
-                             variant=variant, cfg=cfg)
+    cfg = MonitorConfig(
+        lookback_days=lookback_days,
+        gold_window_days=gold_window_days,
+        method=method,
+        threshold=threshold,
+        drift_threshold=drift_threshold,
+        hit_rate_floor=hit_rate_floor,
+        min_labeled=min_labeled,
+        min_served_rows=min_served_rows,
+    )
+    summary = run_monitoring(
+        ObjectStore(), monitor_run_id=monitor_run_id, run_id=reference_run_id, variant=variant, cfg=cfg
+    )
     with open(drift_report.path, "w") as fh:
         fh.write(summary["_drift_html"])
     with open(gold_drift_report.path, "w") as fh:
@@ -63,8 +69,15 @@ def detect_drift(
 
 
 @spx_component
-def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipeline_name: str,
-                     experiment: str, params_json: str, service_account: str) -> str:
+def trigger_training(
+    monitor_run_id: str,
+    kfp_host: str,
+    namespace: str,
+    pipeline_name: str,
+    experiment: str,
+    params_json: str,
+    service_account: str,
+) -> str:
     """Start a run of the uploaded training pipeline through the KFP API; returns the run id."""
     import json
 
@@ -77,9 +90,15 @@ def trigger_training(monitor_run_id: str, kfp_host: str, namespace: str, pipelin
     store = ObjectStore()
     summary_uri = store.uri(layout.monitoring_summary_key(monitor_run_id))
     reason = "; ".join(store.get_json(summary_uri)["decision"]["reasons"]) or "monitoring decision"
-    run_id = start_training_kfp_subprocess(host=kfp_host, namespace=namespace, pipeline_name=pipeline_name,
-                                           experiment=experiment, params=json.loads(params_json or "{}"),
-                                           service_account=service_account, reason=reason,
-                                           run_name=f"retrain: {reason}"[:120])
+    run_id = start_training_kfp_subprocess(
+        host=kfp_host,
+        namespace=namespace,
+        pipeline_name=pipeline_name,
+        experiment=experiment,
+        params=json.loads(params_json or "{}"),
+        service_account=service_account,
+        reason=reason,
+        run_name=f"retrain: {reason}"[:120],
+    )
     print(f"started training run {run_id} because {reason} (see {summary_uri})")
     return run_id

@@ -65,16 +65,32 @@ class DriftResult:
 
 
 def _is_pvalue(method: str) -> bool:
-    return "p_value" in method.lower() or method.lower() in {"ks", "chisquare", "z", "t_test", "mannw",
-                                                           "anderson", "cramer_von_mises", "g_test",
-                                                           "fisher_exact", "es"}
+    return "p_value" in method.lower() or method.lower() in {
+        "ks",
+        "chisquare",
+        "z",
+        "t_test",
+        "mannw",
+        "anderson",
+        "cramer_von_mises",
+        "g_test",
+        "fisher_exact",
+        "es",
+    }
 
 
-def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: list[str], *,
-                    prediction_column: str | None = PREDICTION_COLUMN, method: str = "wasserstein",
-                    threshold: float = 0.1, drift_share_limit: float = 0.5,
-                    prediction_method: str | None = None, prediction_threshold: float | None = None
-                    ) -> tuple[DriftResult, str]:
+def evidently_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    feature_columns: list[str],
+    *,
+    prediction_column: str | None = PREDICTION_COLUMN,
+    method: str = "wasserstein",
+    threshold: float = 0.1,
+    drift_share_limit: float = 0.5,
+    prediction_method: str | None = None,
+    prediction_threshold: float | None = None,
+) -> tuple[DriftResult, str]:
     """Data drift over ``feature_columns`` (+ prediction drift) as a result and Evidently HTML."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
@@ -82,10 +98,17 @@ def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_colu
 
     feats = [c for c in feature_columns if c in reference.columns and c in current.columns]
     feats = [c for c in feats if reference[c].notna().any() and current[c].notna().any()]
-    pred = prediction_column if (prediction_column and prediction_column in reference.columns
-                                 and prediction_column in current.columns
-                                 and reference[prediction_column].notna().sum() > 1
-                                 and current[prediction_column].notna().sum() > 1) else None
+    pred = (
+        prediction_column
+        if (
+            prediction_column
+            and prediction_column in reference.columns
+            and prediction_column in current.columns
+            and reference[prediction_column].notna().sum() > 1
+            and current[prediction_column].notna().sum() > 1
+        )
+        else None
+    )
     if not feats and pred is None:
         raise ValueError("nothing to compare: no feature column (or prediction) present in both datasets")
     cols = feats + ([pred] if pred else [])
@@ -94,15 +117,17 @@ def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_colu
     dd = DataDefinition(numerical_columns=cols)
     metrics: list[Any] = []
     if feats:
-        metrics.append(DataDriftPreset(columns=feats, method=method, threshold=threshold,
-                                       drift_share=drift_share_limit, include_tests=False))
+        metrics.append(
+            DataDriftPreset(
+                columns=feats, method=method, threshold=threshold, drift_share=drift_share_limit, include_tests=False
+            )
+        )
     p_method = prediction_method or method
     p_threshold = threshold if prediction_threshold is None else prediction_threshold
     if pred:
         metrics.append(ValueDrift(column=pred, method=p_method, threshold=p_threshold))
     report = Report(metrics, include_tests=False)
-    snapshot = report.run(Dataset.from_pandas(cur, data_definition=dd),
-                          Dataset.from_pandas(ref, data_definition=dd))
+    snapshot = report.run(Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd))
     share = None
     per_col: dict[str, ColumnDrift] = {}
     for m in snapshot.dict()["metrics"]:
@@ -120,11 +145,16 @@ def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_colu
     columns = [per_col[c] for c in feats if c in per_col]
     drifted = [c.column for c in columns if c.drifted]
     if feats and share is not None and abs(share - len(drifted) / len(feats)) > 1e-9:
-        log.warning("Evidently's drift share %.3f differs from the per-column count %d/%d", share,
-                    len(drifted), len(feats))
+        log.warning(
+            "Evidently's drift share %.3f differs from the per-column count %d/%d", share, len(drifted), len(feats)
+        )
     result = DriftResult(
-        drift_share=share if feats else None, drifted_columns=drifted, columns=columns,
-        prediction=per_col.get(pred) if pred else None, n_reference=len(ref), n_current=len(cur),
+        drift_share=share if feats else None,
+        drifted_columns=drifted,
+        columns=columns,
+        prediction=per_col.get(pred) if pred else None,
+        n_reference=len(ref),
+        n_current=len(cur),
         dataset_drift=bool(share is not None and share >= drift_share_limit),
     )
     return result, snapshot.get_html_str(as_iframe=False)
@@ -134,17 +164,20 @@ def placeholder_html(title: str, message: str, details: dict | None = None) -> s
     """A small self-contained page for when a comparison could not run (the artifact still opens)."""
     import html as _h
 
-    rows = "".join(f"<tr><th>{_h.escape(str(k))}</th><td>{_h.escape(str(v))}</td></tr>"
-                   for k, v in (details or {}).items())
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head>"
-            f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>{_h.escape(title)}</h1>"
-            f"<p>{_h.escape(message)}</p><table>{rows}</table></body></html>")
+    rows = "".join(
+        f"<tr><th>{_h.escape(str(k))}</th><td>{_h.escape(str(v))}</td></tr>" for k, v in (details or {}).items()
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>{_h.escape(title)}</h1>"
+        f"<p>{_h.escape(message)}</p><table>{rows}</table></body></html>"
+    )
 
 
 # -- live hit rate ---------------------------------------------------------------------------------
 
-def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int,
-                  bar_interval: str | None = None) -> dict:
+
+def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int, bar_interval: str | None = None) -> dict:
     """Served predictions joined to realized labels; hit rate with its majority baseline.
 
     A served row is matched to the gold bar it was made on: ``bar_timestamp`` when the request
@@ -152,8 +185,7 @@ def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int,
     ``bar_interval``). Only bars whose label is realized (non-null) count.
     """
     label = f"y_up_h{horizon}"
-    empty = {"hit_rate": None, "n_labeled": 0, "majority_baseline": None, "up_rate": None,
-             "horizon": horizon}
+    empty = {"hit_rate": None, "n_labeled": 0, "majority_baseline": None, "up_rate": None, "horizon": horizon}
     if served.empty or label not in gold.columns:
         return empty
     s = served[served["prediction"].notna()].copy()
@@ -167,8 +199,7 @@ def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int,
     g_key = g["timestamp"].dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64")
     exact = s[bar.notna()]
     exact = exact.assign(_key=bar[bar.notna()].astype("datetime64[ns, UTC]").astype("int64").to_numpy())
-    joined = exact.merge(pd.DataFrame({"_key": g_key.to_numpy(), label: g[label].to_numpy()}), on="_key",
-                         how="inner")
+    joined = exact.merge(pd.DataFrame({"_key": g_key.to_numpy(), label: g[label].to_numpy()}), on="_key", how="inner")
     rest = s[bar.isna()]
     if len(rest) and len(g):
         # as-of (backward) by request time, within one bar interval; done with searchsorted on int64
@@ -180,16 +211,20 @@ def live_hit_rate(served: pd.DataFrame, gold: pd.DataFrame, horizon: int,
         if bar_interval and _is_timedelta(bar_interval):
             tol = pd.Timedelta(bar_interval).value
             ok &= (t_ns - g_ns[np.clip(pos, 0, None)]) <= tol
-        matched = rest[ok].assign(_bar=g["timestamp"].to_numpy()[pos[ok]],
-                                  **{label: g[label].to_numpy()[pos[ok]]})
+        matched = rest[ok].assign(_bar=g["timestamp"].to_numpy()[pos[ok]], **{label: g[label].to_numpy()[pos[ok]]})
         joined = matched if joined.empty else pd.concat([joined, matched], ignore_index=True)
     if joined.empty:
         return empty
     y = joined[label].astype(int).to_numpy()
     yhat = (joined["prediction"].astype(float).to_numpy() >= 0.5).astype(int)
     up = float(y.mean())
-    return {"hit_rate": float((y == yhat).mean()), "n_labeled": int(len(y)),
-            "majority_baseline": max(up, 1 - up), "up_rate": up, "horizon": horizon}
+    return {
+        "hit_rate": float((y == yhat).mean()),
+        "n_labeled": int(len(y)),
+        "majority_baseline": max(up, 1 - up),
+        "up_rate": up,
+        "horizon": horizon,
+    }
 
 
 def _is_timedelta(text: str) -> bool:
@@ -201,6 +236,7 @@ def _is_timedelta(text: str) -> bool:
 
 
 # -- reference resolution --------------------------------------------------------------------------
+
 
 @dataclass
 class Reference:
@@ -255,8 +291,10 @@ def resolve_reference(store, run_id: str = "", variant: str = "") -> Reference:
     if not run_id:
         key = store.latest_key(f"{layout.SELECTION}/", "best_model_selection.json")
         if key is None:
-            raise FileNotFoundError("no champion: no MLflow 'champion' alias and no selection/*/best_model_selection.json"
-                                    " in the bucket; train first (spx run) or pass run_id/variant")
+            raise FileNotFoundError(
+                "no champion: no MLflow 'champion' alias and no selection/*/best_model_selection.json"
+                " in the bucket; train first (spx run) or pass run_id/variant"
+            )
         sel = store.get_json(key)
         run_id = sel.get("run_id") or key.split("/")[1]
         champ = sel.get("champion")
@@ -286,16 +324,17 @@ def resolve_reference(store, run_id: str = "", variant: str = "") -> Reference:
 
 # -- the monitoring run ----------------------------------------------------------------------------
 
+
 @dataclass
 class MonitorConfig:
     lookback_days: float = 7.0
     gold_window_days: float = 30.0
     method: str = "wasserstein"
     threshold: float = 0.1
-    drift_threshold: float = 0.5      # retrain when the drift share reaches this
-    hit_rate_floor: float = 0.5       # retrain when the live hit rate falls below this …
-    min_labeled: int = 100            # … measured on at least this many realized labels
-    min_served_rows: int = 50         # below this, served drift is not computed
+    drift_threshold: float = 0.5  # retrain when the drift share reaches this
+    hit_rate_floor: float = 0.5  # retrain when the live hit rate falls below this …
+    min_labeled: int = 100  # … measured on at least this many realized labels
+    min_served_rows: int = 50  # below this, served drift is not computed
     prediction_drift_retrains: bool = False
 
 
@@ -311,8 +350,15 @@ def _reference_frame(store, ref: Reference) -> pd.DataFrame:
     return gold
 
 
-def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str = "",
-                   cfg: MonitorConfig | None = None, now: datetime | None = None) -> dict:
+def run_monitoring(
+    store,
+    *,
+    monitor_run_id: str,
+    run_id: str = "",
+    variant: str = "",
+    cfg: MonitorConfig | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Compute drift + hit rate, write ``monitoring/{monitor_run_id}/`` and return the summary.
 
     Writes ``drift.html`` (served data + prediction drift), ``gold_drift.html`` and
@@ -325,24 +371,35 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     now = now or datetime.now(timezone.utc)
     ref = resolve_reference(store, run_id, variant)
     reference = _reference_frame(store, ref)
-    feats = ref.feature_columns or [c for c in reference.columns if c not in ("timestamp", "instrument")
-                                    and not c.startswith("y_")]
+    feats = ref.feature_columns or [
+        c for c in reference.columns if c not in ("timestamp", "instrument") and not c.startswith("y_")
+    ]
     prefix = layout.monitoring_prefix(monitor_run_id)
 
     served = read_predictions(store, start=now - timedelta(days=cfg.lookback_days), end=now)
     served = served[served["status"].isin(["ok"])] if len(served) else served
-    summary: dict[str, Any] = {"monitor_run_id": monitor_run_id, "reference_run_id": ref.run_id,
-                               "variant": ref.variant, "horizon": ref.horizon, "n_served": int(len(served)),
-                               "window_start": (now - timedelta(days=cfg.lookback_days)).isoformat(),
-                               "window_end": now.isoformat(), "config": asdict(cfg)}
+    summary: dict[str, Any] = {
+        "monitor_run_id": monitor_run_id,
+        "reference_run_id": ref.run_id,
+        "variant": ref.variant,
+        "horizon": ref.horizon,
+        "n_served": int(len(served)),
+        "window_start": (now - timedelta(days=cfg.lookback_days)).isoformat(),
+        "window_end": now.isoformat(),
+        "config": asdict(cfg),
+    }
     if len(served) >= cfg.min_served_rows:
-        res, html = evidently_drift(reference, served, feats, method=cfg.method, threshold=cfg.threshold,
-                                    drift_share_limit=cfg.drift_threshold)
+        res, html = evidently_drift(
+            reference, served, feats, method=cfg.method, threshold=cfg.threshold, drift_share_limit=cfg.drift_threshold
+        )
         summary["served_drift"] = res.to_dict()
     else:
-        html = placeholder_html("Served-traffic drift", f"Not computed: {len(served)} served predictions in the "
-                                f"last {cfg.lookback_days:g} days (need {cfg.min_served_rows}).",
-                                {"reference run": ref.run_id, "variant": ref.variant})
+        html = placeholder_html(
+            "Served-traffic drift",
+            f"Not computed: {len(served)} served predictions in the "
+            f"last {cfg.lookback_days:g} days (need {cfg.min_served_rows}).",
+            {"reference run": ref.run_id, "variant": ref.variant},
+        )
         summary["served_drift"] = None
     drift_uri = store.put_text(prefix + "drift.html", html, content_type="text/html").uri
 
@@ -355,13 +412,22 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     ref_before = reference[reference["timestamp"] <= cut]
     summary["latest_gold"] = latest_gold_key
     if len(current_gold) >= 2 and len(ref_before) >= 2:
-        gres, ghtml = evidently_drift(ref_before, current_gold, feats, prediction_column=None,
-                                      method=cfg.method, threshold=cfg.threshold,
-                                      drift_share_limit=cfg.drift_threshold)
+        gres, ghtml = evidently_drift(
+            ref_before,
+            current_gold,
+            feats,
+            prediction_column=None,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            drift_share_limit=cfg.drift_threshold,
+        )
         summary["gold_drift"] = gres.to_dict()
     else:
-        ghtml = placeholder_html("Gold drift", "Not computed: the newest gold window or the reference before it "
-                                 "is too short.", {"window rows": len(current_gold), "reference rows": len(ref_before)})
+        ghtml = placeholder_html(
+            "Gold drift",
+            "Not computed: the newest gold window or the reference before it is too short.",
+            {"window rows": len(current_gold), "reference rows": len(ref_before)},
+        )
         summary["gold_drift"] = None
     gold_uri = store.put_text(prefix + "gold_drift.html", ghtml, content_type="text/html").uri
 
@@ -370,10 +436,15 @@ def run_monitoring(store, *, monitor_run_id: str, run_id: str = "", variant: str
     gold_share = (summary["gold_drift"] or {}).get("drift_share")
     shares = [s for s in (served_share, gold_share) if s is not None]
     pred = (summary["served_drift"] or {}).get("prediction") or {}
-    decision = decide(drift_share=max(shares) if shares else None, hit_rate=summary["hit"]["hit_rate"],
-                      n_labeled=summary["hit"]["n_labeled"], drift_threshold=cfg.drift_threshold,
-                      hit_rate_floor=cfg.hit_rate_floor, min_labeled=cfg.min_labeled,
-                      prediction_drifted=bool(pred.get("drifted")) and cfg.prediction_drift_retrains)
+    decision = decide(
+        drift_share=max(shares) if shares else None,
+        hit_rate=summary["hit"]["hit_rate"],
+        n_labeled=summary["hit"]["n_labeled"],
+        drift_threshold=cfg.drift_threshold,
+        hit_rate_floor=cfg.hit_rate_floor,
+        min_labeled=cfg.min_labeled,
+        prediction_drifted=bool(pred.get("drifted")) and cfg.prediction_drift_retrains,
+    )
     summary["drift_share"] = max(shares) if shares else None
     summary["served_drift_share"] = served_share
     summary["gold_drift_share"] = gold_share
@@ -402,6 +473,7 @@ def _jsonable(obj: Any) -> Any:
 def summary_text(summary: dict) -> str:
     def f(x, fmt="{:.3f}"):
         return "n/a" if x is None else fmt.format(x)
+
     hit = summary.get("hit") or {}
     d = summary.get("decision") or {}
     lines = [
@@ -411,12 +483,23 @@ def summary_text(summary: dict) -> str:
         f"; prediction drift score {f(summary.get('prediction_drift_score'))}",
         f"live hit rate: {f(hit.get('hit_rate'))} on {hit.get('n_labeled', 0)} realized labels "
         f"(majority baseline {f(hit.get('majority_baseline'))})",
-        f"retrain: {'YES' if d.get('retrain') else 'no'}" + (f" — {'; '.join(d.get('reasons', []))}"
-                                                              if d.get("reasons") else ""),
+        f"retrain: {'YES' if d.get('retrain') else 'no'}"
+        + (f" — {'; '.join(d.get('reasons', []))}" if d.get("reasons") else ""),
         f"reports: {summary.get('drift_html')}, {summary.get('gold_drift_html')}",
     ]
     return "\n".join(lines)
 
 
-__all__ = ["ColumnDrift", "DriftResult", "MonitorConfig", "Reference", "evidently_drift", "live_hit_rate",
-           "placeholder_html", "resolve_reference", "run_monitoring", "summary_text", "json"]
+__all__ = [
+    "ColumnDrift",
+    "DriftResult",
+    "MonitorConfig",
+    "Reference",
+    "evidently_drift",
+    "live_hit_rate",
+    "placeholder_html",
+    "resolve_reference",
+    "run_monitoring",
+    "summary_text",
+    "json",
+]

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def latest_run_id(store) -> str:
-    key = store.latest_key(f"{layout.SELECTION}/", "best_model_selection.json") \
-        or store.latest_key(f"{layout.MODELS}/", "metrics.json")
+    key = store.latest_key(f"{layout.SELECTION}/", "best_model_selection.json") or store.latest_key(
+        f"{layout.MODELS}/", "metrics.json"
+    )
     if key is None:
         raise FileNotFoundError(f"no training run in {store.uri('')}: no selection/ or models/ objects (train first)")
     return key.split("/")[1]
@@ -40,9 +41,15 @@ def _variant_inputs(store, run_id: str, variant: str) -> tuple[dict, dict]:
         score = oot["y_pred"].to_numpy(float)
         scale = float(np.std(score)) or 1.0
         prob, note = 1.0 / (1.0 + np.exp(-score / scale)), " (regression score mapped to (0,1))"
-    args = dict(y_true=oot["y_true"].to_numpy(int), y_prob=prob, returns=oot["ret"].to_numpy(float),
-                importance=importance, cost_bps=float(metrics.get("cost_bps", 1.0)),
-                title=f"{variant} — run {run_id}{note}", horizon=int(metrics.get("horizon", 1)))
+    args = dict(
+        y_true=oot["y_true"].to_numpy(int),
+        y_prob=prob,
+        returns=oot["ret"].to_numpy(float),
+        importance=importance,
+        cost_bps=float(metrics.get("cost_bps", 1.0)),
+        title=f"{variant} — run {run_id}{note}",
+        horizon=int(metrics.get("horizon", 1)),
+    )
     return args, {"timestamps": oot["timestamp"].to_numpy() if "timestamp" in oot.columns else None}
 
 
@@ -51,8 +58,9 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_id = run_id or latest_run_id(store)
-    variants = layout.variants_in([k for k in store.list(layout.models_prefix(run_id)) if k.endswith("/metrics.json")],
-                                  run_id)
+    variants = layout.variants_in(
+        [k for k in store.list(layout.models_prefix(run_id)) if k.endswith("/metrics.json")], run_id
+    )
     if not variants:
         raise FileNotFoundError(f"run {run_id} has no models/{run_id}/*/metrics.json")
     files: list[str] = []
@@ -88,12 +96,15 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
     esc = html.escape
     items = "".join(
         f"<tr><td><a href='{esc(v)}.html'>{esc(v)}</a>{' (champion)' if v == champ else ''}</td>"
-        f"<td>{auc:.4f}</td><td><a href='{esc(v)}.md'>markdown</a></td></tr>" for v, auc in rows)
+        f"<td>{auc:.4f}</td><td><a href='{esc(v)}.md'>markdown</a></td></tr>"
+        for v, auc in rows
+    )
     mon = "".join(f"<li><a href='{esc(f)}'>{esc(f)}</a></li>" for f in mon_files) or "<li>no monitoring run yet</li>"
     (out / "index.html").write_text(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spx report {esc(run_id)}</title></head>"
         f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>Training run {esc(run_id)}</h1>"
         f"<table border='1' cellpadding='4'><tr><th>variant</th><th>OOT AUC</th><th></th></tr>{items}</table>"
-        f"<h2>Monitoring</h2><ul>{mon}</ul></body></html>")
+        f"<h2>Monitoring</h2><ul>{mon}</ul></body></html>"
+    )
     files.insert(0, "index.html")
     return {"run_id": run_id, "out": str(out), "files": files, "champion": champ}

@@ -181,9 +181,15 @@ class CommitLog:
 class PredictionSink:
     """The sink's state machine, independent of HTTP (the web app below is a thin shell)."""
 
-    def __init__(self, wal_dir: str | Path, store_factory: Callable[[], object] | None = None,
-                 batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
-                 prefix: str = PREFIX):
+    def __init__(
+        self,
+        wal_dir: str | Path,
+        store_factory: Callable[[], object] | None = None,
+        batch_rows: int = 500,
+        flush_interval: float = 30.0,
+        pair_timeout: float = 300.0,
+        prefix: str = PREFIX,
+    ):
         self.wal = WriteAheadLog(wal_dir)
         self.commits = CommitLog(Path(wal_dir) / "committed.log")
         self._store_factory = store_factory or _default_store
@@ -194,14 +200,21 @@ class PredictionSink:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._pending: dict[str, dict[str, dict]] = {}   # id -> {type: wal record}
+        self._pending: dict[str, dict[str, dict]] = {}  # id -> {type: wal record}
         self._complete: dict[str, dict[str, dict]] = {}  # id -> {type: wal record}
         self._buffered_rows = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "rows_written": 0,
-                      "batches_written": 0, "flush_errors": 0, "replayed": 0}
+        self.stats = {
+            "accepted": 0,
+            "duplicates": 0,
+            "rejected": 0,
+            "rows_written": 0,
+            "batches_written": 0,
+            "flush_errors": 0,
+            "replayed": 0,
+        }
         self.last_error: str | None = None
 
     @property
@@ -227,8 +240,12 @@ class PredictionSink:
         # new segment seeded with nothing: the replayed segments stay until the next good flush
         self.wal.open_new()
         if replayed:
-            log.info("replayed %d events from the WAL (%d complete, %d waiting for a partner)",
-                     replayed, len(self._complete), len(self._pending))
+            log.info(
+                "replayed %d events from the WAL (%d complete, %d waiting for a partner)",
+                replayed,
+                len(self._complete),
+                len(self._pending),
+            )
         if background:
             self._thread = threading.Thread(target=self._run, name="sink-flusher", daemon=True)
             self._thread.start()
@@ -283,8 +300,12 @@ class PredictionSink:
             seen = set()
             for event, record in zip(events, records):
                 rid, typ = event.id, event.type
-                if rid in self.commits or typ in self._complete.get(rid, {}) \
-                        or typ in self._pending.get(rid, {}) or (rid, typ) in seen:
+                if (
+                    rid in self.commits
+                    or typ in self._complete.get(rid, {})
+                    or typ in self._pending.get(rid, {})
+                    or (rid, typ) in seen
+                ):
                     self.stats["duplicates"] += 1
                     out.append("duplicate")
                     continue
@@ -340,17 +361,24 @@ class PredictionSink:
             req = slot.get("org.kubeflow.serving.inference.request")
             resp = slot.get("org.kubeflow.serving.inference.response")
             try:
-                rows.extend(rows_from_pair(LoggedEvent.from_record(req) if req else None,
-                                           LoggedEvent.from_record(resp) if resp else None))
+                rows.extend(
+                    rows_from_pair(
+                        LoggedEvent.from_record(req) if req else None, LoggedEvent.from_record(resp) if resp else None
+                    )
+                )
             except EventError as exc:  # keep the evidence rather than dropping it
                 log.warning("request %s: payload not understood (%s); logged as status=unparsed", rid, exc)
                 first = req or resp
-                rows.append({"request_id": rid, "row_index": 0,
-                             "timestamp": pd.Timestamp(first.get("received_at") or time.time(), unit="s",
-                                                       tz="UTC"),
-                             "inputs": json.dumps(req.get("data") if req else None, default=str),
-                             "outputs": json.dumps(resp.get("data") if resp else None, default=str),
-                             "status": "unparsed"})
+                rows.append(
+                    {
+                        "request_id": rid,
+                        "row_index": 0,
+                        "timestamp": pd.Timestamp(first.get("received_at") or time.time(), unit="s", tz="UTC"),
+                        "inputs": json.dumps(req.get("data") if req else None, default=str),
+                        "outputs": json.dumps(resp.get("data") if resp else None, default=str),
+                        "status": "unparsed",
+                    }
+                )
         df = rows_to_frame(rows)
         batch_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}"
         uris = []
@@ -364,8 +392,14 @@ class PredictionSink:
 
     def health(self) -> dict:
         with self._lock:
-            return {"status": "ok", "pending": len(self._pending), "buffered": len(self._complete),
-                    "wal_segment": self.wal.seq, "last_error": self.last_error, **self.stats}
+            return {
+                "status": "ok",
+                "pending": len(self._pending),
+                "buffered": len(self._complete),
+                "wal_segment": self.wal.seq,
+                "last_error": self.last_error,
+                **self.stats,
+            }
 
 
 def _n_rows(body: object) -> int:
@@ -394,6 +428,7 @@ def _default_store():
 
 # -- HTTP shell -----------------------------------------------------------------------------------
 
+
 def _authorized(request, token: str | None) -> bool:
     import hmac
 
@@ -416,8 +451,11 @@ def create_app(sink: PredictionSink, manage_lifecycle: bool = True, token: str |
     from starlette.routing import Route
 
     def unauthorized() -> JSONResponse:
-        return JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer <SPX_SINK_TOKEN>)"},
-                            status_code=401, headers={"www-authenticate": "Bearer"})
+        return JSONResponse(
+            {"error": "missing or wrong bearer token (Authorization: Bearer <SPX_SINK_TOKEN>)"},
+            status_code=401,
+            headers={"www-authenticate": "Bearer"},
+        )
 
     async def receive(request: Request) -> JSONResponse:
         if not _authorized(request, token):
@@ -436,8 +474,13 @@ def create_app(sink: PredictionSink, manage_lifecycle: bool = True, token: str |
             except OSError as exc:  # WAL not writable: refuse, so the sender keeps the events
                 log.error("WAL append failed: %s", exc)
                 return JSONResponse({"error": f"cannot persist events: {exc}"}, status_code=503)
-            return JSONResponse({"accepted": statuses.count("accepted"), "duplicates": statuses.count("duplicate"),
-                                 "rejected": rejected})
+            return JSONResponse(
+                {
+                    "accepted": statuses.count("accepted"),
+                    "duplicates": statuses.count("duplicate"),
+                    "rejected": rejected,
+                }
+            )
         try:
             event = parse_event(request.headers, body, received_at=now)
         except EventError as exc:
@@ -486,9 +529,17 @@ def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
-def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path | None = None,
-          batch_rows: int = 500, flush_interval: float = 30.0, pair_timeout: float = 300.0,
-          prefix: str = PREFIX, token: str | None = None, allow_anonymous: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8085,
+    wal_dir: str | Path | None = None,
+    batch_rows: int = 500,
+    flush_interval: float = 30.0,
+    pair_timeout: float = 300.0,
+    prefix: str = PREFIX,
+    token: str | None = None,
+    allow_anonymous: bool = False,
+) -> None:
     import uvicorn
 
     from spx.core.settings import serving_settings
@@ -496,17 +547,27 @@ def serve(host: str = "127.0.0.1", port: int = 8085, wal_dir: str | Path | None 
     cfg = serving_settings()
     token = cfg.sink_token if token is None else token
     if not token and not _loopback(host) and not allow_anonymous:
-        raise SystemExit(f"refusing to listen on {host} without a writer token: set SPX_SINK_TOKEN (or --token), "
-                         "bind 127.0.0.1, or pass --allow-anonymous (only for KServe's own logger, which cannot "
-                         "send a token)")
+        raise SystemExit(
+            f"refusing to listen on {host} without a writer token: set SPX_SINK_TOKEN (or --token), "
+            "bind 127.0.0.1, or pass --allow-anonymous (only for KServe's own logger, which cannot "
+            "send a token)"
+        )
     if not token:
         log.warning("no writer token (SPX_SINK_TOKEN): anyone who can reach %s:%d may post events", host, port)
     wal_dir = Path(wal_dir) if wal_dir else cfg.sink_wal_dir
     log.info("prediction-log sink on %s:%d, write-ahead log %s", host, port, wal_dir)
-    sink = PredictionSink(wal_dir, batch_rows=batch_rows, flush_interval=flush_interval,
-                          pair_timeout=pair_timeout, prefix=prefix)
-    uvicorn.run(create_app(sink, token=token), host=host, port=port, log_level="info", access_log=False,
-                timeout_keep_alive=15, h11_max_incomplete_event_size=64 * 1024)
+    sink = PredictionSink(
+        wal_dir, batch_rows=batch_rows, flush_interval=flush_interval, pair_timeout=pair_timeout, prefix=prefix
+    )
+    uvicorn.run(
+        create_app(sink, token=token),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_keep_alive=15,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -515,8 +576,11 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = settings()
     p = argparse.ArgumentParser(description="spx prediction-log sink (KServe inference logger target)")
-    p.add_argument("--host", default=cfg.sink.host or cfg.serving.host,
-                   help="bind address (default loopback; 0.0.0.0 in a pod, which requires a token)")
+    p.add_argument(
+        "--host",
+        default=cfg.sink.host or cfg.serving.host,
+        help="bind address (default loopback; 0.0.0.0 in a pod, which requires a token)",
+    )
     p.add_argument("--port", type=int, default=cfg.sink.port)
     p.add_argument("--wal-dir", default=str(cfg.sink_wal_dir))
     p.add_argument("--batch-rows", type=int, default=cfg.sink.batch_rows)
@@ -524,13 +588,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pair-timeout", type=float, default=cfg.sink.pair_timeout)
     p.add_argument("--prefix", default=PREFIX)
     p.add_argument("--token", default=None, help="writers' bearer token (default $SPX_SINK_TOKEN)")
-    p.add_argument("--allow-anonymous", action="store_true",
-                   help="accept unauthenticated writers on a non-loopback address (KServe's agent logger "
-                        "cannot send a token); insecure")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="accept unauthenticated writers on a non-loopback address (KServe's agent logger "
+        "cannot send a token); insecure",
+    )
     a = p.parse_args(argv)
     setup_logging()
-    serve(a.host, a.port, a.wal_dir, a.batch_rows, a.flush_interval, a.pair_timeout, a.prefix, token=a.token,
-          allow_anonymous=a.allow_anonymous)
+    serve(
+        a.host,
+        a.port,
+        a.wal_dir,
+        a.batch_rows,
+        a.flush_interval,
+        a.pair_timeout,
+        a.prefix,
+        token=a.token,
+        allow_anonymous=a.allow_anonymous,
+    )
 
 
 if __name__ == "__main__":

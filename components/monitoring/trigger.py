@@ -36,8 +36,16 @@ class Decision:
         return asdict(self)
 
 
-def decide(*, drift_share: float | None, hit_rate: float | None, n_labeled: int, drift_threshold: float = 0.5,
-           hit_rate_floor: float = 0.5, min_labeled: int = 100, prediction_drifted: bool = False) -> Decision:
+def decide(
+    *,
+    drift_share: float | None,
+    hit_rate: float | None,
+    n_labeled: int,
+    drift_threshold: float = 0.5,
+    hit_rate_floor: float = 0.5,
+    min_labeled: int = 100,
+    prediction_drifted: bool = False,
+) -> Decision:
     """Retrain when the drift share reaches ``drift_threshold``, or the live hit rate (on at least
     ``min_labeled`` realized labels) falls below ``hit_rate_floor``, or (opt-in) predictions drifted."""
     if not 0.0 < drift_threshold <= 1.0:
@@ -73,9 +81,18 @@ def kfp_client(host: str = "", namespace: str = "", existing_token: str = ""):
     return Client(**kwargs)
 
 
-def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experiment: str = RETRAIN_EXPERIMENT,
-                       params: dict | None = None, run_name: str = "", namespace: str = "",
-                       version_id: str = "", service_account: str = "", reason: str = "") -> str:
+def start_training_kfp(
+    client,
+    *,
+    pipeline_name: str = TRAINING_PIPELINE,
+    experiment: str = RETRAIN_EXPERIMENT,
+    params: dict | None = None,
+    run_name: str = "",
+    namespace: str = "",
+    version_id: str = "",
+    service_account: str = "",
+    reason: str = "",
+) -> str:
     """Start a run of the newest (or the given) version of ``pipeline_name``; returns the run id."""
     pipeline_id = client.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
@@ -88,17 +105,29 @@ def start_training_kfp(client, *, pipeline_name: str = TRAINING_PIPELINE, experi
         version_id = versions[0].pipeline_version_id
     exp = client.create_experiment(name=experiment, namespace=namespace or None)
     name = run_name or f"retrain {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}" + (f" ({reason})" if reason else "")
-    run = client.run_pipeline(experiment_id=exp.experiment_id, job_name=name[:120], params=dict(params or {}),
-                              pipeline_id=pipeline_id, version_id=version_id,
-                              service_account=service_account or None)
-    log.info("started training run %s (pipeline %s, version %s): %s", run.run_id, pipeline_name, version_id,
-             reason)
+    run = client.run_pipeline(
+        experiment_id=exp.experiment_id,
+        job_name=name[:120],
+        params=dict(params or {}),
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=service_account or None,
+    )
+    log.info("started training run %s (pipeline %s, version %s): %s", run.run_id, pipeline_name, version_id, reason)
     return run.run_id
 
 
-def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeline_name: str = TRAINING_PIPELINE,
-                                  experiment: str = RETRAIN_EXPERIMENT, params: dict | None = None,
-                                  run_name: str = "", service_account: str = "", reason: str = "") -> str:
+def start_training_kfp_subprocess(
+    *,
+    host: str = "",
+    namespace: str = "",
+    pipeline_name: str = TRAINING_PIPELINE,
+    experiment: str = RETRAIN_EXPERIMENT,
+    params: dict | None = None,
+    run_name: str = "",
+    service_account: str = "",
+    reason: str = "",
+) -> str:
     """:func:`start_training_kfp` in a fresh interpreter.
 
     Inside a KFP task the SDK is imported in its slim runtime mode (``_KFP_RUNTIME=true``) where
@@ -109,10 +138,23 @@ def start_training_kfp_subprocess(*, host: str = "", namespace: str = "", pipeli
 
     env = child_env()
     env.pop("_KFP_RUNTIME", None)
-    args = {"host": host, "namespace": namespace, "pipeline_name": pipeline_name, "experiment": experiment,
-            "params": params or {}, "run_name": run_name, "service_account": service_account, "reason": reason}
-    proc = subprocess.run([sys.executable, "-m", "spx.components.monitoring.trigger", json.dumps(args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    args = {
+        "host": host,
+        "namespace": namespace,
+        "pipeline_name": pipeline_name,
+        "experiment": experiment,
+        "params": params or {},
+        "run_name": run_name,
+        "service_account": service_account,
+        "reason": reason,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "spx.components.monitoring.trigger", json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"starting the training run failed:\n{proc.stderr.strip()[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
@@ -128,10 +170,16 @@ def _main(argv: list[str] | None = None) -> None:
     import contextlib
 
     with contextlib.redirect_stdout(sys.stderr):  # the KFP SDK prints links; keep stdout for the result
-        run_id = start_training_kfp(client, pipeline_name=a["pipeline_name"], experiment=a["experiment"],
-                                    params=a.get("params"), run_name=a.get("run_name", ""),
-                                    namespace=a.get("namespace", ""), service_account=a.get("service_account", ""),
-                                    reason=a.get("reason", ""))
+        run_id = start_training_kfp(
+            client,
+            pipeline_name=a["pipeline_name"],
+            experiment=a["experiment"],
+            params=a.get("params"),
+            run_name=a.get("run_name", ""),
+            namespace=a.get("namespace", ""),
+            service_account=a.get("service_account", ""),
+            reason=a.get("reason", ""),
+        )
     print(json.dumps({"run_id": run_id}))
 
 

@@ -40,8 +40,7 @@ BRONZE_ROOT = "bronze/news"
 _FILE_ALIASES = {
     "title": ("title", "headline", "headlines", "heading"),
     "body": ("body", "text", "content", "summary", "description", "article"),
-    "published_at": ("published_at", "published", "datetime", "date", "time", "timestamp",
-                     "seendate", "pubdate"),
+    "published_at": ("published_at", "published", "datetime", "date", "time", "timestamp", "seendate", "pubdate"),
     "url": ("url", "link", "article_url"),
     "language": ("language", "lang"),
     "source": ("source", "publisher", "domain", "site"),
@@ -93,8 +92,7 @@ def read_news_file(path: str | os.PathLike) -> list[dict[str, Any]]:
                 mapping[target] = lower[alias]
                 break
     if "published_at" not in mapping or ("title" not in mapping and "body" not in mapping):
-        raise ValueError(f"news file {path} needs a date column and a title or text column; "
-                         f"has {list(frame.columns)}")
+        raise ValueError(f"news file {path} needs a date column and a title or text column; has {list(frame.columns)}")
     records = []
     for row in frame.to_dict("records"):
         records.append({k: row.get(col) for k, col in mapping.items()})
@@ -103,18 +101,25 @@ def read_news_file(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 # -- writing ----------------------------------------------------------------------------------
 
+
 @dataclass
 class IngestResult:
     source: str
-    prefix: str                   # s3:// prefix of the source, "" when the source had no articles
+    prefix: str  # s3:// prefix of the source, "" when the source had no articles
     report: SkipReport
-    articles: int = 0             # valid articles from the source in range
-    written: int = 0              # new articles written now
+    articles: int = 0  # valid articles from the source in range
+    written: int = 0  # new articles written now
     objects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "prefix": self.prefix, "articles": self.articles,
-                "written": self.written, "objects": self.objects, **self.report.as_dict()}
+        return {
+            "source": self.source,
+            "prefix": self.prefix,
+            "articles": self.articles,
+            "written": self.written,
+            "objects": self.objects,
+            **self.report.as_dict(),
+        }
 
 
 def bronze_prefix(source: str) -> str:
@@ -135,6 +140,7 @@ def _existing_ids(store, prefix: str) -> set[str]:
 
 def _ids_for(frame: pd.DataFrame) -> list[str]:
     from spx.components.news.schema import article_id
+
     return [article_id(u, t, b) for u, t, b in zip(frame.url, frame.title, frame.body)]
 
 
@@ -164,8 +170,16 @@ def write_bronze(store, frame: pd.DataFrame, source: str) -> tuple[int, list[str
     return written, objects
 
 
-def ingest(source: str, start: Any, end: Any, *, store, records: Iterable[dict[str, Any]] | None = None,
-           client: Any = None, path: str | os.PathLike | None = None) -> IngestResult:
+def ingest(
+    source: str,
+    start: Any,
+    end: Any,
+    *,
+    store,
+    records: Iterable[dict[str, Any]] | None = None,
+    client: Any = None,
+    path: str | os.PathLike | None = None,
+) -> IngestResult:
     """Collect ``source`` articles published in [start, end) into bronze.
 
     ``records`` (raw dicts) bypasses collection; otherwise ``client`` (a GdeltClient/RssClient)
@@ -183,15 +197,19 @@ def ingest(source: str, start: Any, end: Any, *, store, records: Iterable[dict[s
     if records is None:
         if source == "gdelt":
             from spx.components.news.gdelt import GdeltClient
+
             records = (client or GdeltClient()).fetch(lo, hi, report)
         elif source == "rss":
             from spx.components.news.rss import RssClient
+
             records = (client or RssClient()).fetch(lo, hi, report)
         else:
             path = Path(path) if path else default_news_file()
             if path is None or not Path(path).exists():
-                log.warning("no news file (set SPX_NEWS_FILE or add one listed in ../shared/README.md); "
-                            "news bronze is empty — the pipeline runs on market features only")
+                log.warning(
+                    "no news file (set SPX_NEWS_FILE or add one listed in ../shared/README.md); "
+                    "news bronze is empty — the pipeline runs on market features only"
+                )
                 return IngestResult(source, "", report)
             records = read_news_file(path)
     frame, report = normalize_articles(records, source=source, report=report)
@@ -205,12 +223,19 @@ def ingest(source: str, start: Any, end: Any, *, store, records: Iterable[dict[s
         return IngestResult(source, "", report)
     written, objects = write_bronze(store, frame, source)
     prefix = store.uri(bronze_prefix(source))
-    log.info("news bronze (%s): %d articles in range, %d new written in %d objects under %s",
-             source, len(frame), written, len(objects), prefix)
+    log.info(
+        "news bronze (%s): %d articles in range, %d new written in %d objects under %s",
+        source,
+        len(frame),
+        written,
+        len(objects),
+        prefix,
+    )
     return IngestResult(source, prefix, report, articles=len(frame), written=written, objects=objects)
 
 
 # -- reading ----------------------------------------------------------------------------------
+
 
 def read_bronze(store, prefix: str, start: Any = None, end: Any = None) -> pd.DataFrame:
     """All bronze articles under a prefix (optionally day-filtered), deduplicated."""

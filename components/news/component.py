@@ -9,8 +9,9 @@ from spx.core.component import spx_component
 
 
 @spx_component
-def news_bronze(source: str, start: str, end: str, path: str = "", query: str = "",
-                feeds: str = "", fetch_fulltext: bool = False) -> str:
+def news_bronze(
+    source: str, start: str, end: str, path: str = "", query: str = "", feeds: str = "", fetch_fulltext: bool = False
+) -> str:
     """Collect news (gdelt | rss | file) published in [start, end) into write-once bronze.
 
     ``path``: news file for ``file`` (default: ``$SPX_NEWS_FILE`` or a news file in
@@ -26,15 +27,16 @@ def news_bronze(source: str, start: str, end: str, path: str = "", query: str = 
     client = None
     if source == "gdelt":
         from spx.components.news.gdelt import GdeltClient
+
         client = GdeltClient(fetch_fulltext=fetch_fulltext, **({"query": query} if query else {}))
     elif source == "rss":
         from spx.components.news.rss import DEFAULT_FEEDS, RssClient
+
         urls = [u.strip() for u in feeds.split(",") if u.strip()] or list(DEFAULT_FEEDS)
         client = RssClient(feeds=urls)
     result = ingest(source, start, end, store=store, client=client, path=path or None)
     if not result.prefix:
-        log.warning("no news from %s for %s..%s: the pipeline continues on market features only",
-                    source, start, end)
+        log.warning("no news from %s for %s..%s: the pipeline continues on market features only", source, start, end)
     log.info("news bronze summary: %s", result.as_dict())
     return result.prefix
 
@@ -53,8 +55,15 @@ def news_silver(bronze_prefix: str, run_id: str) -> str:
 
 
 @spx_component
-def news_gold(silver_uri: str, run_id: str, window_minutes: int = 60, model_location: str = "",
-              batch_size: int = 32, max_length: int = 128, precision: str = "fp32") -> str:
+def news_gold(
+    silver_uri: str,
+    run_id: str,
+    window_minutes: int = 60,
+    model_location: str = "",
+    batch_size: int = 32,
+    max_length: int = 128,
+    precision: str = "fp32",
+) -> str:
     """FinBERT probabilities per article (cached by content hash) ->
     ``gold/{run_id}/news_signals.parquet``; "" when there is no news.
 
@@ -65,8 +74,15 @@ def news_gold(silver_uri: str, run_id: str, window_minutes: int = 60, model_loca
     from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.news.gold")
-    uri, summary = build_gold(ObjectStore(), silver_uri, run_id, window_minutes=window_minutes,
-                              model_location=model_location or None, batch_size=batch_size,
-                              max_length=max_length, precision=precision)
+    uri, summary = build_gold(
+        ObjectStore(),
+        silver_uri,
+        run_id,
+        window_minutes=window_minutes,
+        model_location=model_location or None,
+        batch_size=batch_size,
+        max_length=max_length,
+        precision=precision,
+    )
     log.info("news gold summary: %s", summary)
     return uri

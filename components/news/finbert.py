@@ -54,16 +54,20 @@ def _home() -> Path:
 
 # -- model location ---------------------------------------------------------------------------
 
+
 def _s3_listing(store, uri: str) -> list[dict[str, Any]]:
     from spx.core.storage import parse_uri
+
     bucket, prefix = parse_uri(uri.rstrip("/") + "/")
     paginator = store.client.get_paginator("list_objects_v2")
     out = []
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix):]
+            rel = obj["Key"][len(prefix) :]
             if rel and not rel.endswith("/"):
-                out.append({"uri": f"s3://{bucket}/{obj['Key']}", "rel": rel, "size": obj["Size"], "etag": obj.get("ETag", "")})
+                out.append(
+                    {"uri": f"s3://{bucket}/{obj['Key']}", "rel": rel, "size": obj["Size"], "etag": obj.get("ETag", "")}
+                )
     return sorted(out, key=lambda o: o["rel"])
 
 
@@ -76,8 +80,10 @@ def download_s3_model(store, uri: str, cache_dir: Path | None = None) -> Path:
     """Mirror an s3:// model prefix to a local directory (skipped when already current)."""
     listing = _s3_listing(store, uri)
     if not any(o["rel"] == "config.json" for o in listing):
-        raise ModelUnavailable(f"no model at {uri}: expected config.json, weights and tokenizer files "
-                               f"under that prefix (found {[o['rel'] for o in listing][:10]})")
+        raise ModelUnavailable(
+            f"no model at {uri}: expected config.json, weights and tokenizer files "
+            f"under that prefix (found {[o['rel'] for o in listing][:10]})"
+        )
     cache_dir = Path(cache_dir or _home() / "models")
     target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
     marker = target / ".spx-listing"
@@ -105,11 +111,14 @@ def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | 
     """A local directory holding the model named by ``location`` (see module docstring)."""
     location = (location or settings().news.finbert_model).strip()
     if not location:
-        raise ModelUnavailable(f"no sentiment model configured: set {DEFAULT_MODEL_ENV} (or pass "
-                               "model_location) to a local directory, an s3:// prefix or a hub id")
+        raise ModelUnavailable(
+            f"no sentiment model configured: set {DEFAULT_MODEL_ENV} (or pass "
+            "model_location) to a local directory, an s3:// prefix or a hub id"
+        )
     if location.startswith("s3://"):
         if store is None:
             from spx.core.storage import ObjectStore
+
             store = ObjectStore()
         return download_s3_model(store, location, cache_dir)
     path = Path(location).expanduser()
@@ -125,8 +134,10 @@ def resolve_model(location: str | None = None, *, store=None, cache_dir: Path | 
         raise ModelUnavailable(
             f"{location!r} is not a local directory or s3:// prefix, and downloading it from the model "
             f"hub is not allowed here ({HUB_ALLOW_ENV}=1 allows it; HF_HUB_OFFLINE=1 forbids it). "
-            "Put the model files in the bucket and point the model location at that s3:// prefix.")
+            "Put the model files in the bucket and point the model location at that s3:// prefix."
+        )
     from huggingface_hub import snapshot_download
+
     return Path(snapshot_download(location, cache_dir=str(cache_dir or _home() / "hf")))
 
 
@@ -169,13 +180,15 @@ def model_fingerprint(model_dir: Path, memo_path: Path | None = None) -> str:
 
 # -- inference --------------------------------------------------------------------------------
 
+
 def label_indices(id2label: dict[Any, str]) -> list[int]:
     """Model output index of positive, negative, neutral (in that order), from config.id2label."""
     by_name = {str(name).strip().lower(): int(idx) for idx, name in id2label.items()}
     missing = [label for label in LABELS if label not in by_name]
     if missing or len(by_name) != 3:
-        raise ModelUnavailable(f"model labels {dict(id2label)} are not FinBERT's three classes "
-                               f"{LABELS}; missing {missing}")
+        raise ModelUnavailable(
+            f"model labels {dict(id2label)} are not FinBERT's three classes {LABELS}; missing {missing}"
+        )
     return [by_name[label] for label in LABELS]
 
 
@@ -189,8 +202,15 @@ class FinBertScorer:
     AVX512-BF16/AMX to pay off) or ``int8`` (dynamic int8 quantisation of the Linear layers —
     about 2-3x faster on CPU, probabilities differ slightly). Each precision has its own cache."""
 
-    def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 32, max_length: int = 128,
-                 num_threads: int | None = None, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        batch_size: int = 32,
+        max_length: int = 128,
+        num_threads: int | None = None,
+        precision: str = "fp32",
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -212,10 +232,10 @@ class FinBertScorer:
         self.model.eval()
         if precision == "int8":
             import warnings
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
-                self.model = torch.ao.quantization.quantize_dynamic(
-                    self.model, {torch.nn.Linear}, dtype=torch.qint8)
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self.order = label_indices(self.model.config.id2label)
         limit = getattr(self.model.config, "max_position_embeddings", max_length) or max_length
         self.max_length = min(max_length, int(limit))
@@ -232,11 +252,11 @@ class FinBertScorer:
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch
         keys = [k for k in enc.keys()]
         import contextlib
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
-                    else contextlib.nullcontext())
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             for start in range(0, n, self.batch_size):
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 batch = self.tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="pt")
                 logits = self.model(**batch).logits.float()
                 probs = torch.softmax(logits, dim=-1)[:, self.order]
@@ -245,6 +265,7 @@ class FinBertScorer:
 
 
 # -- cache ------------------------------------------------------------------------------------
+
 
 class ScoreCache:
     """``text_hash -> probabilities`` parquet shards under ``cache/news/finbert/{model_key}/``."""
@@ -258,8 +279,9 @@ class ScoreCache:
     def load(self) -> pd.DataFrame:
         keys = [k for k in self.store.list(self.prefix) if k.endswith(".parquet")]
         if not keys:
-            return pd.DataFrame({"text_hash": pd.Series(dtype=object),
-                                 **{c: pd.Series(dtype=np.float32) for c in PROB_COLUMNS}})
+            return pd.DataFrame(
+                {"text_hash": pd.Series(dtype=object), **{c: pd.Series(dtype=np.float32) for c in PROB_COLUMNS}}
+            )
         frame = pd.concat([self.store.read_parquet(k) for k in keys], ignore_index=True)
         frame = frame.drop_duplicates("text_hash", keep="first").reset_index(drop=True)
         if len(keys) > self.MAX_SHARDS:
@@ -280,8 +302,7 @@ class ScoreCache:
         frame[["text_hash", *PROB_COLUMNS]].sort_values("text_hash").to_parquet(buf, index=False)
         data = buf.getvalue()
         key = f"{self.prefix}{hashlib.sha256(data).hexdigest()[:32]}.parquet"
-        return self.store.put_bytes(key, data, write_once=True,
-                                    content_type="application/vnd.apache.parquet").uri
+        return self.store.put_bytes(key, data, write_once=True, content_type="application/vnd.apache.parquet").uri
 
 
 @dataclass
@@ -301,9 +322,17 @@ def model_key(model_dir: Path, max_length: int, precision: str = "fp32") -> str:
     return hashlib.sha256(f"{model_fingerprint(model_dir)}:{max_length}{suffix}".encode()).hexdigest()[:24]
 
 
-def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store=None,
-                batch_size: int = 32, max_length: int = 128, use_cache: bool = True,
-                scorer: FinBertScorer | None = None, precision: str = "fp32") -> tuple[pd.DataFrame, ScoreStats]:
+def score_texts(
+    texts: pd.DataFrame,
+    *,
+    model_location: str | None = None,
+    store=None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    use_cache: bool = True,
+    scorer: FinBertScorer | None = None,
+    precision: str = "fp32",
+) -> tuple[pd.DataFrame, ScoreStats]:
     """Probabilities for the unique ``text_hash`` rows of ``texts`` (columns text_hash, text).
 
     Cached scores are reused; only new texts reach the model, which is loaded only then.
@@ -315,8 +344,12 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
     cache = None
     known = pd.DataFrame(columns=["text_hash", *PROB_COLUMNS])
     if use_cache and store is not None:
-        cache = ScoreCache(store, model_key(model_dir, scorer.max_length if scorer else max_length,
-                                            scorer.precision if scorer else precision))
+        cache = ScoreCache(
+            store,
+            model_key(
+                model_dir, scorer.max_length if scorer else max_length, scorer.precision if scorer else precision
+            ),
+        )
         known = cache.load()
         known = known[known["text_hash"].isin(unique["text_hash"])]
     todo = unique[~unique["text_hash"].isin(known["text_hash"])]
@@ -324,11 +357,11 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
     fresh = pd.DataFrame(columns=["text_hash", *PROB_COLUMNS])
     if len(todo):
         t1 = time.perf_counter()
-        scorer = scorer or FinBertScorer(model_dir, batch_size=batch_size, max_length=max_length,
-                                         precision=precision)
+        scorer = scorer or FinBertScorer(model_dir, batch_size=batch_size, max_length=max_length, precision=precision)
         probs = scorer.predict(todo["text"].tolist())
-        fresh = pd.DataFrame({"text_hash": todo["text_hash"].to_numpy(),
-                              **{c: probs[:, i] for i, c in enumerate(PROB_COLUMNS)}})
+        fresh = pd.DataFrame(
+            {"text_hash": todo["text_hash"].to_numpy(), **{c: probs[:, i] for i, c in enumerate(PROB_COLUMNS)}}
+        )
         stats.scored = len(fresh)
         stats.model_seconds = time.perf_counter() - t1
         if cache is not None:
@@ -338,6 +371,11 @@ def score_texts(texts: pd.DataFrame, *, model_location: str | None = None, store
     for c in PROB_COLUMNS:
         result[c] = result[c].astype(np.float64)
     stats.seconds = time.perf_counter() - t0
-    log.info("FinBERT: %d unique texts, %d from cache, %d scored in %.2fs",
-             stats.articles, stats.cached, stats.scored, stats.seconds)
+    log.info(
+        "FinBERT: %d unique texts, %d from cache, %d scored in %.2fs",
+        stats.articles,
+        stats.cached,
+        stats.scored,
+        stats.seconds,
+    )
     return result.reset_index(drop=True), stats

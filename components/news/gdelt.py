@@ -35,13 +35,21 @@ MAX_RECORDS = 250
 
 # US equity market and Fed policy. GDELT needs OR-ed terms inside parentheses and phrases quoted.
 DEFAULT_TERMS: tuple[str, ...] = (
-    '"S&P 500"', '"stock market"', '"Wall Street"', '"Federal Reserve"', "FOMC",
-    '"interest rates"', '"Dow Jones"', "Nasdaq", "Powell",
+    '"S&P 500"',
+    '"stock market"',
+    '"Wall Street"',
+    '"Federal Reserve"',
+    "FOMC",
+    '"interest rates"',
+    '"Dow Jones"',
+    "Nasdaq",
+    "Powell",
 )
 
 
-def build_query(terms: tuple[str, ...] | list[str] = DEFAULT_TERMS, *, language: str = "english",
-                extra: str = "") -> str:
+def build_query(
+    terms: tuple[str, ...] | list[str] = DEFAULT_TERMS, *, language: str = "english", extra: str = ""
+) -> str:
     """A DOC API query: ``(t1 OR t2 ...) sourcelang:english [extra]``."""
     terms = [t.strip() for t in terms if t.strip()]
     if not terms:
@@ -59,7 +67,9 @@ def gdelt_time(ts: pd.Timestamp) -> str:
     return utc(ts).strftime("%Y%m%d%H%M%S")
 
 
-def iter_windows(start: pd.Timestamp, end: pd.Timestamp, window: timedelta) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
+def iter_windows(
+    start: pd.Timestamp, end: pd.Timestamp, window: timedelta
+) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
     """Half-open windows [a, b) covering [start, end)."""
     start, end = utc(start), utc(end)
     if end <= start:
@@ -132,9 +142,13 @@ class GdeltClient:
     def artlist(self, start: pd.Timestamp, end: pd.Timestamp) -> list[dict[str, Any]]:
         """One ArtList call for [start, end); the raw article dicts."""
         params = {
-            "query": self.query, "mode": "ArtList", "format": "json",
-            "maxrecords": str(self.max_records), "sort": "DateAsc",
-            "startdatetime": gdelt_time(start), "enddatetime": gdelt_time(end),
+            "query": self.query,
+            "mode": "ArtList",
+            "format": "json",
+            "maxrecords": str(self.max_records),
+            "sort": "DateAsc",
+            "startdatetime": gdelt_time(start),
+            "enddatetime": gdelt_time(end),
         }
         resp = self.http.get(self.base_url, params=params, check=_check_gdelt)
         text = resp.text.strip()
@@ -156,8 +170,12 @@ class GdeltClient:
             yield from self._walk(mid, end)
             return
         if len(articles) >= self.max_records:
-            log.warning("GDELT window %s..%s still holds %d articles at the minimum window; "
-                        "later articles in it are missed", start, end, len(articles))
+            log.warning(
+                "GDELT window %s..%s still holds %d articles at the minimum window; later articles in it are missed",
+                start,
+                end,
+                len(articles),
+            )
         yield from articles
 
     def fetch(self, start: Any, end: Any, report: SkipReport | None = None) -> Iterator[dict[str, Any]]:

@@ -36,9 +36,9 @@ class RetryableResponse(RuntimeError):
 
 @dataclass
 class PoliteSession:
-    min_interval: float = 0.0          # seconds between request starts
+    min_interval: float = 0.0  # seconds between request starts
     max_retries: int = 4
-    backoff: float = 1.0               # first retry waits backoff, then x2 each time (+ jitter)
+    backoff: float = 1.0  # first retry waits backoff, then x2 each time (+ jitter)
     max_backoff: float = 60.0
     timeout: float = 30.0
     session: requests.Session = field(default_factory=requests.Session)
@@ -56,8 +56,9 @@ class PoliteSession:
                 self.sleep(wait)
             self._last = time.monotonic()
 
-    def get(self, url: str, *, params: dict | None = None,
-            check: Callable[[requests.Response], None] | None = None) -> requests.Response:
+    def get(
+        self, url: str, *, params: dict | None = None, check: Callable[[requests.Response], None] | None = None
+    ) -> requests.Response:
         """GET with throttling and retries (tenacity; 429/5xx/connection errors, or ``check`` raising
         RetryableResponse); a server's ``Retry-After`` sets the wait."""
 
@@ -70,8 +71,9 @@ class PoliteSession:
             if resp.status_code == 429 or resp.status_code >= 500:
                 raise RetryableHTTP(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
             if resp.status_code >= 400:
-                raise FetchError(f"GET {resp.url} failed with HTTP {resp.status_code}: {resp.text[:200]!r}",
-                                 resp.status_code)
+                raise FetchError(
+                    f"GET {resp.url} failed with HTTP {resp.status_code}: {resp.text[:200]!r}", resp.status_code
+                )
             try:
                 if check is not None:
                     check(resp)
@@ -79,8 +81,13 @@ class PoliteSession:
                 raise RetryableHTTP(str(exc)) from exc
             return resp
 
-        retrying = http_retrying(max_retries=self.max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
-                                 sleep=self.sleep, what=f"GET {url}")
+        retrying = http_retrying(
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            sleep=self.sleep,
+            what=f"GET {url}",
+        )
         try:
             return retrying(once)
         except RetryableHTTP as exc:

@@ -38,8 +38,14 @@ TONE_FEATURES: dict[str, str] = {
 }
 
 NEWS_FEATURE_COLUMNS: tuple[str, ...] = (
-    "news_avg_sentiment", "news_signal_strength", "news_trading_signal", "news_article_count",
-    "news_quality_score", "news_positive_prob", "news_negative_prob", "news_neutral_prob",
+    "news_avg_sentiment",
+    "news_signal_strength",
+    "news_trading_signal",
+    "news_article_count",
+    "news_quality_score",
+    "news_positive_prob",
+    "news_negative_prob",
+    "news_neutral_prob",
     *TONE_FEATURES.values(),
 )
 
@@ -74,9 +80,15 @@ def neutral_news_features(n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def join_news_features(market: pd.DataFrame, signals: pd.DataFrame | None, *,
-                       delay: pd.Timedelta = pd.Timedelta(0), window: pd.Timedelta | None = None,
-                       signal_threshold: float = 0.1, full_count: int = 5) -> pd.DataFrame:
+def join_news_features(
+    market: pd.DataFrame,
+    signals: pd.DataFrame | None,
+    *,
+    delay: pd.Timedelta = pd.Timedelta(0),
+    window: pd.Timedelta | None = None,
+    signal_threshold: float = 0.1,
+    full_count: int = 5,
+) -> pd.DataFrame:
     """``market`` plus the ``NEWS_FEATURE_COLUMNS`` (see module docstring); never looks ahead.
 
     ``signals``: article rows with ``published_at`` and ``positive_prob``, ``negative_prob``,
@@ -112,14 +124,22 @@ def join_news_features(market: pd.DataFrame, signals: pd.DataFrame | None, *,
     probs = np.nan_to_num(probs, nan=0.0)
     sentiment = probs[:, 0] - probs[:, 1]
     confidence = probs.max(axis=1)
-    tone_in = {src: (sig[src].to_numpy(dtype=np.float64)[order] if src in sig.columns
-                     else np.zeros(len(sig))) for src in TONE_FEATURES}
-    series = {"sent": sentiment, "conf": confidence, "pos": probs[:, 0], "neg": probs[:, 1],
-              "neu": probs[:, 2], **{k: np.nan_to_num(v) for k, v in tone_in.items()}}
+    tone_in = {
+        src: (sig[src].to_numpy(dtype=np.float64)[order] if src in sig.columns else np.zeros(len(sig)))
+        for src in TONE_FEATURES
+    }
+    series = {
+        "sent": sentiment,
+        "conf": confidence,
+        "pos": probs[:, 0],
+        "neg": probs[:, 1],
+        "neu": probs[:, 2],
+        **{k: np.nan_to_num(v) for k, v in tone_in.items()},
+    }
 
     bars = _as_utc(out["timestamp"]).asi8
-    hi = np.searchsorted(eff_ns, bars, side="left")                      # eff < t
-    lo = np.searchsorted(eff_ns, bars - span.value, side="left")         # eff >= t - window
+    hi = np.searchsorted(eff_ns, bars, side="left")  # eff < t
+    lo = np.searchsorted(eff_ns, bars - span.value, side="left")  # eff >= t - window
     count = (hi - lo).astype(np.float64)
     has = count > 0
     safe = np.where(has, count, 1.0)

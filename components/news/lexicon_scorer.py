@@ -109,8 +109,9 @@ class LexiconScorer:
                 self.lexicon_source = source
                 self.name = NAME
             else:
-                log.warning("FinVADER lexicons not found (pip install --no-deps finvader==1.0.4): "
-                            "scoring news with plain VADER")
+                log.warning(
+                    "FinVADER lexicons not found (pip install --no-deps finvader==1.0.4): scoring news with plain VADER"
+                )
 
     def compound(self, texts: Sequence[str]) -> np.ndarray:
         return np.array([self.analyzer.polarity_scores(str(t))["compound"] for t in texts], dtype=np.float64)

@@ -57,14 +57,16 @@ def parse_feed(content: bytes | str, *, feed_url: str = "") -> list[dict[str, An
     publisher = parsed.feed.get("title", "") or feed_url
     out = []
     for entry in parsed.entries:
-        out.append({
-            "title": entry.get("title"),
-            "body": _entry_body(entry),
-            "source": f"rss:{publisher}" if publisher else "rss",
-            "published_at": _entry_time(entry),
-            "url": entry.get("link") or entry.get("id") or "",
-            "language": entry.get("language") or language,
-        })
+        out.append(
+            {
+                "title": entry.get("title"),
+                "body": _entry_body(entry),
+                "source": f"rss:{publisher}" if publisher else "rss",
+                "published_at": _entry_time(entry),
+                "url": entry.get("link") or entry.get("id") or "",
+                "language": entry.get("language") or language,
+            }
+        )
     return out
 
 
@@ -73,8 +75,7 @@ class RssClient:
     feeds: Sequence[str] = DEFAULT_FEEDS
     http: PoliteSession = field(default_factory=lambda: PoliteSession(min_interval=1.0, max_retries=3))
 
-    def fetch(self, start: Any = None, end: Any = None,
-              report: SkipReport | None = None) -> Iterator[dict[str, Any]]:
+    def fetch(self, start: Any = None, end: Any = None, report: SkipReport | None = None) -> Iterator[dict[str, Any]]:
         """Records from every feed; a feed that fails is logged and counted, the rest go on."""
         report = report if report is not None else SkipReport()
         lo = utc(start) if start is not None else None

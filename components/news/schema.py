@@ -34,12 +34,34 @@ ID_COLUMN = "article_id"
 
 # GDELT reports languages by English name; feeds use ISO 639-1 codes (sometimes with a region).
 _LANGUAGE_NAMES = {
-    "english": "en", "spanish": "es", "french": "fr", "german": "de", "italian": "it",
-    "portuguese": "pt", "dutch": "nl", "russian": "ru", "chinese": "zh", "japanese": "ja",
-    "korean": "ko", "arabic": "ar", "hindi": "hi", "turkish": "tr", "polish": "pl",
-    "swedish": "sv", "norwegian": "no", "danish": "da", "finnish": "fi", "greek": "el",
-    "hebrew": "he", "indonesian": "id", "vietnamese": "vi", "thai": "th", "czech": "cs",
-    "romanian": "ro", "hungarian": "hu", "ukrainian": "uk",
+    "english": "en",
+    "spanish": "es",
+    "french": "fr",
+    "german": "de",
+    "italian": "it",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "russian": "ru",
+    "chinese": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "arabic": "ar",
+    "hindi": "hi",
+    "turkish": "tr",
+    "polish": "pl",
+    "swedish": "sv",
+    "norwegian": "no",
+    "danish": "da",
+    "finnish": "fi",
+    "greek": "el",
+    "hebrew": "he",
+    "indonesian": "id",
+    "vietnamese": "vi",
+    "thai": "th",
+    "czech": "cs",
+    "romanian": "ro",
+    "hungarian": "hu",
+    "ukrainian": "uk",
 }
 
 # Query parameters that only track clicks; dropped when canonicalising URLs for dedup.
@@ -65,20 +87,36 @@ class SkipReport:
         return sum(self.skipped.values())
 
     def merge(self, other: "SkipReport") -> "SkipReport":
-        return SkipReport(self.seen + other.seen, self.kept + other.kept,
-                          self.skipped + other.skipped, self.duplicates + other.duplicates)
+        return SkipReport(
+            self.seen + other.seen,
+            self.kept + other.kept,
+            self.skipped + other.skipped,
+            self.duplicates + other.duplicates,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seen": self.seen, "kept": self.kept, "duplicates": self.duplicates,
-                "skipped": dict(sorted(self.skipped.items())), "skipped_total": self.total_skipped}
+        return {
+            "seen": self.seen,
+            "kept": self.kept,
+            "duplicates": self.duplicates,
+            "skipped": dict(sorted(self.skipped.items())),
+            "skipped_total": self.total_skipped,
+        }
 
     def log(self, stage: str) -> None:
-        log.info("%s: %d records seen, %d kept, %d duplicates dropped, %d malformed skipped %s",
-                 stage, self.seen, self.kept, self.duplicates, self.total_skipped,
-                 dict(self.skipped) or "")
+        log.info(
+            "%s: %d records seen, %d kept, %d duplicates dropped, %d malformed skipped %s",
+            stage,
+            self.seen,
+            self.kept,
+            self.duplicates,
+            self.total_skipped,
+            dict(self.skipped) or "",
+        )
 
 
 # -- field cleaning ---------------------------------------------------------------------------
+
 
 class MalformedArticle(DataValidationError):
     """A record that cannot become a bronze row; ``reason`` is the counter key."""
@@ -172,11 +210,11 @@ def canonical_url(url: str) -> str:
     host = parts.netloc.lower()
     if host.startswith("www."):
         host = host[4:]
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                       if not _TRACKING_PARAMS.match(k)])
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING_PARAMS.match(k)]
+    )
     path = parts.path.rstrip("/") or ""
-    return urlunsplit(("https" if parts.scheme in {"http", "https", ""} else parts.scheme,
-                       host, path, query, ""))
+    return urlunsplit(("https" if parts.scheme in {"http", "https", ""} else parts.scheme, host, path, query, ""))
 
 
 def content_hash(title: str, body: str) -> str:
@@ -194,6 +232,7 @@ def article_id(url: str, title: str, body: str) -> str:
 
 
 # -- records -> bronze frame ------------------------------------------------------------------
+
 
 def normalize_record(record: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     """One raw record (dict with title/body/published_at/url/language) to a bronze row."""
@@ -220,8 +259,9 @@ def empty_bronze_frame() -> pd.DataFrame:
     return frame
 
 
-def normalize_articles(records: Iterable[Mapping[str, Any]], *, source: str,
-                       report: SkipReport | None = None) -> tuple[pd.DataFrame, SkipReport]:
+def normalize_articles(
+    records: Iterable[Mapping[str, Any]], *, source: str, report: SkipReport | None = None
+) -> tuple[pd.DataFrame, SkipReport]:
     """Records to a bronze frame, deduplicated by canonical URL and by content hash.
 
     Returns the frame (bronze columns + ``article_id``, sorted by ``published_at``) and the
@@ -253,12 +293,14 @@ def dedup_articles(frame: pd.DataFrame, report: SkipReport | None = None) -> pd.
         return frame
     before = len(frame)
     content = [content_hash(t, b) for t, b in zip(frame.title, frame.body)]
-    out = (frame.assign(_content=content)
-           .sort_values(["published_at", ID_COLUMN], kind="mergesort")
-           .drop_duplicates(ID_COLUMN, keep="first")
-           .drop_duplicates("_content", keep="first")
-           .drop(columns="_content")
-           .reset_index(drop=True))
+    out = (
+        frame.assign(_content=content)
+        .sort_values(["published_at", ID_COLUMN], kind="mergesort")
+        .drop_duplicates(ID_COLUMN, keep="first")
+        .drop_duplicates("_content", keep="first")
+        .drop(columns="_content")
+        .reset_index(drop=True)
+    )
     if report is not None:
         report.duplicates += before - len(out)
     return out
@@ -269,8 +311,7 @@ def validate_bronze(frame: pd.DataFrame) -> None:
     missing = [c for c in BRONZE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"bronze news frame lacks columns {missing}")
-    if not isinstance(frame["published_at"].dtype, pd.DatetimeTZDtype) or \
-            str(frame["published_at"].dt.tz) != "UTC":
+    if not isinstance(frame["published_at"].dtype, pd.DatetimeTZDtype) or str(frame["published_at"].dt.tz) != "UTC":
         raise ValueError(f"bronze news published_at must be UTC datetimes, got {frame['published_at'].dtype}")
 
 

@@ -29,16 +29,55 @@ from spx.components.news.schema import ID_COLUMN, SkipReport, content_hash
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("positive", "negative", "uncertainty", "hawkish", "dovish")
-NEGATORS = frozenset({"not", "no", "never", "without", "neither", "nor", "none", "nobody",
-                      "isn't", "wasn't", "aren't", "weren't", "don't", "doesn't", "didn't",
-                      "won't", "can't", "cannot", "couldn't", "shouldn't", "hardly", "barely"})
+NEGATORS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "without",
+        "neither",
+        "nor",
+        "none",
+        "nobody",
+        "isn't",
+        "wasn't",
+        "aren't",
+        "weren't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "won't",
+        "can't",
+        "cannot",
+        "couldn't",
+        "shouldn't",
+        "hardly",
+        "barely",
+    }
+)
 SILVER_FEATURES: tuple[str, ...] = (
-    "tb_polarity", "tb_subjectivity", "lm_positive", "lm_negative", "lm_uncertainty", "lm_tone",
-    "policy_hawkish", "policy_dovish", "policy_tone",
+    "tb_polarity",
+    "tb_subjectivity",
+    "lm_positive",
+    "lm_negative",
+    "lm_uncertainty",
+    "lm_tone",
+    "policy_hawkish",
+    "policy_dovish",
+    "policy_tone",
 )
 SILVER_COLUMNS: tuple[str, ...] = (
-    ID_COLUMN, "published_at", "source", "url", "language", "title", "body", "text", "text_hash",
-    "n_tokens", *SILVER_FEATURES,
+    ID_COLUMN,
+    "published_at",
+    "source",
+    "url",
+    "language",
+    "title",
+    "body",
+    "text",
+    "text_hash",
+    "n_tokens",
+    *SILVER_FEATURES,
 )
 _TOKEN = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
 
@@ -88,9 +127,9 @@ class Lexicon:
         i, n = 0, len(tokens)
         while i < n:
             for size in range(min(self.max_len, n - i), 0, -1):
-                category = self._match(tuple(tokens[i:i + size]))
+                category = self._match(tuple(tokens[i : i + size]))
                 if category:
-                    if category == "positive" and any(t in NEGATORS for t in tokens[max(0, i - 3):i]):
+                    if category == "positive" and any(t in NEGATORS for t in tokens[max(0, i - 3) : i]):
                         category = "negative"
                     counts[category] += 1
                     i += size
@@ -136,6 +175,7 @@ def textblob_scores(text: str) -> tuple[float, float]:
     # TextBlob's PatternAnalyzer (lexicon ships in the wheel, no corpora needed), called directly:
     # the same (polarity, subjectivity) as TextBlob(text).sentiment, ~3x faster without the blob
     from textblob.en import sentiment as pattern_sentiment
+
     polarity, subjectivity = pattern_sentiment(text)
     return float(polarity), float(subjectivity)
 
@@ -156,8 +196,9 @@ def article_text(title: str, body: str) -> str:
     return body or title
 
 
-def silver_features(bronze: pd.DataFrame, report: SkipReport | None = None,
-                    lexicon: Lexicon | None = None) -> pd.DataFrame:
+def silver_features(
+    bronze: pd.DataFrame, report: SkipReport | None = None, lexicon: Lexicon | None = None
+) -> pd.DataFrame:
     """Bronze articles to silver rows (``SILVER_COLUMNS``), sorted by ``published_at``."""
     report = report if report is not None else SkipReport()
     lexicon = lexicon or default_lexicon()
@@ -180,16 +221,30 @@ def silver_features(bronze: pd.DataFrame, report: SkipReport | None = None,
             report.skip("no_date")
             continue
         polarity, subjectivity = textblob_scores(text)
-        rows.append({
-            ID_COLUMN: rec.get(ID_COLUMN), "published_at": published, "source": rec.get("source"),
-            "url": rec.get("url"), "language": language or "en", "title": rec.get("title"),
-            "body": rec.get("body"), "text": text, "text_hash": content_hash(text, ""),
-            "tb_polarity": polarity, "tb_subjectivity": subjectivity, **tone_scores(text, lexicon),
-        })
+        rows.append(
+            {
+                ID_COLUMN: rec.get(ID_COLUMN),
+                "published_at": published,
+                "source": rec.get("source"),
+                "url": rec.get("url"),
+                "language": language or "en",
+                "title": rec.get("title"),
+                "body": rec.get("body"),
+                "text": text,
+                "text_hash": content_hash(text, ""),
+                "tb_polarity": polarity,
+                "tb_subjectivity": subjectivity,
+                **tone_scores(text, lexicon),
+            }
+        )
     report.kept += len(rows)
     if not rows:
-        frame = pd.DataFrame({c: pd.Series(dtype="float64" if c in SILVER_FEATURES or c == "n_tokens"
-                                           else "object") for c in SILVER_COLUMNS})
+        frame = pd.DataFrame(
+            {
+                c: pd.Series(dtype="float64" if c in SILVER_FEATURES or c == "n_tokens" else "object")
+                for c in SILVER_COLUMNS
+            }
+        )
         frame["published_at"] = pd.Series(dtype="datetime64[ns, UTC]")
         return frame
     frame = pd.DataFrame(rows)[list(SILVER_COLUMNS)]

@@ -34,14 +34,20 @@ class ChampionInfo:
     tags: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "version": self.version, "model_format": self.model_format,
-                "native_uri": self.native_uri, "feature_columns": self.feature_columns,
-                "variant": self.variant, "task": self.task, "horizon": self.horizon,
-                "run_id": self.run_id}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "model_format": self.model_format,
+            "native_uri": self.native_uri,
+            "feature_columns": self.feature_columns,
+            "variant": self.variant,
+            "task": self.task,
+            "horizon": self.horizon,
+            "run_id": self.run_id,
+        }
 
 
-def resolve(version: int | str | None = None, name: str | None = None,
-            tracking_uri: str | None = None) -> ChampionInfo:
+def resolve(version: int | str | None = None, name: str | None = None, tracking_uri: str | None = None) -> ChampionInfo:
     """The ``champion`` alias (or an explicit version) of the registered model, with its tags."""
     from mlflow import MlflowClient
 
@@ -57,16 +63,23 @@ def resolve(version: int | str | None = None, name: str | None = None,
     tags = dict(mv.tags or {})
     missing = [t for t in ("model_format", "native_uri", "feature_columns") if not tags.get(t)]
     if missing:
-        raise ValueError(f"model {name} version {mv.version} lacks the tags {missing} "
-                         "that serving needs (see docs/ARCHITECTURE.md)")
+        raise ValueError(
+            f"model {name} version {mv.version} lacks the tags {missing} that serving needs (see docs/ARCHITECTURE.md)"
+        )
     fmt = tags["model_format"].lower()
     if fmt not in NATIVE_FILES:
         raise ValueError(f"model_format {fmt!r} is not servable; expected one of {sorted(NATIVE_FILES)}")
     return ChampionInfo(
-        name=name, version=str(mv.version), model_format=fmt, native_uri=tags["native_uri"].rstrip("/"),
-        feature_columns=list(json.loads(tags["feature_columns"])), variant=tags.get("variant", ""),
-        task=tags.get("task", "classification"), horizon=str(tags.get("horizon", "")),
-        run_id=tags.get("run_id", ""), tags=tags,
+        name=name,
+        version=str(mv.version),
+        model_format=fmt,
+        native_uri=tags["native_uri"].rstrip("/"),
+        feature_columns=list(json.loads(tags["feature_columns"])),
+        variant=tags.get("variant", ""),
+        task=tags.get("task", "classification"),
+        horizon=str(tags.get("horizon", "")),
+        run_id=tags.get("run_id", ""),
+        tags=tags,
     )
 
 

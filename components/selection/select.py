@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 CREDIBLE = "credible edge"
 NO_EDGE = "no credible edge"
-DEFAULT_MAX_AUC = 0.60          # FIELD-NOTES: above ~0.60 at a 30-minute horizon, audit for leakage
-DEFAULT_MAX_ABS_IC = 0.20       # Qlib's minute-level IC is ~0.035; a leak shows 0.5+
+DEFAULT_MAX_AUC = 0.60  # FIELD-NOTES: above ~0.60 at a 30-minute horizon, audit for leakage
+DEFAULT_MAX_ABS_IC = 0.20  # Qlib's minute-level IC is ~0.035; a leak shows 0.5+
 DEFAULT_MAX_SHARPE_EXCESS = 6.0  # backtest Sharpe minus buy-and-hold's, annualised
 
 
@@ -54,8 +54,10 @@ def _bonferroni(summary: dict, k: int) -> tuple[float, float]:
     if boot:
         return bonferroni_interval(boot, k)
     m = summary["metrics"]
-    return (float(m.get("val_auc_ci_low", m.get("oot_auc_ci_low", float("nan")))),
-            float(m.get("val_auc_ci_high", m.get("oot_auc_ci_high", float("nan")))))
+    return (
+        float(m.get("val_auc_ci_low", m.get("oot_auc_ci_low", float("nan")))),
+        float(m.get("val_auc_ci_high", m.get("oot_auc_ci_high", float("nan")))),
+    )
 
 
 def suspect_reasons(m: dict, *, max_auc: float, max_abs_ic: float, max_sharpe_excess: float) -> list[str]:
@@ -63,23 +65,31 @@ def suspect_reasons(m: dict, *, max_auc: float, max_abs_ic: float, max_sharpe_ex
     out = []
     auc = _metric(m, "auc")
     if math.isfinite(auc) and abs(auc - 0.5) > max_auc - 0.5:
-        out.append(f"SUSPECT leakage: validation AUC {auc:.4f} beyond the plausible [{1 - max_auc:.2f}, "
-                   f"{max_auc:.2f}]")
+        out.append(f"SUSPECT leakage: validation AUC {auc:.4f} beyond the plausible [{1 - max_auc:.2f}, {max_auc:.2f}]")
     ic = _metric(m, "ic")
     if math.isfinite(ic) and abs(ic) > max_abs_ic:
         out.append(f"SUSPECT leakage: validation IC {ic:.4f} beyond ±{max_abs_ic}")
     sharpe = m.get("val_bt_sharpe", m.get("bt_sharpe"))
     bh = m.get("val_bh_sharpe", m.get("bh_sharpe", 0.0)) or 0.0
     if sharpe is not None and math.isfinite(sharpe) and sharpe - max(0.0, bh) > max_sharpe_excess:
-        out.append(f"SUSPECT leakage: backtest Sharpe {sharpe:.2f} beats buy-and-hold ({bh:.2f}) by more than "
-                   f"{max_sharpe_excess}")
+        out.append(
+            f"SUSPECT leakage: backtest Sharpe {sharpe:.2f} beats buy-and-hold ({bh:.2f}) by more than "
+            f"{max_sharpe_excess}"
+        )
     return out
 
 
-def rank_variants(summaries: list[dict], *, min_oot_auc: float, max_overfit_gap: float,
-                  min_auc_ci_low: float = 0.0, max_auc: float = DEFAULT_MAX_AUC,
-                  max_abs_ic: float = DEFAULT_MAX_ABS_IC, max_sharpe_excess: float = DEFAULT_MAX_SHARPE_EXCESS,
-                  champion_horizon: int | None = None) -> list[dict]:
+def rank_variants(
+    summaries: list[dict],
+    *,
+    min_oot_auc: float,
+    max_overfit_gap: float,
+    min_auc_ci_low: float = 0.0,
+    max_auc: float = DEFAULT_MAX_AUC,
+    max_abs_ic: float = DEFAULT_MAX_ABS_IC,
+    max_sharpe_excess: float = DEFAULT_MAX_SHARPE_EXCESS,
+    champion_horizon: int | None = None,
+) -> list[dict]:
     classifier_h = sorted({int(s["horizon"]) for s in summaries if s["task"] == "classification"})
     if champion_horizon is None or champion_horizon <= 0:
         champion_horizon = classifier_h[0] if classifier_h else None
@@ -102,22 +112,52 @@ def rank_variants(summaries: list[dict], *, min_oot_auc: float, max_overfit_gap:
         if min_auc_ci_low > 0 and not adj[0] > min_auc_ci_low:
             reasons.append(f"validation AUC CI low {adj[0]:.4f} (Bonferroni, k={k}) <= {min_auc_ci_low}")
         other_h = int(s["horizon"]) != champion_horizon
-        rows.append({"variant": s["variant"], "task": s["task"], "model_format": s["model_format"],
-                     "horizon": s["horizon"], "val_auc": val_auc, "val_auc_ci_bonferroni": list(adj),
-                     "bonferroni_k": k, "val_ic": _metric(m, "ic"),
-                     "oot_auc": m["oot_auc"], "oot_auc_ci": [m["oot_auc_ci_low"], m["oot_auc_ci_high"]],
-                     "oot_ic": m.get("oot_ic"), "bt_sharpe": m.get("bt_sharpe"), "bh_sharpe": m.get("bh_sharpe"),
-                     "cv_auc_mean": m.get("cv_auc_mean"), "train_auc": m["train_auc"],
-                     "overfit_gap_auc": gap,
-                     "baseline_majority_auc": m["baseline_majority_auc"],
-                     "baseline_momentum_auc": m["baseline_momentum_auc"], "eligible": not reasons,
-                     "candidate": not reasons and not other_h, "suspect": bool(suspects),
-                     "reasons": reasons + ([f"horizon {s['horizon']}: ranked only against its own horizon "
-                                           f"(champion horizon {champion_horizon})"] if other_h else []),
-                     "native_uri": s["native_uri"], "model_uri": s["model_uri"],
-                     "mlflow_run_id": s["mlflow_run_id"], "features": s["features"]})
-    rows.sort(key=lambda r: (int(r["horizon"]) != champion_horizon, int(r["horizon"]), not r["eligible"],
-                             -(r["val_auc"] if math.isfinite(r["val_auc"]) else -1)))
+        rows.append(
+            {
+                "variant": s["variant"],
+                "task": s["task"],
+                "model_format": s["model_format"],
+                "horizon": s["horizon"],
+                "val_auc": val_auc,
+                "val_auc_ci_bonferroni": list(adj),
+                "bonferroni_k": k,
+                "val_ic": _metric(m, "ic"),
+                "oot_auc": m["oot_auc"],
+                "oot_auc_ci": [m["oot_auc_ci_low"], m["oot_auc_ci_high"]],
+                "oot_ic": m.get("oot_ic"),
+                "bt_sharpe": m.get("bt_sharpe"),
+                "bh_sharpe": m.get("bh_sharpe"),
+                "cv_auc_mean": m.get("cv_auc_mean"),
+                "train_auc": m["train_auc"],
+                "overfit_gap_auc": gap,
+                "baseline_majority_auc": m["baseline_majority_auc"],
+                "baseline_momentum_auc": m["baseline_momentum_auc"],
+                "eligible": not reasons,
+                "candidate": not reasons and not other_h,
+                "suspect": bool(suspects),
+                "reasons": reasons
+                + (
+                    [
+                        f"horizon {s['horizon']}: ranked only against its own horizon "
+                        f"(champion horizon {champion_horizon})"
+                    ]
+                    if other_h
+                    else []
+                ),
+                "native_uri": s["native_uri"],
+                "model_uri": s["model_uri"],
+                "mlflow_run_id": s["mlflow_run_id"],
+                "features": s["features"],
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            int(r["horizon"]) != champion_horizon,
+            int(r["horizon"]),
+            not r["eligible"],
+            -(r["val_auc"] if math.isfinite(r["val_auc"]) else -1),
+        )
+    )
     per_h: dict[int, int] = {}
     for row in rows:
         per_h[int(row["horizon"])] = per_h.get(int(row["horizon"]), 0) + 1
@@ -130,8 +170,10 @@ def verdict_of(row: dict) -> tuple[str, str]:
     """("credible edge" | "no credible edge", why) for a chosen variant."""
     lo_val = row["val_auc_ci_bonferroni"][0]
     lo_oot = row["oot_auc_ci"][0]
-    why = (f"validation AUC {row['val_auc']:.4f}, Bonferroni (k={row['bonferroni_k']}) interval low "
-           f"{lo_val:.4f}; out-of-time AUC {row['oot_auc']:.4f}, 95% interval low {lo_oot:.4f}")
+    why = (
+        f"validation AUC {row['val_auc']:.4f}, Bonferroni (k={row['bonferroni_k']}) interval low "
+        f"{lo_val:.4f}; out-of-time AUC {row['oot_auc']:.4f}, 95% interval low {lo_oot:.4f}"
+    )
     credible = lo_val > 0.5 and lo_oot > 0.5
     return (CREDIBLE if credible else NO_EDGE), why
 
@@ -148,14 +190,23 @@ def register_champion(row: dict, *, run_id: str, registered_model: str, tracking
         previous = client.get_model_version_by_alias(registered_model, "champion")
     except MlflowException:
         previous = None
-    mv = mlflow.register_model(row["model_uri"], registered_model,
-                               tags={"variant": row["variant"], "model_format": row["model_format"],
-                                     "native_uri": row["native_uri"], "task": row["task"],
-                                     "horizon": str(row["horizon"]), "run_id": run_id,
-                                     "feature_columns": json.dumps(row["features"]),
-                                     "oot_auc": f"{row['oot_auc']:.6f}", "val_auc": f"{row['val_auc']:.6f}",
-                                     "verdict": row.get("verdict", NO_EDGE),
-                                     "credible_edge": str(row.get("verdict") == CREDIBLE).lower()})
+    mv = mlflow.register_model(
+        row["model_uri"],
+        registered_model,
+        tags={
+            "variant": row["variant"],
+            "model_format": row["model_format"],
+            "native_uri": row["native_uri"],
+            "task": row["task"],
+            "horizon": str(row["horizon"]),
+            "run_id": run_id,
+            "feature_columns": json.dumps(row["features"]),
+            "oot_auc": f"{row['oot_auc']:.6f}",
+            "val_auc": f"{row['val_auc']:.6f}",
+            "verdict": row.get("verdict", NO_EDGE),
+            "credible_edge": str(row.get("verdict") == CREDIBLE).lower(),
+        },
+    )
     client.set_registered_model_alias(registered_model, "champion", mv.version)
     try:  # the verdict also on the variant's MLflow run, where the metrics are read
         client.set_tag(row["mlflow_run_id"], "verdict", row.get("verdict", NO_EDGE))
@@ -166,8 +217,9 @@ def register_champion(row: dict, *, run_id: str, registered_model: str, tracking
     return {"model_version": str(mv.version), "previous_version": previous.version if previous else None}
 
 
-def write_model_info(store: ObjectStore, native_uri: str, registered_model: str, version: str,
-                     tracking_uri: str) -> str:
+def write_model_info(
+    store: ObjectStore, native_uri: str, registered_model: str, version: str, tracking_uri: str
+) -> str:
     """``spx-model.json`` beside the native model (the InferenceService's storageUri): the registered name,
     version, format and feature order, so the served predictor reports the version it serves."""
     from spx.components.selection.champion import MODEL_INFO_FILE, resolve
@@ -176,48 +228,96 @@ def write_model_info(store: ObjectStore, native_uri: str, registered_model: str,
     return store.put_json(native_uri.rstrip("/") + "/" + MODEL_INFO_FILE, info.to_json()).uri
 
 
-def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[str], min_oot_auc: float,
-                    max_overfit_gap: float, registered_model: str, tracking_uri: str, min_auc_ci_low: float = 0.0,
-                    max_auc: float = DEFAULT_MAX_AUC, max_abs_ic: float = DEFAULT_MAX_ABS_IC,
-                    max_sharpe_excess: float = DEFAULT_MAX_SHARPE_EXCESS, champion_horizon: int = 0,
-                    progress: Callable[[str], None] = log.info) -> tuple[str, dict]:
+def select_champion(
+    store: ObjectStore,
+    *,
+    run_id: str,
+    expected_variants: list[str],
+    min_oot_auc: float,
+    max_overfit_gap: float,
+    registered_model: str,
+    tracking_uri: str,
+    min_auc_ci_low: float = 0.0,
+    max_auc: float = DEFAULT_MAX_AUC,
+    max_abs_ic: float = DEFAULT_MAX_ABS_IC,
+    max_sharpe_excess: float = DEFAULT_MAX_SHARPE_EXCESS,
+    champion_horizon: int = 0,
+    progress: Callable[[str], None] = log.info,
+) -> tuple[str, dict]:
     summaries = []
     for name in expected_variants:
         key = f"models/{run_id}/{name}/metrics.json"
         if not store.exists(key):
             raise FileNotFoundError(f"variant {name} has no {store.uri(key)}: did its training task fail?")
         summaries.append(store.get_json(key))
-    ranking = rank_variants(summaries, min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap,
-                            min_auc_ci_low=min_auc_ci_low, max_auc=max_auc, max_abs_ic=max_abs_ic,
-                            max_sharpe_excess=max_sharpe_excess, champion_horizon=champion_horizon or None)
+    ranking = rank_variants(
+        summaries,
+        min_oot_auc=min_oot_auc,
+        max_overfit_gap=max_overfit_gap,
+        min_auc_ci_low=min_auc_ci_low,
+        max_auc=max_auc,
+        max_abs_ic=max_abs_ic,
+        max_sharpe_excess=max_sharpe_excess,
+        champion_horizon=champion_horizon or None,
+    )
     for r in ranking:
         if r["suspect"]:
             progress(f"REFUSED {r['variant']}: " + "; ".join(x for x in r["reasons"] if x.startswith("SUSPECT")))
     champion = next((r for r in ranking if r["candidate"]), None)
-    selection = {"run_id": run_id, "criteria": {"min_oot_auc": min_oot_auc, "max_overfit_gap": max_overfit_gap,
-                                                "min_auc_ci_low": min_auc_ci_low, "max_auc": max_auc,
-                                                "max_abs_ic": max_abs_ic, "max_sharpe_excess": max_sharpe_excess,
-                                                "champion_horizon": ranking[0]["champion_horizon"] if ranking else None,
-                                                "chosen_on": "validation block",
-                                                "reported_on": "out-of-time block (untouched by the choice)",
-                                                "eligible_tasks": ["classification"]},
-                 "ranking": ranking, "champion": None, "verdict": None}
+    selection = {
+        "run_id": run_id,
+        "criteria": {
+            "min_oot_auc": min_oot_auc,
+            "max_overfit_gap": max_overfit_gap,
+            "min_auc_ci_low": min_auc_ci_low,
+            "max_auc": max_auc,
+            "max_abs_ic": max_abs_ic,
+            "max_sharpe_excess": max_sharpe_excess,
+            "champion_horizon": ranking[0]["champion_horizon"] if ranking else None,
+            "chosen_on": "validation block",
+            "reported_on": "out-of-time block (untouched by the choice)",
+            "eligible_tasks": ["classification"],
+        },
+        "ranking": ranking,
+        "champion": None,
+        "verdict": None,
+    }
     if champion is not None:
         verdict, why = verdict_of(champion)
         champion["verdict"] = verdict
-        reg = register_champion(champion, run_id=run_id, registered_model=registered_model,
-                                tracking_uri=tracking_uri)
+        reg = register_champion(champion, run_id=run_id, registered_model=registered_model, tracking_uri=tracking_uri)
         write_model_info(store, champion["native_uri"], registered_model, reg["model_version"], tracking_uri)
-        selection["champion"] = {k: champion[k] for k in ("variant", "native_uri", "model_format", "model_uri",
-                                                          "horizon", "val_auc", "val_auc_ci_bonferroni",
-                                                          "bonferroni_k", "oot_auc", "oot_auc_ci")}
-        selection["champion"].update({"registered_model": registered_model, "verdict": verdict,
-                                      "credible_edge": verdict == CREDIBLE, "verdict_detail": why, **reg})
+        selection["champion"] = {
+            k: champion[k]
+            for k in (
+                "variant",
+                "native_uri",
+                "model_format",
+                "model_uri",
+                "horizon",
+                "val_auc",
+                "val_auc_ci_bonferroni",
+                "bonferroni_k",
+                "oot_auc",
+                "oot_auc_ci",
+            )
+        }
+        selection["champion"].update(
+            {
+                "registered_model": registered_model,
+                "verdict": verdict,
+                "credible_edge": verdict == CREDIBLE,
+                "verdict_detail": why,
+                **reg,
+            }
+        )
         selection["verdict"] = verdict
-        progress(f"champion: {champion['variant']} (chosen on validation AUC {champion['val_auc']:.4f}; "
-                 f"reported out-of-time AUC {champion['oot_auc']:.4f}, 95% CI [{champion['oot_auc_ci'][0]:.4f}, "
-                 f"{champion['oot_auc_ci'][1]:.4f}]) -> {registered_model} v{reg['model_version']} @champion — "
-                 f"verdict: {verdict.upper()} ({why})")
+        progress(
+            f"champion: {champion['variant']} (chosen on validation AUC {champion['val_auc']:.4f}; "
+            f"reported out-of-time AUC {champion['oot_auc']:.4f}, 95% CI [{champion['oot_auc_ci'][0]:.4f}, "
+            f"{champion['oot_auc_ci'][1]:.4f}]) -> {registered_model} v{reg['model_version']} @champion — "
+            f"verdict: {verdict.upper()} ({why})"
+        )
     else:
         selection["reason"] = "no variant met the criteria; the current champion (if any) is kept"
         progress("champion: " + selection["reason"])
@@ -226,19 +326,27 @@ def select_champion(store: ObjectStore, *, run_id: str, expected_variants: list[
 
 
 def ranking_markdown(selection: dict) -> str:
-    lines = ["| h | rank | variant | validation AUC | Bonferroni CI | OOT AUC | OOT 95% CI | walk-forward AUC | "
-             "majority | momentum | eligible |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| h | rank | variant | validation AUC | Bonferroni CI | OOT AUC | OOT 95% CI | walk-forward AUC | "
+        "majority | momentum | eligible |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in selection["ranking"]:
         cv = r["cv_auc_mean"] if r["cv_auc_mean"] is not None else float("nan")
         adj = r.get("val_auc_ci_bonferroni", [float("nan"), float("nan")])
-        lines.append(f"| {r['horizon']} | {r['rank']} | {r['variant']} | {r.get('val_auc', float('nan')):.4f} | "
-                     f"[{adj[0]:.3f}, {adj[1]:.3f}] | {r['oot_auc']:.4f} | [{r['oot_auc_ci'][0]:.3f}, "
-                     f"{r['oot_auc_ci'][1]:.3f}] | {cv:.4f} | {r['baseline_majority_auc']:.3f} | "
-                     f"{r['baseline_momentum_auc']:.4f} | {'yes' if r['eligible'] else '; '.join(r['reasons'])} |")
+        lines.append(
+            f"| {r['horizon']} | {r['rank']} | {r['variant']} | {r.get('val_auc', float('nan')):.4f} | "
+            f"[{adj[0]:.3f}, {adj[1]:.3f}] | {r['oot_auc']:.4f} | [{r['oot_auc_ci'][0]:.3f}, "
+            f"{r['oot_auc_ci'][1]:.3f}] | {cv:.4f} | {r['baseline_majority_auc']:.3f} | "
+            f"{r['baseline_momentum_auc']:.4f} | {'yes' if r['eligible'] else '; '.join(r['reasons'])} |"
+        )
     champ = selection.get("champion")
     if champ:
-        lines += ["", f"**Champion:** {champ['variant']} → model version {champ['model_version']} — "
-                      f"**{champ.get('verdict', NO_EDGE)}** ({champ.get('verdict_detail', '')})"]
+        lines += [
+            "",
+            f"**Champion:** {champ['variant']} → model version {champ['model_version']} — "
+            f"**{champ.get('verdict', NO_EDGE)}** ({champ.get('verdict_detail', '')})",
+        ]
     else:
         lines += ["", f"**No new champion:** {selection.get('reason')}"]
     return "\n".join(lines)

@@ -68,11 +68,16 @@ def _metrics() -> dict[str, Any]:
     if not _METRICS:
         from prometheus_client import Counter, Gauge
 
-        _METRICS["events"] = Counter("spx_inference_log_events", "inference-log events by outcome "
-                                     "(emitted, sent, spilled, replayed, rejected, dropped)", ["outcome"])
+        _METRICS["events"] = Counter(
+            "spx_inference_log_events",
+            "inference-log events by outcome (emitted, sent, spilled, replayed, rejected, dropped)",
+            ["outcome"],
+        )
         _METRICS["queue"] = Gauge("spx_inference_log_queue_depth", "inference-log events waiting in memory")
-        _METRICS["spill"] = Gauge("spx_inference_log_spill_bytes", "bytes of inference-log events spilled "
-                                  "to disk and not yet acknowledged by the sink")
+        _METRICS["spill"] = Gauge(
+            "spx_inference_log_spill_bytes",
+            "bytes of inference-log events spilled to disk and not yet acknowledged by the sink",
+        )
     return _METRICS
 
 
@@ -97,8 +102,9 @@ class Spill:
 
     def write(self, events: list[tuple[dict, Any]], sync: bool = True) -> None:
         """Append ``events``; raises OSError when the disk refuses or the spill is full."""
-        lines = b"".join(orjson.dumps({"attributes": a, "data": d}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-                         for a, d in events)
+        lines = b"".join(
+            orjson.dumps({"attributes": a, "data": d}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for a, d in events
+        )
         if self.size() + len(lines) > self.max_bytes:
             raise OSError(f"spill {self.dir} would exceed {self.max_bytes} bytes")
         if self._fh is None:
@@ -155,12 +161,24 @@ class Spill:
 
 
 class InferenceLogger:
-    def __init__(self, url: str, inference_service: str, source: str | None = None,
-                 component: str = "transformer", namespace: str | None = None,
-                 max_queue: int = 10_000, timeout: float = 5.0, retry_seconds: float = 30.0,
-                 batch_size: int = 256, linger: float = 0.05, spill_dir: str | Path | None = None,
-                 token: str | None = None, max_spill_bytes: int = 1 << 30, close_timeout: float = 10.0,
-                 replay_interval: float = 2.0):
+    def __init__(
+        self,
+        url: str,
+        inference_service: str,
+        source: str | None = None,
+        component: str = "transformer",
+        namespace: str | None = None,
+        max_queue: int = 10_000,
+        timeout: float = 5.0,
+        retry_seconds: float = 30.0,
+        batch_size: int = 256,
+        linger: float = 0.05,
+        spill_dir: str | Path | None = None,
+        token: str | None = None,
+        max_spill_bytes: int = 1 << 30,
+        close_timeout: float = 10.0,
+        replay_interval: float = 2.0,
+    ):
         self.url = url
         self.inference_service = inference_service
         self.source = source or f"http://localhost/{inference_service}/{component}"
@@ -179,8 +197,7 @@ class InferenceLogger:
 
             spill_dir = serving_settings().logger_spill_dir
         self.spill = Spill(spill_dir, max_spill_bytes)
-        self.counts = {"emitted": 0, "sent": 0, "spilled": 0, "replayed": 0, "rejected": 0, "dropped": 0,
-                       "retried": 0}
+        self.counts = {"emitted": 0, "sent": 0, "spilled": 0, "replayed": 0, "rejected": 0, "dropped": 0, "retried": 0}
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
@@ -198,8 +215,12 @@ class InferenceLogger:
 
     def _ensure_started(self) -> None:
         if self._task is None or self._task.done():
-            if self._task is not None and self._task.done() and not self._task.cancelled() \
-                    and self._task.exception() is not None:
+            if (
+                self._task is not None
+                and self._task.done()
+                and not self._task.cancelled()
+                and self._task.exception() is not None
+            ):
                 log.error("inference logger task died: %r; restarting it", self._task.exception())
             if self._queue is None:
                 self._queue = asyncio.Queue(maxsize=self.max_queue)
@@ -244,8 +265,12 @@ class InferenceLogger:
             self._count("spilled", len(events))
         except Exception as exc:  # noqa: BLE001 - the last resort failed: count and say so
             self._count("dropped", len(events))
-            log.error("inference logger: %d events DROPPED (spill failed: %s); %d dropped so far",
-                      len(events), exc, self.counts["dropped"])
+            log.error(
+                "inference logger: %d events DROPPED (spill failed: %s); %d dropped so far",
+                len(events),
+                exc,
+                self.counts["dropped"],
+            )
         self._metrics["spill"].set(self.spill.size())
 
     async def _next_batch(self, wait: float) -> list[tuple[dict, Any]]:
@@ -274,8 +299,7 @@ class InferenceLogger:
         from cloudevents.conversion import to_dict
         from cloudevents.http import CloudEvent
 
-        return orjson.dumps([to_dict(CloudEvent(dict(a), d)) for a, d in events],
-                            option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps([to_dict(CloudEvent(dict(a), d)) for a, d in events], option=orjson.OPT_SERIALIZE_NUMPY)
 
     async def _post(self, body: bytes) -> None:
         headers = {"content-type": BATCH_CONTENT_TYPE}
@@ -289,8 +313,9 @@ class InferenceLogger:
             raise _Unacknowledged(f"answered {resp.status_code}: {resp.text[:200]}")
         if resp.status_code >= 300:  # the sink says the batch itself is unusable: never retried
             self._count("rejected", body.count(b'"specversion"'))
-            log.error("inference logger: sink %s rejected a batch (%s): %s", self.url, resp.status_code,
-                      resp.text[:300])
+            log.error(
+                "inference logger: sink %s rejected a batch (%s): %s", self.url, resp.status_code, resp.text[:300]
+            )
             return
         rejected = len((resp.json() or {}).get("rejected") or [])
         if rejected:
@@ -303,18 +328,26 @@ class InferenceLogger:
 
         body = self._body(events)
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_delay(window), reraise=False,
-                                               wait=wait_exponential(multiplier=0.1, max=2.0),
-                                               retry=retry_if_exception_type(_Unacknowledged)):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(window),
+                reraise=False,
+                wait=wait_exponential(multiplier=0.1, max=2.0),
+                retry=retry_if_exception_type(_Unacknowledged),
+            ):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         self.counts["retried"] += 1
                     await self._post(body)
         except RetryError as exc:
             if self._sink_up:
-                log.warning("inference logger: sink %s did not acknowledge %d events for %.0fs (%s); "
-                            "spilling to %s", self.url, len(events), window,
-                            exc.last_attempt.exception(), self.spill.dir)
+                log.warning(
+                    "inference logger: sink %s did not acknowledge %d events for %.0fs (%s); spilling to %s",
+                    self.url,
+                    len(events),
+                    window,
+                    exc.last_attempt.exception(),
+                    self.spill.dir,
+                )
             self._sink_up = False
             return False
         if not self._sink_up:
@@ -332,7 +365,7 @@ class InferenceLogger:
             fh, events = held
             try:
                 for i in range(0, len(events), self.batch_size):
-                    chunk = events[i:i + self.batch_size]
+                    chunk = events[i : i + self.batch_size]
                     if not await self._send(chunk, window=min(self.retry_seconds, 5.0)):
                         return  # the sink went away again; the segment stays
                     self._count("replayed", len(chunk))
@@ -379,8 +412,12 @@ class InferenceLogger:
         deadline = time.monotonic() + self.close_timeout
         if self._task is not None and not self._task.done():
             # let the sender drain the queue while the sink answers
-            while self._queue is not None and (not self._queue.empty() or self._inflight) and self._sink_up \
-                    and time.monotonic() < deadline:
+            while (
+                self._queue is not None
+                and (not self._queue.empty() or self._inflight)
+                and self._sink_up
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.05)
         if self._task is not None:
             self._task.cancel()
@@ -394,7 +431,7 @@ class InferenceLogger:
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
         while pending and self._client is not None and time.monotonic() < deadline:
-            chunk, pending = pending[:self.batch_size], pending[self.batch_size:]
+            chunk, pending = pending[: self.batch_size], pending[self.batch_size :]
             window = max(0.0, min(2.0, deadline - time.monotonic())) if self._sink_up else 0.0
             if await self._send(chunk, window=window):
                 self._count("sent", len(chunk))
@@ -403,8 +440,12 @@ class InferenceLogger:
                 break
         if pending:
             self._to_spill(pending)
-            log.warning("inference logger: %d events spilled to %s at shutdown (sink %s)", len(pending),
-                        self.spill.dir, self.url)
+            log.warning(
+                "inference logger: %d events spilled to %s at shutdown (sink %s)",
+                len(pending),
+                self.spill.dir,
+                self.url,
+            )
         elif self._client is not None and time.monotonic() < deadline and (self.spill.segments() or self.spill._fh):
             try:  # the sink answers: hand it what an earlier outage left on disk
                 await asyncio.wait_for(self._replay(), timeout=max(0.1, deadline - time.monotonic()))
@@ -417,5 +458,4 @@ class InferenceLogger:
         log.info("inference logger closed: %s", self.stats())
 
     def stats(self) -> dict:
-        return {**self.counts, "queued": self._queue.qsize() if self._queue else 0,
-                "spill_bytes": self.spill.size()}
+        return {**self.counts, "queued": self._queue.qsize() if self._queue else 0, "spill_bytes": self.spill.size()}

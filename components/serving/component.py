@@ -5,7 +5,6 @@ The logic lives in :func:`spx.components.serving.features.materialize_logic`; th
 chosen by the environment (SQLite locally, Redis in the cluster; see features.repo_config).
 """
 
-
 from spx.core.component import spx_component
 
 

@@ -113,8 +113,9 @@ def split_columns(manifest: dict) -> tuple[list[str], list[str]]:
     return market, news
 
 
-def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
-                ttl: timedelta = DEFAULT_TTL) -> FeatureDefinitions:
+def definitions(
+    manifest: dict, gold_uri: str, s3_endpoint: str | None = None, ttl: timedelta = DEFAULT_TTL
+) -> FeatureDefinitions:
     """Feast objects over the gold parquet at ``gold_uri`` (an ``s3://`` URI or a local path)."""
     from feast import Entity, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
@@ -122,8 +123,9 @@ def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
     market, news = split_columns(manifest)
     if not market and not news:
         raise ValueError("gold manifest lists no feature_columns")
-    endpoint = s3_endpoint if s3_endpoint is not None else (
-        settings().s3.endpoint_url if gold_uri.startswith("s3://") else "")
+    endpoint = (
+        s3_endpoint if s3_endpoint is not None else (settings().s3.endpoint_url if gold_uri.startswith("s3://") else "")
+    )
     source = FileSource(
         name="gold_features",
         path=gold_uri,
@@ -131,23 +133,40 @@ def definitions(manifest: dict, gold_uri: str, s3_endpoint: str | None = None,
         s3_endpoint_override=endpoint or None,
         description="gold feature table (one row per instrument and bar close)",
     )
-    entity = Entity(name=ENTITY, join_keys=[ENTITY], value_type=ValueType.STRING,
-                    description="traded instrument, e.g. SPX500_USD")
+    entity = Entity(
+        name=ENTITY, join_keys=[ENTITY], value_type=ValueType.STRING, description="traded instrument, e.g. SPX500_USD"
+    )
     views = []
     if market:
-        views.append(FeatureView(name=MARKET_VIEW, entities=[entity], ttl=ttl, online=True,
-                                 schema=[Field(name=c, dtype=Float64) for c in market],
-                                 source=source, tags={"owner": "spx", "kind": "market"}))
+        views.append(
+            FeatureView(
+                name=MARKET_VIEW,
+                entities=[entity],
+                ttl=ttl,
+                online=True,
+                schema=[Field(name=c, dtype=Float64) for c in market],
+                source=source,
+                tags={"owner": "spx", "kind": "market"},
+            )
+        )
     if news:
-        views.append(FeatureView(name=NEWS_VIEW, entities=[entity], ttl=ttl, online=True,
-                                 schema=[Field(name=c, dtype=Float64) for c in news],
-                                 source=source, tags={"owner": "spx", "kind": "news"}))
-    return FeatureDefinitions(entity=entity, views=views, feature_columns=market + news,
-                              market_columns=market, news_columns=news)
+        views.append(
+            FeatureView(
+                name=NEWS_VIEW,
+                entities=[entity],
+                ttl=ttl,
+                online=True,
+                schema=[Field(name=c, dtype=Float64) for c in news],
+                source=source,
+                tags={"owner": "spx", "kind": "news"},
+            )
+        )
+    return FeatureDefinitions(
+        entity=entity, views=views, feature_columns=market + news, market_columns=market, news_columns=news
+    )
 
 
-def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
-                          lookback: timedelta = DEFAULT_TTL) -> dict:
+def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None, lookback: timedelta = DEFAULT_TTL) -> dict:
     """``feast apply`` the definitions for this gold table, then materialize its newest rows.
 
     The window ends just after the newest bar in the table and starts ``lookback`` before it, so
@@ -182,8 +201,7 @@ def apply_and_materialize(gold_uri: str, manifest: dict, *, store=None,
         "instruments": {k: v.isoformat() for k, v in newest.items()},
         "online_store": store.config.online_store.type,
     }
-    log.info("materialized %s for %d instrument(s) up to %s", summary["feature_views"],
-             len(newest), end.isoformat())
+    log.info("materialized %s for %d instrument(s) up to %s", summary["feature_views"], len(newest), end.isoformat())
     return summary
 
 
@@ -221,14 +239,16 @@ class OnlineFeatureReader:
                 raise FeatureLookupError(
                     f"the feature store has no feature view serving {missing[:10]}"
                     f"{' …' if len(missing) > 10 else ''}; materialize the champion's gold run first",
-                    status=503)
+                    status=503,
+                )
             self._refs[key] = [f"{where[c]}:{c}" for c in columns]
         return self._refs[key]
 
     def read(self, instrument: str, columns: Sequence[str]) -> OnlineFeatures:
         refs = self.refs_for(columns)
-        result = self.store.get_online_features(
-            features=refs, entity_rows=[{ENTITY: instrument}]).to_dict(include_event_timestamps=True)
+        result = self.store.get_online_features(features=refs, entity_rows=[{ENTITY: instrument}]).to_dict(
+            include_event_timestamps=True
+        )
         values: dict[str, float] = {}
         missing: list[str] = []
         stamps: list[int] = []
@@ -242,14 +262,16 @@ class OnlineFeatureReader:
             if ts:
                 stamps.append(int(ts))
         if len(missing) == len(columns):
-            raise FeatureLookupError(f"unknown instrument {instrument!r}: no features in the online store",
-                                     status=404)
+            raise FeatureLookupError(f"unknown instrument {instrument!r}: no features in the online store", status=404)
         if missing:
             raise FeatureLookupError(
-                f"instrument {instrument!r} lacks features {missing[:10]} in the online store",
-                status=422)
-        event_time = datetime.fromtimestamp(min(stamps), tz=timezone.utc) if stamps else \
-            datetime.fromtimestamp(0, tz=timezone.utc)
+                f"instrument {instrument!r} lacks features {missing[:10]} in the online store", status=422
+            )
+        event_time = (
+            datetime.fromtimestamp(min(stamps), tz=timezone.utc)
+            if stamps
+            else datetime.fromtimestamp(0, tz=timezone.utc)
+        )
         return OnlineFeatures(instrument=instrument, values=values, event_time=event_time)
 
 
@@ -263,4 +285,3 @@ def materialize_logic(gold_uri: str, manifest_uri: str, run_id: str) -> str:
     summary = apply_and_materialize(gold_uri, manifest)
     summary["run_id"] = run_id
     return json.dumps(summary, sort_keys=True)
-

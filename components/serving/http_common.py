@@ -41,8 +41,21 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_KEEP_ALIVE = 15
 
-V2_DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                "FP16", "FP32", "FP64", "BYTES"}
+V2_DATATYPES = {
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+}
 
 
 class ServingError(SpxError):
@@ -73,8 +86,13 @@ _ROUTES = [
 class RequestGuard:
     """Pure ASGI middleware in front of KServe's routes (see the module docstring)."""
 
-    def __init__(self, app, models: dict[str, Any], max_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT):
+    def __init__(
+        self,
+        app,
+        models: dict[str, Any],
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ):
         self.app = app
         self.models = models
         self.max_bytes = max_bytes
@@ -86,39 +104,50 @@ class RequestGuard:
         path = scope.get("path", "")
         method = scope.get("method", "GET")
         if path.startswith("/v2/repository"):
-            return await _send_json(send, 403, "the model repository extension (load/unload) is disabled "
-                                               "on this server", close=True)
+            return await _send_json(
+                send, 403, "the model repository extension (load/unload) is disabled on this server", close=True
+            )
         for pattern, methods, kind in _ROUTES:
             match = pattern.match(path)
             if match is None:
                 continue
             allowed = methods | ({"HEAD"} if "GET" in methods else set())
             if method not in allowed:
-                return await _send_json(send, 405, f"method {method} is not allowed on {path}; use "
-                                                   f"{' or '.join(sorted(methods))}", close=True,
-                                        extra=[(b"allow", ", ".join(sorted(allowed)).encode())])
+                return await _send_json(
+                    send,
+                    405,
+                    f"method {method} is not allowed on {path}; use {' or '.join(sorted(methods))}",
+                    close=True,
+                    extra=[(b"allow", ", ".join(sorted(allowed)).encode())],
+                )
             groups = match.groupdict()
             if groups.get("m") is not None:
                 name = groups["m"]
                 model = self.models.get(name)
                 if model is None:
-                    return await _send_json(send, 404, f"model {name!r} does not exist; this server serves "
-                                                       f"{sorted(self.models)}")
+                    return await _send_json(
+                        send, 404, f"model {name!r} does not exist; this server serves {sorted(self.models)}"
+                    )
                 version = groups.get("v")
                 if version is not None:
                     served = str(getattr(model, "model_version", "") or "")
                     if version != served:
-                        return await _send_json(send, 404, f"version {version!r} of model {name!r} is not "
-                                                           f"served; this server serves version "
-                                                           f"{served or '(unversioned)'}")
+                        return await _send_json(
+                            send,
+                            404,
+                            f"version {version!r} of model {name!r} is not "
+                            f"served; this server serves version "
+                            f"{served or '(unversioned)'}",
+                        )
                     scope = dict(scope)
                     scope["path"] = path.replace(f"/versions/{version}", "", 1)
                     scope["raw_path"] = scope["path"].encode()
             if kind == "infer":
                 return await self._infer(scope, receive, send)
             return await self.app(scope, receive, send)
-        return await _send_json(send, 404, f"no such endpoint: {method} {path} (this server speaks the V2 "
-                                           "inference protocol under /v2)")
+        return await _send_json(
+            send, 404, f"no such endpoint: {method} {path} (this server speaks the V2 inference protocol under /v2)"
+        )
 
     async def _infer(self, scope, receive, send):
         headers = dict(scope.get("headers", []))
@@ -129,8 +158,9 @@ class RequestGuard:
             except ValueError:
                 return await _send_json(send, 400, "invalid Content-Length header", close=True)
             if size > self.max_bytes:
-                return await _send_json(send, 413, f"request body of {size} bytes exceeds the limit "
-                                                   f"of {self.max_bytes} bytes", close=True)
+                return await _send_json(
+                    send, 413, f"request body of {size} bytes exceeds the limit of {self.max_bytes} bytes", close=True
+                )
         chunks: list[bytes] = []
         seen = 0
         loop = asyncio.get_running_loop()
@@ -139,15 +169,17 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
-                return await _send_json(send, 408, f"request body not received within "
-                                                   f"{self.body_timeout:g} s", close=True)
+                return await _send_json(
+                    send, 408, f"request body not received within {self.body_timeout:g} s", close=True
+                )
             if message["type"] == "http.disconnect":
                 return None
             body = message.get("body", b"")
             seen += len(body)
             if seen > self.max_bytes:
-                return await _send_json(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes",
-                                        close=True)
+                return await _send_json(
+                    send, 413, f"request body exceeds the limit of {self.max_bytes} bytes", close=True
+                )
             chunks.append(body)
             if not message.get("more_body", False):
                 break
@@ -172,7 +204,7 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
 
     if isinstance(body, (bytes, bytearray)):
         if not body:
-            return "empty request body; expected a V2 inference request {\"inputs\": [...]}"
+            return 'empty request body; expected a V2 inference request {"inputs": [...]}'
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -180,16 +212,16 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
     else:
         doc = body
     if not isinstance(doc, dict):
-        return "request body must be a JSON object with an \"inputs\" list"
+        return 'request body must be a JSON object with an "inputs" list'
     if "id" in doc and doc["id"] is not None and not isinstance(doc["id"], str):
-        return "\"id\" must be a string"
+        return '"id" must be a string'
     if doc.get("parameters") is not None and not isinstance(doc["parameters"], dict):
-        return "\"parameters\" must be an object"
+        return '"parameters" must be an object'
     inputs = doc.get("inputs")
     if inputs is None:
-        return "missing \"inputs\": a V2 request needs a list of input tensors"
+        return 'missing "inputs": a V2 request needs a list of input tensors'
     if not isinstance(inputs, list) or not inputs:
-        return "\"inputs\" must be a non-empty list of input tensors"
+        return '"inputs" must be a non-empty list of input tensors'
     binary_total = 0
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
@@ -208,8 +240,9 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
         if tensor["datatype"] not in V2_DATATYPES:
             return f"inputs[{i}].datatype {tensor['datatype']!r} is not a V2 datatype ({sorted(V2_DATATYPES)})"
         shape = tensor["shape"]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                  for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             return f"inputs[{i}].shape must be a list of non-negative integers, got {shape!r}"
         count = 1
         for d in shape:
@@ -221,14 +254,18 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
             if "data" in tensor:
                 return f"inputs[{i}] has both data and parameters.binary_data_size"
             if binary_bytes is None:
-                return (f"inputs[{i}] declares binary_data_size but the request has no "
-                        "Inference-Header-Content-Length header")
+                return (
+                    f"inputs[{i}] declares binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header"
+                )
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 return f"inputs[{i}].parameters.binary_data_size must be a non-negative integer"
             width = _DTYPE_BYTES.get(tensor["datatype"])
             if width is not None and size != count * width:
-                return (f"inputs[{i}]: binary_data_size {size} does not match shape {shape} of "
-                        f"{tensor['datatype']} ({count * width} bytes)")
+                return (
+                    f"inputs[{i}]: binary_data_size {size} does not match shape {shape} of "
+                    f"{tensor['datatype']} ({count * width} bytes)"
+                )
             binary_total += size
         else:
             data = tensor["data"]
@@ -240,22 +277,35 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
             if n != count:
                 return f"inputs[{i}] holds {n} values but shape {shape} needs {count}"
     if binary_bytes is not None and binary_total != binary_bytes:
-        return (f"the binary tensor data is {binary_bytes} bytes but the inputs' binary_data_size add up "
-                f"to {binary_total}")
+        return (
+            f"the binary tensor data is {binary_bytes} bytes but the inputs' binary_data_size add up to {binary_total}"
+        )
     outputs = doc.get("outputs")
     if outputs is not None:
         if not isinstance(outputs, list):
-            return "\"outputs\" must be a list of {\"name\": ...} objects"
+            return '"outputs" must be a list of {"name": ...} objects'
         for j, out in enumerate(outputs):
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-                return f"outputs[{j}] must be an object with a string \"name\""
+                return f'outputs[{j}] must be an object with a string "name"'
             if out.get("parameters") is not None and not isinstance(out["parameters"], dict):
                 return f"outputs[{j}].parameters must be an object"
     return None
 
 
-_DTYPE_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "UINT32": 4,
-                "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "UINT8": 1,
+    "INT8": 1,
+    "UINT16": 2,
+    "INT16": 2,
+    "FP16": 2,
+    "UINT32": 4,
+    "INT32": 4,
+    "FP32": 4,
+    "UINT64": 8,
+    "INT64": 8,
+    "FP64": 8,
+}
 
 
 def _count_leaves(data: list) -> int | None:
@@ -297,8 +347,7 @@ def decode_infer_request(body: bytes, headers: dict, model_name: str):
         raise ServingError(f"Inference-Header-Content-Length must be a non-negative integer, got {raw_length!r}")
     json_length = int(text)
     if json_length == 0 or json_length > len(body):
-        raise ServingError(f"Inference-Header-Content-Length {json_length} is outside the body "
-                           f"({len(body)} bytes)")
+        raise ServingError(f"Inference-Header-Content-Length {json_length} is outside the body ({len(body)} bytes)")
     try:
         header = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
@@ -369,8 +418,13 @@ def _describe_validation(exc) -> str:
     return "invalid V2 inference request: " + "; ".join(parts)
 
 
-def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dataplane=None,
-            body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
+def install(
+    app,
+    models: dict[str, Any],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    dataplane=None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> None:
     """Add our middleware, error handlers and routes to KServe's FastAPI ``app``.
 
     Must run before ``ModelServer.start``: routes added now take precedence over KServe's, which
@@ -392,8 +446,9 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
         return ORJSONResponse(status_code=422, content={"error": _describe_validation(exc)})
 
     async def http_error(_, exc: StarletteHTTPException):
-        return ORJSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
-                              headers=getattr(exc, "headers", None))
+        return ORJSONResponse(
+            status_code=exc.status_code, content={"error": str(exc.detail)}, headers=getattr(exc, "headers", None)
+        )
 
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -402,8 +457,7 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
     async def model_metadata(model_name: str):
         model = models.get(model_name)
         if model is None:
-            return ORJSONResponse(status_code=404,
-                                  content={"error": f"Model with name {model_name} does not exist."})
+            return ORJSONResponse(status_code=404, content={"error": f"Model with name {model_name} does not exist."})
         return ORJSONResponse(content=model.metadata())
 
     app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
@@ -433,13 +487,18 @@ def install(app, models: dict[str, Any], max_body_bytes: int = DEFAULT_MAX_BODY_
         infer_request = decode_infer_request(body, headers, model_name)
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
-        response, response_headers = await dataplane.infer(model_name=model_name, request=infer_request,
-                                                           headers=headers)
+        response, response_headers = await dataplane.infer(
+            model_name=model_name, request=infer_request, headers=headers
+        )
         response = select_outputs(response, infer_request)
-        response, res_headers = dataplane.encode(model_name=model_name, response=response, headers=headers,
-                                                 req_attributes={})
-        response_headers = {k: v for k, v in {**response_headers, **res_headers}.items()
-                            if k.lower() not in ("content-length", "content-type")}
+        response, res_headers = dataplane.encode(
+            model_name=model_name, response=response, headers=headers, req_attributes={}
+        )
+        response_headers = {
+            k: v
+            for k, v in {**response_headers, **res_headers}.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
         if isinstance(response, bytes):
             return Response(content=response, headers=response_headers, media_type="application/octet-stream")
         return ORJSONResponse(content=_clean(response), headers=response_headers)
@@ -513,9 +572,10 @@ def _protocol_class(max_header_bytes: int, header_timeout: float):
             if not self._too_large:
                 return super().send_400_response(msg)
             body = json.dumps({"error": f"request line and headers exceed {max_header_bytes} bytes"}).encode()
-            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
-                                 + body)
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )
             self.transport.close()
 
         def connection_lost(self, exc) -> None:
@@ -525,21 +585,40 @@ def _protocol_class(max_header_bytes: int, header_timeout: float):
     return GuardedHttpToolsProtocol
 
 
-def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: int = 1,
-               predictor_config: Any = None, host: str = "0.0.0.0",
-               max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT, keep_alive: int = DEFAULT_KEEP_ALIVE,
-               on_startup: list | None = None, on_shutdown: list | None = None) -> None:
+def run_server(
+    models: list[Any],
+    http_port: int,
+    max_body_bytes: int,
+    workers: int = 1,
+    predictor_config: Any = None,
+    host: str = "0.0.0.0",
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    keep_alive: int = DEFAULT_KEEP_ALIVE,
+    on_startup: list | None = None,
+    on_shutdown: list | None = None,
+) -> None:
     """Start KServe's ModelServer (REST only) with our additions installed, bound to ``host``."""
     import kserve
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.model_server import app
     from kserve.protocol.rest.server import RESTServer
 
-    server = kserve.ModelServer(http_port=http_port, enable_grpc=False, workers=workers,
-                                enable_latency_logging=False, predictor_config=predictor_config)
-    install(app, {m.name: m for m in models}, max_body_bytes=max_body_bytes, dataplane=server.dataplane,
-            body_timeout=body_timeout)
+    server = kserve.ModelServer(
+        http_port=http_port,
+        enable_grpc=False,
+        workers=workers,
+        enable_latency_logging=False,
+        predictor_config=predictor_config,
+    )
+    install(
+        app,
+        {m.name: m for m in models},
+        max_body_bytes=max_body_bytes,
+        dataplane=server.dataplane,
+        body_timeout=body_timeout,
+    )
     for hook in on_startup or []:
         app.router.on_startup.append(hook)
     for hook in on_shutdown or []:
@@ -549,10 +628,17 @@ def run_server(models: list[Any], http_port: int, max_body_bytes: int, workers: 
     # what ModelServer.start does, with uvicorn's Config adjusted (KServe hard-codes host 0.0.0.0
     # and exposes no header limit or header timeout)
     server._register_and_check_atleast_one_model_is_ready(models)
-    rest = RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension,
-                      http_port, access_log_format=server.access_log_format, workers=1,
-                      grace_period=server.grace_period, event_loop=server.event_loop,
-                      timeout_keep_alive=keep_alive)
+    rest = RESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        server.dataplane,
+        server.model_repository_extension,
+        http_port,
+        access_log_format=server.access_log_format,
+        workers=1,
+        grace_period=server.grace_period,
+        event_loop=server.event_loop,
+        timeout_keep_alive=keep_alive,
+    )
     rest.config.host = host
     rest.config.h11_max_incomplete_event_size = max_header_bytes
     try:
@@ -574,30 +660,57 @@ def server_parser(description: str | None = None) -> argparse.ArgumentParser:
     on top (:func:`add_common_args`)."""
     from kserve.model_server import parser as kserve_parser
 
-    parser = argparse.ArgumentParser(description=description, parents=[kserve_parser], conflict_handler="resolve",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description,
+        parents=[kserve_parser],
+        conflict_handler="resolve",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common_args(parser)
     return parser
 
 
 def add_common_args(parser, default_port: int = 8080) -> None:
     parser.add_argument("--http_port", type=int, default=default_port)
-    parser.add_argument("--host", default="0.0.0.0",
-                        help="bind address (the container default; local launchers pass 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="0.0.0.0", help="bind address (the container default; local launchers pass 127.0.0.1)"
+    )
     parser.add_argument("--model_name", default="spx-direction")
-    parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                        help="reject larger request bodies with 413")
-    parser.add_argument("--max_header_bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
-                        help="reject a larger request line + headers with 431")
-    parser.add_argument("--header_timeout", type=float, default=DEFAULT_HEADER_TIMEOUT,
-                        help="close connections that do not send complete headers within this many seconds")
-    parser.add_argument("--body_timeout", type=float, default=DEFAULT_BODY_TIMEOUT,
-                        help="answer 408 when a request body takes longer than this many seconds")
-    parser.add_argument("--keep_alive_timeout", type=int, default=DEFAULT_KEEP_ALIVE,
-                        help="close idle keep-alive connections after this many seconds")
+    parser.add_argument(
+        "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="reject larger request bodies with 413"
+    )
+    parser.add_argument(
+        "--max_header_bytes",
+        type=int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        help="reject a larger request line + headers with 431",
+    )
+    parser.add_argument(
+        "--header_timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help="close connections that do not send complete headers within this many seconds",
+    )
+    parser.add_argument(
+        "--body_timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        help="answer 408 when a request body takes longer than this many seconds",
+    )
+    parser.add_argument(
+        "--keep_alive_timeout",
+        type=int,
+        default=DEFAULT_KEEP_ALIVE,
+        help="close idle keep-alive connections after this many seconds",
+    )
 
 
 def server_kwargs(args) -> dict:
     """The run_server keyword arguments from :func:`add_common_args`'s options."""
-    return {"host": args.host, "max_header_bytes": args.max_header_bytes, "header_timeout": args.header_timeout,
-            "body_timeout": args.body_timeout, "keep_alive": args.keep_alive_timeout}
+    return {
+        "host": args.host,
+        "max_header_bytes": args.max_header_bytes,
+        "header_timeout": args.header_timeout,
+        "body_timeout": args.body_timeout,
+        "keep_alive": args.keep_alive_timeout,
+    }

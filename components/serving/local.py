@@ -24,11 +24,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ServerProcess(ManagedProcess):
     """A managed server on ``port`` (``url`` is always the loopback address)."""
 
-    def __init__(self, name: str, port: int, cmd: list[str], log_path: Path, ready_path: str,
-                 env: dict | None = None):
+    def __init__(self, name: str, port: int, cmd: list[str], log_path: Path, ready_path: str, env: dict | None = None):
         self.port = port
-        super().__init__(name, cmd, log_path, env=_env(env), cwd=REPO_ROOT,
-                         ready_url=f"http://127.0.0.1:{port}{ready_path}")
+        super().__init__(
+            name, cmd, log_path, env=_env(env), cwd=REPO_ROOT, ready_url=f"http://127.0.0.1:{port}{ready_path}"
+        )
 
     @property
     def url(self) -> str:
@@ -48,34 +48,71 @@ def _host() -> str:
     return serving_settings().host
 
 
-def start_predictor(model_dir: Path, model_name: str = "spx-direction", port: int | None = None,
-                    log_dir: Path | None = None, extra_args: list[str] | None = None,
-                    env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerProcess:
+def start_predictor(
+    model_dir: Path,
+    model_name: str = "spx-direction",
+    port: int | None = None,
+    log_dir: Path | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> ServerProcess:
     port = port or free_port()
     log_dir = Path(log_dir or model_dir)
-    cmd = [sys.executable, "-m", "spx.components.serving.predictor", "--model_dir", str(model_dir),
-           "--model_name", model_name, "--http_port", str(port), "--host", _host(), *(extra_args or [])]
-    server = ServerProcess("predictor", port, cmd, log_dir / f"predictor-{port}.log",
-                           f"/v2/models/{model_name}/ready", env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "spx.components.serving.predictor",
+        "--model_dir",
+        str(model_dir),
+        "--model_name",
+        model_name,
+        "--http_port",
+        str(port),
+        "--host",
+        _host(),
+        *(extra_args or []),
+    ]
+    server = ServerProcess(
+        "predictor", port, cmd, log_dir / f"predictor-{port}.log", f"/v2/models/{model_name}/ready", env
+    )
     return server.start(timeout=timeout)
 
 
-def start_transformer(predictor_port: int, model_name: str = "spx-direction", port: int | None = None,
-                      log_dir: Path | None = None, max_feature_age_seconds: float | None = None,
-                      logger_url: str | None = None, extra_args: list[str] | None = None,
-                      env: dict[str, str] | None = None, timeout: float = 90.0) -> ServerProcess:
+def start_transformer(
+    predictor_port: int,
+    model_name: str = "spx-direction",
+    port: int | None = None,
+    log_dir: Path | None = None,
+    max_feature_age_seconds: float | None = None,
+    logger_url: str | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 90.0,
+) -> ServerProcess:
     port = port or free_port()
     log_dir = Path(log_dir or ".")
-    cmd = [sys.executable, "-m", "spx.components.serving.transformer", "--predictor_host",
-           f"127.0.0.1:{predictor_port}", "--model_name", model_name, "--http_port", str(port),
-           "--host", _host()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spx.components.serving.transformer",
+        "--predictor_host",
+        f"127.0.0.1:{predictor_port}",
+        "--model_name",
+        model_name,
+        "--http_port",
+        str(port),
+        "--host",
+        _host(),
+    ]
     if max_feature_age_seconds is not None:
         cmd += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
     if logger_url:
         cmd += ["--logger_url", logger_url]
     cmd += extra_args or []
-    server = ServerProcess("transformer", port, cmd, log_dir / f"transformer-{port}.log",
-                           f"/v2/models/{model_name}/ready", env)
+    server = ServerProcess(
+        "transformer", port, cmd, log_dir / f"transformer-{port}.log", f"/v2/models/{model_name}/ready", env
+    )
     return server.start(timeout=timeout)
 
 

@@ -35,9 +35,20 @@ PREFIX = "predictions"
 
 # Row schema of the parquet batches (order matters only for readability).
 COLUMNS = [
-    "request_id", "row_index", "timestamp", "bar_timestamp", "model_name", "model_version",
-    "inference_service", "namespace", "inputs", "outputs", "probability", "prediction",
-    "latency_ms", "status",
+    "request_id",
+    "row_index",
+    "timestamp",
+    "bar_timestamp",
+    "model_name",
+    "model_version",
+    "inference_service",
+    "namespace",
+    "inputs",
+    "outputs",
+    "probability",
+    "prediction",
+    "latency_ms",
+    "status",
 ]
 KEY = ["request_id", "row_index"]
 
@@ -78,9 +89,23 @@ class LoggedEvent:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "LoggedEvent":
-        return cls(**{k: record.get(k) for k in (
-            "id", "type", "time", "source", "inference_service", "namespace", "component", "data",
-        )}, received_at=float(record.get("received_at") or 0.0), extra=dict(record.get("extra") or {}))
+        return cls(
+            **{
+                k: record.get(k)
+                for k in (
+                    "id",
+                    "type",
+                    "time",
+                    "source",
+                    "inference_service",
+                    "namespace",
+                    "component",
+                    "data",
+                )
+            },
+            received_at=float(record.get("received_at") or 0.0),
+            extra=dict(record.get("extra") or {}),
+        )
 
 
 def _decode_json(body: bytes | str, what: str) -> Any:
@@ -123,12 +148,27 @@ def parse_event(headers: Mapping[str, str], body: bytes, received_at: float = 0.
         raise EventError(f"unsupported CloudEvent type {event_type!r}; expected one of {EVENT_TYPES}")
     if not isinstance(data, dict):
         raise EventError("event body must be a JSON object (an inference request or response)")
-    known = {"id", "type", "time", "source", "inferenceservicename", "namespace", "component",
-             "specversion", "datacontenttype"}
+    known = {
+        "id",
+        "type",
+        "time",
+        "source",
+        "inferenceservicename",
+        "namespace",
+        "component",
+        "specversion",
+        "datacontenttype",
+    }
     return LoggedEvent(
-        id=event_id, type=event_type, time=attrs.get("time"), source=attrs.get("source"),
-        inference_service=attrs.get("inferenceservicename"), namespace=attrs.get("namespace"),
-        component=attrs.get("component"), data=data, received_at=received_at,
+        id=event_id,
+        type=event_type,
+        time=attrs.get("time"),
+        source=attrs.get("source"),
+        inference_service=attrs.get("inferenceservicename"),
+        namespace=attrs.get("namespace"),
+        component=attrs.get("component"),
+        data=data,
+        received_at=received_at,
         extra={k: str(v) for k, v in attrs.items() if k not in known},
     )
 
@@ -156,13 +196,28 @@ def event_from_cloudevent(ce, received_at: float = 0.0) -> LoggedEvent:
         raise EventError(f"unsupported CloudEvent type {event_type!r}; expected one of {EVENT_TYPES}")
     if not isinstance(data, dict):
         raise EventError("event data must be a JSON object (an inference request or response)")
-    known = {"id", "type", "time", "source", "inferenceservicename", "namespace", "component",
-             "specversion", "datacontenttype"}
+    known = {
+        "id",
+        "type",
+        "time",
+        "source",
+        "inferenceservicename",
+        "namespace",
+        "component",
+        "specversion",
+        "datacontenttype",
+    }
     return LoggedEvent(
-        id=event_id, type=event_type, time=str(attrs["time"]) if attrs.get("time") else None,
-        source=attrs.get("source"), inference_service=attrs.get("inferenceservicename"),
-        namespace=attrs.get("namespace"), component=attrs.get("component"), data=data,
-        received_at=received_at, extra={k: str(v) for k, v in attrs.items() if k not in known},
+        id=event_id,
+        type=event_type,
+        time=str(attrs["time"]) if attrs.get("time") else None,
+        source=attrs.get("source"),
+        inference_service=attrs.get("inferenceservicename"),
+        namespace=attrs.get("namespace"),
+        component=attrs.get("component"),
+        data=data,
+        received_at=received_at,
+        extra={k: str(v) for k, v in attrs.items() if k not in known},
     )
 
 
@@ -188,6 +243,7 @@ def parse_batch(body: bytes, received_at: float = 0.0) -> tuple[list[LoggedEvent
 
 # -- V2 payload -> rows ---------------------------------------------------------------------------
 
+
 def _parse_time(value: Any) -> pd.Timestamp | None:
     if value is None or value == "":
         return None
@@ -212,7 +268,7 @@ def _tensor_matrix(tensor: Mapping[str, Any]) -> tuple[list[list[Any]], int]:
     width = int(np.prod(shape[1:])) if n else 0
     if n * width != flat.size:
         raise EventError(f"tensor {tensor.get('name')!r}: shape {shape} does not match {flat.size} values")
-    return [flat[i * width:(i + 1) * width].tolist() for i in range(n)], width
+    return [flat[i * width : (i + 1) * width].tolist() for i in range(n)], width
 
 
 def _plain(value: Any) -> Any:
@@ -254,8 +310,12 @@ def request_instances(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         name = str(tensor.get("name") or "input")
         matrix, width = _tensor_matrix(tensor)
         params = tensor.get("parameters") or {}
-        names = params.get("feature_names") or params.get("columns") or req_params.get("feature_names") \
+        names = (
+            params.get("feature_names")
+            or params.get("columns")
+            or req_params.get("feature_names")
             or req_params.get("columns")
+        )
         if width == 1:
             cols = [name]
         elif names and len(names) == width:
@@ -280,13 +340,17 @@ def request_instances(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def response_outputs(body: Mapping[str, Any], n_rows: int) -> tuple[list[dict], list[float | None],
-                                                                     list[float | None]]:
+def response_outputs(body: Mapping[str, Any], n_rows: int) -> tuple[list[dict], list[float | None], list[float | None]]:
     """(raw outputs per row, probability per row, 0/1 prediction per row) from a V2/V1 response."""
     raw: list[dict] = [{} for _ in range(n_rows)]
     if "outputs" not in body and "predictions" in body:
-        tensors = [{"name": "predictions", "data": body["predictions"],
-                    "shape": list(np.asarray(body["predictions"], dtype=object).shape)}]
+        tensors = [
+            {
+                "name": "predictions",
+                "data": body["predictions"],
+                "shape": list(np.asarray(body["predictions"], dtype=object).shape),
+            }
+        ]
     else:
         tensors = body.get("outputs") or []
     prob_col: list | None = None
@@ -329,8 +393,11 @@ def response_outputs(body: Mapping[str, Any], n_rows: int) -> tuple[list[dict], 
     for i in range(n):
         if prob_col is not None and i < len(prob_col) and isinstance(prob_col[i], (int, float)):
             probs[i] = float(prob_col[i])
-        word = label_col[i].strip().lower() if label_col is not None and i < len(label_col) \
-            and isinstance(label_col[i], str) else None
+        word = (
+            label_col[i].strip().lower()
+            if label_col is not None and i < len(label_col) and isinstance(label_col[i], str)
+            else None
+        )
         if label_col is not None and i < len(label_col) and isinstance(label_col[i], (int, float, bool)):
             labels[i] = float(label_col[i])
         elif word in _LABEL_WORDS:
@@ -355,8 +422,11 @@ def rows_from_pair(request: LoggedEvent | None, response: LoggedEvent | None) ->
     latency = None
     if req_time is not None and resp_time is not None:
         latency = (resp_time - req_time).total_seconds() * 1000.0
-    ts = req_time or resp_time or pd.Timestamp(first.received_at or datetime.now(timezone.utc).timestamp(),
-                                                 unit="s", tz="UTC")
+    ts = (
+        req_time
+        or resp_time
+        or pd.Timestamp(first.received_at or datetime.now(timezone.utc).timestamp(), unit="s", tz="UTC")
+    )
     model_name = resp_body.get("model_name") if isinstance(resp_body, dict) else None
     model_version = resp_body.get("model_version") if isinstance(resp_body, dict) else None
     if request is None:
@@ -391,22 +461,24 @@ def rows_from_pair(request: LoggedEvent | None, response: LoggedEvent | None) ->
                     bar_ts = _parse_time(inst[key])
                     if bar_ts is not None:
                         break
-        rows.append({
-            "request_id": first.id,
-            "row_index": i,
-            "timestamp": ts,
-            "bar_timestamp": bar_ts,
-            "model_name": model_name or first.inference_service,
-            "model_version": None if model_version is None else str(model_version),
-            "inference_service": first.inference_service,
-            "namespace": first.namespace,
-            "inputs": json.dumps(inst, sort_keys=True, default=str),
-            "outputs": json.dumps(raw[i] if i < len(raw) else {}, sort_keys=True, default=str),
-            "probability": probs[i] if i < len(probs) else None,
-            "prediction": labels[i] if i < len(labels) else None,
-            "latency_ms": latency,
-            "status": status,
-        })
+        rows.append(
+            {
+                "request_id": first.id,
+                "row_index": i,
+                "timestamp": ts,
+                "bar_timestamp": bar_ts,
+                "model_name": model_name or first.inference_service,
+                "model_version": None if model_version is None else str(model_version),
+                "inference_service": first.inference_service,
+                "namespace": first.namespace,
+                "inputs": json.dumps(inst, sort_keys=True, default=str),
+                "outputs": json.dumps(raw[i] if i < len(raw) else {}, sort_keys=True, default=str),
+                "probability": probs[i] if i < len(probs) else None,
+                "prediction": labels[i] if i < len(labels) else None,
+                "latency_ms": latency,
+                "status": status,
+            }
+        )
     return rows
 
 
@@ -417,8 +489,16 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df["row_index"] = df["row_index"].astype("int64")
     for col in ("probability", "prediction", "latency_ms"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in ("request_id", "model_name", "model_version", "inference_service", "namespace",
-                "inputs", "outputs", "status"):
+    for col in (
+        "request_id",
+        "model_name",
+        "model_version",
+        "inference_service",
+        "namespace",
+        "inputs",
+        "outputs",
+        "status",
+    ):
         df[col] = df[col].astype("string")
     return df
 
@@ -430,6 +510,7 @@ def batch_key(day: date | str, batch_id: str, prefix: str = PREFIX) -> str:
 
 # -- reading the log back --------------------------------------------------------------------------
 
+
 def _date_of_key(key: str) -> date | None:
     for part in key.split("/"):
         if part.startswith("date="):
@@ -440,8 +521,14 @@ def _date_of_key(key: str) -> date | None:
     return None
 
 
-def read_predictions(store, start: datetime | str | None = None, end: datetime | str | None = None,
-                     prefix: str = PREFIX, flatten: bool = True, raw: bool = False) -> pd.DataFrame:
+def read_predictions(
+    store,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    prefix: str = PREFIX,
+    flatten: bool = True,
+    raw: bool = False,
+) -> pd.DataFrame:
     """The prediction log between ``start`` and ``end`` (UTC, inclusive), de-duplicated.
 
     ``raw=True`` keeps duplicate rows (what the bucket physically holds), for auditing the sink.
@@ -470,8 +557,12 @@ def read_predictions(store, start: datetime | str | None = None, end: datetime |
     if not raw:
         # prefer a complete row over a half one if both were written for the same key
         rank = df["status"].map({"ok": 0, "error": 1}).fillna(2)
-        df = (df.assign(_rank=rank).sort_values(["_rank", "timestamp"], kind="stable")
-                .drop_duplicates(KEY, keep="first").drop(columns="_rank"))
+        df = (
+            df.assign(_rank=rank)
+            .sort_values(["_rank", "timestamp"], kind="stable")
+            .drop_duplicates(KEY, keep="first")
+            .drop(columns="_rank")
+        )
     df = df.sort_values(["timestamp", "request_id", "row_index"], kind="stable").reset_index(drop=True)
     if flatten and len(df):
         feats = pd.json_normalize([json.loads(s) if isinstance(s, str) else {} for s in df["inputs"]])

@@ -46,8 +46,7 @@ def find_model_file(model_dir: Path, model_format: str | None = None) -> tuple[P
     if not present:
         raise FileNotFoundError(f"no model file ({', '.join(names)}) in {model_dir}")
     if len(present) > 1:
-        raise RuntimeError(f"more than one model file in {model_dir}: {[p.name for p in present]}; "
-                           "only one is allowed")
+        raise RuntimeError(f"more than one model file in {model_dir}: {[p.name for p in present]}; only one is allowed")
     path = present[0]
     if model_format:
         return path, model_format
@@ -61,8 +60,14 @@ def find_model_file(model_dir: Path, model_format: str | None = None) -> tuple[P
 class BoosterModel(Model):
     """A gradient-boosted binary classifier served on the V2 protocol."""
 
-    def __init__(self, name: str, model_dir: str, model_format: str | None = None,
-                 model_version: str | None = None, nthread: int = 1):
+    def __init__(
+        self,
+        name: str,
+        model_dir: str,
+        model_format: str | None = None,
+        model_version: str | None = None,
+        nthread: int = 1,
+    ):
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.model_format = model_format
@@ -92,16 +97,16 @@ class BoosterModel(Model):
             n_features = self._booster.num_feature()
         tagged = list(self.info.get("feature_columns") or [])
         if tagged and len(tagged) != n_features:
-            raise ValueError(f"{MODEL_INFO_FILE} lists {len(tagged)} feature columns but the model has "
-                             f"{n_features} features")
+            raise ValueError(
+                f"{MODEL_INFO_FILE} lists {len(tagged)} feature columns but the model has {n_features} features"
+            )
         if tagged and names and not names[0].startswith(("f0", "Column_0")) and tagged != names:
             raise ValueError(f"feature_columns tag disagrees with the names stored in {path.name}")
         self.feature_names = tagged or names or [f"f{i}" for i in range(n_features)]
         self.n_features = n_features
         self.model_version = str(self.model_version or self.info.get("version") or "")
         self.ready = True
-        log.info("loaded %s model %s (%d features) version %s", fmt, path, n_features,
-                 self.model_version or "?")
+        log.info("loaded %s model %s (%d features) version %s", fmt, path, n_features, self.model_version or "?")
         return self.ready
 
     # -- metadata ----------------------------------------------------------------------
@@ -109,8 +114,7 @@ class BoosterModel(Model):
         return [{"name": "features", "datatype": "FP32", "shape": [-1, self.n_features]}]
 
     def get_output_types(self) -> list[dict]:
-        return [{"name": OUTPUT_NAME, "datatype": "FP32" if self.model_format == "xgboost" else "FP64",
-                 "shape": [-1]}]
+        return [{"name": OUTPUT_NAME, "datatype": "FP32" if self.model_format == "xgboost" else "FP64", "shape": [-1]}]
 
     def metadata(self) -> dict:
         return {
@@ -137,17 +141,18 @@ class BoosterModel(Model):
             raise ServingError("this server speaks the V2 protocol: POST /v2/models/{name}/infer")
         inputs = payload.inputs or []
         if len(inputs) != 1:
-            raise ServingError(f"expected exactly 1 input tensor of shape [n, {self.n_features}], "
-                               f"got {len(inputs)}")
+            raise ServingError(f"expected exactly 1 input tensor of shape [n, {self.n_features}], got {len(inputs)}")
         tensor = inputs[0]
         dtype = ACCEPTED_DATATYPES.get(str(tensor.datatype).upper())
         if dtype is None:
             raise ServingError(f"input {tensor.name!r} has datatype {tensor.datatype}; expected FP32 or FP64")
         shape = list(tensor.shape or [])
         if len(shape) != 2 or shape[1] != self.n_features or shape[0] < 1:
-            raise ServingError(f"input {tensor.name!r} has shape {shape}; expected [n, {self.n_features}] "
-                               f"(n >= 1 rows of the {self.n_features} features "
-                               f"{self.feature_names[:3]}…)")
+            raise ServingError(
+                f"input {tensor.name!r} has shape {shape}; expected [n, {self.n_features}] "
+                f"(n >= 1 rows of the {self.n_features} features "
+                f"{self.feature_names[:3]}…)"
+            )
         if shape[0] > MAX_ROWS:
             raise ServingError(f"{shape[0]} rows exceed the limit of {MAX_ROWS} per request", status=413)
         try:
@@ -160,14 +165,14 @@ class BoosterModel(Model):
             raise ServingError(f"input {tensor.name!r} data is not numeric: {exc}") from None
         expected = shape[0] * shape[1]
         if arr.size != expected:
-            raise ServingError(f"input {tensor.name!r} holds {arr.size} values but shape {shape} "
-                               f"needs {expected}")
+            raise ServingError(f"input {tensor.name!r} holds {arr.size} values but shape {shape} needs {expected}")
         arr = arr.reshape(shape)
         if not np.isfinite(arr).all():
             rows, cols = np.nonzero(~np.isfinite(arr))
             bad = sorted({self.feature_names[c] for c in cols[:20]})
-            raise ServingError(f"input {tensor.name!r} contains NaN or infinite values "
-                               f"(row {int(rows[0])}, features {bad})")
+            raise ServingError(
+                f"input {tensor.name!r} contains NaN or infinite values (row {int(rows[0])}, features {bad})"
+            )
         return arr
 
     def predict_proba(self, arr: np.ndarray) -> np.ndarray:
@@ -179,14 +184,18 @@ class BoosterModel(Model):
         arr = self.matrix(payload)
         proba = np.asarray(self.predict_proba(arr))
         if proba.ndim != 1:
-            raise ServingError(f"model returned shape {list(proba.shape)}; a binary classifier is expected",
-                               status=500)
-        out = InferOutput(name=OUTPUT_NAME, shape=[int(proba.shape[0])],
-                          datatype="FP32" if proba.dtype == np.float32 else "FP64")
+            raise ServingError(f"model returned shape {list(proba.shape)}; a binary classifier is expected", status=500)
+        out = InferOutput(
+            name=OUTPUT_NAME, shape=[int(proba.shape[0])], datatype="FP32" if proba.dtype == np.float32 else "FP64"
+        )
         out.set_data_from_numpy(proba, binary_data=payload.use_binary_outputs)
-        return InferResponse(response_id=payload.id or "", model_name=self.name,
-                             model_version=self.model_version or None, infer_outputs=[out],
-                             use_binary_outputs=payload.use_binary_outputs)
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            model_version=self.model_version or None,
+            infer_outputs=[out],
+            use_binary_outputs=payload.use_binary_outputs,
+        )
 
 
 def _flatten(data: Any) -> list:

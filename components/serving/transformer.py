@@ -76,8 +76,9 @@ def parse_time(value: Any) -> datetime:
             return datetime.fromtimestamp(float(text), tz=timezone.utc)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, OverflowError, OSError):
-        raise ServingError(f"as_of {value!r} is not an ISO-8601 timestamp (e.g. 2026-01-05T15:30:00Z) or "
-                           "epoch seconds in range") from None
+        raise ServingError(
+            f"as_of {value!r} is not an ISO-8601 timestamp (e.g. 2026-01-05T15:30:00Z) or epoch seconds in range"
+        ) from None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
@@ -106,10 +107,16 @@ def _not_ready_on(fn, errors) -> None:
 
 
 class FeastTransformer(Model):
-    def __init__(self, name: str, predictor_host: str, max_feature_age: timedelta,
-                 feature_reader: OnlineFeatureReader | None = None,
-                 inference_logger: InferenceLogger | None = None,
-                 threshold: float = 0.5, predictor_wait_seconds: float = 120.0):
+    def __init__(
+        self,
+        name: str,
+        predictor_host: str,
+        max_feature_age: timedelta,
+        feature_reader: OnlineFeatureReader | None = None,
+        inference_logger: InferenceLogger | None = None,
+        threshold: float = 0.5,
+        predictor_wait_seconds: float = 120.0,
+    ):
         super().__init__(name)
         self.predictor_host = predictor_host
         self.max_feature_age = max_feature_age
@@ -156,16 +163,22 @@ class FeastTransformer(Model):
             self.model_version = str(params.get("model_version") or (meta.get("versions") or [""])[0])
 
         try:  # the predictor may still be starting: the one polling policy (spx.core.processes.poll)
-            poll(lambda: _not_ready_on(read, httpx.HTTPError), timeout=wait, interval=0.5,
-                 what=f"predictor metadata at {url}")
+            poll(
+                lambda: _not_ready_on(read, httpx.HTTPError),
+                timeout=wait,
+                interval=0.5,
+                what=f"predictor metadata at {url}",
+            )
         except ServiceError as exc:
             raise RuntimeError(f"cannot read predictor metadata from {url}: {exc}") from exc
         log.info("predictor %s: model version %s, %d features", url, self.model_version, len(self.feature_names))
 
     # -- metadata ----------------------------------------------------------------------
     def get_input_types(self) -> list[dict]:
-        return [{"name": "instrument", "datatype": "BYTES", "shape": [-1]},
-                {"name": "as_of", "datatype": "BYTES", "shape": [1]}]
+        return [
+            {"name": "instrument", "datatype": "BYTES", "shape": [-1]},
+            {"name": "as_of", "datatype": "BYTES", "shape": [1]},
+        ]
 
     def get_output_types(self) -> list[dict]:
         return [{"name": n, "datatype": d, "shape": [-1]} for n, d in OUTPUTS]
@@ -197,26 +210,27 @@ class FeastTransformer(Model):
         by_name = {t.name: t for t in payload.inputs or []}
         unknown = sorted(set(by_name) - {"instrument", "as_of"})
         if unknown:
-            raise ServingError(f"unknown inputs {unknown}; expected \"instrument\" (BYTES) and optional "
-                               "\"as_of\" (BYTES ISO-8601)")
+            raise ServingError(
+                f'unknown inputs {unknown}; expected "instrument" (BYTES) and optional "as_of" (BYTES ISO-8601)'
+            )
         tensor = by_name.get("instrument")
         if tensor is None:
-            raise ServingError("missing input \"instrument\" (BYTES, shape [n]) naming the instrument(s)")
+            raise ServingError('missing input "instrument" (BYTES, shape [n]) naming the instrument(s)')
         if str(tensor.datatype).upper() != "BYTES":
-            raise ServingError(f"input \"instrument\" has datatype {tensor.datatype}; expected BYTES")
+            raise ServingError(f'input "instrument" has datatype {tensor.datatype}; expected BYTES')
         instruments = _strings(tensor)
         shape = list(tensor.shape or [])
         if not instruments or int(np.prod(shape or [0])) != len(instruments):
-            raise ServingError(f"input \"instrument\" has shape {shape} but holds {len(instruments)} values")
+            raise ServingError(f'input "instrument" has shape {shape} but holds {len(instruments)} values')
         if len(instruments) > MAX_INSTRUMENTS:
             raise ServingError(f"{len(instruments)} instruments exceed the limit of {MAX_INSTRUMENTS}", 413)
         if not all(isinstance(i, str) and i.strip() for i in instruments):
-            raise ServingError("input \"instrument\" must hold non-empty strings")
+            raise ServingError('input "instrument" must hold non-empty strings')
         as_of_raw = None
         if "as_of" in by_name:
             values = _strings(by_name["as_of"])
             if len(values) != 1:
-                raise ServingError("input \"as_of\" must hold exactly one timestamp")
+                raise ServingError('input "as_of" must hold exactly one timestamp')
             as_of_raw = values[0]
         elif payload.parameters and payload.parameters.get("as_of") is not None:
             as_of_raw = payload.parameters.get("as_of")
@@ -237,12 +251,16 @@ class FeastTransformer(Model):
                 raise ServingError(
                     f"the online store's features for {instrument} are from {found.event_time.isoformat()}, "
                     f"after as_of {as_of.isoformat()}; the online store only holds the latest values "
-                    "(use the offline store for point-in-time lookups)", 409)
+                    "(use the offline store for point-in-time lookups)",
+                    409,
+                )
             if age > self.max_feature_age:
                 raise ServingError(
                     f"stale features for {instrument}: newest bar {found.event_time.isoformat()} is "
                     f"{age.total_seconds():.0f}s older than as_of {as_of.isoformat()} "
-                    f"(limit {self.max_feature_age.total_seconds():.0f}s); run materialization", 422)
+                    f"(limit {self.max_feature_age.total_seconds():.0f}s); run materialization",
+                    422,
+                )
             ctx.features.append(found.values)
             ctx.feature_times.append(found.event_time)
             rows.append([found.values[c] for c in self.feature_names])
@@ -271,19 +289,22 @@ class FeastTransformer(Model):
         except httpx.HTTPError as exc:
             raise ServingError(f"predictor unreachable at {self.predictor_host}: {exc}", 503) from None
 
-    def postprocess(self, result: InferResponse | dict, headers: dict | None = None,
-                    response_headers: dict | None = None) -> InferResponse:
+    def postprocess(
+        self, result: InferResponse | dict, headers: dict | None = None, response_headers: dict | None = None
+    ) -> InferResponse:
         ctx: RequestContext = (headers or {}).pop(CTX_KEY)
         if isinstance(result, dict):
             result = InferResponse.from_rest(result)
         out = result.outputs[0] if result.outputs else None
         if out is None:
             raise ServingError("predictor returned no output", 502)
-        proba = np.asarray(out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data,
-                           dtype=np.float64).reshape(-1)
+        proba = np.asarray(
+            out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data, dtype=np.float64
+        ).reshape(-1)
         if proba.shape[0] != len(ctx.instruments):
-            raise ServingError(f"predictor returned {proba.shape[0]} probabilities for "
-                               f"{len(ctx.instruments)} instruments", 502)
+            raise ServingError(
+                f"predictor returned {proba.shape[0]} probabilities for {len(ctx.instruments)} instruments", 502
+            )
         version = str(result.model_version or self.model_version or "")
         ages = [(ctx.as_of - t).total_seconds() for t in ctx.feature_times]
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
@@ -308,10 +329,13 @@ class FeastTransformer(Model):
             else:
                 tensor.data = np.asarray(values[name], dtype=np.float64).tolist()
             outputs.append(tensor)
-        response = InferResponse(response_id=ctx.request_id, model_name=self.name, model_version=version or None,
-                                 infer_outputs=outputs,
-                                 parameters={"as_of": ctx.as_of.isoformat(),
-                                             "feature_names": ",".join(self.feature_names)})
+        response = InferResponse(
+            response_id=ctx.request_id,
+            model_name=self.name,
+            model_version=version or None,
+            infer_outputs=outputs,
+            parameters={"as_of": ctx.as_of.isoformat(), "feature_names": ",".join(self.feature_names)},
+        )
         if self.logger is not None:
             self.logger.emit(ctx.request_id, "response", response.to_rest()[0], endpoint="transformer")
         return response
@@ -349,13 +373,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = server_parser(__doc__)
     parser.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
     parser.add_argument("--predictor_protocol", default="v2", choices=["v2"])
-    parser.add_argument("--max_feature_age_seconds", type=float,
-                        default=cfg.serving.max_feature_age_seconds)
+    parser.add_argument("--max_feature_age_seconds", type=float, default=cfg.serving.max_feature_age_seconds)
     parser.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
-    parser.add_argument("--logger_url", "--logger-url", dest="logger_url",
-                        default=cfg.serving.logger_url or None)
-    parser.add_argument("--logger_spill_dir", default=None,
-                        help="where unacknowledged log events are spilled (default $SPX_LOGGER_SPILL_DIR)")
+    parser.add_argument("--logger_url", "--logger-url", dest="logger_url", default=cfg.serving.logger_url or None)
+    parser.add_argument(
+        "--logger_spill_dir",
+        default=None,
+        help="where unacknowledged log events are spilled (default $SPX_LOGGER_SPILL_DIR)",
+    )
     parser.add_argument("--logger_retry_seconds", type=float, default=30.0)
     parser.add_argument("--inference_service", default=cfg.cluster.inference_service)
     parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
@@ -366,19 +391,34 @@ def main(argv: list[str] | None = None) -> None:
     serving = serving_settings()
     logger = None
     if args.logger_url:
-        logger = InferenceLogger(args.logger_url, args.inference_service, token=serving.sink_token,
-                                 spill_dir=args.logger_spill_dir or serving.logger_spill_dir,
-                                 retry_seconds=args.logger_retry_seconds)
-    model = FeastTransformer(args.model_name, args.predictor_host,
-                             timedelta(seconds=args.max_feature_age_seconds), inference_logger=logger,
-                             threshold=args.threshold, predictor_wait_seconds=args.predictor_wait_seconds)
+        logger = InferenceLogger(
+            args.logger_url,
+            args.inference_service,
+            token=serving.sink_token,
+            spill_dir=args.logger_spill_dir or serving.logger_spill_dir,
+            retry_seconds=args.logger_retry_seconds,
+        )
+    model = FeastTransformer(
+        args.model_name,
+        args.predictor_host,
+        timedelta(seconds=args.max_feature_age_seconds),
+        inference_logger=logger,
+        threshold=args.threshold,
+        predictor_wait_seconds=args.predictor_wait_seconds,
+    )
     model.load()
     # predictor_health_check: the transformer is ready only while its predictor is (KServe's own check)
-    run_server([model], args.http_port, args.max_body_bytes,
-               predictor_config=PredictorConfig(predictor_host=args.predictor_host, predictor_protocol="v2",
-                                                predictor_health_check=True),
-               on_startup=[logger.start] if logger else None, on_shutdown=[logger.close] if logger else None,
-               **server_kwargs(args))
+    run_server(
+        [model],
+        args.http_port,
+        args.max_body_bytes,
+        predictor_config=PredictorConfig(
+            predictor_host=args.predictor_host, predictor_protocol="v2", predictor_health_check=True
+        ),
+        on_startup=[logger.start] if logger else None,
+        on_shutdown=[logger.close] if logger else None,
+        **server_kwargs(args),
+    )
 
 
 if __name__ == "__main__":

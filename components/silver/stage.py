@@ -24,9 +24,18 @@ FAMILIES: dict[str, Callable[[pd.DataFrame, pd.Timedelta, float], pd.DataFrame]]
 }
 
 
-def build_silver(store: ObjectStore, *, family: str, bronze_prefix: str, granularity: str, start: str,
-                 end: str, run_id: str, session: str = "regular",
-                 progress: Callable[[str], None] = print) -> str:
+def build_silver(
+    store: ObjectStore,
+    *,
+    family: str,
+    bronze_prefix: str,
+    granularity: str,
+    start: str,
+    end: str,
+    run_id: str,
+    session: str = "regular",
+    progress: Callable[[str], None] = print,
+) -> str:
     if family not in FAMILIES:
         raise ValueError(f"unknown silver family {family!r}: {sorted(FAMILIES)}")
     bars = read_bronze(store, bronze_prefix, granularity=granularity, start=start or None, end=end or None)
@@ -34,6 +43,8 @@ def build_silver(store: ObjectStore, *, family: str, bronze_prefix: str, granula
     prepared = prepare_bars(bars, bar, session or "regular")
     feats = FAMILIES[family](prepared.bars, bar, prepared.bars_per_year)
     uri = store.put_parquet(f"silver/{run_id}/{family}.parquet", feats).uri
-    progress(f"silver/{family}: {len(feats)} rows x {feats.shape[1] - 1} features "
-             f"({len(bars) - len(prepared.bars)} bars outside the {prepared.session_mode} session left out) -> {uri}")
+    progress(
+        f"silver/{family}: {len(feats)} rows x {feats.shape[1] - 1} features "
+        f"({len(bars) - len(prepared.bars)} bars outside the {prepared.session_mode} session left out) -> {uri}"
+    )
     return uri

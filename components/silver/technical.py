@@ -20,8 +20,7 @@ def technical_features(bars: pd.DataFrame) -> pd.DataFrame:
     macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
     f["macd"], f["macd_signal"], f["macd_hist"] = macd / c, signal / c, hist / c
     f["roc_12"] = talib.ROC(c, timeperiod=12)
-    slowk, slowd = talib.STOCH(h, l, c, fastk_period=14, slowk_period=3, slowk_matype=0,
-                               slowd_period=3, slowd_matype=0)
+    slowk, slowd = talib.STOCH(h, l, c, fastk_period=14, slowk_period=3, slowk_matype=0, slowd_period=3, slowd_matype=0)
     f["stoch_k"], f["stoch_d"] = slowk, slowd
     for p in SMA_EMA_PERIODS:
         f[f"sma_{p}_ratio"] = c / talib.SMA(c, timeperiod=p) - 1.0

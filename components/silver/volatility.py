@@ -27,8 +27,9 @@ def _rolling_rank_pct(x: pd.Series, window: int) -> pd.Series:
     return x.rolling(window, min_periods=window).rank(pct=True)
 
 
-def volatility_features(bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20,
-                        bars_per_year: float | None = None) -> pd.DataFrame:
+def volatility_features(
+    bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20, bars_per_year: float | None = None
+) -> pd.DataFrame:
     o, h, l, c = (np.log(bars[k].astype(float)) for k in ("open", "high", "low", "close"))
     ann = np.sqrt(periods_per_year(bar, bars_per_year))
     ret = c.diff()
@@ -37,8 +38,8 @@ def volatility_features(bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20,
     for w in WINDOWS:
         f[f"hv_{w}"] = ret.rolling(w).std() * ann
     hl, co = h - l, c - o
-    f["vol_parkinson"] = np.sqrt((hl ** 2).rolling(window).mean() / (4.0 * np.log(2.0))) * ann
-    gk = 0.5 * hl ** 2 - (2.0 * np.log(2.0) - 1.0) * co ** 2
+    f["vol_parkinson"] = np.sqrt((hl**2).rolling(window).mean() / (4.0 * np.log(2.0))) * ann
+    gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
     f["vol_garman_klass"] = np.sqrt(gk.rolling(window).mean().clip(lower=0.0)) * ann
     rs = (h - c) * (h - o) + (l - c) * (l - o)
     f["vol_rogers_satchell"] = np.sqrt(rs.rolling(window).mean().clip(lower=0.0)) * ann

@@ -6,11 +6,24 @@ from spx.core.component import spx_component
 
 
 @spx_component
-def train_variant(gold_uri: str, manifest_uri: str, variant: str, model: str, task: str, features: str,
-                  horizon: int, run_id: str, n_folds: int,
-                  oot_frac: float, n_boot: int, cost_bps: float, metrics: Output[Metrics],
-                  roc: Output[ClassificationMetrics], report: Output[HTML],
-                  summary: Output[Markdown]) -> str:
+def train_variant(
+    gold_uri: str,
+    manifest_uri: str,
+    variant: str,
+    model: str,
+    task: str,
+    features: str,
+    horizon: int,
+    run_id: str,
+    n_folds: int,
+    oot_frac: float,
+    n_boot: int,
+    cost_bps: float,
+    metrics: Output[Metrics],
+    roc: Output[ClassificationMetrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> str:
     """Train, validate and log one variant; returns the URI of its metrics.json."""
     from spx.components.training.kfp_outputs import emit_training_outputs
     from spx.components.training.train import TrainConfig, run_training
@@ -21,9 +34,15 @@ def train_variant(gold_uri: str, manifest_uri: str, variant: str, model: str, ta
 
     log = stage_logging("spx.train")
     store = ObjectStore()
-    result = run_training(store, gold_uri=gold_uri, manifest_uri=manifest_uri,
-                          spec=VariantSpec(variant, model, task, features, horizon), run_id=run_id,
-                          cfg=TrainConfig(n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps),
-                          settings=settings(), progress=log.info)
+    result = run_training(
+        store,
+        gold_uri=gold_uri,
+        manifest_uri=manifest_uri,
+        spec=VariantSpec(variant, model, task, features, horizon),
+        run_id=run_id,
+        cfg=TrainConfig(n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps),
+        settings=settings(),
+        progress=log.info,
+    )
     emit_training_outputs(store, result, metrics=metrics, roc=roc, report=report, summary=summary)
     return result["metrics_uri"]

@@ -9,32 +9,70 @@ import numpy as np
 from spx.components.training import visuals
 from spx.core.storage import ObjectStore
 
-UI_METRICS = ("val_auc", "val_auc_ci_low", "val_auc_ci_high", "val_ic", "oot_auc", "oot_auc_ci_low", "oot_auc_ci_high", "cv_auc_mean", "train_auc", "overfit_gap_auc",
-              "oot_accuracy", "oot_precision", "oot_recall", "oot_log_loss", "oot_brier", "oot_rmse", "oot_mae",
-              "oot_directional_accuracy", "oot_ic", "oot_rank_ic", "baseline_majority_auc",
-              "baseline_majority_accuracy", "baseline_momentum_auc", "baseline_momentum_accuracy",
-              "bt_total_return", "bt_sharpe", "bt_max_drawdown", "bh_total_return", "bh_sharpe")
+UI_METRICS = (
+    "val_auc",
+    "val_auc_ci_low",
+    "val_auc_ci_high",
+    "val_ic",
+    "oot_auc",
+    "oot_auc_ci_low",
+    "oot_auc_ci_high",
+    "cv_auc_mean",
+    "train_auc",
+    "overfit_gap_auc",
+    "oot_accuracy",
+    "oot_precision",
+    "oot_recall",
+    "oot_log_loss",
+    "oot_brier",
+    "oot_rmse",
+    "oot_mae",
+    "oot_directional_accuracy",
+    "oot_ic",
+    "oot_rank_ic",
+    "baseline_majority_auc",
+    "baseline_majority_accuracy",
+    "baseline_momentum_auc",
+    "baseline_momentum_accuracy",
+    "bt_total_return",
+    "bt_sharpe",
+    "bt_max_drawdown",
+    "bh_total_return",
+    "bh_sharpe",
+)
 
 
 def summary_markdown(result: dict) -> str:
     m = result["metrics"]
-    lines = [f"### {result['variant']} ({result['model_format']}, {result['task']}, horizon {result['horizon']} bars)",
-             "", "| metric | model | majority baseline | momentum baseline |", "|---|---|---|---|"]
+    lines = [
+        f"### {result['variant']} ({result['model_format']}, {result['task']}, horizon {result['horizon']} bars)",
+        "",
+        "| metric | model | majority baseline | momentum baseline |",
+        "|---|---|---|---|",
+    ]
     for key in ("auc", "accuracy", "log_loss", "brier"):
         if f"oot_{key}" in m:
-            lines.append(f"| OOT {key} | {m[f'oot_{key}']:.4f} | {m.get(f'baseline_majority_{key}', float('nan')):.4f} "
-                         f"| {m.get(f'baseline_momentum_{key}', float('nan')):.4f} |")
+            lines.append(
+                f"| OOT {key} | {m[f'oot_{key}']:.4f} | {m.get(f'baseline_majority_{key}', float('nan')):.4f} "
+                f"| {m.get(f'baseline_momentum_{key}', float('nan')):.4f} |"
+            )
     if "val_auc" in m:
-        lines += ["", f"Validation block (what selection chooses on): AUC {m['val_auc']:.4f}, 95% CI "
-                      f"[{m['val_auc_ci_low']:.4f}, {m['val_auc_ci_high']:.4f}]; the OOT block below is untouched by "
-                      "the choice."]
-    lines += ["", f"OOT AUC 95% block-bootstrap CI: [{m['oot_auc_ci_low']:.4f}, {m['oot_auc_ci_high']:.4f}]"
-              f" — {'excludes' if m['oot_auc_ci_low'] > 0.5 else 'includes'} 0.5.",
-              f"Walk-forward AUC {m.get('cv_auc_mean', float('nan')):.4f} ± {m.get('cv_auc_std', float('nan')):.4f}; "
-              f"train AUC {m['train_auc']:.4f} (gap {m['overfit_gap_auc']:.4f}).",
-              f"Long/flat backtest (non-overlapping {result['horizon']}-bar trades, costs included): "
-              f"return {m['bt_total_return']:.2%}, Sharpe {m['bt_sharpe']:.2f}, max DD {m['bt_max_drawdown']:.2%}; "
-              f"buy & hold {m['bh_total_return']:.2%}, Sharpe {m['bh_sharpe']:.2f}."]
+        lines += [
+            "",
+            f"Validation block (what selection chooses on): AUC {m['val_auc']:.4f}, 95% CI "
+            f"[{m['val_auc_ci_low']:.4f}, {m['val_auc_ci_high']:.4f}]; the OOT block below is untouched by "
+            "the choice.",
+        ]
+    lines += [
+        "",
+        f"OOT AUC 95% block-bootstrap CI: [{m['oot_auc_ci_low']:.4f}, {m['oot_auc_ci_high']:.4f}]"
+        f" — {'excludes' if m['oot_auc_ci_low'] > 0.5 else 'includes'} 0.5.",
+        f"Walk-forward AUC {m.get('cv_auc_mean', float('nan')):.4f} ± {m.get('cv_auc_std', float('nan')):.4f}; "
+        f"train AUC {m['train_auc']:.4f} (gap {m['overfit_gap_auc']:.4f}).",
+        f"Long/flat backtest (non-overlapping {result['horizon']}-bar trades, costs included): "
+        f"return {m['bt_total_return']:.2%}, Sharpe {m['bt_sharpe']:.2f}, max DD {m['bt_max_drawdown']:.2%}; "
+        f"buy & hold {m['bh_total_return']:.2%}, Sharpe {m['bh_sharpe']:.2f}.",
+    ]
     return "\n".join(lines)
 
 
@@ -53,10 +91,16 @@ def emit_training_outputs(store: ObjectStore, result: dict, *, metrics, roc, rep
     score = oot[score_col].to_numpy(float)
     prob = score if score_col == "y_prob" else 1.0 / (1.0 + np.exp(-score))
     rc = visuals.roc_and_confusion(y_true, prob)
-    html = visuals.training_report_html(y_true, prob, oot["ret"].to_numpy(float),
-                                        store.get_json(prefix + "importance.json"),
-                                        cost_bps=float(result.get("cost_bps", 1.0)), title=result["variant"],
-                                        horizon=int(result["horizon"]), timestamps=oot["timestamp"])
+    html = visuals.training_report_html(
+        y_true,
+        prob,
+        oot["ret"].to_numpy(float),
+        store.get_json(prefix + "importance.json"),
+        cost_bps=float(result.get("cost_bps", 1.0)),
+        title=result["variant"],
+        horizon=int(result["horizon"]),
+        timestamps=oot["timestamp"],
+    )
     step = max(1, len(rc["fpr"]) // 200)  # keep the UI payload small
     thresholds = [min(1.0, float(t)) for t in rc["thresholds"][::step]]
     roc.log_roc_curve(rc["fpr"][::step], rc["tpr"][::step], thresholds)

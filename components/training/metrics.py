@@ -56,8 +56,7 @@ def information_coefficients(score: np.ndarray, y_ret: np.ndarray) -> dict[str, 
     score, y_ret = np.asarray(score, float), np.asarray(y_ret, float)
     if np.std(score) == 0 or np.std(y_ret) == 0:
         return {"ic": 0.0, "rank_ic": 0.0}
-    return {"ic": float(np.corrcoef(score, y_ret)[0, 1]),
-            "rank_ic": float(stats.spearmanr(score, y_ret).statistic)}
+    return {"ic": float(np.corrcoef(score, y_ret)[0, 1]), "rank_ic": float(stats.spearmanr(score, y_ret).statistic)}
 
 
 def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
@@ -66,8 +65,9 @@ def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, floa
     return classification_metrics(y_test, np.full(len(y_test), rate))
 
 
-def momentum_baseline(y_train: np.ndarray, last_ret_train: np.ndarray, y_test: np.ndarray,
-                      last_ret_test: np.ndarray) -> dict[str, float]:
+def momentum_baseline(
+    y_train: np.ndarray, last_ret_train: np.ndarray, y_test: np.ndarray, last_ret_test: np.ndarray
+) -> dict[str, float]:
     """Predict the sign of the last return; probability = training P(up | sign of last return)."""
     up_tr = np.asarray(last_ret_train) > 0
     p_up = float(np.mean(np.asarray(y_train)[up_tr])) if up_tr.any() else 0.5
@@ -78,8 +78,9 @@ def momentum_baseline(y_train: np.ndarray, last_ret_train: np.ndarray, y_test: n
     return classification_metrics(y_test, p)
 
 
-def block_bootstrap_aucs(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500,
-                         seed: int = 0) -> np.ndarray:
+def block_bootstrap_aucs(
+    y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500, seed: int = 0
+) -> np.ndarray:
     """AUCs of ``n_boot`` moving-block bootstrap resamples (blocks keep the overlap of h-bar labels)."""
     y, score = np.asarray(y), np.asarray(score)
     n = len(y)
@@ -108,8 +109,9 @@ def bonferroni_interval(aucs, k: int, alpha: float = 0.05) -> tuple[float, float
     return float(lo), float(hi)
 
 
-def block_bootstrap_ci(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500,
-                       alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def block_bootstrap_ci(
+    y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
     """Moving-block bootstrap percentile CI for AUC (blocks keep the overlap of h-bar labels)."""
     y, score = np.asarray(y), np.asarray(score)
     n = len(y)
@@ -129,8 +131,15 @@ def block_bootstrap_ci(y: np.ndarray, score: np.ndarray, *, block: int, n_boot: 
     return float(lo), float(hi)
 
 
-def long_flat_trades(prob: np.ndarray, y_ret: np.ndarray, *, horizon: int, cost_bps: float = 1.0,
-                     threshold: float = 0.5, returns_in_percent: bool = True) -> dict[str, np.ndarray]:
+def long_flat_trades(
+    prob: np.ndarray,
+    y_ret: np.ndarray,
+    *,
+    horizon: int,
+    cost_bps: float = 1.0,
+    threshold: float = 0.5,
+    returns_in_percent: bool = True,
+) -> dict[str, np.ndarray]:
     """Long/flat on non-overlapping h-bar trades: enter at the next bar when p > threshold.
 
     ``y_ret`` is the label return (next bar to h bars later). Every h-th row is a trade decision,
@@ -151,8 +160,15 @@ def max_drawdown(equity: np.ndarray) -> float:
     return float((equity / np.maximum.accumulate(equity) - 1).min()) if len(equity) else 0.0
 
 
-def backtest_long_flat(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int, periods_per_year: float,
-                       cost_bps: float = 1.0, threshold: float = 0.5) -> dict[str, float]:
+def backtest_long_flat(
+    prob: np.ndarray,
+    y_ret_pct: np.ndarray,
+    *,
+    horizon: int,
+    periods_per_year: float,
+    cost_bps: float = 1.0,
+    threshold: float = 0.5,
+) -> dict[str, float]:
     """Summary of :func:`long_flat_trades` (returns in %) beside buy-and-hold over the same rows."""
     t = long_flat_trades(prob, y_ret_pct, horizon=horizon, cost_bps=cost_bps, threshold=threshold)
     ann = periods_per_year / max(1, horizon)
@@ -164,7 +180,14 @@ def backtest_long_flat(prob: np.ndarray, y_ret_pct: np.ndarray, *, horizon: int,
 
     tot, sharpe, mdd = summary(t["strat"])
     bh_tot, bh_sharpe, bh_mdd = summary(t["ret"])
-    return {"bt_total_return": tot, "bt_sharpe": sharpe, "bt_max_drawdown": mdd,
-            "bt_turnover": float(t["turnover"].mean()), "bt_exposure": float(t["pos"].mean()),
-            "bt_trades": float(len(t["idx"])), "bh_total_return": bh_tot, "bh_sharpe": bh_sharpe,
-            "bh_max_drawdown": bh_mdd}
+    return {
+        "bt_total_return": tot,
+        "bt_sharpe": sharpe,
+        "bt_max_drawdown": mdd,
+        "bt_turnover": float(t["turnover"].mean()),
+        "bt_exposure": float(t["pos"].mean()),
+        "bt_trades": float(len(t["idx"])),
+        "bh_total_return": bh_tot,
+        "bh_sharpe": bh_sharpe,
+        "bh_max_drawdown": bh_mdd,
+    }

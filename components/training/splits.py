@@ -39,6 +39,7 @@ class Blocks:
     Selection compares variants on ``val`` (models fitted on ``sel_train``); the served model is
     refitted on ``final_train`` (= ``sel_train`` + ``val``) and reported on ``oot``, which no
     choice looks at."""
+
     sel_train: np.ndarray
     val: np.ndarray
     final_train: np.ndarray
@@ -50,9 +51,12 @@ def validation_split(n: int, oot_frac: float, val_frac: float, span: int) -> Blo
         raise ValueError("oot_frac and val_frac must be in (0, 1) and leave most rows for training")
     oot_start = n - max(1, math.ceil(n * oot_frac))
     val_start = oot_start - max(1, math.ceil(n * val_frac))
-    blocks = Blocks(sel_train=np.arange(0, max(0, val_start - span)),
-                    val=np.arange(val_start, max(val_start, oot_start - span)),
-                    final_train=np.arange(0, max(0, oot_start - span)), oot=np.arange(oot_start, n))
+    blocks = Blocks(
+        sel_train=np.arange(0, max(0, val_start - span)),
+        val=np.arange(val_start, max(val_start, oot_start - span)),
+        final_train=np.arange(0, max(0, oot_start - span)),
+        oot=np.arange(oot_start, n),
+    )
     for name in ("sel_train", "val", "oot"):
         if len(getattr(blocks, name)) == 0:
             raise ValueError(f"empty {name} block: not enough rows for the horizon ({n} rows, span {span})")

@@ -65,8 +65,14 @@ def feature_list(manifest: dict, spec: VariantSpec) -> list[str]:
     return list(cols)
 
 
-def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: TrainConfig,
-                  bar: pd.Timedelta, progress: Callable[[str], None] = log.info) -> VariantResult:
+def train_variant(
+    gold: pd.DataFrame,
+    manifest: dict,
+    spec: VariantSpec,
+    cfg: TrainConfig,
+    bar: pd.Timedelta,
+    progress: Callable[[str], None] = log.info,
+) -> VariantResult:
     up_col, ret_col = label_columns(spec.horizon)
     if up_col not in gold.columns:
         raise DataValidationError(f"gold has no label for horizon {spec.horizon} (columns {up_col})")
@@ -86,13 +92,14 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
         t0 = time.perf_counter()
         model = make_estimator(spec, cfg.seed).fit(X[fold.train], target[fold.train])
         s = _score(model, spec, X[fold.test])
-        row = {"fold": k, "n_train": len(fold.train), "n_test": len(fold.test),
-               "auc": M.auc_score(y[fold.test], s)}
+        row = {"fold": k, "n_train": len(fold.train), "n_test": len(fold.test), "auc": M.auc_score(y[fold.test], s)}
         if spec.task == "classification":
             row.update({f: v for f, v in M.classification_metrics(y[fold.test], s).items() if f != "auc"})
         folds.append(row)
-        progress(f"[{spec.name}] fold {k}/{cfg.n_folds}: AUC {row['auc']:.4f} "
-                 f"(train {len(fold.train)}, test {len(fold.test)}, {time.perf_counter() - t0:.1f}s)")
+        progress(
+            f"[{spec.name}] fold {k}/{cfg.n_folds}: AUC {row['auc']:.4f} "
+            f"(train {len(fold.train)}, test {len(fold.test)}, {time.perf_counter() - t0:.1f}s)"
+        )
 
     m: dict[str, Any] = {}
     # 1. validation block: what selection chooses on (a model fitted on the rows before it, purged)
@@ -106,10 +113,18 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
     m["val_auc_ci_low"], m["val_auc_ci_high"] = M.bonferroni_interval(boot, 1)
     m.update({f"val_{k}": v for k, v in M.information_coefficients(s_val, y_ret[blocks.val]).items()})
     prob_val = s_val if spec.task == "classification" else (s_val > 0).astype(float)
-    m.update({f"val_{k}": v for k, v in M.backtest_long_flat(prob_val, y_ret[blocks.val], horizon=spec.horizon,
-                                                             periods_per_year=ppy, cost_bps=cfg.cost_bps).items()})
-    progress(f"[{spec.name}] validation AUC {m['val_auc']:.4f} [{m['val_auc_ci_low']:.4f}, "
-             f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)})")
+    m.update(
+        {
+            f"val_{k}": v
+            for k, v in M.backtest_long_flat(
+                prob_val, y_ret[blocks.val], horizon=spec.horizon, periods_per_year=ppy, cost_bps=cfg.cost_bps
+            ).items()
+        }
+    )
+    progress(
+        f"[{spec.name}] validation AUC {m['val_auc']:.4f} [{m['val_auc_ci_low']:.4f}, "
+        f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)})"
+    )
 
     # 2. final model on everything before the out-of-time block (purged); the OOT block is reported
     model = make_estimator(spec, cfg.seed).fit(X[blocks.final_train], target[blocks.final_train])
@@ -134,22 +149,46 @@ def train_variant(gold: pd.DataFrame, manifest: dict, spec: VariantSpec, cfg: Tr
     for name, v in M.momentum_baseline(yo, last_ret[blocks.final_train], yt, last_ret[blocks.oot]).items():
         m[f"baseline_momentum_{name}"] = v
     prob_like = s_oot if spec.task == "classification" else (s_oot > 0).astype(float)
-    m.update(M.backtest_long_flat(prob_like, y_ret[blocks.oot], horizon=spec.horizon,
-                                  periods_per_year=ppy, cost_bps=cfg.cost_bps))
-    m["n_train"], m["n_oot"], m["n_features"] = float(len(blocks.final_train)), float(len(blocks.oot)), float(len(feats))
+    m.update(
+        M.backtest_long_flat(
+            prob_like, y_ret[blocks.oot], horizon=spec.horizon, periods_per_year=ppy, cost_bps=cfg.cost_bps
+        )
+    )
+    m["n_train"], m["n_oot"], m["n_features"] = (
+        float(len(blocks.final_train)),
+        float(len(blocks.oot)),
+        float(len(feats)),
+    )
     m["n_val"], m["n_sel_train"] = float(len(blocks.val)), float(len(blocks.sel_train))
     m["purge_bars"] = float(span)
     m["rows_per_year"] = float(ppy)
 
     importance = dict(zip(feats, np.asarray(model.feature_importances_, dtype=float).tolist()))
-    oot = pd.DataFrame({"timestamp": data["timestamp"].iloc[blocks.oot].to_numpy(), "y_true": yt,
-                        "y_prob" if spec.task == "classification" else "y_pred": s_oot,
-                        "ret": y_ret[blocks.oot]})
-    progress(f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
-             f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
-             f"train AUC {m['train_auc']:.4f}")
-    return VariantResult(spec, feats, m, folds, model, oot, importance, len(blocks.final_train), len(blocks.oot),
-                         val_auc_boot=[round(float(a), 6) for a in boot])
+    oot = pd.DataFrame(
+        {
+            "timestamp": data["timestamp"].iloc[blocks.oot].to_numpy(),
+            "y_true": yt,
+            "y_prob" if spec.task == "classification" else "y_pred": s_oot,
+            "ret": y_ret[blocks.oot],
+        }
+    )
+    progress(
+        f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
+        f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
+        f"train AUC {m['train_auc']:.4f}"
+    )
+    return VariantResult(
+        spec,
+        feats,
+        m,
+        folds,
+        model,
+        oot,
+        importance,
+        len(blocks.final_train),
+        len(blocks.oot),
+        val_auc_boot=[round(float(a), 6) for a in boot],
+    )
 
 
 def rows_per_year(timestamps: pd.Series, manifest: dict, bar: pd.Timedelta) -> float:
@@ -179,8 +218,16 @@ def save_native(model, spec: VariantSpec, directory: Path) -> Path:
     return path
 
 
-def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_uri: str,
-                  tracking_uri: str, experiment: str, artifact_root: str | None) -> dict[str, str]:
+def log_to_mlflow(
+    result: VariantResult,
+    *,
+    run_id: str,
+    gold_uri: str,
+    native_uri: str,
+    tracking_uri: str,
+    experiment: str,
+    artifact_root: str | None,
+) -> dict[str, str]:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -191,17 +238,37 @@ def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_u
     mlflow.set_experiment(experiment)
     spec = result.spec
     with mlflow.start_run(run_name=f"{spec.name}-{run_id}") as run:
-        mlflow.set_tags({"variant": spec.name, "pipeline_run_id": run_id, "model_format": spec.model,
-                         "task": spec.task, "horizon": str(spec.horizon), "gold_uri": gold_uri,
-                         "native_uri": native_uri})
-        mlflow.log_params({"model": spec.model, "task": spec.task, "features": spec.features,
-                           "horizon": spec.horizon, "n_features": len(result.features),
-                           **{f"hp_{k}": v for k, v in result.model.get_params().items()
-                              if isinstance(v, (int, float, str)) and v is not None}})
+        mlflow.set_tags(
+            {
+                "variant": spec.name,
+                "pipeline_run_id": run_id,
+                "model_format": spec.model,
+                "task": spec.task,
+                "horizon": str(spec.horizon),
+                "gold_uri": gold_uri,
+                "native_uri": native_uri,
+            }
+        )
+        mlflow.log_params(
+            {
+                "model": spec.model,
+                "task": spec.task,
+                "features": spec.features,
+                "horizon": spec.horizon,
+                "n_features": len(result.features),
+                **{
+                    f"hp_{k}": v
+                    for k, v in result.model.get_params().items()
+                    if isinstance(v, (int, float, str)) and v is not None
+                },
+            }
+        )
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
         for fold in result.folds:
-            mlflow.log_metrics({f"fold_{k}": float(v) for k, v in fold.items()
-                                if k != "fold" and np.isfinite(v)}, step=int(fold["fold"]))
+            mlflow.log_metrics(
+                {f"fold_{k}": float(v) for k, v in fold.items() if k != "fold" and np.isfinite(v)},
+                step=int(fold["fold"]),
+            )
         mlflow.log_dict({"features": result.features}, "feature_list.json")
         mlflow.log_dict(result.importance, "feature_importance.json")
         X_ex = pd.DataFrame(np.zeros((2, len(result.features)), dtype=np.float64), columns=result.features)
@@ -210,16 +277,25 @@ def log_to_mlflow(result: VariantResult, *, run_id: str, gold_uri: str, native_u
         # log the Booster (not the sklearn wrapper): native JSON / text files, and pyfunc.predict returns
         # P(up) (or the predicted % return), exactly what the served native file answers
         if spec.model == "xgboost":
-            info = mlflow.xgboost.log_model(result.model.get_booster(), name="model", model_format="json",
-                                            signature=signature)
+            info = mlflow.xgboost.log_model(
+                result.model.get_booster(), name="model", model_format="json", signature=signature
+            )
         else:
             info = mlflow.lightgbm.log_model(result.model.booster_, name="model", signature=signature)
-        return {"mlflow_run_id": run.info.run_id, "model_uri": info.model_uri,
-                "experiment_id": run.info.experiment_id}
+        return {"mlflow_run_id": run.info.run_id, "model_uri": info.model_uri, "experiment_id": run.info.experiment_id}
 
 
-def run_training(store, *, gold_uri: str, manifest_uri: str, spec: VariantSpec, run_id: str,
-                 cfg: TrainConfig, settings, progress: Callable[[str], None] = log.info) -> dict:
+def run_training(
+    store,
+    *,
+    gold_uri: str,
+    manifest_uri: str,
+    spec: VariantSpec,
+    run_id: str,
+    cfg: TrainConfig,
+    settings,
+    progress: Callable[[str], None] = log.info,
+) -> dict:
     """Stage entry point: train + evaluate one variant, persist everything, return a summary."""
     gold = store.read_parquet(gold_uri)
     manifest = store.get_json(manifest_uri)
@@ -235,14 +311,32 @@ def run_training(store, *, gold_uri: str, manifest_uri: str, spec: VariantSpec, 
     artifact_root = None
     if not settings.mlflow_tracking_uri.startswith(("http://", "https://")):
         artifact_root = f"s3://{store.bucket}/mlflow"
-    tracking = log_to_mlflow(result, run_id=run_id, gold_uri=gold_uri, native_uri=native_uri,
-                             tracking_uri=settings.mlflow_tracking_uri,
-                             experiment=settings.mlflow_experiment, artifact_root=artifact_root)
-    summary = {"variant": spec.name, "spec": asdict(spec), "run_id": run_id, "native_uri": native_uri,
-               "model_format": spec.model, "task": spec.task, "horizon": spec.horizon,
-               "features": result.features, "metrics": result.metrics, "folds": result.folds,
-               "n_train": result.n_train, "n_oot": result.n_oot, "cost_bps": cfg.cost_bps,
-               "val_auc_boot": result.val_auc_boot or [], **tracking}
+    tracking = log_to_mlflow(
+        result,
+        run_id=run_id,
+        gold_uri=gold_uri,
+        native_uri=native_uri,
+        tracking_uri=settings.mlflow_tracking_uri,
+        experiment=settings.mlflow_experiment,
+        artifact_root=artifact_root,
+    )
+    summary = {
+        "variant": spec.name,
+        "spec": asdict(spec),
+        "run_id": run_id,
+        "native_uri": native_uri,
+        "model_format": spec.model,
+        "task": spec.task,
+        "horizon": spec.horizon,
+        "features": result.features,
+        "metrics": result.metrics,
+        "folds": result.folds,
+        "n_train": result.n_train,
+        "n_oot": result.n_oot,
+        "cost_bps": cfg.cost_bps,
+        "val_auc_boot": result.val_auc_boot or [],
+        **tracking,
+    }
     uri = store.put_json(prefix + "metrics.json", summary).uri
     progress(f"[{spec.name}] saved {native_uri} and MLflow run {tracking['mlflow_run_id']}")
     return {**summary, "metrics_uri": uri}

@@ -64,17 +64,38 @@ def make_estimator(spec: VariantSpec, seed: int = 42):
     if spec.model == "xgboost":
         import xgboost as xgb
 
-        params: dict[str, Any] = dict(n_estimators=120, max_depth=3, learning_rate=0.08, subsample=0.8,
-                      colsample_bytree=0.8, min_child_weight=20, reg_lambda=5.0, tree_method="hist",
-                      max_bin=64, n_jobs=n_threads(), random_state=seed)
+        params: dict[str, Any] = dict(
+            n_estimators=120,
+            max_depth=3,
+            learning_rate=0.08,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            min_child_weight=20,
+            reg_lambda=5.0,
+            tree_method="hist",
+            max_bin=64,
+            n_jobs=n_threads(),
+            random_state=seed,
+        )
         params.update(spec.params)
         if spec.task == "classification":
             return xgb.XGBClassifier(objective="binary:logistic", eval_metric="logloss", **params)
         return xgb.XGBRegressor(objective="reg:squarederror", **params)
     import lightgbm as lgb
 
-    params = dict(n_estimators=150, num_leaves=7, learning_rate=0.05, subsample=0.8, subsample_freq=1,
-                  colsample_bytree=0.8, min_child_samples=100, reg_lambda=5.0, max_bin=127,
-                  n_jobs=n_threads(), random_state=seed, verbose=-1)
+    params = dict(
+        n_estimators=150,
+        num_leaves=7,
+        learning_rate=0.05,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        min_child_samples=100,
+        reg_lambda=5.0,
+        max_bin=127,
+        n_jobs=n_threads(),
+        random_state=seed,
+        verbose=-1,
+    )
     params.update(spec.params)
     return lgb.LGBMClassifier(objective="binary", **params)

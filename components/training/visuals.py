@@ -41,9 +41,15 @@ def roc_and_confusion(y_true, y_prob, threshold: float = 0.5) -> dict:
     fpr, tpr, thr = roc_curve(y, p)
     thr = np.where(np.isfinite(thr), thr, 1.0)  # sklearn's first threshold is +inf
     cm = confusion_matrix(y, (p > threshold).astype(int), labels=[0, 1])
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.clip(thr, 0.0, 1.0).tolist(),
-            "confusion_matrix": cm.astype(int).tolist(), "labels": ["down", "up"],
-            "auc": float(roc_auc_score(y, p)), "threshold": threshold}
+    return {
+        "fpr": fpr.tolist(),
+        "tpr": tpr.tolist(),
+        "thresholds": np.clip(thr, 0.0, 1.0).tolist(),
+        "confusion_matrix": cm.astype(int).tolist(),
+        "labels": ["down", "up"],
+        "auc": float(roc_auc_score(y, p)),
+        "threshold": threshold,
+    }
 
 
 def calibration_table(y_true, y_prob, bins: int = 10) -> list[dict]:
@@ -55,25 +61,45 @@ def calibration_table(y_true, y_prob, bins: int = 10) -> list[dict]:
     for b in range(bins):
         m = idx == b
         if m.any():
-            out.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "n": int(m.sum()),
-                        "mean_predicted": float(p[m].mean()), "observed": float(y[m].mean())})
+            out.append(
+                {
+                    "bin_low": float(edges[b]),
+                    "bin_high": float(edges[b + 1]),
+                    "n": int(m.sum()),
+                    "mean_predicted": float(p[m].mean()),
+                    "observed": float(y[m].mean()),
+                }
+            )
     return out
 
 
-def long_flat_backtest(y_prob, returns, *, horizon: int = 1, cost_bps: float = 1.0, threshold: float = 0.5,
-                       returns_in_percent: bool = True) -> dict:
+def long_flat_backtest(
+    y_prob, returns, *, horizon: int = 1, cost_bps: float = 1.0, threshold: float = 0.5, returns_in_percent: bool = True
+) -> dict:
     """Equity curves (strategy, buy & hold) and summary numbers over non-overlapping trades."""
-    t = long_flat_trades(_arr(y_prob), _arr(returns), horizon=horizon, cost_bps=cost_bps, threshold=threshold,
-                         returns_in_percent=returns_in_percent)
+    t = long_flat_trades(
+        _arr(y_prob),
+        _arr(returns),
+        horizon=horizon,
+        cost_bps=cost_bps,
+        threshold=threshold,
+        returns_in_percent=returns_in_percent,
+    )
     eq_s, eq_b = np.cumprod(1 + t["strat"]), np.cumprod(1 + t["ret"])
     n = len(t["idx"])
-    return {"index": t["idx"].tolist(), "strategy": eq_s.tolist(), "buy_and_hold": eq_b.tolist(),
-            "strategy_return": float(eq_s[-1] - 1) if n else 0.0,
-            "buy_and_hold_return": float(eq_b[-1] - 1) if n else 0.0,
-            "strategy_max_drawdown": max_drawdown(eq_s), "buy_and_hold_max_drawdown": max_drawdown(eq_b),
-            "exposure": float(t["pos"].mean()) if n else 0.0,
-            "turnover": float(t["turnover"].mean()) if n else 0.0, "trades": int(n),
-            "costs_paid": float(t["turnover"].sum() * cost_bps / 1e4)}
+    return {
+        "index": t["idx"].tolist(),
+        "strategy": eq_s.tolist(),
+        "buy_and_hold": eq_b.tolist(),
+        "strategy_return": float(eq_s[-1] - 1) if n else 0.0,
+        "buy_and_hold_return": float(eq_b[-1] - 1) if n else 0.0,
+        "strategy_max_drawdown": max_drawdown(eq_s),
+        "buy_and_hold_max_drawdown": max_drawdown(eq_b),
+        "exposure": float(t["pos"].mean()) if n else 0.0,
+        "turnover": float(t["turnover"].mean()) if n else 0.0,
+        "trades": int(n),
+        "costs_paid": float(t["turnover"].sum() * cost_bps / 1e4),
+    }
 
 
 def _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_percent) -> dict:
@@ -81,19 +107,34 @@ def _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_p
 
     y, p = _arr(y_true).astype(int), _arr(y_prob)
     up = float(y.mean()) if len(y) else float("nan")
-    s = {"n": int(len(y)), "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan"),
-         "accuracy": float(((p > threshold).astype(int) == y).mean()) if len(y) else float("nan"),
-         "majority_baseline_accuracy": max(up, 1 - up), "up_rate": up,
-         "brier": float(brier_score_loss(y, np.clip(p, 0, 1))) if len(y) else float("nan"),
-         "brier_climatology": up * (1 - up)}
-    s.update({f"bt_{k}": v for k, v in long_flat_backtest(p, returns, horizon=horizon, cost_bps=cost_bps,
-                                                        threshold=threshold,
-                                                        returns_in_percent=returns_in_percent).items()
-              if not isinstance(v, list)})
+    s = {
+        "n": int(len(y)),
+        "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan"),
+        "accuracy": float(((p > threshold).astype(int) == y).mean()) if len(y) else float("nan"),
+        "majority_baseline_accuracy": max(up, 1 - up),
+        "up_rate": up,
+        "brier": float(brier_score_loss(y, np.clip(p, 0, 1))) if len(y) else float("nan"),
+        "brier_climatology": up * (1 - up),
+    }
+    s.update(
+        {
+            f"bt_{k}": v
+            for k, v in long_flat_backtest(
+                p,
+                returns,
+                horizon=horizon,
+                cost_bps=cost_bps,
+                threshold=threshold,
+                returns_in_percent=returns_in_percent,
+            ).items()
+            if not isinstance(v, list)
+        }
+    )
     return s
 
 
 # -- plots ---------------------------------------------------------------------------------------
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -104,8 +145,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent,
-             timestamps=None) -> dict[str, str]:
+def _figures(
+    y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent, timestamps=None
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -136,8 +178,7 @@ def _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, 
     cal = calibration_table(y, p)
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(4.8, 5.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.plot([c["mean_predicted"] for c in cal], [c["observed"] for c in cal], "o-", color="#c0504d",
-            label="model")
+    ax.plot([c["mean_predicted"] for c in cal], [c["observed"] for c in cal], "o-", color="#c0504d", label="model")
     ax.axhline(float(y.mean()), color="#999", lw=0.8, label="base rate")
     ax.set_ylabel("observed frequency of up")
     ax.set_title("Calibration (out-of-time)")
@@ -147,13 +188,18 @@ def _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, 
     axh.set_ylabel("count")
     figs["calibration"] = _png(fig)
 
-    bt = long_flat_backtest(p, returns, horizon=horizon, cost_bps=cost_bps, threshold=threshold,
-                            returns_in_percent=returns_in_percent)
+    bt = long_flat_backtest(
+        p, returns, horizon=horizon, cost_bps=cost_bps, threshold=threshold, returns_in_percent=returns_in_percent
+    )
     fig, ax = plt.subplots(figsize=(8, 4))
-    x = np.asarray(timestamps)[bt["index"]] if timestamps is not None and len(timestamps) == len(p) \
+    x = (
+        np.asarray(timestamps)[bt["index"]]
+        if timestamps is not None and len(timestamps) == len(p)
         else np.arange(len(bt["strategy"]))
-    ax.plot(x, bt["strategy"], color="#3b6ea8", label=f"long/flat, {cost_bps:g} bp costs "
-            f"({bt['strategy_return']:+.2%})")
+    )
+    ax.plot(
+        x, bt["strategy"], color="#3b6ea8", label=f"long/flat, {cost_bps:g} bp costs ({bt['strategy_return']:+.2%})"
+    )
     ax.plot(x, bt["buy_and_hold"], color="#888", label=f"buy & hold ({bt['buy_and_hold_return']:+.2%})")
     ax.axhline(1.0, color="#ccc", lw=0.8)
     ax.set_title(f"Out-of-time equity curve (trade every {horizon} bar{'s' if horizon != 1 else ''})")
@@ -164,17 +210,27 @@ def _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, 
     return figs
 
 
-def training_report_html(y_true, y_prob, returns, importance: Mapping[str, float] | None, cost_bps: float = 1.0,
-                         title: str = "training report", *, horizon: int = 1, threshold: float = 0.5,
-                         returns_in_percent: bool = True, timestamps: Sequence | None = None) -> str:
+def training_report_html(
+    y_true,
+    y_prob,
+    returns,
+    importance: Mapping[str, float] | None,
+    cost_bps: float = 1.0,
+    title: str = "training report",
+    *,
+    horizon: int = 1,
+    threshold: float = 0.5,
+    returns_in_percent: bool = True,
+    timestamps: Sequence | None = None,
+) -> str:
     """A self-contained HTML page (no scripts, no network) with the plots and a numbers table."""
     s = _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_percent)
-    figs = _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent,
-                    timestamps)
+    figs = _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent, timestamps)
     rc = roc_and_confusion(y_true, y_prob, threshold) if len(np.unique(_arr(y_true))) == 2 else None
     esc = html.escape
     rows = [
-        ("OOT rows", f"{s['n']}"), ("AUC", f"{s['auc']:.4f}"),
+        ("OOT rows", f"{s['n']}"),
+        ("AUC", f"{s['auc']:.4f}"),
         (f"accuracy at p>{threshold:g}", f"{s['accuracy']:.4f}"),
         ("majority-class baseline accuracy", f"{s['majority_baseline_accuracy']:.4f}"),
         ("Brier score (climatology baseline)", f"{s['brier']:.4f} ({s['brier_climatology']:.4f})"),
@@ -183,20 +239,29 @@ def training_report_html(y_true, y_prob, returns, importance: Mapping[str, float
         ("long/flat max drawdown", f"{s['bt_strategy_max_drawdown']:.2%}"),
         ("buy & hold max drawdown", f"{s['bt_buy_and_hold_max_drawdown']:.2%}"),
         ("exposure / turnover per trade", f"{s['bt_exposure']:.2f} / {s['bt_turnover']:.2f}"),
-        ("trades (non-overlapping)", f"{s['bt_trades']}"), ("cost per position change", f"{cost_bps:g} bp"),
+        ("trades (non-overlapping)", f"{s['bt_trades']}"),
+        ("cost per position change", f"{cost_bps:g} bp"),
     ]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     cm = ""
     if rc is not None:
         (tn, fp), (fn, tp) = rc["confusion_matrix"]
-        cm = ("<h2>Confusion matrix</h2><table class='cm'><tr><th></th><th>pred down</th><th>pred up</th></tr>"
-              f"<tr><th>actual down</th><td>{tn}</td><td>{fp}</td></tr>"
-              f"<tr><th>actual up</th><td>{fn}</td><td>{tp}</td></tr></table>")
-    captions = {"importance": "Feature importance", "roc": "ROC curve", "calibration": "Calibration",
-                "equity": "Equity curve"}
+        cm = (
+            "<h2>Confusion matrix</h2><table class='cm'><tr><th></th><th>pred down</th><th>pred up</th></tr>"
+            f"<tr><th>actual down</th><td>{tn}</td><td>{fp}</td></tr>"
+            f"<tr><th>actual up</th><td>{fn}</td><td>{tp}</td></tr></table>"
+        )
+    captions = {
+        "importance": "Feature importance",
+        "roc": "ROC curve",
+        "calibration": "Calibration",
+        "equity": "Equity curve",
+    }
     imgs = "".join(
         f"<figure id='fig-{k}'><img alt='{esc(captions[k])}' src='data:image/png;base64,{v}'/>"
-        f"<figcaption>{esc(captions[k])}</figcaption></figure>" for k, v in figs.items())
+        f"<figcaption>{esc(captions[k])}</figcaption></figure>"
+        for k, v in figs.items()
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>
@@ -214,19 +279,36 @@ bars. A short-horizon index direction model near AUC 0.5 is a coin flip: read th
 </body></html>"""
 
 
-def training_report_markdown(y_true, y_prob, returns, importance: Mapping[str, float] | None, cost_bps: float = 1.0,
-                             title: str = "training report", *, horizon: int = 1, threshold: float = 0.5,
-                             returns_in_percent: bool = True, top: int = 20) -> str:
+def training_report_markdown(
+    y_true,
+    y_prob,
+    returns,
+    importance: Mapping[str, float] | None,
+    cost_bps: float = 1.0,
+    title: str = "training report",
+    *,
+    horizon: int = 1,
+    threshold: float = 0.5,
+    returns_in_percent: bool = True,
+    top: int = 20,
+) -> str:
     """The report's numbers as Markdown (tables only; the KFP Markdown viewer shows no images)."""
     s = _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_percent)
-    lines = [f"## {title}", "", "| metric | model | baseline |", "|---|---|---|",
-             f"| AUC (OOT) | {s['auc']:.4f} | 0.5000 (chance) |",
-             f"| accuracy at p>{threshold:g} | {s['accuracy']:.4f} | {s['majority_baseline_accuracy']:.4f} (majority) |",
-             f"| Brier | {s['brier']:.4f} | {s['brier_climatology']:.4f} (climatology) |",
-             f"| total return, costs incl. | {s['bt_strategy_return']:+.2%} | {s['bt_buy_and_hold_return']:+.2%} (buy & hold) |",
-             f"| max drawdown | {s['bt_strategy_max_drawdown']:.2%} | {s['bt_buy_and_hold_max_drawdown']:.2%} (buy & hold) |",
-             "", f"{s['n']} OOT rows, {s['bt_trades']} non-overlapping {horizon}-bar trades, {cost_bps:g} bp per "
-             f"position change, exposure {s['bt_exposure']:.2f}.", ""]
+    lines = [
+        f"## {title}",
+        "",
+        "| metric | model | baseline |",
+        "|---|---|---|",
+        f"| AUC (OOT) | {s['auc']:.4f} | 0.5000 (chance) |",
+        f"| accuracy at p>{threshold:g} | {s['accuracy']:.4f} | {s['majority_baseline_accuracy']:.4f} (majority) |",
+        f"| Brier | {s['brier']:.4f} | {s['brier_climatology']:.4f} (climatology) |",
+        f"| total return, costs incl. | {s['bt_strategy_return']:+.2%} | {s['bt_buy_and_hold_return']:+.2%} (buy & hold) |",
+        f"| max drawdown | {s['bt_strategy_max_drawdown']:.2%} | {s['bt_buy_and_hold_max_drawdown']:.2%} (buy & hold) |",
+        "",
+        f"{s['n']} OOT rows, {s['bt_trades']} non-overlapping {horizon}-bar trades, {cost_bps:g} bp per "
+        f"position change, exposure {s['bt_exposure']:.2f}.",
+        "",
+    ]
     ranked = sorted(((str(k), float(v)) for k, v in (importance or {}).items()), key=lambda kv: -abs(kv[1]))[:top]
     if ranked:
         lines += [f"### Feature importance (top {len(ranked)})", "", "| feature | importance |", "|---|---|"]

@@ -21,20 +21,21 @@ from spx.core.settings import patched_environ
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="spx-smoke-"))
     t0 = time.perf_counter()
-    with LocalS3Server(data_dir=work / "s3", buckets=("spx",)) as s3, \
-            patched_environ({**s3.env(), "SPX_BUCKET": "spx", "SPX_HOME": str(work / "home")}):
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "root"),
-                   raise_on_error=True)
+    with (
+        LocalS3Server(data_dir=work / "s3", buckets=("spx",)) as s3,
+        patched_environ({**s3.env(), "SPX_BUCKET": "spx", "SPX_HOME": str(work / "home")}),
+    ):
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "root"), raise_on_error=True)
         from spx.components.bronze.component import bronze_market
         from spx.components.bronze.market import read_bronze
         from spx.components.silver.component import silver_technical
         from spx.core.storage import ObjectStore
 
-        bronze = bronze_market(source="bundled", instrument="SPX500_USD", granularity="D",
-                               start="", end="", path="")
+        bronze = bronze_market(source="bundled", instrument="SPX500_USD", granularity="D", start="", end="", path="")
         prefix = bronze.output
-        silver = silver_technical(bronze_prefix=prefix, granularity="D", start="2015-01-01",
-                                  end="2018-12-31", run_id="image-smoke")
+        silver = silver_technical(
+            bronze_prefix=prefix, granularity="D", start="2015-01-01", end="2018-12-31", run_id="image-smoke"
+        )
         store = ObjectStore()
         bars = read_bronze(store, prefix, granularity="D")
         silver_uri = silver.output
@@ -42,8 +43,10 @@ def main() -> int:
         assert store.exists(silver_uri), f"silver: {silver_uri} not stored"
         feats = store.read_parquet(silver_uri)
         assert len(feats) > 500 and feats.shape[1] > 10, f"silver: unexpected shape {feats.shape}"
-        print(f"component smoke OK in {time.perf_counter() - t0:.1f}s: bronze {prefix} ({len(bars)} bars); "
-              f"silver {silver_uri} ({feats.shape[0]} rows x {feats.shape[1]} cols); uid={os.getuid()}")
+        print(
+            f"component smoke OK in {time.perf_counter() - t0:.1f}s: bronze {prefix} ({len(bars)} bars); "
+            f"silver {silver_uri} ({feats.shape[0]} rows x {feats.shape[1]} cols); uid={os.getuid()}"
+        )
     return 0
 
 

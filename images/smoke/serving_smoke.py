@@ -30,14 +30,26 @@ def main() -> int:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 5))
     y = (x[:, 0] + 0.5 * rng.normal(size=400) > 0).astype(int)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(x, label=y), num_boost_round=20)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=20
+    )
     model_dir = Path(tempfile.mkdtemp(prefix="spx-model-"))
     booster.save_model(str(model_dir / "model.json"))
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "spx.components.serving.predictor", "--model_dir", str(model_dir),
-                             "--http_port", str(port), "--model_name", "spx-direction"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spx.components.serving.predictor",
+            "--model_dir",
+            str(model_dir),
+            "--http_port",
+            str(port),
+            "--model_name",
+            "spx-direction",
+        ]
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -55,18 +67,27 @@ def main() -> int:
             time.sleep(0.3)
         ready_s = time.perf_counter() - t0
         rows = x[:4]
-        body = {"inputs": [{"name": "features", "shape": list(rows.shape), "datatype": "FP64",
-                            "data": rows.ravel().tolist()}]}
-        req = urllib.request.Request(f"{base}/v2/models/spx-direction/infer", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        body = {
+            "inputs": [
+                {"name": "features", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}
+            ]
+        }
+        req = urllib.request.Request(
+            f"{base}/v2/models/spx-direction/infer",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             out = json.load(r)
         got = np.asarray(next(o for o in out["outputs"] if o["name"] == "probability")["data"], dtype=float)
         want = booster.predict(xgb.DMatrix(rows))
         assert got.shape == (4,), f"expected 4 probabilities, got {got.shape}"
         assert np.allclose(got, want, atol=1e-6), f"probabilities {got} != booster's {want}"
-        print(f"serving smoke OK: predictor ready in {ready_s:.1f}s, V2 infer matches the booster "
-              f"({np.round(got, 4).tolist()}); uid={os.getuid()}")
+        print(
+            f"serving smoke OK: predictor ready in {ready_s:.1f}s, V2 infer matches the booster "
+            f"({np.round(got, 4).tolist()}); uid={os.getuid()}"
+        )
     finally:
         proc.terminate()
         try:

@@ -19,8 +19,12 @@ import typer
 
 from spx.core.errors import SpxError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="spx-kfp: S&P 500 short-horizon direction on Kubeflow + KServe.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="spx-kfp: S&P 500 short-horizon direction on Kubeflow + KServe.",
+)
 
 _COMMAND_MODULES = ("spx.cli.pipeline", "spx.cli.serve", "spx.cli.cluster", "spx.cli.news", "spx.cli.monitor")
 

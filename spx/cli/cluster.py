@@ -28,18 +28,30 @@ def _params(values: list[str] | None) -> dict:
     return params
 
 
-def _serving_config(namespace: str, name: str, mode: str, service_account: str, transformer_image: str,
-                    transformer_env_configmap: str, raw_deployment_mode: str, transformer_env_secret: str = ""):
+def _serving_config(
+    namespace: str,
+    name: str,
+    mode: str,
+    service_account: str,
+    transformer_image: str,
+    transformer_env_configmap: str,
+    raw_deployment_mode: str,
+    transformer_env_secret: str = "",
+):
     from spx.components.deploy.canary import RolloutError, ServingConfig
     from spx.core.settings import cluster_names
 
     try:
-        return ServingConfig(namespace=namespace, name=name, mode=mode,
-                             service_account=service_account or cluster_names().kserve_service_account,
-                             transformer_image=transformer_image,
-                             transformer_env_configmap=transformer_env_configmap,
-                             transformer_env_secret=transformer_env_secret,
-                             raw_deployment_mode=raw_deployment_mode)
+        return ServingConfig(
+            namespace=namespace,
+            name=name,
+            mode=mode,
+            service_account=service_account or cluster_names().kserve_service_account,
+            transformer_image=transformer_image,
+            transformer_env_configmap=transformer_env_configmap,
+            transformer_env_secret=transformer_env_secret,
+            raw_deployment_mode=raw_deployment_mode,
+        )
     except RolloutError as exc:
         _fail(str(exc))
 
@@ -75,19 +87,29 @@ def register(app: typer.Typer) -> None:
         service_account: Optional[str] = typer.Option(None, help="ServiceAccount the run's pods use"),
         namespace: Optional[str] = typer.Option(None, help="KFP namespace (multi-user installs)"),
         no_run: bool = typer.Option(False, "--no-run", help="upload the version only"),
-        pipeline_root: Optional[str] = typer.Option(None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT "
-                                                    "or s3://$SPX_BUCKET/pipeline-root)"),
+        pipeline_root: Optional[str] = typer.Option(
+            None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT or s3://$SPX_BUCKET/pipeline-root)"
+        ),
     ) -> None:
         """Upload a pipeline version to KFP and start a run."""
         from spx.pipelines.submit import kfp_client, submit
 
         if package is not None and not package.is_file():
             _fail(f"pipeline package {package} not found")
-        result = submit(kfp_client(host, namespace), pipeline_name=pipeline_name,
-                        package_path=str(package) if package else None, image=image,
-                        version_name=version_name, experiment_name=experiment, run_name=run_name,
-                        params=_params(param), service_account=service_account, start_run=not no_run,
-                        namespace=namespace, pipeline_root=pipeline_root)
+        result = submit(
+            kfp_client(host, namespace),
+            pipeline_name=pipeline_name,
+            package_path=str(package) if package else None,
+            image=image,
+            version_name=version_name,
+            experiment_name=experiment,
+            run_name=run_name,
+            params=_params(param),
+            service_account=service_account,
+            start_run=not no_run,
+            namespace=namespace,
+            pipeline_root=pipeline_root,
+        )
         typer.echo(json.dumps(result.__dict__, sort_keys=True))
 
     @app.command("schedule")
@@ -103,8 +125,9 @@ def register(app: typer.Typer) -> None:
         catchup: bool = typer.Option(False, "--catchup/--no-catchup", help="backfill missed runs"),
         service_account: Optional[str] = typer.Option(None, help="ServiceAccount the runs' pods use"),
         namespace: Optional[str] = typer.Option(None, help="KFP namespace (multi-user installs)"),
-        pipeline_root: Optional[str] = typer.Option(None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT "
-                                                    "or s3://$SPX_BUCKET/pipeline-root)"),
+        pipeline_root: Optional[str] = typer.Option(
+            None, help="s3:// artifact root (default: SPX_PIPELINE_ROOT or s3://$SPX_BUCKET/pipeline-root)"
+        ),
     ) -> None:
         """Create or update the recurring run (max concurrency 1, no catch-up by default)."""
         from spx.pipelines.schedule import ScheduleError, create_or_update_schedule
@@ -112,10 +135,19 @@ def register(app: typer.Typer) -> None:
 
         try:
             result = create_or_update_schedule(
-                kfp_client(host, namespace), cron=cron, pipeline_name=pipeline_name, job_name=job_name,
-                experiment_name=experiment, version_id=version_id, params=_params(param),
-                max_concurrency=max_concurrency, no_catchup=not catchup, service_account=service_account,
-                namespace=namespace, pipeline_root=pipeline_root)
+                kfp_client(host, namespace),
+                cron=cron,
+                pipeline_name=pipeline_name,
+                job_name=job_name,
+                experiment_name=experiment,
+                version_id=version_id,
+                params=_params(param),
+                max_concurrency=max_concurrency,
+                no_catchup=not catchup,
+                service_account=service_account,
+                namespace=namespace,
+                pipeline_root=pipeline_root,
+            )
         except (ScheduleError, ValueError) as exc:
             _fail(str(exc))
         typer.echo(json.dumps(result.__dict__, sort_keys=True))
@@ -129,8 +161,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("spx-direction", help="InferenceService name"),
         canary_percent: int = typer.Option(10, help="traffic share of the new champion"),
         mode: str = typer.Option("serverless", help="serverless (canaryTrafficPercent) | raw (spec.canary)"),
-        service_account: str = typer.Option("", help="ServiceAccount holding the S3 secret (default: "
-                                            "$SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3)"),
+        service_account: str = typer.Option(
+            "",
+            help="ServiceAccount holding the S3 secret (default: $SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3)",
+        ),
         transformer_image: str = typer.Option("", help="transformer image (empty: no transformer)"),
         transformer_env_configmap: str = typer.Option("", help="ConfigMap with the transformer's env"),
         transformer_env_secret: str = typer.Option("", help="Secret with the transformer's S3 keys"),
@@ -141,8 +175,16 @@ def register(app: typer.Typer) -> None:
         """Create the InferenceService, or roll the new champion out as a canary."""
         from spx.components.deploy.canary import ModelRef, RolloutError, deploy, load_selection
 
-        cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
-                              transformer_env_configmap, raw_deployment_mode, transformer_env_secret)
+        cfg = _serving_config(
+            namespace,
+            name,
+            mode,
+            service_account,
+            transformer_image,
+            transformer_env_configmap,
+            raw_deployment_mode,
+            transformer_env_secret,
+        )
         try:
             if selection_uri:
                 candidate = ModelRef.from_selection(load_selection(selection_uri))
@@ -150,8 +192,7 @@ def register(app: typer.Typer) -> None:
                 candidate = ModelRef(native_uri=native_uri, model_format=model_format)
             else:
                 _fail("give --selection-uri or --native-uri")
-            action = deploy(_k8s_api(api_server), candidate, cfg, canary_percent, dry_run=dry_run,
-                            printer=typer.echo)
+            action = deploy(_k8s_api(api_server), candidate, cfg, canary_percent, dry_run=dry_run, printer=typer.echo)
         except RolloutError as exc:
             _fail(str(exc))
         if not dry_run:
@@ -162,8 +203,9 @@ def register(app: typer.Typer) -> None:
         requests: Optional[int] = typer.Option(None, help="canary requests in the window"),
         errors: Optional[int] = typer.Option(None, help="canary 5xx/errored requests in the window"),
         p95_latency_ms: Optional[float] = typer.Option(None, help="canary p95 latency (ms)"),
-        prediction_log: Optional[Path] = typer.Option(None, help="JSON-lines log of canary requests "
-                                                      "(latency_ms, status_code|error)"),
+        prediction_log: Optional[Path] = typer.Option(
+            None, help="JSON-lines log of canary requests (latency_ms, status_code|error)"
+        ),
         prometheus_url: Optional[str] = typer.Option(None, help="measure via Prometheus instead"),
         revision: Optional[str] = typer.Option(None, help="canary revision name (with --prometheus-url)"),
         window: str = typer.Option("15m", help="Prometheus window"),
@@ -191,8 +233,16 @@ def register(app: typer.Typer) -> None:
             promote,
         )
 
-        cfg = _serving_config(namespace, name, mode, service_account, transformer_image,
-                              transformer_env_configmap, raw_deployment_mode, transformer_env_secret)
+        cfg = _serving_config(
+            namespace,
+            name,
+            mode,
+            service_account,
+            transformer_image,
+            transformer_env_configmap,
+            raw_deployment_mode,
+            transformer_env_secret,
+        )
         try:
             if prediction_log is not None:
                 lines = prediction_log.read_text().splitlines()
@@ -200,15 +250,19 @@ def register(app: typer.Typer) -> None:
             elif prometheus_url:
                 if not revision:
                     _fail("--prometheus-url needs --revision")
-                health = health_from_prometheus(prometheus_url, namespace=namespace, revision=revision,
-                                                window=window)
+                health = health_from_prometheus(prometheus_url, namespace=namespace, revision=revision, window=window)
             elif None not in (requests, errors, p95_latency_ms):
                 health = CanaryHealth(requests=requests, errors=errors, p95_latency_ms=p95_latency_ms)
             else:
                 _fail("give --requests/--errors/--p95-latency-ms, --prediction-log or --prometheus-url")
-            decision = promote(_k8s_api(api_server), health,
-                               HealthThresholds(max_error_rate, max_p95_latency_ms, min_requests), cfg,
-                               dry_run=dry_run, printer=typer.echo)
+            decision = promote(
+                _k8s_api(api_server),
+                health,
+                HealthThresholds(max_error_rate, max_p95_latency_ms, min_requests),
+                cfg,
+                dry_run=dry_run,
+                printer=typer.echo,
+            )
         except RolloutError as exc:
             _fail(str(exc))
         summary = decision.to_dict()

@@ -25,38 +25,52 @@ def _object_store():
         yield store
 
 
-def sink(host: Optional[str] = typer.Option(None, help="bind address (default $SPX_SERVE_HOST = 127.0.0.1; "
-                                                       "0.0.0.0 in a pod, which needs a token)"),
-         port: int = typer.Option(8085),
-         wal_dir: Optional[Path] = typer.Option(None, help="write-ahead log directory (default $SPX_SINK_WAL_DIR = "
-                                                           "$SPX_HOME/sink-wal, as spx serve; keep it on a volume)"),
-         batch_rows: int = typer.Option(500, help="write a parquet batch once this many rows are buffered"),
-         flush_interval: float = typer.Option(30.0, help="…or at least this often (seconds)"),
-         pair_timeout: float = typer.Option(300.0, help="write a request/response without its partner after this")):
+def sink(
+    host: Optional[str] = typer.Option(
+        None, help="bind address (default $SPX_SERVE_HOST = 127.0.0.1; 0.0.0.0 in a pod, which needs a token)"
+    ),
+    port: int = typer.Option(8085),
+    wal_dir: Optional[Path] = typer.Option(
+        None,
+        help="write-ahead log directory (default $SPX_SINK_WAL_DIR = "
+        "$SPX_HOME/sink-wal, as spx serve; keep it on a volume)",
+    ),
+    batch_rows: int = typer.Option(500, help="write a parquet batch once this many rows are buffered"),
+    flush_interval: float = typer.Option(30.0, help="…or at least this often (seconds)"),
+    pair_timeout: float = typer.Option(300.0, help="write a request/response without its partner after this"),
+):
     """Run the prediction-log sink (the KServe logger URL / `spx serve --logger-url`). Writers present
     `Authorization: Bearer $SPX_SINK_TOKEN`."""
     from spx.components.monitoring.sink import serve
     from spx.core.settings import serving_settings
 
     cfg = serving_settings()
-    serve(host=host or cfg.host, port=port, wal_dir=wal_dir or cfg.sink_wal_dir, batch_rows=batch_rows,
-          flush_interval=flush_interval, pair_timeout=pair_timeout)
+    serve(
+        host=host or cfg.host,
+        port=port,
+        wal_dir=wal_dir or cfg.sink_wal_dir,
+        batch_rows=batch_rows,
+        flush_interval=flush_interval,
+        pair_timeout=pair_timeout,
+    )
 
 
-def monitor(run_id: str = typer.Option("", help="reference training run (default: the champion)"),
-            variant: str = typer.Option("", help="reference variant (default: the champion's)"),
-            lookback_days: float = typer.Option(7.0, help="served-traffic window"),
-            gold_window_days: float = typer.Option(30.0, help="newest-gold window compared with the reference"),
-            method: str = typer.Option("wasserstein", help="Evidently drift test per feature"),
-            threshold: float = typer.Option(0.1, help="per-feature drift threshold of that test"),
-            drift_threshold: float = typer.Option(0.5, help="retrain when this share of features drifted"),
-            hit_rate_floor: float = typer.Option(0.5, help="retrain when the live hit rate is below this"),
-            min_labeled: int = typer.Option(100, help="…on at least this many realized labels"),
-            retrain: bool = typer.Option(True, help="start training when the decision says so"),
-            kfp_host: str = typer.Option("", help="start the retrain on this KFP API instead of locally"),
-            namespace: str = typer.Option(""),
-            training_params: str = typer.Option("{}", help="JSON parameters for the training run"),
-            json_out: bool = typer.Option(False, "--json", help="print the summary as JSON")):
+def monitor(
+    run_id: str = typer.Option("", help="reference training run (default: the champion)"),
+    variant: str = typer.Option("", help="reference variant (default: the champion's)"),
+    lookback_days: float = typer.Option(7.0, help="served-traffic window"),
+    gold_window_days: float = typer.Option(30.0, help="newest-gold window compared with the reference"),
+    method: str = typer.Option("wasserstein", help="Evidently drift test per feature"),
+    threshold: float = typer.Option(0.1, help="per-feature drift threshold of that test"),
+    drift_threshold: float = typer.Option(0.5, help="retrain when this share of features drifted"),
+    hit_rate_floor: float = typer.Option(0.5, help="retrain when the live hit rate is below this"),
+    min_labeled: int = typer.Option(100, help="…on at least this many realized labels"),
+    retrain: bool = typer.Option(True, help="start training when the decision says so"),
+    kfp_host: str = typer.Option("", help="start the retrain on this KFP API instead of locally"),
+    namespace: str = typer.Option(""),
+    training_params: str = typer.Option("{}", help="JSON parameters for the training run"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+):
     """Drift + live hit rate vs the champion's training reference; retrain when needed."""
     import uuid
     from datetime import datetime, timezone
@@ -69,9 +83,15 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
         params = json.loads(training_params)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--training-params is not JSON: {exc}") from None
-    cfg = MonitorConfig(lookback_days=lookback_days, gold_window_days=gold_window_days, method=method,
-                        threshold=threshold, drift_threshold=drift_threshold, hit_rate_floor=hit_rate_floor,
-                        min_labeled=min_labeled)
+    cfg = MonitorConfig(
+        lookback_days=lookback_days,
+        gold_window_days=gold_window_days,
+        method=method,
+        threshold=threshold,
+        drift_threshold=drift_threshold,
+        hit_rate_floor=hit_rate_floor,
+        min_labeled=min_labeled,
+    )
     mid = f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     with _object_store() as store:
         try:
@@ -79,24 +99,32 @@ def monitor(run_id: str = typer.Option("", help="reference training run (default
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        typer.echo(json.dumps({k: v for k, v in summary.items() if not k.startswith("_")}, indent=2,
-                              default=str) if json_out else summary_text(summary))
+        typer.echo(
+            json.dumps({k: v for k, v in summary.items() if not k.startswith("_")}, indent=2, default=str)
+            if json_out
+            else summary_text(summary)
+        )
         decision = summary["decision"]
         if decision["retrain"] and retrain:
             reason = "; ".join(decision["reasons"])
             if kfp_host:
-                rid = start_training_kfp(kfp_client(kfp_host, namespace), params=params, namespace=namespace,
-                                         reason=reason)
+                rid = start_training_kfp(
+                    kfp_client(kfp_host, namespace), params=params, namespace=namespace, reason=reason
+                )
                 typer.echo(f"started KFP training run {rid}")
             else:
                 result = run_local(**params)
                 champ = result.get("champion") or {}
-                typer.echo(f"local training finished: run {result.get('run_id')}, champion "
-                           f"{champ.get('variant') if isinstance(champ, dict) else champ}")
+                typer.echo(
+                    f"local training finished: run {result.get('run_id')}, champion "
+                    f"{champ.get('variant') if isinstance(champ, dict) else champ}"
+                )
 
 
-def report(out: Path = typer.Option(..., "--out", help="folder to write the pictures to"),
-           run_id: str = typer.Option("", help="training run (default: the newest)")):
+def report(
+    out: Path = typer.Option(..., "--out", help="folder to write the pictures to"),
+    run_id: str = typer.Option("", help="training run (default: the newest)"),
+):
     """Write the training/monitoring pictures (HTML with embedded plots, Markdown) to a folder."""
     from spx.components.monitoring.report import write_report
 

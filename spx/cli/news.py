@@ -11,8 +11,9 @@ import typer
 
 from spx.core.logs import setup_cli_logging
 
-news_app = typer.Typer(no_args_is_help=True, help="News sentiment: GDELT/RSS/file ingestion, "
-                                                   "TextBlob + lexicon tone, FinBERT signals.")
+news_app = typer.Typer(
+    no_args_is_help=True, help="News sentiment: GDELT/RSS/file ingestion, TextBlob + lexicon tone, FinBERT signals."
+)
 
 
 def _logging(verbose: bool) -> None:
@@ -21,6 +22,7 @@ def _logging(verbose: bool) -> None:
 
 def _store():
     from spx.core.storage import ObjectStore
+
     store = ObjectStore()
     store.ensure_bucket()
     return store
@@ -31,8 +33,9 @@ def ingest_cmd(
     source: str = typer.Option("file", help="gdelt | rss | file"),
     start: str = typer.Option(..., help="range start (UTC date or datetime, inclusive)"),
     end: str = typer.Option(..., help="range end (exclusive)"),
-    path: Optional[str] = typer.Option(None, help="news file for --source file (csv/parquet/jsonl); "
-                                                  "default $SPX_NEWS_FILE or ../shared/data/*news*"),
+    path: Optional[str] = typer.Option(
+        None, help="news file for --source file (csv/parquet/jsonl); default $SPX_NEWS_FILE or ../shared/data/*news*"
+    ),
     query: Optional[str] = typer.Option(None, help="GDELT query (default: US equity market + Fed terms)"),
     feed: Optional[List[str]] = typer.Option(None, help="RSS feed URL (repeatable)"),
     window_hours: float = typer.Option(6.0, help="GDELT window walked per request"),
@@ -46,10 +49,12 @@ def ingest_cmd(
     client = None
     if source == "gdelt":
         from spx.components.news.gdelt import GdeltClient
+
         kwargs = {"query": query} if query else {}
         client = GdeltClient(window=timedelta(hours=window_hours), fetch_fulltext=fulltext, **kwargs)
     elif source == "rss":
         from spx.components.news.rss import DEFAULT_FEEDS, RssClient
+
         client = RssClient(feeds=list(feed or DEFAULT_FEEDS))
     try:
         result = ingest(source, start, end, store=_store(), client=client, path=path)
@@ -79,9 +84,12 @@ def score_cmd(
     bronze_prefix: Optional[str] = typer.Option(None, help="build silver from this bronze prefix first"),
     silver_uri: Optional[str] = typer.Option(None, help="score an existing silver news parquet"),
     run_id: str = typer.Option(..., help="run id for gold/{run_id}/news_signals.parquet"),
-    model: Optional[str] = typer.Option(None, help="FinBERT location: local dir, s3:// prefix, or hub id "
-                                                   "(needs SPX_ALLOW_HUB_DOWNLOAD=1); default $SPX_FINBERT_MODEL; "
-                                                   "none: the offline FinVADER lexicon scorer"),
+    model: Optional[str] = typer.Option(
+        None,
+        help="FinBERT location: local dir, s3:// prefix, or hub id "
+        "(needs SPX_ALLOW_HUB_DOWNLOAD=1); default $SPX_FINBERT_MODEL; "
+        "none: the offline FinVADER lexicon scorer",
+    ),
     window_minutes: int = typer.Option(60, help="bar window aggregated by the as-of join"),
     batch_size: int = typer.Option(32),
     max_length: int = typer.Option(128, help="tokens kept per article (truncation)"),
@@ -101,9 +109,16 @@ def score_cmd(
             raise typer.BadParameter("give --silver-uri or --bronze-prefix")
         silver_uri, _ = build_silver(store, bronze_prefix, run_id)
     try:
-        uri, summary = build_gold(store, silver_uri, run_id, window_minutes=window_minutes,
-                                  model_location=model, batch_size=batch_size, max_length=max_length,
-                                  precision=precision)
+        uri, summary = build_gold(
+            store,
+            silver_uri,
+            run_id,
+            window_minutes=window_minutes,
+            model_location=model,
+            batch_size=batch_size,
+            max_length=max_length,
+            precision=precision,
+        )
     except ModelUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -31,8 +31,18 @@ class TaskBoard:
         # bound to the real stdout now: while the pipeline runs, sys.stdout is the task-log router
         self.console = Console(file=sys.stdout, width=None if console.is_terminal else 200)
         self.rows: dict[str, tuple[str, float]] = {}
-        self.live = Live(self.table(), console=self.console, refresh_per_second=4, transient=False,
-                         redirect_stdout=False, redirect_stderr=False) if live else None
+        self.live = (
+            Live(
+                self.table(),
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            if live
+            else None
+        )
 
     def table(self) -> Table:
         table = Table(title="spx run", show_edge=False, pad_edge=False)
@@ -61,47 +71,80 @@ class TaskBoard:
 
 
 def print_selection(selection: dict) -> None:
-    table = Table(title=f"Variants — run {selection['run_id']} (chosen on the validation block; "
-                        f"OOT = the untouched final block)")
-    for col in ("h", "rank", "variant", "task", "val AUC", "val CI (Bonferroni)", "OOT AUC", "OOT 95% CI",
-                "walk-fwd AUC", "majority", "momentum", "eligible"):
+    table = Table(
+        title=f"Variants — run {selection['run_id']} (chosen on the validation block; OOT = the untouched final block)"
+    )
+    for col in (
+        "h",
+        "rank",
+        "variant",
+        "task",
+        "val AUC",
+        "val CI (Bonferroni)",
+        "OOT AUC",
+        "OOT 95% CI",
+        "walk-fwd AUC",
+        "majority",
+        "momentum",
+        "eligible",
+    ):
         table.add_column(col)
     for r in selection["ranking"]:
         cv = r["cv_auc_mean"]
         adj = r.get("val_auc_ci_bonferroni") or [float("nan"), float("nan")]
-        table.add_row(str(r["horizon"]), str(r["rank"]), r["variant"], r["task"][:5],
-                      f"{r.get('val_auc', float('nan')):.4f}", f"[{adj[0]:.3f}, {adj[1]:.3f}]",
-                      f"{r['oot_auc']:.4f}", f"[{r['oot_auc_ci'][0]:.3f}, {r['oot_auc_ci'][1]:.3f}]",
-                      f"{cv:.4f}" if cv is not None else "-",
-                      f"{r['baseline_majority_auc']:.3f}", f"{r['baseline_momentum_auc']:.4f}",
-                      "yes" if r["eligible"] else "; ".join(r["reasons"]))
+        table.add_row(
+            str(r["horizon"]),
+            str(r["rank"]),
+            r["variant"],
+            r["task"][:5],
+            f"{r.get('val_auc', float('nan')):.4f}",
+            f"[{adj[0]:.3f}, {adj[1]:.3f}]",
+            f"{r['oot_auc']:.4f}",
+            f"[{r['oot_auc_ci'][0]:.3f}, {r['oot_auc_ci'][1]:.3f}]",
+            f"{cv:.4f}" if cv is not None else "-",
+            f"{r['baseline_majority_auc']:.3f}",
+            f"{r['baseline_momentum_auc']:.4f}",
+            "yes" if r["eligible"] else "; ".join(r["reasons"]),
+        )
     console.print(table)
     news = selection.get("news")
     if news is not None:
         if news.get("news_features"):
-            console.print(f"news: {news.get('signals', 0)} scored articles, {news.get('bars_with_news', 0)} bars "
-                          f"with at least one article in their window ({news['news_features']} news features)")
+            console.print(
+                f"news: {news.get('signals', 0)} scored articles, {news.get('bars_with_news', 0)} bars "
+                f"with at least one article in their window ({news['news_features']} news features)"
+            )
         else:
-            console.print("[bold yellow]news: none — this run trained WITHOUT news[/] (no news file: set "
-                          "SPX_NEWS_FILE or put ../shared/data/news/ beside the project)")
+            console.print(
+                "[bold yellow]news: none — this run trained WITHOUT news[/] (no news file: set "
+                "SPX_NEWS_FILE or put ../shared/data/news/ beside the project)"
+            )
     champ = selection.get("champion")
     if champ:
         verdict = champ.get("verdict", "no credible edge")
         colour = "green" if verdict == "credible edge" else "yellow"
-        console.print(f"[bold green]Champion:[/] {champ['variant']} → MLflow model "
-                      f"'{champ['registered_model']}' version {champ['model_version']} (alias champion); "
-                      f"native model {champ['native_uri']}")
-        console.print(f"[bold {colour}]Verdict: {verdict.upper()}[/] — {champ.get('verdict_detail', '')}"
-                      + ("" if verdict == "credible edge" else
-                         "; registered for the local demo only: the cluster rollout refuses it unless "
-                         "deploy_without_edge=true"))
+        console.print(
+            f"[bold green]Champion:[/] {champ['variant']} → MLflow model "
+            f"'{champ['registered_model']}' version {champ['model_version']} (alias champion); "
+            f"native model {champ['native_uri']}"
+        )
+        console.print(
+            f"[bold {colour}]Verdict: {verdict.upper()}[/] — {champ.get('verdict_detail', '')}"
+            + (
+                ""
+                if verdict == "credible edge"
+                else "; registered for the local demo only: the cluster rollout refuses it unless "
+                "deploy_without_edge=true"
+            )
+        )
     else:
         console.print(f"[bold yellow]No new champion:[/] {selection.get('reason')}")
     console.print(f"selection: {selection.get('selection_uri')}  ({selection.get('elapsed_s')} s)")
 
 
-def _dataset_defaults(source: str, dataset: str, granularity: Optional[str], horizon_short: Optional[int],
-                      horizon_long: Optional[int]) -> tuple[str, int, int]:
+def _dataset_defaults(
+    source: str, dataset: str, granularity: Optional[str], horizon_short: Optional[int], horizon_long: Optional[int]
+) -> tuple[str, int, int]:
     """Granularity and horizons: the named dataset's (bundled), else 30/60 minutes in bars (1/5 daily)."""
     import pandas as pd
 
@@ -128,57 +171,86 @@ def _dataset_defaults(source: str, dataset: str, granularity: Optional[str], hor
 def _print_next(selection: dict) -> None:
     run_dir = Path(selection["run_dir"])
     bucket = selection.get("selection_uri", "s3://spx/").split("/")[2]
-    console.print(f"artifacts: s3://{bucket}/{{silver,gold,models,selection}}/{selection['run_id']}/ (the local S3 "
-                  f"server keeps them under $SPX_HOME/s3; MLflow: {settings().mlflow_tracking_uri})", highlight=False)
+    console.print(
+        f"artifacts: s3://{bucket}/{{silver,gold,models,selection}}/{selection['run_id']}/ (the local S3 "
+        f"server keeps them under $SPX_HOME/s3; MLflow: {settings().mlflow_tracking_uri})",
+        highlight=False,
+    )
     console.print(f"task logs: {run_dir}", highlight=False)
-    console.print("next: [bold]spx serve[/] (V2 model server on localhost) · [bold]spx report[/] · "
-                  "[bold]python -m pytest -m unit[/]")
+    console.print(
+        "next: [bold]spx serve[/] (V2 model server on localhost) · [bold]spx report[/] · "
+        "[bold]python -m pytest -m unit[/]"
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         source: str = typer.Option("bundled", help="market data: bundled (a named --dataset) | file | oanda"),
-        dataset: str = typer.Option("spy_m1_2011q1", help="bundled dataset: spy_m1_2011q1 (real SPY 1-minute "
-                                    "bars, Jan+Mar 2011, ships with the project) | spy_m5_2018_2020 (real SPY "
-                                    "5-minute bars, read from ../shared/data) | arch (real daily S&P 500)"),
+        dataset: str = typer.Option(
+            "spy_m1_2011q1",
+            help="bundled dataset: spy_m1_2011q1 (real SPY 1-minute "
+            "bars, Jan+Mar 2011, ships with the project) | spy_m5_2018_2020 (real SPY "
+            "5-minute bars, read from ../shared/data) | arch (real daily S&P 500)",
+        ),
         market_path: str = typer.Option("", help="CSV/parquet with candles when --source file"),
         instrument: str = typer.Option("SPX500_USD"),
-        granularity: Optional[str] = typer.Option(None, help="bar interval: D, H1, M5, M1 … (default: the "
-                                                  "dataset's; M1 for file/oanda)"),
+        granularity: Optional[str] = typer.Option(
+            None, help="bar interval: D, H1, M5, M1 … (default: the dataset's; M1 for file/oanda)"
+        ),
         start: str = typer.Option("", help="first bar to use (UTC date/time)"),
         end: str = typer.Option("", help="last bar to use (UTC date/time)"),
-        timestamps: str = typer.Option("end", help="--source file: its stamps mark bar 'end' or 'start' "
-                                       "(start is shifted to the bar end)"),
-        market_tz: str = typer.Option("", help="--source file: the zone its clock is in (naive stamps are "
-                                      "refused without it), e.g. America/New_York"),
-        session: str = typer.Option("regular", help="intraday bars: regular (NYSE 09:30-16:00, half days, "
-                                    "holidays) | all"),
-        label_cross_close: bool = typer.Option(False, "--label-cross-close/--no-label-cross-close",
-                                               help="let a label window run past the session close"),
-        horizon_short: Optional[int] = typer.Option(None, help="short label horizon in bars (default: the "
-                                                    "dataset's, 30 for M1)"),
-        horizon_long: Optional[int] = typer.Option(None, help="long label horizon in bars (default: the "
-                                                   "dataset's, 60 for M1)"),
-        n_folds: int = typer.Option(5), oot_frac: float = typer.Option(0.1), n_boot: int = typer.Option(500),
+        timestamps: str = typer.Option(
+            "end", help="--source file: its stamps mark bar 'end' or 'start' (start is shifted to the bar end)"
+        ),
+        market_tz: str = typer.Option(
+            "",
+            help="--source file: the zone its clock is in (naive stamps are refused without it), e.g. America/New_York",
+        ),
+        session: str = typer.Option(
+            "regular", help="intraday bars: regular (NYSE 09:30-16:00, half days, holidays) | all"
+        ),
+        label_cross_close: bool = typer.Option(
+            False, "--label-cross-close/--no-label-cross-close", help="let a label window run past the session close"
+        ),
+        horizon_short: Optional[int] = typer.Option(
+            None, help="short label horizon in bars (default: the dataset's, 30 for M1)"
+        ),
+        horizon_long: Optional[int] = typer.Option(
+            None, help="long label horizon in bars (default: the dataset's, 60 for M1)"
+        ),
+        n_folds: int = typer.Option(5),
+        oot_frac: float = typer.Option(0.1),
+        n_boot: int = typer.Option(500),
         cost_bps: float = typer.Option(1.0, help="transaction cost per position change, in bp"),
         min_oot_auc: float = typer.Option(0.5, help="minimum validation AUC"),
         max_overfit_gap: float = typer.Option(0.35, help="maximum train - validation AUC"),
-        min_auc_ci_low: float = typer.Option(0.0, help="require the validation AUC interval, Bonferroni-"
-                                                       "corrected for the candidates, to start above this "
-                                                       "(e.g. 0.5: a statistically credible edge); 0 = off"),
-        max_auc: float = typer.Option(0.60, help="leakage ceiling: refuse a variant whose validation AUC is "
-                                      "further than this from 0.5 on either side"),
+        min_auc_ci_low: float = typer.Option(
+            0.0,
+            help="require the validation AUC interval, Bonferroni-"
+            "corrected for the candidates, to start above this "
+            "(e.g. 0.5: a statistically credible edge); 0 = off",
+        ),
+        max_auc: float = typer.Option(
+            0.60,
+            help="leakage ceiling: refuse a variant whose validation AUC is further than this from 0.5 on either side",
+        ),
         max_abs_ic: float = typer.Option(0.20, help="leakage ceiling on |validation IC|"),
         max_sharpe_excess: float = typer.Option(6.0, help="leakage ceiling on backtest Sharpe minus buy-and-hold's"),
         news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
-        news_path: str = typer.Option("", help="news file (CSV/parquet/JSONL) when --news-source file (default "
-                                      "$SPX_NEWS_FILE, else ../shared/data/news/reuters_markets_2011q1.parquet)"),
+        news_path: str = typer.Option(
+            "",
+            help="news file (CSV/parquet/JSONL) when --news-source file (default "
+            "$SPX_NEWS_FILE, else ../shared/data/news/reuters_markets_2011q1.parquet)",
+        ),
         news_model: str = typer.Option("", help="FinBERT: local dir or s3:// prefix (default $SPX_FINBERT_MODEL)"),
-        news_precision: str = typer.Option("int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU) | fp32 | bf16"),
+        news_precision: str = typer.Option(
+            "int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU) | fp32 | bf16"
+        ),
         news_delay_minutes: int = typer.Option(0, help="minutes after publication before an article counts"),
-        materialize: bool = typer.Option(True, "--materialize/--no-materialize",
-                                         help="materialize gold features into the Feast online store"),
+        materialize: bool = typer.Option(
+            True, "--materialize/--no-materialize", help="materialize gold features into the Feast online store"
+        ),
         run_id: str = typer.Option("", help="defaults to UTC time + job id"),
         json_out: Optional[str] = typer.Option(None, "--json", help="also write the selection JSON here"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's full output"),
@@ -189,24 +261,49 @@ def register(app: typer.Typer) -> None:
         from spx.pipelines.local import TaskLogRouter, new_run_id, run_local
 
         setup_cli_logging(logging.INFO if verbose else logging.WARNING)
-        granularity, horizon_short, horizon_long = _dataset_defaults(source, dataset, granularity,
-                                                                     horizon_short, horizon_long)
+        granularity, horizon_short, horizon_long = _dataset_defaults(
+            source, dataset, granularity, horizon_short, horizon_long
+        )
         run_id = run_id or new_run_id()
         router = TaskLogRouter(settings().runs_dir / run_id)
         console.print(f"spx run {run_id}: task logs in {router.run_dir}", highlight=False)
         try:
             with TaskBoard(live=console.is_terminal and not verbose) as board:
                 selection = run_local(
-                    router=router, on_event=board, verbose=verbose, run_id=run_id, source=source,
-                    dataset=dataset, market_path=market_path, instrument=instrument, granularity=granularity,
-                    start=start, end=end, timestamps=timestamps, market_tz=market_tz, session=session,
-                    label_cross_close=label_cross_close, horizon_short=horizon_short, horizon_long=horizon_long,
-                    n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps,
-                    min_oot_auc=min_oot_auc, max_overfit_gap=max_overfit_gap, min_auc_ci_low=min_auc_ci_low,
-                    max_auc=max_auc, max_abs_ic=max_abs_ic, max_sharpe_excess=max_sharpe_excess,
-                    news_source=news_source, news_path=news_path, news_model_location=news_model,
-                    news_precision=news_precision, news_delay_minutes=news_delay_minutes,
-                    materialize_features=materialize)
+                    router=router,
+                    on_event=board,
+                    verbose=verbose,
+                    run_id=run_id,
+                    source=source,
+                    dataset=dataset,
+                    market_path=market_path,
+                    instrument=instrument,
+                    granularity=granularity,
+                    start=start,
+                    end=end,
+                    timestamps=timestamps,
+                    market_tz=market_tz,
+                    session=session,
+                    label_cross_close=label_cross_close,
+                    horizon_short=horizon_short,
+                    horizon_long=horizon_long,
+                    n_folds=n_folds,
+                    oot_frac=oot_frac,
+                    n_boot=n_boot,
+                    cost_bps=cost_bps,
+                    min_oot_auc=min_oot_auc,
+                    max_overfit_gap=max_overfit_gap,
+                    min_auc_ci_low=min_auc_ci_low,
+                    max_auc=max_auc,
+                    max_abs_ic=max_abs_ic,
+                    max_sharpe_excess=max_sharpe_excess,
+                    news_source=news_source,
+                    news_path=news_path,
+                    news_model_location=news_model,
+                    news_precision=news_precision,
+                    news_delay_minutes=news_delay_minutes,
+                    materialize_features=materialize,
+                )
         except Exception as exc:
             failed = router.failed()
             if failed is None:
@@ -214,8 +311,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold red]task {failed.task} failed[/] — last lines of {failed.log_path}:")
             for line in router.last_lines(failed.task):
                 console.print("  " + line, highlight=False, markup=False)
-            raise ServiceError(f"spx run {run_id}: task {failed.task} failed ({type(exc).__name__}); "
-                               f"full log: {failed.log_path}") from None
+            raise ServiceError(
+                f"spx run {run_id}: task {failed.task} failed ({type(exc).__name__}); full log: {failed.log_path}"
+            ) from None
         print_selection(selection)
         if json_out:
             with open(json_out, "w") as fh:

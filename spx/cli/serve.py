@@ -45,24 +45,29 @@ def _examples(info, predictor_url: str, transformer_url: str | None, as_of: str 
     ]
     if transformer_url:
         lines.append(f"  transformer {transformer_url}/v2/models/{name}")
-    lines += ["", "Predictor (a row of features, in the order listed by its metadata):",
-              f"  curl -s {predictor_url}/v2/models/{name}",
-              f"  curl -s -H 'content-type: application/json' {predictor_url}/v2/models/{name}/infer \\",
-              f"    -d '{{\"inputs\":[{{\"name\":\"features\",\"datatype\":\"FP64\",\"shape\":[1,{n}],"
-              f"\"data\":[{zeros}]}}]}}'"]
+    lines += [
+        "",
+        "Predictor (a row of features, in the order listed by its metadata):",
+        f"  curl -s {predictor_url}/v2/models/{name}",
+        f"  curl -s -H 'content-type: application/json' {predictor_url}/v2/models/{name}/infer \\",
+        f'    -d \'{{"inputs":[{{"name":"features","datatype":"FP64","shape":[1,{n}],"data":[{zeros}]}}]}}\'',
+    ]
     if transformer_url:
-        as_of_part = (f',{{"name":"as_of","datatype":"BYTES","shape":[1],"data":["{as_of}"]}}'
-                      if as_of else "")
-        lines += ["", "Transformer (features come from Feast's online store):",
-                  f"  curl -s -H 'content-type: application/json' {transformer_url}/v2/models/{name}/infer \\",
-                  f"    -d '{{\"inputs\":[{{\"name\":\"instrument\",\"datatype\":\"BYTES\",\"shape\":[1],"
-                  f"\"data\":[\"SPX500_USD\"]}}{as_of_part}]}}'",
-                  "", "Python (tritonclient):",
-                  "  import numpy as np, tritonclient.http as http",
-                  f"  c = http.InferenceServerClient('{transformer_url.split('//', 1)[1]}')",
-                  "  x = http.InferInput('instrument', [1], 'BYTES')",
-                  "  x.set_data_from_numpy(np.array([b'SPX500_USD'], dtype=object))",
-                  f"  r = c.infer('{name}', [x]); print(r.as_numpy('prediction'), r.as_numpy('probability'))"]
+        as_of_part = f',{{"name":"as_of","datatype":"BYTES","shape":[1],"data":["{as_of}"]}}' if as_of else ""
+        lines += [
+            "",
+            "Transformer (features come from Feast's online store):",
+            f"  curl -s -H 'content-type: application/json' {transformer_url}/v2/models/{name}/infer \\",
+            f'    -d \'{{"inputs":[{{"name":"instrument","datatype":"BYTES","shape":[1],'
+            f'"data":["SPX500_USD"]}}{as_of_part}]}}\'',
+            "",
+            "Python (tritonclient):",
+            "  import numpy as np, tritonclient.http as http",
+            f"  c = http.InferenceServerClient('{transformer_url.split('//', 1)[1]}')",
+            "  x = http.InferInput('instrument', [1], 'BYTES')",
+            "  x.set_data_from_numpy(np.array([b'SPX500_USD'], dtype=object))",
+            f"  r = c.infer('{name}', [x]); print(r.as_numpy('prediction'), r.as_numpy('probability'))",
+        ]
     return "\n".join(lines)
 
 
@@ -71,14 +76,16 @@ def serve(
     port: int = typer.Option(8080, help="transformer port (the entry point)"),
     predictor_port: int = typer.Option(8081, help="predictor port"),
     transformer: bool = typer.Option(True, "--transformer/--no-transformer", help="also start the Feast transformer"),
-    materialize: bool = typer.Option(True, "--materialize/--no-materialize",
-                                     help="materialize the champion's gold run into the online store first"),
+    materialize: bool = typer.Option(
+        True, "--materialize/--no-materialize", help="materialize the champion's gold run into the online store first"
+    ),
     max_feature_age: float = typer.Option(900.0, help="seconds after which features count as stale (422)"),
-    log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
-                                         help="start the prediction-log sink and log every prediction"),
-    logger_url: Optional[str] = typer.Option(None, "--logger-url",
-                                             help="an external sink: POST KServe logger CloudEvents here "
-                                                  "(no local sink is started)"),
+    log_predictions: bool = typer.Option(
+        True, "--log-predictions/--no-log-predictions", help="start the prediction-log sink and log every prediction"
+    ),
+    logger_url: Optional[str] = typer.Option(
+        None, "--logger-url", help="an external sink: POST KServe logger CloudEvents here (no local sink is started)"
+    ),
     sink_port: int = typer.Option(8085, help="port of the local prediction-log sink (busy: a free one)"),
     sink_flush_interval: float = typer.Option(30.0, help="seconds between the local sink's parquet batches"),
     check: bool = typer.Option(False, "--check", help="send one request to each server, print, stop"),
@@ -94,15 +101,49 @@ def serve(
     cfg = settings()
     with embedded_s3(cfg.home) as endpoint:  # the embedded S3 server unless SPX_S3_ENDPOINT names one
         typer.echo(f"S3 endpoint {endpoint} (bucket {settings().s3.bucket})")
-        _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore,
-               model_version=model_version, port=port, predictor_port=predictor_port, transformer=transformer,
-               materialize=materialize, max_feature_age=max_feature_age, logger_url=logger_url, check=check,
-               log_predictions=log_predictions, sink_port=sink_port, sink_flush_interval=sink_flush_interval)
+        _serve(
+            cfg,
+            champion,
+            features,
+            LocalServing,
+            start_predictor,
+            start_transformer,
+            ObjectStore,
+            model_version=model_version,
+            port=port,
+            predictor_port=predictor_port,
+            transformer=transformer,
+            materialize=materialize,
+            max_feature_age=max_feature_age,
+            logger_url=logger_url,
+            check=check,
+            log_predictions=log_predictions,
+            sink_port=sink_port,
+            sink_flush_interval=sink_flush_interval,
+        )
 
 
-def _serve(cfg, champion, features, LocalServing, start_predictor, start_transformer, ObjectStore, *,
-           model_version, port, predictor_port, transformer, materialize, max_feature_age, logger_url,
-           check, log_predictions=True, sink_port=8085, sink_flush_interval=30.0) -> None:
+def _serve(
+    cfg,
+    champion,
+    features,
+    LocalServing,
+    start_predictor,
+    start_transformer,
+    ObjectStore,
+    *,
+    model_version,
+    port,
+    predictor_port,
+    transformer,
+    materialize,
+    max_feature_age,
+    logger_url,
+    check,
+    log_predictions=True,
+    sink_port=8085,
+    sink_flush_interval=30.0,
+) -> None:
     info = champion.resolve(version=model_version)
     model_dir = cfg.home / "serving" / "models" / info.name / info.version
     champion.download(info, model_dir, ObjectStore())
@@ -131,8 +172,7 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
     child_env = {"SPX_SINK_TOKEN": token}
     sink = None
     if transformer and log_predictions and not logger_url:
-        sink = start_sink(serving.sink_wal_dir, log_dir, sink_port, flush_interval=sink_flush_interval,
-                          token=token)
+        sink = start_sink(serving.sink_wal_dir, log_dir, sink_port, flush_interval=sink_flush_interval, token=token)
         logger_url = f"{sink.url}/"
     elif not serving.sink_token:
         child_env = {}
@@ -144,12 +184,18 @@ def _serve(cfg, champion, features, LocalServing, start_predictor, start_transfo
         raise
     try:
         if transformer:
-            running.transformer = start_transformer(predictor_port, info.name, port, log_dir,
-                                                    max_feature_age_seconds=max_feature_age,
-                                                    logger_url=logger_url if log_predictions else None,
-                                                    env=child_env)
-        typer.echo(_examples(info, running.predictor.url,
-                             running.transformer.url if running.transformer else None, as_of))
+            running.transformer = start_transformer(
+                predictor_port,
+                info.name,
+                port,
+                log_dir,
+                max_feature_age_seconds=max_feature_age,
+                logger_url=logger_url if log_predictions else None,
+                env=child_env,
+            )
+        typer.echo(
+            _examples(info, running.predictor.url, running.transformer.url if running.transformer else None, as_of)
+        )
         typer.echo(f"logs: {log_dir} (rotated at 10 MB, 3 kept)")
         typer.echo(_log_destination(sink, logger_url if (transformer and log_predictions) else None))
         if check:
@@ -186,8 +232,14 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: float = 30.0,
-               timeout: float = 60.0, token: str | None = None):
+def start_sink(
+    wal_dir: Path,
+    log_dir: Path,
+    port: int = 8085,
+    flush_interval: float = 30.0,
+    timeout: float = 60.0,
+    token: str | None = None,
+):
     """The prediction-log sink (``python -m spx.components.monitoring.sink``) on ``$SPX_SERVE_HOST``
     (loopback by default), WAL in ``wal_dir``, writers authenticated with ``token``."""
     from spx.components.serving.local import ServerProcess
@@ -198,10 +250,27 @@ def start_sink(wal_dir: Path, log_dir: Path, port: int = 8085, flush_interval: f
         new = free_port()
         typer.echo(f"port {port} is busy; the prediction-log sink listens on {new}")
         port = new
-    cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", serving_settings().host,
-           "--port", str(port), "--wal-dir", str(wal_dir), "--flush-interval", str(flush_interval)]
-    server = ServerProcess("sink", port, cmd, Path(log_dir) / f"sink-{port}.log", "/healthz",
-                           env={"SPX_SINK_TOKEN": token} if token else None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "spx.components.monitoring.sink",
+        "--host",
+        serving_settings().host,
+        "--port",
+        str(port),
+        "--wal-dir",
+        str(wal_dir),
+        "--flush-interval",
+        str(flush_interval),
+    ]
+    server = ServerProcess(
+        "sink",
+        port,
+        cmd,
+        Path(log_dir) / f"sink-{port}.log",
+        "/healthz",
+        env={"SPX_SINK_TOKEN": token} if token else None,
+    )
     try:
         return server.start(timeout=timeout)
     except RuntimeError as exc:
@@ -222,9 +291,11 @@ def _log_destination(sink, logger_url: str | None) -> str:
     if sink is None:
         return f"prediction log: KServe logger CloudEvents -> {logger_url} (external sink)"
     bucket = settings().s3.bucket
-    return (f"prediction log: KServe logger CloudEvents -> sink {sink.url} -> s3://{bucket}/predictions/"
-            f"date=YYYY-MM-DD/*.parquet (batches every flush interval and on exit; "
-            f"read with spx.components.serving.prediction_log.read_predictions)")
+    return (
+        f"prediction log: KServe logger CloudEvents -> sink {sink.url} -> s3://{bucket}/predictions/"
+        f"date=YYYY-MM-DD/*.parquet (batches every flush interval and on exit; "
+        f"read with spx.components.serving.prediction_log.read_predictions)"
+    )
 
 
 def _wait_logged(sink, n_events: int, timeout: float = 20.0) -> None:
@@ -249,8 +320,10 @@ def _report_logged(request_id: str) -> None:
         typer.echo(f"prediction log check: request {request_id} NOT in the bucket", err=True)
         raise typer.Exit(1)
     row = mine.iloc[0]
-    typer.echo(f"prediction log check: request {request_id} logged (model version {row['model_version']}, "
-               f"probability {row['probability']:.6f}, at {row['timestamp'].isoformat()})")
+    typer.echo(
+        f"prediction log check: request {request_id} logged (model version {row['model_version']}, "
+        f"probability {row['probability']:.6f}, at {row['timestamp'].isoformat()})"
+    )
 
 
 def _check(info, running, as_of: str | None) -> str | None:
@@ -266,8 +339,11 @@ def _check(info, running, as_of: str | None) -> str | None:
         if as_of:
             inputs.append({"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of]})
         request_id = f"spx-serve-check-{uuid.uuid4().hex[:12]}"
-        resp = requests.post(f"{running.transformer.url}/v2/models/{info.name}/infer",
-                             json={"id": request_id, "inputs": inputs}, timeout=10)
+        resp = requests.post(
+            f"{running.transformer.url}/v2/models/{info.name}/infer",
+            json={"id": request_id, "inputs": inputs},
+            timeout=10,
+        )
         typer.echo(f"transformer check: {resp.status_code} {resp.text}")
         resp.raise_for_status()
         return request_id

@@ -30,5 +30,3 @@ class ObjectNotFoundError(SpxError, FileNotFoundError):
 
 class ServiceError(SpxError, RuntimeError):
     """A service spx starts or calls (S3 server, model server, Kubernetes/KFP API) failed or refused."""
-
-

@@ -31,23 +31,42 @@ def backoff_delay(attempt: int, retry_after: str | None, *, backoff: float, max_
             return min(max_backoff, max(0.0, float(retry_after)))
         except ValueError:
             pass
-    base = backoff * (2 ** attempt)
+    base = backoff * (2**attempt)
     return min(max_backoff, base + random.uniform(0, base / 4))
 
 
-def http_retrying(*, max_retries: int, backoff: float = 1.0, max_backoff: float = 60.0,
-                  sleep: Callable[[float], None] = time.sleep, what: str = "request") -> Retrying:
+def http_retrying(
+    *,
+    max_retries: int,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    what: str = "request",
+) -> Retrying:
     """Retry :class:`RetryableHTTP` up to ``max_retries`` times; the last one is re-raised."""
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        return backoff_delay(state.attempt_number - 1, getattr(exc, "retry_after", None), backoff=backoff,
-                             max_backoff=max_backoff)
+        return backoff_delay(
+            state.attempt_number - 1, getattr(exc, "retry_after", None), backoff=backoff, max_backoff=max_backoff
+        )
 
     def warn(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: %s; retry %d/%d in %.1fs", what, exc, state.attempt_number, max_retries,
-                    state.next_action.sleep if state.next_action else 0.0)
+        log.warning(
+            "%s: %s; retry %d/%d in %.1fs",
+            what,
+            exc,
+            state.attempt_number,
+            max_retries,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
 
-    return Retrying(stop=stop_after_attempt(max_retries + 1), wait=wait, sleep=sleep, reraise=True,
-                    retry=retry_if_exception_type(RetryableHTTP), before_sleep=warn)
+    return Retrying(
+        stop=stop_after_attempt(max_retries + 1),
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+        retry=retry_if_exception_type(RetryableHTTP),
+        before_sleep=warn,
+    )

@@ -9,7 +9,14 @@ from __future__ import annotations
 BRONZE_MARKET = "bronze/market"
 BRONZE_NEWS = "bronze/news"
 SILVER, GOLD, MODELS, SELECTION, MONITORING, PREDICTIONS, FEAST = (
-    "silver", "gold", "models", "selection", "monitoring", "predictions", "feast")
+    "silver",
+    "gold",
+    "models",
+    "selection",
+    "monitoring",
+    "predictions",
+    "feast",
+)
 
 
 def bronze_market_prefix(source: str, instrument: str, granularity: str) -> str:
@@ -61,4 +68,4 @@ def monitoring_summary_key(monitor_run_id: str) -> str:
 def variants_in(keys: list[str], run_id: str) -> list[str]:
     """Variant names of ``run_id`` among listed keys (``models/{run_id}/{variant}/…``)."""
     prefix = models_prefix(run_id)
-    return sorted({k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix) and k.count("/") >= 3})
+    return sorted({k[len(prefix) :].split("/", 1)[0] for k in keys if k.startswith(prefix) and k.count("/") >= 3})

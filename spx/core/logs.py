@@ -12,15 +12,35 @@ import json as _json
 import logging
 import sys
 
-NOISY = ("botocore", "boto3", "urllib3", "mlflow", "alembic", "s3transfer", "kfp", "feast", "filelock",
-         "git", "matplotlib", "PIL", "numexpr", "asyncio", "httpx", "httpcore")
+NOISY = (
+    "botocore",
+    "boto3",
+    "urllib3",
+    "mlflow",
+    "alembic",
+    "s3transfer",
+    "kfp",
+    "feast",
+    "filelock",
+    "git",
+    "matplotlib",
+    "PIL",
+    "numexpr",
+    "asyncio",
+    "httpx",
+    "httpcore",
+)
 _MARK = "_spx_handler"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        payload = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
-                   "logger": record.name, "message": record.getMessage()}
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return _json.dumps(payload)
@@ -40,8 +60,9 @@ def _install(handler: logging.Handler, level: int) -> None:
 def setup_logging(level: int = logging.INFO, *, json: bool = False, stream=None) -> None:
     """Plain (or JSON) log lines on ``stream`` (stdout by default); idempotent."""
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter() if json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     _install(handler, level)
 
 

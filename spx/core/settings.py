@@ -40,11 +40,21 @@ class _Group(BaseSettings):
 class S3Settings(_Group):
     """The object store (MinIO/SeaweedFS in the cluster, SeaweedFS on loopback locally)."""
 
-    endpoint_url: str = Field("http://127.0.0.1:9000", validation_alias=_alias("SPX_S3_ENDPOINT", "AWS_ENDPOINT_URL"), description="S3 endpoint, e.g. http://minio:9000 (unset locally: spx run starts SeaweedFS on loopback)")
+    endpoint_url: str = Field(
+        "http://127.0.0.1:9000",
+        validation_alias=_alias("SPX_S3_ENDPOINT", "AWS_ENDPOINT_URL"),
+        description="S3 endpoint, e.g. http://minio:9000 (unset locally: spx run starts SeaweedFS on loopback)",
+    )
     access_key: str = Field("minioadmin", validation_alias=_alias("AWS_ACCESS_KEY_ID"), description="S3 access key")
-    secret_key: SecretStr = Field(SecretStr("minioadmin"), validation_alias=_alias("AWS_SECRET_ACCESS_KEY"), description="S3 secret key")
-    region: str = Field("us-east-1", validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"), description="S3 region")
-    bucket: str = Field("spx", validation_alias=_alias("SPX_BUCKET"), description="bucket holding bronze/silver/gold/models/predictions")
+    secret_key: SecretStr = Field(
+        SecretStr("minioadmin"), validation_alias=_alias("AWS_SECRET_ACCESS_KEY"), description="S3 secret key"
+    )
+    region: str = Field(
+        "us-east-1", validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"), description="S3 region"
+    )
+    bucket: str = Field(
+        "spx", validation_alias=_alias("SPX_BUCKET"), description="bucket holding bronze/silver/gold/models/predictions"
+    )
 
     @classmethod
     def from_env(cls) -> S3Settings:
@@ -52,94 +62,238 @@ class S3Settings(_Group):
 
 
 class MlflowSettings(_Group):
-    tracking_uri: str = Field("", validation_alias=_alias("MLFLOW_TRACKING_URI"),
-                              description="default: SQLite under SPX_HOME")
-    experiment: str = Field("spx-direction", validation_alias=_alias("SPX_MLFLOW_EXPERIMENT"), description="MLflow experiment of the training runs")
-    registered_model: str = Field("spx-direction", validation_alias=_alias("SPX_REGISTERED_MODEL"), description="MLflow registered model (alias champion)")
+    tracking_uri: str = Field(
+        "", validation_alias=_alias("MLFLOW_TRACKING_URI"), description="default: SQLite under SPX_HOME"
+    )
+    experiment: str = Field(
+        "spx-direction",
+        validation_alias=_alias("SPX_MLFLOW_EXPERIMENT"),
+        description="MLflow experiment of the training runs",
+    )
+    registered_model: str = Field(
+        "spx-direction",
+        validation_alias=_alias("SPX_REGISTERED_MODEL"),
+        description="MLflow registered model (alias champion)",
+    )
 
 
 class FeastSettings(_Group):
     home: Path | None = Field(None, validation_alias=_alias("SPX_FEAST_HOME"), description="default: SPX_HOME/feast")
-    online_store: Literal["sqlite", "redis"] = Field("sqlite", validation_alias=_alias("SPX_FEAST_ONLINE_STORE"), description="Feast online store: sqlite (local) or redis (cluster)")
-    redis: str = Field("redis:6379", validation_alias=_alias("SPX_FEAST_REDIS"), description="Redis host:port for the Feast online store")
-    registry: str = Field("", validation_alias=_alias("SPX_FEAST_REGISTRY"),
-                          description="default: registry.db in the Feast home")
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite",
+        validation_alias=_alias("SPX_FEAST_ONLINE_STORE"),
+        description="Feast online store: sqlite (local) or redis (cluster)",
+    )
+    redis: str = Field(
+        "redis:6379",
+        validation_alias=_alias("SPX_FEAST_REDIS"),
+        description="Redis host:port for the Feast online store",
+    )
+    registry: str = Field(
+        "", validation_alias=_alias("SPX_FEAST_REGISTRY"), description="default: registry.db in the Feast home"
+    )
 
 
 class ServingSettings(_Group):
-    host: str = Field("127.0.0.1", validation_alias=_alias("SPX_SERVE_HOST"),
-                      description="address spx serve's predictor, transformer and sink bind to (loopback; the "
-                                  "images pass --host 0.0.0.0)")
-    sink_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("SPX_SINK_TOKEN"),
-                                  description="shared token the sink's writers present (Authorization: Bearer); "
-                                              "spx serve makes one per run when unset")
-    logger_spill_dir: Path | None = Field(None, validation_alias=_alias("SPX_LOGGER_SPILL_DIR"),
-                                          description="where the transformer's logger spills events the sink has "
-                                                      "not acknowledged (default SPX_HOME/logger-spill)")
-    model_dir: Path = Field(Path("/mnt/models"), validation_alias=_alias("SPX_MODEL_DIR"), description="predictor: directory holding the native model file")
-    model_version: str = Field("", validation_alias=_alias("SPX_MODEL_VERSION"), description="predictor: registered version reported in V2 responses")
-    predictor_nthread: int = Field(1, ge=1, validation_alias=_alias("SPX_PREDICTOR_NTHREAD"), description="predictor: XGBoost/LightGBM threads per request")
-    max_feature_age_seconds: float = Field(900.0, gt=0, validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"), description="transformer: refuse online features older than this")
-    logger_url: str = Field("", validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"), description="transformer: prediction-log sink URL (empty: no logging)")
-    manifest_uri: str = Field("", validation_alias=_alias("SPX_MANIFEST_URI"), description="Feast CLI repo: gold manifest.json to serve")
-    gold_uri: str = Field("", validation_alias=_alias("SPX_GOLD_URI"), description="Feast CLI repo: gold features.parquet to serve")
-    trace_log_level: str = Field("WARNING", validation_alias=_alias("SPX_TRACE_LOG_LEVEL"), description="log level of the model servers' access/trace loggers")
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=_alias("SPX_SERVE_HOST"),
+        description="address spx serve's predictor, transformer and sink bind to (loopback; the "
+        "images pass --host 0.0.0.0)",
+    )
+    sink_token: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=_alias("SPX_SINK_TOKEN"),
+        description="shared token the sink's writers present (Authorization: Bearer); "
+        "spx serve makes one per run when unset",
+    )
+    logger_spill_dir: Path | None = Field(
+        None,
+        validation_alias=_alias("SPX_LOGGER_SPILL_DIR"),
+        description="where the transformer's logger spills events the sink has "
+        "not acknowledged (default SPX_HOME/logger-spill)",
+    )
+    model_dir: Path = Field(
+        Path("/mnt/models"),
+        validation_alias=_alias("SPX_MODEL_DIR"),
+        description="predictor: directory holding the native model file",
+    )
+    model_version: str = Field(
+        "",
+        validation_alias=_alias("SPX_MODEL_VERSION"),
+        description="predictor: registered version reported in V2 responses",
+    )
+    predictor_nthread: int = Field(
+        1,
+        ge=1,
+        validation_alias=_alias("SPX_PREDICTOR_NTHREAD"),
+        description="predictor: XGBoost/LightGBM threads per request",
+    )
+    max_feature_age_seconds: float = Field(
+        900.0,
+        gt=0,
+        validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"),
+        description="transformer: refuse online features older than this",
+    )
+    logger_url: str = Field(
+        "",
+        validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"),
+        description="transformer: prediction-log sink URL (empty: no logging)",
+    )
+    manifest_uri: str = Field(
+        "", validation_alias=_alias("SPX_MANIFEST_URI"), description="Feast CLI repo: gold manifest.json to serve"
+    )
+    gold_uri: str = Field(
+        "", validation_alias=_alias("SPX_GOLD_URI"), description="Feast CLI repo: gold features.parquet to serve"
+    )
+    trace_log_level: str = Field(
+        "WARNING",
+        validation_alias=_alias("SPX_TRACE_LOG_LEVEL"),
+        description="log level of the model servers' access/trace loggers",
+    )
 
 
 class SinkSettings(_Group):
-    host: str = Field("", validation_alias=_alias("SPX_SINK_HOST"),
-                      description="prediction-log sink: bind address (default SPX_SERVE_HOST, i.e. loopback)")
-    port: int = Field(8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"), description="prediction-log sink: port")
-    wal_dir: Path | None = Field(None, validation_alias=_alias("SPX_SINK_WAL_DIR"),
-                                 description="default: SPX_HOME/sink-wal")
-    batch_rows: int = Field(500, ge=1, validation_alias=_alias("SPX_SINK_BATCH_ROWS"), description="prediction-log sink: rows per parquet batch")
-    flush_interval: float = Field(30.0, gt=0, validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"), description="prediction-log sink: seconds between flushes")
-    pair_timeout: float = Field(300.0, gt=0, validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"), description="prediction-log sink: seconds to wait for a request/response pair")
+    host: str = Field(
+        "",
+        validation_alias=_alias("SPX_SINK_HOST"),
+        description="prediction-log sink: bind address (default SPX_SERVE_HOST, i.e. loopback)",
+    )
+    port: int = Field(
+        8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"), description="prediction-log sink: port"
+    )
+    wal_dir: Path | None = Field(
+        None, validation_alias=_alias("SPX_SINK_WAL_DIR"), description="default: SPX_HOME/sink-wal"
+    )
+    batch_rows: int = Field(
+        500,
+        ge=1,
+        validation_alias=_alias("SPX_SINK_BATCH_ROWS"),
+        description="prediction-log sink: rows per parquet batch",
+    )
+    flush_interval: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"),
+        description="prediction-log sink: seconds between flushes",
+    )
+    pair_timeout: float = Field(
+        300.0,
+        gt=0,
+        validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"),
+        description="prediction-log sink: seconds to wait for a request/response pair",
+    )
 
 
 class PipelineSettings(_Group):
-    component_image: str = Field(DEFAULT_COMPONENT_IMAGE, validation_alias=_alias("SPX_COMPONENT_IMAGE"), description="image of every KFP component (spx compile --image)")
-    serving_image: str = Field("", validation_alias=_alias("SPX_SERVING_IMAGE"), description="image of the transformer (deploy step)")
-    serving_runtime: str = Field("", validation_alias=_alias("SPX_SERVING_RUNTIME"), description="KServe ServingRuntime of the predictor (deploy step)")
-    retries: int = Field(3, ge=0, validation_alias=_alias("SPX_PIPELINE_RETRIES"),
-                         description="retries of top-level cluster tasks, exponential backoff from 30 s (KFP 2.5 ignores them inside dsl.If; 0 under spx run)")
-    pipeline_root: str = Field("", validation_alias=_alias("SPX_PIPELINE_ROOT"), description="KFP pipeline root (default s3://$SPX_BUCKET/pipeline-root)")
-    threads: int = Field(0, ge=0, validation_alias=_alias("SPX_THREADS"), description="XGBoost/LightGBM threads (0: all cores)")
+    component_image: str = Field(
+        DEFAULT_COMPONENT_IMAGE,
+        validation_alias=_alias("SPX_COMPONENT_IMAGE"),
+        description="image of every KFP component (spx compile --image)",
+    )
+    serving_image: str = Field(
+        "", validation_alias=_alias("SPX_SERVING_IMAGE"), description="image of the transformer (deploy step)"
+    )
+    serving_runtime: str = Field(
+        "",
+        validation_alias=_alias("SPX_SERVING_RUNTIME"),
+        description="KServe ServingRuntime of the predictor (deploy step)",
+    )
+    retries: int = Field(
+        3,
+        ge=0,
+        validation_alias=_alias("SPX_PIPELINE_RETRIES"),
+        description="retries of top-level cluster tasks, exponential backoff from 30 s (KFP 2.5 ignores them inside dsl.If; 0 under spx run)",
+    )
+    pipeline_root: str = Field(
+        "",
+        validation_alias=_alias("SPX_PIPELINE_ROOT"),
+        description="KFP pipeline root (default s3://$SPX_BUCKET/pipeline-root)",
+    )
+    threads: int = Field(
+        0, ge=0, validation_alias=_alias("SPX_THREADS"), description="XGBoost/LightGBM threads (0: all cores)"
+    )
 
 
 class NewsSettings(_Group):
-    news_file: str = Field("", validation_alias=_alias("SPX_NEWS_FILE"), description="news file (CSV/parquet/JSONL) for --news-source file (unset: ../shared/data/news/reuters_markets_2011q1.parquet if present)")
-    finbert_model: str = Field("", validation_alias=_alias("SPX_FINBERT_MODEL"), description="FinBERT: local directory or s3:// prefix (unset: the FinVADER lexicon scorer)")
-    gdelt_url: str = Field("", validation_alias=_alias("SPX_GDELT_URL"), description="GDELT DOC 2.0 API base URL (tests point it at a loopback server)")
-    torch_threads: int = Field(0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"), description="FinBERT: torch threads (0: torch default)")
-    allow_hub_download: bool = Field(False, validation_alias=_alias("SPX_ALLOW_HUB_DOWNLOAD"),
-                                     description="let FinBERT be downloaded from the Hugging Face hub by id "
-                                                 "(off: models come from a directory or s3://)")
-    hf_hub_offline: bool = Field(False, validation_alias=_alias("HF_HUB_OFFLINE"), description="never contact the Hugging Face hub")
+    news_file: str = Field(
+        "",
+        validation_alias=_alias("SPX_NEWS_FILE"),
+        description="news file (CSV/parquet/JSONL) for --news-source file (unset: ../shared/data/news/reuters_markets_2011q1.parquet if present)",
+    )
+    finbert_model: str = Field(
+        "",
+        validation_alias=_alias("SPX_FINBERT_MODEL"),
+        description="FinBERT: local directory or s3:// prefix (unset: the FinVADER lexicon scorer)",
+    )
+    gdelt_url: str = Field(
+        "",
+        validation_alias=_alias("SPX_GDELT_URL"),
+        description="GDELT DOC 2.0 API base URL (tests point it at a loopback server)",
+    )
+    torch_threads: int = Field(
+        0, ge=0, validation_alias=_alias("SPX_TORCH_THREADS"), description="FinBERT: torch threads (0: torch default)"
+    )
+    allow_hub_download: bool = Field(
+        False,
+        validation_alias=_alias("SPX_ALLOW_HUB_DOWNLOAD"),
+        description="let FinBERT be downloaded from the Hugging Face hub by id "
+        "(off: models come from a directory or s3://)",
+    )
+    hf_hub_offline: bool = Field(
+        False, validation_alias=_alias("HF_HUB_OFFLINE"), description="never contact the Hugging Face hub"
+    )
 
 
 class MarketSettings(_Group):
     """Market data sources (the bundled data needs none)."""
 
     oanda_api_url: str = Field("", validation_alias=_alias("OANDA_API_URL"), description="OANDA v20 REST base URL")
-    oanda_api_token: SecretStr = Field(SecretStr(""), validation_alias=_alias("OANDA_API_TOKEN"), description="OANDA v20 API token")
+    oanda_api_token: SecretStr = Field(
+        SecretStr(""), validation_alias=_alias("OANDA_API_TOKEN"), description="OANDA v20 API token"
+    )
 
 
 class ClusterSettings(_Group):
-    s3_secret: str = Field("spx-kfp-s3", validation_alias=_alias("SPX_K8S_S3_SECRET"), description="Secret the compiled tasks read S3 credentials from (chart: `<release>-s3`)")
-    env_configmap: str = Field("spx-kfp-env", validation_alias=_alias("SPX_K8S_CONFIGMAP"), description="ConfigMap the compiled tasks read settings from (chart: `<release>-env`)")
-    kserve_service_account: str = Field("spx-kfp-kserve-s3", validation_alias=_alias("SPX_KSERVE_SERVICE_ACCOUNT"),
-                                        description="model server's ServiceAccount carrying the S3 Secret "
-                                                    "(chart: `<release>-kserve-s3`)")
-    inference_service: str = Field("spx-direction", validation_alias=_alias("SPX_INFERENCE_SERVICE"), description="InferenceService the deploy/canary steps manage")
-    inference_mode: str = Field("", validation_alias=_alias("SPX_INFERENCE_MODE"), description="KServe deployment mode: serverless or raw (empty: from the object)")
-    namespace: str = Field("default", validation_alias=_alias("POD_NAMESPACE"), description="namespace of this pod (set by the chart)")
-    kubeconfig: str = Field("", validation_alias=_alias("KUBECONFIG"), description="kubeconfig for spx deploy/promote outside the cluster")
-    kubernetes_service_host: str = Field("", validation_alias=_alias("KUBERNETES_SERVICE_HOST"),
-                                         description="set by Kubernetes in every pod")
-    kfp_sa_token_path: str = Field("/var/run/secrets/kubeflow/pipelines/token",
-                                   validation_alias=_alias("KF_PIPELINES_SA_TOKEN_PATH"),
-                                   description="projected token the retrain trigger calls the KFP API with")
+    s3_secret: str = Field(
+        "spx-kfp-s3",
+        validation_alias=_alias("SPX_K8S_S3_SECRET"),
+        description="Secret the compiled tasks read S3 credentials from (chart: `<release>-s3`)",
+    )
+    env_configmap: str = Field(
+        "spx-kfp-env",
+        validation_alias=_alias("SPX_K8S_CONFIGMAP"),
+        description="ConfigMap the compiled tasks read settings from (chart: `<release>-env`)",
+    )
+    kserve_service_account: str = Field(
+        "spx-kfp-kserve-s3",
+        validation_alias=_alias("SPX_KSERVE_SERVICE_ACCOUNT"),
+        description="model server's ServiceAccount carrying the S3 Secret (chart: `<release>-kserve-s3`)",
+    )
+    inference_service: str = Field(
+        "spx-direction",
+        validation_alias=_alias("SPX_INFERENCE_SERVICE"),
+        description="InferenceService the deploy/canary steps manage",
+    )
+    inference_mode: str = Field(
+        "",
+        validation_alias=_alias("SPX_INFERENCE_MODE"),
+        description="KServe deployment mode: serverless or raw (empty: from the object)",
+    )
+    namespace: str = Field(
+        "default", validation_alias=_alias("POD_NAMESPACE"), description="namespace of this pod (set by the chart)"
+    )
+    kubeconfig: str = Field(
+        "", validation_alias=_alias("KUBECONFIG"), description="kubeconfig for spx deploy/promote outside the cluster"
+    )
+    kubernetes_service_host: str = Field(
+        "", validation_alias=_alias("KUBERNETES_SERVICE_HOST"), description="set by Kubernetes in every pod"
+    )
+    kfp_sa_token_path: str = Field(
+        "/var/run/secrets/kubeflow/pipelines/token",
+        validation_alias=_alias("KF_PIPELINES_SA_TOKEN_PATH"),
+        description="projected token the retrain trigger calls the KFP API with",
+    )
 
     @property
     def in_cluster(self) -> bool:
@@ -149,17 +303,29 @@ class ClusterSettings(_Group):
 class DevSettings(_Group):
     """Test tooling: the real kube-apiserver of the ``cluster`` test tier (tests/cluster/apiserver.py)."""
 
-    kube_tools: Path | None = Field(None, validation_alias=_alias("SPX_KUBE_TOOLS"),
-                                    description="apiserver.sh, KServe CRDs, KFP manifests (default ../shared/tools/k8s)")
-    kube_apiserver_bin: str = Field("", validation_alias=_alias("SPX_KUBE_APISERVER_BIN"),
-                                    description="a kube-apiserver binary to use instead (e.g. envtest's)")
-    ci: bool = Field(False, validation_alias=_alias("CI"),
-                     description="CI=true: a missing API server fails the cluster tier instead of skipping it")
+    kube_tools: Path | None = Field(
+        None,
+        validation_alias=_alias("SPX_KUBE_TOOLS"),
+        description="apiserver.sh, KServe CRDs, KFP manifests (default ../shared/tools/k8s)",
+    )
+    kube_apiserver_bin: str = Field(
+        "",
+        validation_alias=_alias("SPX_KUBE_APISERVER_BIN"),
+        description="a kube-apiserver binary to use instead (e.g. envtest's)",
+    )
+    ci: bool = Field(
+        False,
+        validation_alias=_alias("CI"),
+        description="CI=true: a missing API server fails the cluster tier instead of skipping it",
+    )
 
 
 class Settings(_Group):
-    home: Path = Field(Path(".spx"), validation_alias=_alias("SPX_HOME"),
-                       description="local state: S3 data, MLflow DB, Feast, logs (default ./.spx)")
+    home: Path = Field(
+        Path(".spx"),
+        validation_alias=_alias("SPX_HOME"),
+        description="local state: S3 data, MLflow DB, Feast, logs (default ./.spx)",
+    )
     s3: S3Settings = Field(default_factory=S3Settings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
@@ -242,8 +408,12 @@ class ServingView:
 
 def serving_settings() -> ServingView:
     cfg = settings()
-    return ServingView(host=cfg.serving.host, sink_token=cfg.serving.sink_token.get_secret_value(),
-                       sink_wal_dir=cfg.sink_wal_dir, logger_spill_dir=cfg.logger_spill_dir)
+    return ServingView(
+        host=cfg.serving.host,
+        sink_token=cfg.serving.sink_token.get_secret_value(),
+        sink_wal_dir=cfg.sink_wal_dir,
+        logger_spill_dir=cfg.logger_spill_dir,
+    )
 
 
 def cluster_names() -> ClusterSettings:
@@ -264,8 +434,9 @@ def settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
-                             for err in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}" for err in exc.errors()
+        )
         raise ConfigError(f"invalid setting in the environment: {problems}") from None
 
 
@@ -317,8 +488,19 @@ def child_env(**overrides: str) -> dict[str, str]:
 def env_var_names() -> set[str]:
     """Every environment variable any setting reads (the README's configuration table is checked against it)."""
     names: set[str] = set()
-    for model in (Settings, S3Settings, MlflowSettings, FeastSettings, ServingSettings, SinkSettings,
-                  PipelineSettings, NewsSettings, MarketSettings, ClusterSettings, DevSettings):
+    for model in (
+        Settings,
+        S3Settings,
+        MlflowSettings,
+        FeastSettings,
+        ServingSettings,
+        SinkSettings,
+        PipelineSettings,
+        NewsSettings,
+        MarketSettings,
+        ClusterSettings,
+        DevSettings,
+    ):
         for field in model.model_fields.values():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
@@ -329,9 +511,17 @@ def env_var_names() -> set[str]:
 
 
 GROUPS: dict[str, type[BaseSettings]] = {
-    "general": Settings, "s3": S3Settings, "mlflow": MlflowSettings, "feast": FeastSettings,
-    "serving": ServingSettings, "sink": SinkSettings, "pipeline": PipelineSettings, "news": NewsSettings,
-    "market": MarketSettings, "cluster": ClusterSettings, "dev": DevSettings,
+    "general": Settings,
+    "s3": S3Settings,
+    "mlflow": MlflowSettings,
+    "feast": FeastSettings,
+    "serving": ServingSettings,
+    "sink": SinkSettings,
+    "pipeline": PipelineSettings,
+    "news": NewsSettings,
+    "market": MarketSettings,
+    "cluster": ClusterSettings,
+    "dev": DevSettings,
 }
 
 
@@ -348,10 +538,20 @@ def describe(current: Settings | None = None) -> list[dict[str, str]]:
             env = [str(a) for a in alias.choices] if isinstance(alias, AliasChoices) else [name]
             default = info.default.get_secret_value() if isinstance(info.default, SecretStr) else info.default
             value = getattr(values, name)
-            shown = "********" if isinstance(value, SecretStr) and value.get_secret_value() else (
-                "" if isinstance(value, SecretStr) else str(value))
-            rows.append({"group": group, "env": " / ".join(env), "default": "" if default is None else str(default),
-                         "value": shown, "meaning": info.description or ""})
+            shown = (
+                "********"
+                if isinstance(value, SecretStr) and value.get_secret_value()
+                else ("" if isinstance(value, SecretStr) else str(value))
+            )
+            rows.append(
+                {
+                    "group": group,
+                    "env": " / ".join(env),
+                    "default": "" if default is None else str(default),
+                    "value": shown,
+                    "meaning": info.description or "",
+                }
+            )
     return rows
 
 

@@ -180,8 +180,7 @@ class ObjectStore:
     def put_parquet(self, key: str, df: pd.DataFrame, *, write_once: bool = False) -> PutResult:
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
-        return self.put_bytes(key, buf.getvalue(), write_once=write_once,
-                              content_type="application/vnd.apache.parquet")
+        return self.put_bytes(key, buf.getvalue(), write_once=write_once, content_type="application/vnd.apache.parquet")
 
     def read_parquet(self, key_or_uri: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self.get_bytes(key_or_uri)), columns=columns)

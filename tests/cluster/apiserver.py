@@ -18,10 +18,12 @@ from pathlib import Path
 
 import yaml
 
-HOW_TO = ("install etcd (`apt-get install -y etcd-server`), keep ../shared/tools/k8s beside the project "
-          "(or set SPX_KUBE_TOOLS to a folder with apiserver.sh, crds/kserve-v0.20.0 and kfp-2.5.0, or "
-          "SPX_KUBE_APISERVER_BIN to a kube-apiserver binary such as envtest's), and run "
-          "scripts/install-cluster-tools.sh for helm/kubectl")
+HOW_TO = (
+    "install etcd (`apt-get install -y etcd-server`), keep ../shared/tools/k8s beside the project "
+    "(or set SPX_KUBE_TOOLS to a folder with apiserver.sh, crds/kserve-v0.20.0 and kfp-2.5.0, or "
+    "SPX_KUBE_APISERVER_BIN to a kube-apiserver binary such as envtest's), and run "
+    "scripts/install-cluster-tools.sh for helm/kubectl"
+)
 
 
 class Unavailable(RuntimeError):
@@ -41,17 +43,28 @@ class KubeCluster:
     def env(self, kubeconfig: Path | None = None) -> dict:
         return {**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig)}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True, kubeconfig: Path | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        res = subprocess.run([self.kubectl_bin, *args], input=input, capture_output=True, text=True,
-                             env=self.env(kubeconfig), timeout=timeout)
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            [self.kubectl_bin, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(kubeconfig),
+            timeout=timeout,
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
         return res
 
     def helm(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        res = subprocess.run([self.helm_bin, *args], capture_output=True, text=True, env=self.env(),
-                             timeout=timeout)
+        res = subprocess.run([self.helm_bin, *args], capture_output=True, text=True, env=self.env(), timeout=timeout)
         if check and res.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
         return res
@@ -71,11 +84,13 @@ class KubeCluster:
     def kubeconfig_for(self, service_account: str, namespace: str, path: Path) -> Path:
         """A kubeconfig that authenticates as the ServiceAccount with a TokenRequest token."""
         cfg = {
-            "apiVersion": "v1", "kind": "Config",
+            "apiVersion": "v1",
+            "kind": "Config",
             "clusters": [{"name": "local", "cluster": {"server": self.server, "certificate-authority": str(self.ca)}}],
             "users": [{"name": service_account, "user": {"token": self.token(service_account, namespace)}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account,
-                                                    "namespace": namespace}}],
+            "contexts": [
+                {"name": "sa", "context": {"cluster": "local", "user": service_account, "namespace": namespace}}
+            ],
             "current-context": "sa",
         }
         path.write_text(yaml.safe_dump(cfg))
@@ -88,8 +103,11 @@ class KubeCluster:
 
 
 def _need(tools: Path) -> None:
-    missing = [str(tools / p) for p in ("apiserver.sh", "crds/kserve-v0.20.0", "kfp-2.5.0/platform-agnostic.yaml")
-               if not (tools / p).exists()]
+    missing = [
+        str(tools / p)
+        for p in ("apiserver.sh", "crds/kserve-v0.20.0", "kfp-2.5.0/platform-agnostic.yaml")
+        if not (tools / p).exists()
+    ]
     if missing:
         raise Unavailable(f"API server tools not found: {', '.join(missing)}")
     for exe in ("etcd", "openssl", "xz", "curl"):
@@ -107,20 +125,35 @@ def start(tools: Path, workdir: Path, kubectl_bin: str, helm_bin: str, apiserver
         target = workdir / "bin" / "kube-apiserver"  # apiserver.sh uses it instead of unpacking its own
         if not target.exists():
             target.symlink_to(Path(apiserver_bin).resolve())
-    res = subprocess.run(["bash", str(tools / "apiserver.sh"), "start", str(workdir)], capture_output=True,
-                         text=True, timeout=180)
+    res = subprocess.run(
+        ["bash", str(tools / "apiserver.sh"), "start", str(workdir)], capture_output=True, text=True, timeout=180
+    )
     if res.returncode != 0:
         raise Unavailable(f"apiserver.sh start failed: {res.stderr.strip()[-800:]}")
     kubeconfig = workdir / "admin.kubeconfig"
     cfg = yaml.safe_load(kubeconfig.read_text())
     cluster = cfg["clusters"][0]["cluster"]
-    kube = KubeCluster(dir=workdir, tools=tools, kubeconfig=kubeconfig, server=cluster["server"],
-                       ca=Path(cluster["certificate-authority"]), kubectl_bin=kubectl_bin, helm_bin=helm_bin)
+    kube = KubeCluster(
+        dir=workdir,
+        tools=tools,
+        kubeconfig=kubeconfig,
+        server=cluster["server"],
+        ca=Path(cluster["certificate-authority"]),
+        kubectl_bin=kubectl_bin,
+        helm_bin=helm_bin,
+    )
     try:
         kube.kubectl("apply", "--server-side", "-f", str(tools / "crds" / "kserve-v0.20.0"))
         kube.kubectl("apply", "--server-side", "-f", str(tools / "kfp-2.5.0" / "cluster-scoped-resources.yaml"))
-        kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/applications.app.k8s.io",
-                     "crd/inferenceservices.serving.kserve.io", "crd/workflowtaskresults.argoproj.io")
+        kube.kubectl(
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            "crd/applications.app.k8s.io",
+            "crd/inferenceservices.serving.kserve.io",
+            "crd/workflowtaskresults.argoproj.io",
+        )
         kube.kubectl("apply", "--server-side", "-f", str(tools / "kfp-2.5.0" / "platform-agnostic.yaml"))
     except Exception:
         stop(tools, workdir)

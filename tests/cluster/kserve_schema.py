@@ -99,8 +99,13 @@ def schema_for(model_name: str, api_version: str, kind: str) -> dict:
     top["properties"]["kind"] = {"const": kind}
     top["required"] = sorted(set(top.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
     defs[model_name + "Root"] = top
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": defs,
-            "$ref": _ref(model_name + "Root"), "title": kind, "x-root": root}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": defs,
+        "$ref": _ref(model_name + "Root"),
+        "title": kind,
+        "x-root": root,
+    }
 
 
 KINDS = {

@@ -40,6 +40,7 @@ def helm(helm_bin: str, *args: str, check: bool = True) -> subprocess.CompletedP
 
 def render(helm_bin: str, extra: list[str]) -> list[dict]:
     api = [a for v in KSERVE_API for a in ("--api-versions", v)]
-    out = helm(helm_bin, "template", "spx-kfp", str(CHART), "--namespace", "spx", "--kube-version", K8S_VERSION,
-               *api, *extra).stdout
+    out = helm(
+        helm_bin, "template", "spx-kfp", str(CHART), "--namespace", "spx", "--kube-version", K8S_VERSION, *api, *extra
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]

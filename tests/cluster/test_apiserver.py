@@ -21,7 +21,6 @@ pytestmark = pytest.mark.cluster
 VALUES = {"default": [], "kind": ["-f", str(CHART / "values-kind.yaml")], "k3d": ["-f", str(CHART / "values-k3d.yaml")]}
 
 
-
 def install(kube, release: str, namespace: str, *extra: str) -> None:
     kube.helm("install", release, str(CHART), "-n", namespace, "--create-namespace", *extra)
 
@@ -41,10 +40,22 @@ def test_helm_install_every_object_accepted(kube, values, canary, mode):
     modes, with and without a canary: every object is accepted by the real API server and the CRD schemas."""
     release = f"h-{values}-{mode[:3]}-{int(canary)}"
     ns = release
-    extra = [*VALUES[values], "--set", f"inferenceService.mode={mode}", "--set", f"inferenceService.model.storageUri={A}",
-             "--set", "servingRuntime.create=true"]
+    extra = [
+        *VALUES[values],
+        "--set",
+        f"inferenceService.mode={mode}",
+        "--set",
+        f"inferenceService.model.storageUri={A}",
+        "--set",
+        "servingRuntime.create=true",
+    ]
     if canary:
-        extra += ["--set", f"inferenceService.canary.storageUri={B}", "--set", "inferenceService.canary.format=lightgbm"]
+        extra += [
+            "--set",
+            f"inferenceService.canary.storageUri={B}",
+            "--set",
+            "inferenceService.canary.format=lightgbm",
+        ]
     install(kube, release, ns, *extra)
     try:
         manifest = kube.helm("get", "manifest", release, "-n", ns).stdout
@@ -78,8 +89,17 @@ def test_helm_install_every_object_accepted(kube, values, canary, mode):
 def test_helm_install_needs_the_run_namespace(kube):
     """The chart writes into the run namespace (single-user KFP: "kubeflow") but does not create it: a missing
     one is a clear error before anything is written (defect 9)."""
-    res = kube.helm("install", "nons", str(CHART), "-n", "nons", "--create-namespace", "--set",
-                    "pipeline.runNamespace=kubeflow-missing", check=False)
+    res = kube.helm(
+        "install",
+        "nons",
+        str(CHART),
+        "-n",
+        "nons",
+        "--create-namespace",
+        "--set",
+        "pipeline.runNamespace=kubeflow-missing",
+        check=False,
+    )
     assert res.returncode != 0
     assert 'pipeline.runNamespace "kubeflow-missing" does not exist' in res.stderr
     assert "install Kubeflow Pipelines first" in res.stderr
@@ -94,16 +114,28 @@ def test_manifests_apply_server_side(kube):
     KFP overlay puts the pipeline's account where KFP runs the pods, as the chart does (defect 9)."""
     from spx.pipelines.k8s import ENV_CONFIGMAP_KEYS
 
-    kustomizations = sorted((p.parent for p in (ROOT / "manifests").rglob("kustomization.yaml")),
-                            key=lambda p: ("kfp-single-user" in str(p), str(p)))  # it re-binds base's account
+    kustomizations = sorted(
+        (p.parent for p in (ROOT / "manifests").rglob("kustomization.yaml")),
+        key=lambda p: ("kfp-single-user" in str(p), str(p)),
+    )  # it re-binds base's account
     assert len(kustomizations) == 5
     try:
         for path in kustomizations:
             rendered = kube.kubectl("kustomize", str(path)).stdout
-            kube.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager=test-{path.name}", "-f",
-                         "-", input=rendered)
-            allowed = {"kubeflow"} if path.name == "run-namespace" else (
-                {"spx", "kubeflow"} if path.name == "kfp-single-user" else {"spx"})
+            kube.kubectl(
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                f"--field-manager=test-{path.name}",
+                "-f",
+                "-",
+                input=rendered,
+            )
+            allowed = (
+                {"kubeflow"}
+                if path.name == "run-namespace"
+                else ({"spx", "kubeflow"} if path.name == "kfp-single-user" else {"spx"})
+            )
             for o in yaml.safe_load_all(rendered):
                 if o and o["kind"] != "Namespace":
                     assert o["metadata"].get("namespace") in allowed, (path.name, o["kind"], o["metadata"]["name"])
@@ -118,31 +150,53 @@ def test_manifests_apply_server_side(kube):
         assert can_i(kube, user, "get", "secrets/spx-kfp-s3", "kubeflow")
         assert not can_i(kube, user, "get", "secrets/mysql-secret", "kubeflow")
     finally:  # the chart's kind/k3d releases own spx-pipeline in kubeflow
-        kube.kubectl("delete", "-n", "kubeflow", "serviceaccount/spx-pipeline", "role/spx-pipeline-kfp-runtime",
-                     "rolebinding/spx-pipeline-kfp-runtime", "configmap/spx-kfp-env", "secret/spx-kfp-s3",
-                     "--ignore-not-found")
+        kube.kubectl(
+            "delete",
+            "-n",
+            "kubeflow",
+            "serviceaccount/spx-pipeline",
+            "role/spx-pipeline-kfp-runtime",
+            "rolebinding/spx-pipeline-kfp-runtime",
+            "configmap/spx-kfp-env",
+            "secret/spx-kfp-s3",
+            "--ignore-not-found",
+        )
 
 
 def storage_initializer_pod(namespace: str) -> dict:
     """A predictor pod as KServe's webhook shapes it for an s3:// storageUri: our kserve-container (restricted
     securityContext) plus the injected storage-initializer init container, which carries no securityContext
     (pkg/webhook/admission/pod/storage_initializer_injector.go)."""
-    restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                  "capabilities": {"drop": ["ALL"]}}
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": "spx-direction-predictor-00001", "namespace": namespace},
         "spec": {
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "initContainers": [{
-                "name": "storage-initializer", "image": "kserve/storage-initializer:v0.20.0",
-                "args": ["s3://spx/models/run-1/xgb_base/", "/mnt/models"],
-                "volumeMounts": [{"name": "kserve-provision-location", "mountPath": "/mnt/models"}],
-            }],
-            "containers": [{"name": "kserve-container", "image": "ghcr.io/spx-kfp/spx-serving:0.1.0",
-                            "securityContext": restricted,
-                            "volumeMounts": [{"name": "kserve-provision-location", "mountPath": "/mnt/models",
-                                              "readOnly": True}]}],
+            "initContainers": [
+                {
+                    "name": "storage-initializer",
+                    "image": "kserve/storage-initializer:v0.20.0",
+                    "args": ["s3://spx/models/run-1/xgb_base/", "/mnt/models"],
+                    "volumeMounts": [{"name": "kserve-provision-location", "mountPath": "/mnt/models"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "ghcr.io/spx-kfp/spx-serving:0.1.0",
+                    "securityContext": restricted,
+                    "volumeMounts": [
+                        {"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": True}
+                    ],
+                }
+            ],
             "volumes": [{"name": "kserve-provision-location", "emptyDir": {}}],
         },
     }
@@ -155,16 +209,25 @@ def test_pod_security_admits_the_storage_initializer(kube):
     namespace["metadata"]["name"] = "psa"
     kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(namespace))
     kube.kubectl("create", "serviceaccount", "default", "-n", "psa")  # no controller creates it here
-    res = kube.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(storage_initializer_pod("psa")),
-                       check=False)
+    res = kube.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(storage_initializer_pod("psa")), check=False
+    )
     assert res.returncode == 0, res.stderr
     assert "restricted" in res.stderr  # warned about, not refused
-    strict = {**namespace, "metadata": {"name": "psa-restricted",
-                                        "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    strict = {
+        **namespace,
+        "metadata": {"name": "psa-restricted", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    }
     kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(strict))
     kube.kubectl("create", "serviceaccount", "default", "-n", "psa-restricted")
-    refused = kube.kubectl("create", "--dry-run=server", "-f", "-",
-                           input=json.dumps(storage_initializer_pod("psa-restricted")), check=False)
+    refused = kube.kubectl(
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps(storage_initializer_pod("psa-restricted")),
+        check=False,
+    )
     assert refused.returncode != 0 and "storage-initializer" in refused.stderr
 
 
@@ -207,22 +270,31 @@ def test_every_service_account_has_exactly_what_it_needs(kube, release):
     ns, fn = release["namespace"], release["fullname"]
     kube.kubectl("create", "serviceaccount", "nobody", "-n", ns)
     baseline = rules(kube, f"system:serviceaccount:{ns}:nobody", ns)  # what every authenticated user may do
-    accounts = {o["metadata"]["name"] for o in yaml.safe_load_all(kube.helm("get", "manifest", "prod", "-n", ns).stdout)
-                if o and o["kind"] == "ServiceAccount"}
+    accounts = {
+        o["metadata"]["name"]
+        for o in yaml.safe_load_all(kube.helm("get", "manifest", "prod", "-n", ns).stdout)
+        if o and o["kind"] == "ServiceAccount"
+    }
     assert accounts == {"spx-pipeline", f"{fn}-kserve-s3"}
     pipeline = rules(kube, f"system:serviceaccount:{ns}:spx-pipeline", ns) - baseline
     assert pipeline == {
-        ("inferenceservices.serving.kserve.io", "", "get"), ("inferenceservices.serving.kserve.io", "", "create"),
+        ("inferenceservices.serving.kserve.io", "", "get"),
+        ("inferenceservices.serving.kserve.io", "", "create"),
         ("inferenceservices.serving.kserve.io", "", "patch"),
-        ("configmaps", "kfp-launcher", "get"), ("secrets", f"{fn}-s3", "get"),
-        ("workflowtaskresults.argoproj.io", "", "create"), ("workflowtaskresults.argoproj.io", "", "patch"),
+        ("configmaps", "kfp-launcher", "get"),
+        ("secrets", f"{fn}-s3", "get"),
+        ("workflowtaskresults.argoproj.io", "", "create"),
+        ("workflowtaskresults.argoproj.io", "", "patch"),
     }
     assert rules(kube, f"system:serviceaccount:{ns}:{fn}-kserve-s3", ns) - baseline == set()
     user = f"system:serviceaccount:{ns}:spx-pipeline"
-    for verb, resource, where in [("delete", "inferenceservices.serving.kserve.io", ns),
-                                  ("list", "secrets", ns), ("get", f"secrets/{fn}-postgresql", ns),
-                                  ("get", "configmaps/kfp-launcher", "kubeflow"),
-                                  ("patch", "inferenceservices.serving.kserve.io", "default")]:
+    for verb, resource, where in [
+        ("delete", "inferenceservices.serving.kserve.io", ns),
+        ("list", "secrets", ns),
+        ("get", f"secrets/{fn}-postgresql", ns),
+        ("get", "configmaps/kfp-launcher", "kubeflow"),
+        ("patch", "inferenceservices.serving.kserve.io", "default"),
+    ]:
         assert not can_i(kube, user, verb, resource, where), (verb, resource, where)
 
 
@@ -245,8 +317,9 @@ def test_kfp_launcher_config_for_the_charts_object_store(kube, release):
 def test_kfp_launcher_patch_for_kfps_own_configmap(kube):
     """Where KFP owns kfp-launcher (kind/k3d values: run namespace kubeflow) the chart prints the merge patch;
     it applies to KFP 2.5's own ConfigMap and yields the same providers block."""
-    notes = kube.helm("install", "notes", str(CHART), "-n", "notes", "--create-namespace", *VALUES["kind"],
-                      "--dry-run=server").stdout
+    notes = kube.helm(
+        "install", "notes", str(CHART), "-n", "notes", "--create-namespace", *VALUES["kind"], "--dry-run=server"
+    ).stdout
     line = next(x for x in notes.splitlines() if "patch configmap kfp-launcher" in x)
     patch = re.search(r"-p '(.*)'", line).group(1)
     kube.kubectl("-n", "kubeflow", "patch", "configmap", "kfp-launcher", "--type", "merge", "-p", patch)
@@ -279,19 +352,29 @@ def test_compiled_pipelines_reference_what_the_release_created(kube, release, tm
     import sys
 
     ns, fn = release["namespace"], release["fullname"]
-    (job,) = [o for o in yaml.safe_load_all(kube.helm("get", "manifest", "prod", "-n", ns).stdout)
-              if o and o["kind"] == "Job" and "kfp-upload" in o["metadata"]["name"]]
+    (job,) = [
+        o
+        for o in yaml.safe_load_all(kube.helm("get", "manifest", "prod", "-n", ns).stdout)
+        if o and o["kind"] == "Job" and "kfp-upload" in o["metadata"]["name"]
+    ]
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
     run_ns = ns
     assert kube.get("serviceaccount", env["RUN_SERVICE_ACCOUNT"], run_ns) is not None
-    code = ("import sys; from spx.pipelines.compile import compile_pipeline; "
-            "from spx.pipelines.monitoring import compile_monitoring; "
-            "compile_pipeline(sys.argv[1]); compile_monitoring(sys.argv[2])")
+    code = (
+        "import sys; from spx.pipelines.compile import compile_pipeline; "
+        "from spx.pipelines.monitoring import compile_monitoring; "
+        "compile_pipeline(sys.argv[1]); compile_monitoring(sys.argv[2])"
+    )
     out = [tmp_path / "training.yaml", tmp_path / "monitoring.yaml"]
-    penv = {**kube.env(), "SPX_K8S_S3_SECRET": env["SPX_K8S_S3_SECRET"], "SPX_K8S_CONFIGMAP": env["SPX_K8S_CONFIGMAP"],
-            "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code, *map(str, out)], cwd=ROOT, env=penv, check=True, timeout=300,
-                   capture_output=True)
+    penv = {
+        **kube.env(),
+        "SPX_K8S_S3_SECRET": env["SPX_K8S_S3_SECRET"],
+        "SPX_K8S_CONFIGMAP": env["SPX_K8S_CONFIGMAP"],
+        "PYTHONPATH": str(ROOT),
+    }
+    subprocess.run(
+        [sys.executable, "-c", code, *map(str, out)], cwd=ROOT, env=penv, check=True, timeout=300, capture_output=True
+    )
     for path in out:
         secrets, maps, keys = _compiled_references(path)
         assert secrets == {f"{fn}-s3"} and maps == {f"{fn}-env"}, (secrets, maps)

@@ -29,6 +29,7 @@ def as_pipeline(kube, tmp_path, monkeypatch):
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         return path
+
     return use
 
 
@@ -57,9 +58,20 @@ def test_full_rollout_as_the_pipeline_service_account(kube, as_pipeline, mode):
     kube.helm("install", release, str(CHART), "-n", ns, "--create-namespace", "--set", f"inferenceService.mode={mode}")
     fn = fullname(release)
     as_pipeline(ns)
-    common = ["--namespace", ns, "--mode", mode, "--service-account", f"{fn}-kserve-s3",
-              "--transformer-image", "ghcr.io/spx-kfp/spx-serving:0.1.0",
-              "--transformer-env-configmap", f"{fn}-env", "--transformer-env-secret", f"{fn}-s3"]
+    common = [
+        "--namespace",
+        ns,
+        "--mode",
+        mode,
+        "--service-account",
+        f"{fn}-kserve-s3",
+        "--transformer-image",
+        "ghcr.io/spx-kfp/spx-serving:0.1.0",
+        "--transformer-env-configmap",
+        f"{fn}-env",
+        "--transformer-env-secret",
+        f"{fn}-s3",
+    ]
 
     def deploy(uri: str, fmt: str = "xgboost") -> str:
         res = spx("deploy", "--native-uri", uri, "--model-format", fmt, *common)
@@ -78,9 +90,11 @@ def test_full_rollout_as_the_pipeline_service_account(kube, as_pipeline, mode):
             p = spec["predictor"]
             return p["model"]["storageUri"], None, p.get("canaryTrafficPercent")
         canary = spec.get("canary") or []
-        return (spec["predictor"]["model"]["storageUri"],
-                canary[0]["predictor"]["model"]["storageUri"] if canary else None,
-                canary[0]["trafficPercent"] if canary else None)
+        return (
+            spec["predictor"]["model"]["storageUri"],
+            canary[0]["predictor"]["model"]["storageUri"] if canary else None,
+            canary[0]["trafficPercent"] if canary else None,
+        )
 
     # 1. create
     assert deploy(A) == "create"
@@ -88,8 +102,10 @@ def test_full_rollout_as_the_pipeline_service_account(kube, as_pipeline, mode):
     assert serving(obj) == (A, None, None) and model(ann(obj)["spx.io/stable-model"]) == A
     assert ann(obj)["spx.io/rollout-phase"] == "stable"
     assert obj["spec"]["predictor"]["serviceAccountName"] == f"{fn}-kserve-s3"
-    assert obj["spec"]["transformer"]["containers"][0]["envFrom"] == [{"configMapRef": {"name": f"{fn}-env"}},
-                                                                      {"secretRef": {"name": f"{fn}-s3"}}]
+    assert obj["spec"]["transformer"]["containers"][0]["envFrom"] == [
+        {"configMapRef": {"name": f"{fn}-env"}},
+        {"secretRef": {"name": f"{fn}-s3"}},
+    ]
     rv = obj["metadata"]["resourceVersion"]
     # 2. no-op
     assert deploy(A) == "noop" and stored(kube, ns)["metadata"]["resourceVersion"] == rv
@@ -158,8 +174,14 @@ def test_concurrent_writer_gets_409_and_the_step_replans(kube, as_pipeline, mode
 
     # a stale plan is refused outright
     stale = api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices", "spx-direction")
-    admin.patch_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices", "spx-direction",
-                                         {"metadata": {"labels": {"touched-by": "someone-else"}}})
+    admin.patch_namespaced_custom_object(
+        "serving.kserve.io",
+        "v1beta1",
+        ns,
+        "inferenceservices",
+        "spx-direction",
+        {"metadata": {"labels": {"touched-by": "someone-else"}}},
+    )
     with pytest.raises(ApiException) as err:
         apply_action(api, plan_deploy(stale, ModelRef(B, "lightgbm"), cfg))
     assert err.value.status == 409
@@ -171,8 +193,14 @@ def test_concurrent_writer_gets_409_and_the_step_replans(kube, as_pipeline, mode
         calls.append(current["metadata"]["resourceVersion"])
         action = plan_deploy(current, ModelRef(B, "lightgbm"), cfg)
         if len(calls) == 1:
-            admin.patch_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices",
-                                                 "spx-direction", {"metadata": {"labels": {"touched-by": "again"}}})
+            admin.patch_namespaced_custom_object(
+                "serving.kserve.io",
+                "v1beta1",
+                ns,
+                "inferenceservices",
+                "spx-direction",
+                {"metadata": {"labels": {"touched-by": "again"}}},
+            )
         return action
 
     action = run_with_retries(api, cfg, plan, backoff_seconds=0.01)

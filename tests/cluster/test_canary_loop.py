@@ -53,8 +53,13 @@ def _logger_url(monkeypatch):
 
 
 def cfg(mode: str = "serverless") -> ServingConfig:
-    return ServingConfig(namespace=NS, name=NAME, mode=mode, transformer_image="registry.local/spx-serving:0.1.0",
-                         transformer_env_configmap="spx-kfp-env")
+    return ServingConfig(
+        namespace=NS,
+        name=NAME,
+        mode=mode,
+        transformer_image="registry.local/spx-serving:0.1.0",
+        transformer_env_configmap="spx-kfp-env",
+    )
 
 
 def stored(kube_api) -> dict:
@@ -72,22 +77,45 @@ def canary_in_progress(custom_api, mode: str = "serverless") -> None:
 # -------------------------------------------------------------------------------- the prediction log
 
 
-def served(version: str, n: int, *, latency_ms: float = 20.0, errors: int = 0, start: datetime | None = None,
-           isvc: str = NAME, tag: str = "") -> list[dict]:
+def served(
+    version: str,
+    n: int,
+    *,
+    latency_ms: float = 20.0,
+    errors: int = 0,
+    start: datetime | None = None,
+    isvc: str = NAME,
+    tag: str = "",
+) -> list[dict]:
     """``n`` inferences served by the model with ``version``; the first ``errors`` answered with an error."""
     start = start or NOW - timedelta(minutes=50)
     out = []
     for i in range(n):
-        out.append({"rid": f"{isvc}-{tag or version}-{start:%H%M}-{i:05d}", "version": version,
-                    "t": start + timedelta(seconds=10 * i), "latency_ms": latency_ms + (i % 5),
-                    "error": i < errors, "isvc": isvc})
+        out.append(
+            {
+                "rid": f"{isvc}-{tag or version}-{start:%H%M}-{i:05d}",
+                "version": version,
+                "t": start + timedelta(seconds=10 * i),
+                "latency_ms": latency_ms + (i % 5),
+                "error": i < errors,
+                "isvc": isvc,
+            }
+        )
     return out
 
 
 def _headers(rid: str, typ: str, when: datetime, isvc: str) -> dict:
-    return {"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": rid, "ce-type": typ,
-            "ce-source": "http://localhost:9081/", "ce-time": when.isoformat().replace("+00:00", "Z"),
-            "ce-inferenceservicename": isvc, "ce-namespace": NS, "ce-endpoint": ""}
+    return {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": rid,
+        "ce-type": typ,
+        "ce-source": "http://localhost:9081/",
+        "ce-time": when.isoformat().replace("+00:00", "Z"),
+        "ce-inferenceservicename": isvc,
+        "ce-namespace": NS,
+        "ce-endpoint": "",
+    }
 
 
 def write_log(store, tmp_path, traffic: list[dict]) -> None:
@@ -95,22 +123,27 @@ def write_log(store, tmp_path, traffic: list[dict]) -> None:
     from spx.components.monitoring.sink import PredictionSink
     from spx.components.serving.prediction_log import parse_event
 
-    sink = PredictionSink(tmp_path / f"wal-{time.monotonic_ns()}", store_factory=lambda: store,
-                          batch_rows=100_000, flush_interval=3600).start(background=False)
+    sink = PredictionSink(
+        tmp_path / f"wal-{time.monotonic_ns()}", store_factory=lambda: store, batch_rows=100_000, flush_interval=3600
+    ).start(background=False)
     try:
         for row in traffic:
             req = {"inputs": [{"name": "instrument", "shape": [1], "datatype": "BYTES", "data": ["SPX500_USD"]}]}
             if row["error"]:
                 resp = {"model_name": NAME, "model_version": row["version"], "error": "predictor failed"}
             else:
-                resp = {"model_name": NAME, "model_version": row["version"],
-                        "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [0.56]}]}
+                resp = {
+                    "model_name": NAME,
+                    "model_version": row["version"],
+                    "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [0.56]}],
+                }
             if row["version"] is None:
                 resp.pop("model_version")
             t = row["t"]
-            for headers, body in ((_headers(row["rid"], REQUEST, t, row["isvc"]), req),
-                                  (_headers(row["rid"], RESPONSE, t + timedelta(milliseconds=row["latency_ms"]),
-                                            row["isvc"]), resp)):
+            for headers, body in (
+                (_headers(row["rid"], REQUEST, t, row["isvc"]), req),
+                (_headers(row["rid"], RESPONSE, t + timedelta(milliseconds=row["latency_ms"]), row["isvc"]), resp),
+            ):
                 assert sink.accept(parse_event(headers, json.dumps(body).encode(), time.time())) == "accepted"
     finally:
         sink.close()
@@ -118,16 +151,28 @@ def write_log(store, tmp_path, traffic: list[dict]) -> None:
 
 
 def run_loop(custom_api, store, mode="serverless", **kw):
-    return evaluate_canary(custom_api, cfg(mode), kw.pop("thresholds", TH), window_minutes=60, store=store,
-                           now=NOW, backoff_seconds=0, **kw)
+    return evaluate_canary(
+        custom_api,
+        cfg(mode),
+        kw.pop("thresholds", TH),
+        window_minutes=60,
+        store=store,
+        now=NOW,
+        backoff_seconds=0,
+        **kw,
+    )
 
 
 # -------------------------------------------------------------------------------- exact patch bodies
 
 
 def promote_body(rv: str, mode: str) -> dict:
-    annotations = {ANN_STABLE: V2.to_annotation(), ANN_CANARY: None, ANN_PREVIOUS: V1.to_annotation(),
-                   ANN_PHASE: "stable"}
+    annotations = {
+        ANN_STABLE: V2.to_annotation(),
+        ANN_CANARY: None,
+        ANN_PREVIOUS: V1.to_annotation(),
+        ANN_PHASE: "stable",
+    }
     if mode == "serverless":
         spec = {"predictor": {"canaryTrafficPercent": None}}
     else:
@@ -157,8 +202,12 @@ def predictor_literal(model: ModelRef) -> dict:
             "protocolVersion": "v2",
             "storageUri": model.native_uri,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         },
     }
@@ -200,8 +249,9 @@ def test_healthy_canary_traffic_is_promoted_with_the_exact_patch(kube_api, custo
 
 @pytest.mark.parametrize("mode", ["serverless", "raw"])
 @pytest.mark.parametrize("kind, why", [("errors", "error rate"), ("slow", "p95 latency")])
-def test_unhealthy_canary_traffic_is_rolled_back_to_the_stable_model(kube_api, custom_api, store, tmp_path,
-                                                                      mode, kind, why):
+def test_unhealthy_canary_traffic_is_rolled_back_to_the_stable_model(
+    kube_api, custom_api, store, tmp_path, mode, kind, why
+):
     canary_in_progress(custom_api, mode)
     canary = served("2", 150, errors=30) if kind == "errors" else served("2", 150, latency_ms=900.0)
     write_log(store, tmp_path, canary + served("1", 250))
@@ -261,8 +311,7 @@ def test_no_inference_service_is_not_an_error(kube_api, custom_api):
 def test_stable_model_rows_are_not_canary_traffic(kube_api, custom_api, store, tmp_path):
     """A sick stable model next to a healthy canary: the canary is promoted on its own rows."""
     canary_in_progress(custom_api)
-    write_log(store, tmp_path, served("2", 110, latency_ms=15.0)
-              + served("1", 290, latency_ms=1200.0, errors=140))
+    write_log(store, tmp_path, served("2", 110, latency_ms=15.0) + served("1", 290, latency_ms=1200.0, errors=140))
     result = run_loop(custom_api, store)
     m = result.measurement
     assert (m.health.requests, m.health.errors) == (110, 0) and m.health.p95_latency_ms == pytest.approx(19.0)
@@ -353,8 +402,9 @@ class FakePrometheus:
                 q = parse_qs(urlparse(self.path).query)["query"][0]
                 outer.queries.append(q)
                 v = p95_ms if q.startswith("histogram_quantile") else errors if "5xx" in q else requests
-                data = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-                    {"metric": {}, "value": [0, v]}]}}).encode()
+                data = json.dumps(
+                    {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]}]}}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -370,15 +420,29 @@ class FakePrometheus:
         self.srv.server_close()
 
 
-STATUS = {"components": {"predictor": {
-    "latestCreatedRevision": "spx-direction-predictor-00002",
-    "latestReadyRevision": "spx-direction-predictor-00002",
-    "latestRolledoutRevision": "spx-direction-predictor-00001",
-    "traffic": [
-        {"tag": "prev", "revisionName": "spx-direction-predictor-00001", "percent": 90, "latestRevision": False},
-        {"tag": "latest", "revisionName": "spx-direction-predictor-00002", "percent": 10, "latestRevision": True},
-    ],
-}}}
+STATUS = {
+    "components": {
+        "predictor": {
+            "latestCreatedRevision": "spx-direction-predictor-00002",
+            "latestReadyRevision": "spx-direction-predictor-00002",
+            "latestRolledoutRevision": "spx-direction-predictor-00001",
+            "traffic": [
+                {
+                    "tag": "prev",
+                    "revisionName": "spx-direction-predictor-00001",
+                    "percent": 90,
+                    "latestRevision": False,
+                },
+                {
+                    "tag": "latest",
+                    "revisionName": "spx-direction-predictor-00002",
+                    "percent": 10,
+                    "latestRevision": True,
+                },
+            ],
+        }
+    }
+}
 
 
 def test_canary_revision_comes_from_the_status():
@@ -396,26 +460,45 @@ def test_prometheus_health_of_the_canary_revision_rolls_back(kube_api, custom_ap
     rv = stored(kube_api)["metadata"]["resourceVersion"]
     prom = FakePrometheus(requests="400", errors="12", p95_ms="80")
     try:
-        result = evaluate_canary(custom_api, cfg(), HealthThresholds(max_error_rate=0.01), window_minutes=15, prometheus_url=prom.url, store=NoStore(), now=NOW,
-                                 backoff_seconds=0)
+        result = evaluate_canary(
+            custom_api,
+            cfg(),
+            HealthThresholds(max_error_rate=0.01),
+            window_minutes=15,
+            prometheus_url=prom.url,
+            store=NoStore(),
+            now=NOW,
+            backoff_seconds=0,
+        )
     finally:
         prom.stop()
     assert result.measurement.source == "prometheus:spx-direction-predictor-00002"
     assert (result.measurement.health.requests, result.measurement.health.errors) == (400, 12)
     assert len(prom.queries) == 3
-    assert all('revision_name="spx-direction-predictor-00002"' in q and "[15m]" in q and f'namespace="{NS}"' in q
-               for q in prom.queries)
+    assert all(
+        'revision_name="spx-direction-predictor-00002"' in q and "[15m]" in q and f'namespace="{NS}"' in q
+        for q in prom.queries
+    )
     assert result.decision == "rollback"  # 3% errors > 1%
     assert patches(kube_api)[-1].body == rollback_body(rv, "serverless")
 
 
 def test_prometheus_without_a_ready_canary_revision_holds(kube_api, custom_api):
     canary_in_progress(custom_api)
-    stored(kube_api)["status"] = {"components": {"predictor": {"latestReadyRevision": "r-1",
-                                                                "latestRolledoutRevision": "r-1"}}}
+    stored(kube_api)["status"] = {
+        "components": {"predictor": {"latestReadyRevision": "r-1", "latestRolledoutRevision": "r-1"}}
+    }
     before = len(kube_api.mutating())
-    result = evaluate_canary(custom_api, cfg(), TH, window_minutes=15, prometheus_url="http://127.0.0.1:9",
-                             store=NoStore(), now=NOW, backoff_seconds=0)
+    result = evaluate_canary(
+        custom_api,
+        cfg(),
+        TH,
+        window_minutes=15,
+        prometheus_url="http://127.0.0.1:9",
+        store=NoStore(),
+        now=NOW,
+        backoff_seconds=0,
+    )
     assert result.decision == "hold" and len(kube_api.mutating()) == before
     assert any("no ready canary revision" in r for r in result.reasons)
 
@@ -423,8 +506,16 @@ def test_prometheus_without_a_ready_canary_revision_holds(kube_api, custom_api):
 def test_prometheus_in_raw_mode_is_refused(kube_api, custom_api):
     canary_in_progress(custom_api, "raw")
     with pytest.raises(RolloutError, match="raw mode"):
-        evaluate_canary(custom_api, cfg("raw"), TH, window_minutes=15, prometheus_url="http://127.0.0.1:9",
-                        store=NoStore(), now=NOW, backoff_seconds=0)
+        evaluate_canary(
+            custom_api,
+            cfg("raw"),
+            TH,
+            window_minutes=15,
+            prometheus_url="http://127.0.0.1:9",
+            store=NoStore(),
+            now=NOW,
+            backoff_seconds=0,
+        )
     assert patches(kube_api)[-1].body["spec"]["canary"][0]["trafficPercent"] == 10  # the deploy's, untouched
 
 
@@ -433,18 +524,23 @@ def test_prometheus_in_raw_mode_is_refused(kube_api, custom_api):
 
 def _kubeconfig(tmp_path, url: str) -> str:
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": url}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-        "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "fake",
+                "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+            }
+        )
+    )
     return str(path)
 
 
 @pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
-def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom_api, store, tmp_path,
-                                                               monkeypatch):
+def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom_api, store, tmp_path, monkeypatch):
     """evaluate_canary_op as KFP runs it (SubprocessRunner), official client via a kubeconfig, log in S3."""
     from kfp import local
 
@@ -457,10 +553,12 @@ def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom
     monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path, kube_api.url))
     monkeypatch.setenv("SPX_INFERENCE_SERVICE", NAME)
     monkeypatch.setenv("SPX_INFERENCE_MODE", "serverless")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-local"),
-               raise_on_error=True)
-    task = evaluate_canary_op(namespace=NS, window_minutes=45.0, max_error_rate=0.05, max_p95_latency_ms=250.0,
-                              min_requests=100)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-local"), raise_on_error=True
+    )
+    task = evaluate_canary_op(
+        namespace=NS, window_minutes=45.0, max_error_rate=0.05, max_p95_latency_ms=250.0, min_requests=100
+    )
     out = json.loads(task.output)
     assert out["decision"] == "promote" and out["measurement"]["requests"] == 120
     assert out["target"]["native_uri"] == V2.native_uri
@@ -486,8 +584,15 @@ def monitoring_compiled(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("monitoring") / "spx-monitoring.yaml"
     env = {k: v for k, v in os.environ.items() if k not in ("SPX_PIPELINE_RETRIES", "SPX_COMPONENT_IMAGE")}
     code = "import sys; from spx.pipelines.monitoring import compile_monitoring; compile_monitoring(sys.argv[1], sys.argv[2])"
-    subprocess.run([sys.executable, "-c", code, str(out), IMAGE], cwd=ROOT, env=env, check=True,
-                   capture_output=True, text=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "-c", code, str(out), IMAGE],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     docs = list(yaml.safe_load_all(out.read_text()))
     return {"spec": docs[0], "platform": docs[1] if len(docs) > 1 else {}}
 
@@ -497,12 +602,16 @@ def test_monitoring_pipeline_runs_the_canary_step_under_manage_canary(monitoring
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["manage_canary"] == {"defaultValue": True, "isOptional": True, "parameterType": "BOOLEAN"}
     assert params["prometheus_url"]["defaultValue"] == ""
-    for name in ("canary_window_minutes", "canary_max_error_rate", "canary_max_p95_latency_ms",
-                 "canary_min_requests", "isvc_namespace"):
+    for name in (
+        "canary_window_minutes",
+        "canary_max_error_rate",
+        "canary_max_p95_latency_ms",
+        "canary_min_requests",
+        "isvc_namespace",
+    ):
         assert name in params, name
     root_tasks = spec["root"]["dag"]["tasks"]
-    (cond_name,) = [n for n, t in root_tasks.items()
-                    if "manage_canary" in json.dumps(t.get("triggerPolicy", {}))]
+    (cond_name,) = [n for n, t in root_tasks.items() if "manage_canary" in json.dumps(t.get("triggerPolicy", {}))]
     cond = root_tasks[cond_name]
     assert "dependentTasks" not in cond  # independent of the drift step
     inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
@@ -521,11 +630,18 @@ def test_monitoring_pipeline_runs_the_canary_step_under_manage_canary(monitoring
     assert executor["container"]["resources"]["memoryLimit"] > 0
     platform = monitoring_compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     k8s = platform["exec-evaluate-canary-op"]
-    assert {kv["envVar"] for s in k8s["secretAsEnv"] for kv in s["keyToEnv"]} == {"AWS_ACCESS_KEY_ID",
-                                                                                  "AWS_SECRET_ACCESS_KEY"}
+    assert {kv["envVar"] for s in k8s["secretAsEnv"] for kv in s["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
     env_keys = {kv["envVar"] for c in k8s["configMapAsEnv"] for kv in c["keyToEnv"]}
-    assert {"SPX_S3_ENDPOINT", "SPX_BUCKET", "SPX_INFERENCE_SERVICE", "SPX_INFERENCE_MODE",
-            "SPX_PREDICTION_LOGGER_URL"} <= env_keys
+    assert {
+        "SPX_S3_ENDPOINT",
+        "SPX_BUCKET",
+        "SPX_INFERENCE_SERVICE",
+        "SPX_INFERENCE_MODE",
+        "SPX_PREDICTION_LOGGER_URL",
+    } <= env_keys
     # same wiring as the drift task
     assert k8s["secretAsEnv"] == platform["exec-detect-drift"]["secretAsEnv"]
     assert k8s["configMapAsEnv"] == platform["exec-detect-drift"]["configMapAsEnv"]

@@ -36,8 +36,14 @@ TH = HealthThresholds(max_error_rate=0.01, max_p95_latency_ms=250.0, min_request
 
 
 def cfg(mode="serverless", **kw) -> ServingConfig:
-    return ServingConfig(namespace=NS, name=NAME, mode=mode, transformer_image="registry.local/spx-serving:0.1.0",
-                         transformer_env_configmap="spx-kfp-serving-env", **kw)
+    return ServingConfig(
+        namespace=NS,
+        name=NAME,
+        mode=mode,
+        transformer_image="registry.local/spx-serving:0.1.0",
+        transformer_env_configmap="spx-kfp-serving-env",
+        **kw,
+    )
 
 
 def quiet(_text: str) -> None:
@@ -63,8 +69,12 @@ def test_first_deploy_creates_the_inference_service(kube_api, custom_api):
         "protocolVersion": "v2",
         "storageUri": "s3://spx/models/run-1/xgb_base/",
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # the only writable path
     }
     assert predictor["volumes"] == [{"name": "tmp", "emptyDir": {}}]
@@ -188,8 +198,9 @@ def test_too_little_traffic_holds(kube_api, custom_api):
     deploy(custom_api, V1, cfg(), backoff_seconds=0)
     deploy(custom_api, V2, cfg(), backoff_seconds=0)
     n = len(kube_api.mutating())
-    decision = promote(custom_api, CanaryHealth(requests=20, errors=0, p95_latency_ms=10.0), TH, cfg(),
-                       backoff_seconds=0)
+    decision = promote(
+        custom_api, CanaryHealth(requests=20, errors=0, p95_latency_ms=10.0), TH, cfg(), backoff_seconds=0
+    )
     assert decision.decision == "hold" and len(kube_api.mutating()) == n
 
 
@@ -281,8 +292,15 @@ def test_canary_percent_bounds(kube_api, custom_api):
 
 
 def test_selection_json_from_s3(store):
-    selection = {"ranking": [], "champion": {"variant": "lgbm_news", "native_uri": V2.native_uri,
-                                             "model_format": "lightgbm", "model_version": "2"}}
+    selection = {
+        "ranking": [],
+        "champion": {
+            "variant": "lgbm_news",
+            "native_uri": V2.native_uri,
+            "model_format": "lightgbm",
+            "model_version": "2",
+        },
+    }
     store.put_json("selection/run-2/best_model_selection.json", selection)
     loaded = load_selection(store.uri("selection/run-2/best_model_selection.json"), store=store)
     assert ModelRef.from_selection(loaded) == V2
@@ -331,8 +349,9 @@ def test_health_from_prometheus():
                 v = answers["errors"]
             else:
                 v = answers["requests"]
-            data = json.dumps({"status": "success", "data": {"resultType": "vector",
-                                                             "result": [{"metric": {}, "value": [0, v]}]}}).encode()
+            data = json.dumps(
+                {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]}]}}
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -342,8 +361,12 @@ def test_health_from_prometheus():
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
-        health = health_from_prometheus(f"http://127.0.0.1:{srv.server_address[1]}", namespace=NS,
-                                        revision="spx-direction-predictor-00002", window="10m")
+        health = health_from_prometheus(
+            f"http://127.0.0.1:{srv.server_address[1]}",
+            namespace=NS,
+            revision="spx-direction-predictor-00002",
+            window="10m",
+        )
     finally:
         srv.shutdown()
         srv.server_close()
@@ -362,8 +385,20 @@ def test_cli_deploy_and_promote(kube_api, tmp_path):
     out = runner.invoke(app, ["deploy", "--native-uri", V1.native_uri, "--model-format", "xgboost", *common])
     assert out.exit_code == 0, out.output
     assert [c.method for c in kube_api.mutating()] == ["POST"]
-    out = runner.invoke(app, ["deploy", "--native-uri", V2.native_uri, "--model-format", "lightgbm",
-                              "--canary-percent", "5", "--dry-run", *common])
+    out = runner.invoke(
+        app,
+        [
+            "deploy",
+            "--native-uri",
+            V2.native_uri,
+            "--model-format",
+            "lightgbm",
+            "--canary-percent",
+            "5",
+            "--dry-run",
+            *common,
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert f"PATCH {PATH}/{NAME}" in out.output and '"trafficPercent": 5' in out.output
     assert [c.method for c in kube_api.mutating()] == ["POST"]  # dry run sent nothing
@@ -390,10 +425,12 @@ def test_inference_logger_survives_canary_promote_and_rollback(kube_api, custom_
     created = deploy(custom_api, V1, c, backoff_seconds=0)
     assert created.body["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}
     assert "logger" not in created.body["spec"]["predictor"]  # logged once, where the features are visible
-    for step in (lambda: deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0),
-                 lambda: promote(custom_api, HEALTHY, TH, c, backoff_seconds=0),
-                 lambda: deploy(custom_api, V3, c, canary_percent=10, backoff_seconds=0),
-                 lambda: promote(custom_api, SICK, TH, c, backoff_seconds=0)):
+    for step in (
+        lambda: deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0),
+        lambda: promote(custom_api, HEALTHY, TH, c, backoff_seconds=0),
+        lambda: deploy(custom_api, V3, c, canary_percent=10, backoff_seconds=0),
+        lambda: promote(custom_api, SICK, TH, c, backoff_seconds=0),
+    ):
         step()
         assert "transformer" not in (kube_api.calls[-1].body or {}).get("spec", {})
         assert stored(kube_api)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}

@@ -26,11 +26,14 @@ def package(tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("user, kfp", [
-    ("0 2 * * *", "0 0 2 * * *"),
-    ("*/15 9-16 * * 1-5", "0 */15 9-16 * * 1-5"),
-    ("30 0 2 * * *", "30 0 2 * * *"),
-])
+@pytest.mark.parametrize(
+    "user, kfp",
+    [
+        ("0 2 * * *", "0 0 2 * * *"),
+        ("*/15 9-16 * * 1-5", "0 */15 9-16 * * 1-5"),
+        ("30 0 2 * * *", "30 0 2 * * *"),
+    ],
+)
 def test_cron_conversion(user, kfp):
     assert to_kfp_cron(user) == kfp
 
@@ -45,8 +48,9 @@ def test_submit_uploads_pipeline_then_version_and_starts_a_run(kfp_api, package,
     monkeypatch.delenv("SPX_PIPELINE_ROOT", raising=False)
     monkeypatch.setenv("SPX_BUCKET", "spx")
     client = kfp_client(kfp_api.url)
-    result = submit(client, pipeline_name="spx-training", package_path=package, params={"msg": "x"},
-                    service_account="spx-pipeline")
+    result = submit(
+        client, pipeline_name="spx-training", package_path=package, params={"msg": "x"}, service_account="spx-pipeline"
+    )
     assert result.uploaded and result.run_id
     posts = [c for c in kfp_api.calls if c.method == "POST"]
     assert [c.path for c in posts] == [
@@ -61,8 +65,10 @@ def test_submit_uploads_pipeline_then_version_and_starts_a_run(kfp_api, package,
     uploaded = kfp_api.uploads[-1]["bytes"].decode()
     assert "registry.local/spx-component:test" in uploaded
     run = posts[3].body
-    assert run["pipeline_version_reference"] == {"pipeline_id": result.pipeline_id,
-                                                "pipeline_version_id": result.version_id}
+    assert run["pipeline_version_reference"] == {
+        "pipeline_id": result.pipeline_id,
+        "pipeline_version_id": result.version_id,
+    }
     assert run["runtime_config"]["parameters"] == {"msg": "x"}
     assert run["runtime_config"]["pipeline_root"] == "s3://spx/pipeline-root"  # artifacts in the S3 store
     assert run["service_account"] == "spx-pipeline"
@@ -84,8 +90,14 @@ def test_schedule_creates_recurring_run_with_exact_body(kfp_api, package, monkey
     monkeypatch.setenv("SPX_BUCKET", "spx")
     client = kfp_client(kfp_api.url)
     sub = submit(client, package_path=package, start_run=False)
-    result = create_or_update_schedule(client, cron="0 2 * * *", pipeline_name="spx-training",
-                                       job_name="nightly", params={"msg": "n"}, service_account="spx-pipeline")
+    result = create_or_update_schedule(
+        client,
+        cron="0 2 * * *",
+        pipeline_name="spx-training",
+        job_name="nightly",
+        params={"msg": "n"},
+        service_account="spx-pipeline",
+    )
     assert result.action == "created" and result.cron == "0 0 2 * * *"
     (post,) = [c for c in kfp_api.calls if c.method == "POST" and c.path == "/apis/v2beta1/recurringruns"]
     body = post.body
@@ -94,8 +106,7 @@ def test_schedule_creates_recurring_run_with_exact_body(kfp_api, package, monkey
     assert body["max_concurrency"] == 1
     assert body["no_catchup"] is True
     assert body["mode"] == "ENABLE"
-    assert body["pipeline_version_reference"] == {"pipeline_id": sub.pipeline_id,
-                                                  "pipeline_version_id": sub.version_id}
+    assert body["pipeline_version_reference"] == {"pipeline_id": sub.pipeline_id, "pipeline_version_id": sub.version_id}
     assert body["runtime_config"] == {"parameters": {"msg": "n"}, "pipeline_root": "s3://spx/pipeline-root"}
     assert body["service_account"] == "spx-pipeline"
 
@@ -107,8 +118,7 @@ def test_schedule_is_idempotent_and_updates_by_replacing(kfp_api, package):
     again = create_or_update_schedule(client, cron="0 0 2 * * *", pipeline_name="spx-training", job_name="nightly")
     assert again.action == "unchanged" and again.recurring_run_id == first.recurring_run_id
     assert sum(c.method == "POST" and c.path.endswith("recurringruns") for c in kfp_api.calls) == 1
-    changed = create_or_update_schedule(client, cron="30 6 * * 1-5", pipeline_name="spx-training",
-                                        job_name="nightly")
+    changed = create_or_update_schedule(client, cron="30 6 * * 1-5", pipeline_name="spx-training", job_name="nightly")
     assert changed.action == "updated" and changed.replaced_id == first.recurring_run_id
     deletes = [c for c in kfp_api.calls if c.method == "DELETE"]
     assert [c.path for c in deletes] == [f"/apis/v2beta1/recurringruns/{first.recurring_run_id}"]
@@ -121,8 +131,9 @@ def test_schedule_is_idempotent_and_updates_by_replacing(kfp_api, package):
 
 def test_schedule_without_pipeline_is_a_clear_error(kfp_api):
     with pytest.raises(ScheduleError, match="spx submit"):
-        create_or_update_schedule(kfp_client(kfp_api.url), cron="0 2 * * *", pipeline_name="missing",
-                                  job_name="nightly")
+        create_or_update_schedule(
+            kfp_client(kfp_api.url), cron="0 2 * * *", pipeline_name="missing", job_name="nightly"
+        )
     assert not [c for c in kfp_api.calls if c.method == "POST"]
 
 
@@ -132,7 +143,7 @@ def test_cli_schedule_and_submit(kfp_api, package):
     from spx.cli import app
 
     runner = CliRunner()
-    out = runner.invoke(app, ["submit", "--host", kfp_api.url, "--package", package, "--param", "msg=\"cli\""])
+    out = runner.invoke(app, ["submit", "--host", kfp_api.url, "--package", package, "--param", 'msg="cli"'])
     assert out.exit_code == 0, out.output
     submitted = json.loads(out.output.strip().splitlines()[-1])
     assert submitted["run_id"]

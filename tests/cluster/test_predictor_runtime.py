@@ -23,16 +23,31 @@ def test_chart_renders_spx_predictor_runtime_and_points_the_isvc_and_pipeline_at
 
 
 def test_runtime_can_be_left_to_kserve(helm_bin):
-    objs = render(helm_bin, ["--set", "servingRuntime.spxPredictor.enabled=false", "--set", "inferenceService.runtime=",
-                             "--set", "inferenceService.model.storageUri=s3://spx/models/r/xgb_base/"])
+    objs = render(
+        helm_bin,
+        [
+            "--set",
+            "servingRuntime.spxPredictor.enabled=false",
+            "--set",
+            "inferenceService.runtime=",
+            "--set",
+            "inferenceService.model.storageUri=s3://spx/models/r/xgb_base/",
+        ],
+    )
     assert not _by_kind(objs, "ServingRuntime", "spx-predictor")
     (isvc,) = _by_kind(objs, "InferenceService")
     assert "runtime" not in isvc["spec"]["predictor"]["model"]
 
 
 def test_deploy_step_takes_the_runtime_from_the_chart_env(monkeypatch):
-    model = ModelRef.from_dict({"variant": "xgb_base", "native_uri": "s3://spx/models/r/xgb_base/",
-                                "model_format": "xgboost", "model_version": "3"})
+    model = ModelRef.from_dict(
+        {
+            "variant": "xgb_base",
+            "native_uri": "s3://spx/models/r/xgb_base/",
+            "model_format": "xgboost",
+            "model_version": "3",
+        }
+    )
     monkeypatch.setenv("SPX_SERVING_RUNTIME", "spx-predictor")
     assert predictor_spec(model, ServingConfig(namespace="spx", name="d"))["model"]["runtime"] == "spx-predictor"
     monkeypatch.delenv("SPX_SERVING_RUNTIME")

@@ -31,8 +31,14 @@ VALUES = {
     "k3d": ["-f", str(CHART / "values-k3d.yaml")],
 }
 WITH_MODEL = ["--set", f"inferenceService.model.storageUri={MODEL}", "--set", "servingRuntime.create=true"]
-WITH_CANARY = ["--set", f"inferenceService.canary.storageUri={CANARY}", "--set",
-               "inferenceService.canary.format=lightgbm", "--set", "inferenceService.canary.trafficPercent=20"]
+WITH_CANARY = [
+    "--set",
+    f"inferenceService.canary.storageUri={CANARY}",
+    "--set",
+    "inferenceService.canary.format=lightgbm",
+    "--set",
+    "inferenceService.canary.trafficPercent=20",
+]
 
 CASES = {
     "default": VALUES["default"],
@@ -43,15 +49,20 @@ CASES = {
     "kind+canary-upgrade": VALUES["kind"] + WITH_MODEL + WITH_CANARY + ["--is-upgrade"],
     "k3d+model": VALUES["k3d"] + WITH_MODEL,
     "k3d+canary": VALUES["k3d"] + WITH_MODEL + WITH_CANARY,
-    "external-s3": ["--set", "minio.enabled=false", "--set",
-                    "s3.endpoint=http://seaweedfs.kubeflow.svc.cluster.local:8333", "--set",
-                    "s3.existingSecret=kfp-s3"] + WITH_MODEL,
+    "external-s3": [
+        "--set",
+        "minio.enabled=false",
+        "--set",
+        "s3.endpoint=http://seaweedfs.kubeflow.svc.cluster.local:8333",
+        "--set",
+        "s3.existingSecret=kfp-s3",
+    ]
+    + WITH_MODEL,
     "no-sink": VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.sink.enabled=false"],
-    "no-transformer+sink-emptydir": VALUES["k3d"] + WITH_MODEL + [
-        "--set", "inferenceService.transformer.enabled=false", "--set", "monitoring.sink.persistence.enabled=false"],
+    "no-transformer+sink-emptydir": VALUES["k3d"]
+    + WITH_MODEL
+    + ["--set", "inferenceService.transformer.enabled=false", "--set", "monitoring.sink.persistence.enabled=false"],
 }
-
-
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +71,9 @@ def rendered(helm_bin) -> dict[str, list[dict]]:
 
 
 def kustomize(kubectl_bin: str, path: Path) -> list[dict]:
-    out = subprocess.run([kubectl_bin, "kustomize", str(path)], capture_output=True, text=True, timeout=60,
-                         check=True).stdout
+    out = subprocess.run(
+        [kubectl_bin, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -78,7 +90,8 @@ def validate_object(obj: dict) -> None:
     if schema is not None:
         errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: e.path)
         assert not errors, f"{obj['kind']}/{obj['metadata']['name']}: " + "; ".join(
-            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors
+        )
         assert not unverified_paths(obj, schema), unverified_paths(obj, schema)
         return
     assert obj["apiVersion"].split("/")[0] not in ("serving.kserve.io", "kubeflow.org"), obj["kind"]
@@ -90,8 +103,7 @@ def validate_object(obj: dict) -> None:
 
 @pytest.mark.parametrize("values", sorted(VALUES))
 def test_helm_lint(helm_bin, values):
-    res = helm(helm_bin, "lint", str(CHART), "--strict", *VALUES[values], "--kube-version", K8S_VERSION,
-               check=False)
+    res = helm(helm_bin, "lint", str(CHART), "--strict", *VALUES[values], "--kube-version", K8S_VERSION, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 chart(s) failed" in res.stdout
 
@@ -124,8 +136,14 @@ def test_deploy_component_bodies_validate():
     from spx.components.deploy.canary import ModelRef, ServingConfig, inference_service, plan_deploy
 
     for mode in ("serverless", "raw"):
-        cfg = ServingConfig(namespace="spx", name="spx-direction", mode=mode, transformer_image="img:1",
-                            transformer_env_configmap="spx-kfp-env", transformer_env_secret="spx-kfp-s3")
+        cfg = ServingConfig(
+            namespace="spx",
+            name="spx-direction",
+            mode=mode,
+            transformer_image="img:1",
+            transformer_env_configmap="spx-kfp-env",
+            transformer_env_secret="spx-kfp-s3",
+        )
         current = inference_service(ModelRef(MODEL, "xgboost"), cfg)
         validate_object(current)
         action = plan_deploy(current, ModelRef(CANARY, "lightgbm"), cfg, 10)
@@ -140,13 +158,23 @@ def _kinds(objects):
 
 def test_default_install_contents(rendered):
     kinds = _kinds(rendered["default"])
-    for expected in [("Deployment", "spx-kfp-minio"), ("Job", "spx-kfp-buckets-1"), ("StatefulSet", "spx-kfp-postgresql"),
-                     ("Deployment", "spx-kfp-mlflow"), ("Deployment", "spx-kfp-redis"), ("Deployment", "spx-kfp-feast"),
-                     ("Job", "spx-kfp-kfp-upload-1"), ("Role", "spx-kfp-pipeline-inferenceservices"),
-                     ("Role", "spx-kfp-pipeline-kfp-runtime"), ("ConfigMap", "kfp-launcher"),
-                     ("ServiceAccount", "spx-kfp-kserve-s3"), ("Secret", "spx-kfp-s3"),
-                     ("Deployment", "spx-kfp-prediction-sink"), ("Service", "spx-kfp-prediction-sink"),
-                     ("PersistentVolumeClaim", "spx-kfp-prediction-sink")]:
+    for expected in [
+        ("Deployment", "spx-kfp-minio"),
+        ("Job", "spx-kfp-buckets-1"),
+        ("StatefulSet", "spx-kfp-postgresql"),
+        ("Deployment", "spx-kfp-mlflow"),
+        ("Deployment", "spx-kfp-redis"),
+        ("Deployment", "spx-kfp-feast"),
+        ("Job", "spx-kfp-kfp-upload-1"),
+        ("Role", "spx-kfp-pipeline-inferenceservices"),
+        ("Role", "spx-kfp-pipeline-kfp-runtime"),
+        ("ConfigMap", "kfp-launcher"),
+        ("ServiceAccount", "spx-kfp-kserve-s3"),
+        ("Secret", "spx-kfp-s3"),
+        ("Deployment", "spx-kfp-prediction-sink"),
+        ("Service", "spx-kfp-prediction-sink"),
+        ("PersistentVolumeClaim", "spx-kfp-prediction-sink"),
+    ]:
         assert expected in kinds, expected
     # no model yet: the deploy step creates the InferenceService from the first champion
     assert not [o for o in rendered["default"] if o["kind"] == "InferenceService"]
@@ -222,10 +250,13 @@ def test_chart_isvc_is_understood_by_the_deploy_step(rendered):
 
 
 def test_values_schema_rejects_bad_values(helm_bin):
-    for bad in (["--set", "inferenceService.mode=knative"], ["--set", "s3.bogus=1"],
-                ["--set", "inferenceService.model.storageUri=/local/path"],
-                ["--set", "inferenceService.canary.trafficPercent=100"],
-                ["--set", "kfp.schedule.cron=0 2 * *"]):
+    for bad in (
+        ["--set", "inferenceService.mode=knative"],
+        ["--set", "s3.bogus=1"],
+        ["--set", "inferenceService.model.storageUri=/local/path"],
+        ["--set", "inferenceService.canary.trafficPercent=100"],
+        ["--set", "kfp.schedule.cron=0 2 * *"],
+    ):
         res = helm(helm_bin, "template", "x", str(CHART), *bad, check=False)
         assert res.returncode != 0 and "schema" in res.stderr, (bad, res.stderr)
 
@@ -275,8 +306,13 @@ def test_pipeline_rbac_is_least_privilege(rendered, manifests):
         assert [r["kind"] for r in roles] == ["Role", "Role"]
         assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
         rules = {r["metadata"]["name"].split("pipeline-")[-1]: r["rules"] for r in roles}
-        assert rules["inferenceservices"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
-                                               "verbs": ["get", "create", "patch"]}]
+        assert rules["inferenceservices"] == [
+            {
+                "apiGroups": ["serving.kserve.io"],
+                "resources": ["inferenceservices"],
+                "verbs": ["get", "create", "patch"],
+            }
+        ]
         assert rules["kfp-runtime"] == [
             {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kfp-launcher"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get"]},
@@ -353,7 +389,9 @@ def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
     svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
-    pvc = next(o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
+    pvc = next(
+        o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink"
+    )
     assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
     isvc = _isvc(objs)
     assert isvc["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
@@ -376,8 +414,11 @@ def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
 
 
 def test_sink_values_are_checked_by_the_schema(helm_bin):
-    for bad in (["--set", "monitoring.sink.bogus=1"], ["--set", "monitoring.sink.batchRows=0"],
-                ["--set", "monitoring.sink.persistence.size=lots"]):
+    for bad in (
+        ["--set", "monitoring.sink.bogus=1"],
+        ["--set", "monitoring.sink.batchRows=0"],
+        ["--set", "monitoring.sink.persistence.size=lots"],
+    ):
         res = helm(helm_bin, "template", "x", str(CHART), *bad, check=False)
         assert res.returncode != 0 and "schema" in res.stderr, (bad, res.stderr)
 
@@ -409,7 +450,10 @@ def test_raw_overlay_switches_mode(manifests):
     assert ann["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert "serving.kserve.io/enable-tag-routing" not in ann
     assert {o["metadata"]["name"] for o in manifests["manifests/overlays/raw"] if o["kind"] == "ServingRuntime"} == {
-        "spx-predictor", "spx-xgbserver", "spx-lgbserver"}
+        "spx-predictor",
+        "spx-xgbserver",
+        "spx-lgbserver",
+    }
     assert isvc["spec"]["predictor"]["model"]["runtime"] == "spx-predictor"
     canary = _isvc(manifests["manifests/overlays/serverless-canary"])
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
@@ -436,8 +480,11 @@ def test_read_only_root_filesystem_and_sink_storage_class(rendered):
     prediction sink's volume like the other volumes'."""
     objs = rendered["k3d+canary"]
     isvc = _isvc(objs)
-    containers = [isvc["spec"]["predictor"]["model"], isvc["spec"]["canary"][0]["predictor"]["model"],
-                  *isvc["spec"]["transformer"]["containers"]]
+    containers = [
+        isvc["spec"]["predictor"]["model"],
+        isvc["spec"]["canary"][0]["predictor"]["model"],
+        *isvc["spec"]["transformer"]["containers"],
+    ]
     runtimes = [o for o in objs if o["kind"] == "ServingRuntime"]
     assert len(runtimes) == 3  # spx-predictor + the two namespaced KServe runtimes (servingRuntime.create)
     containers += [c for rt in runtimes for c in rt["spec"]["containers"]]
@@ -445,6 +492,9 @@ def test_read_only_root_filesystem_and_sink_storage_class(rendered):
         assert c["securityContext"]["readOnlyRootFilesystem"] is True, c.get("name")
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], c.get("name")
     for values, storage_class in (("kind", "standard"), ("k3d", "local-path")):
-        (pvc,) = [o for o in rendered[values] if o["kind"] == "PersistentVolumeClaim"
-                  and o["metadata"]["name"] == "spx-kfp-prediction-sink"]
+        (pvc,) = [
+            o
+            for o in rendered[values]
+            if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink"
+        ]
         assert pvc["spec"]["storageClassName"] == storage_class

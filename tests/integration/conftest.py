@@ -35,20 +35,42 @@ serving_helpers = _serving_helpers()
 class SinkProcess:
     """``python -m spx.components.monitoring.sink`` as a subprocess on loopback (what the Deployment runs)."""
 
-    def __init__(self, wal_dir: Path, log_path: Path, port: int | None = None, batch_rows: int = 100_000,
-                 flush_interval: float = 3600.0, pair_timeout: float = 3600.0):
+    def __init__(
+        self,
+        wal_dir: Path,
+        log_path: Path,
+        port: int | None = None,
+        batch_rows: int = 100_000,
+        flush_interval: float = 3600.0,
+        pair_timeout: float = 3600.0,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--wal-dir", str(wal_dir), "--batch-rows", str(batch_rows),
-                    "--flush-interval", str(flush_interval), "--pair-timeout", str(pair_timeout)]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "spx.components.monitoring.sink",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--wal-dir",
+            str(wal_dir),
+            "--batch-rows",
+            str(batch_rows),
+            "--flush-interval",
+            str(flush_interval),
+            "--pair-timeout",
+            str(pair_timeout),
+        ]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "SinkProcess":
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=open(self.log_path, "ab"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=ROOT, env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT
+        )
         wait_http(f"{self.url}/healthz", timeout=60, proc=self.proc)
         return self
 
@@ -93,6 +115,11 @@ def fresh_frame() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def champion(integration_env):
     home, store = integration_env
-    return serving_helpers.make_champion(store, os.environ["MLFLOW_TRACKING_URI"], "xgboost",
-                                         run_id=f"run-int-{home.name}",
-                                         registered_model=os.environ["SPX_REGISTERED_MODEL"], frame=fresh_frame())
+    return serving_helpers.make_champion(
+        store,
+        os.environ["MLFLOW_TRACKING_URI"],
+        "xgboost",
+        run_id=f"run-int-{home.name}",
+        registered_model=os.environ["SPX_REGISTERED_MODEL"],
+        frame=fresh_frame(),
+    )

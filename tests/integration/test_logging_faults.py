@@ -16,10 +16,10 @@ import psutil
 import pytest
 import requests
 
-from spx.components.serving.prediction_log import read_predictions
 from spx.components.serving import champion as champ
 from spx.components.serving import features as F
 from spx.components.serving.local import REPO_ROOT, start_predictor, start_transformer
+from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port, wait_http
 
 from .conftest import SinkProcess
@@ -72,8 +72,9 @@ def _wait_accepted(sink: SinkProcess, n: int, timeout: float = 60.0) -> dict:
     raise AssertionError(f"the sink acknowledged {health}, expected {n} events\n{sink.log_tail()}")
 
 
-def test_sink_outage_longer_than_the_retry_window_loses_nothing(integration_env, champion, predictor, tmp_path,
-                                                                monkeypatch):
+def test_sink_outage_longer_than_the_retry_window_loses_nothing(
+    integration_env, champion, predictor, tmp_path, monkeypatch
+):
     _, store = integration_env
     store = _own_bucket(monkeypatch, store, "outage")
     server, info = predictor
@@ -82,10 +83,14 @@ def test_sink_outage_longer_than_the_retry_window_loses_nothing(integration_env,
     transformer = None
     served: list[str] = []
     try:
-        transformer = start_transformer(server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600,
-                                        logger_url=f"{sink.url}/",
-                                        extra_args=["--logger_retry_seconds", "1",
-                                                    "--logger_spill_dir", str(tmp_path / "spill")])
+        transformer = start_transformer(
+            server.port,
+            info.name,
+            log_dir=tmp_path,
+            max_feature_age_seconds=3600,
+            logger_url=f"{sink.url}/",
+            extra_args=["--logger_retry_seconds", "1", "--logger_spill_dir", str(tmp_path / "spill")],
+        )
         url = f"{transformer.url}/v2/models/{info.name}/infer"
         for i in range(10):
             assert _infer(url, f"out-{i:03d}") == 200
@@ -122,9 +127,14 @@ def test_a_logger_that_cannot_spill_counts_logs_and_exposes_its_drops(integratio
     dead = f"http://127.0.0.1:{free_port()}/"
     not_a_dir = tmp_path / "spill-is-a-file"
     not_a_dir.write_text("occupied")
-    transformer = start_transformer(server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600,
-                                    logger_url=dead, extra_args=["--logger_retry_seconds", "0.5",
-                                                                 "--logger_spill_dir", str(not_a_dir / "x")])
+    transformer = start_transformer(
+        server.port,
+        info.name,
+        log_dir=tmp_path,
+        max_feature_age_seconds=3600,
+        logger_url=dead,
+        extra_args=["--logger_retry_seconds", "0.5", "--logger_spill_dir", str(not_a_dir / "x")],
+    )
     try:
         url = f"{transformer.url}/v2/models/{info.name}/infer"
         for i in range(5):
@@ -152,13 +162,35 @@ def test_spx_serve_supervises_the_sink_and_logs_every_prediction(integration_env
     _, store = integration_env
     store = _own_bucket(monkeypatch, store, "serve")
     port, predictor_port, sink_port = free_port(), free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), SPX_SINK_WAL_DIR=str(tmp_path / "wal"),
-               SPX_LOGGER_SPILL_DIR=str(tmp_path / "spill"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO_ROOT),
+        SPX_SINK_WAL_DIR=str(tmp_path / "wal"),
+        SPX_LOGGER_SPILL_DIR=str(tmp_path / "spill"),
+    )
     log_path = tmp_path / "spx-serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "spx.cli", "serve", "--port", str(port), "--predictor-port",
-                             str(predictor_port), "--sink-port", str(sink_port), "--max-feature-age", "3600",
-                             "--sink-flush-interval", "3600"], env=env, cwd=REPO_ROOT,
-                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spx.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--predictor-port",
+            str(predictor_port),
+            "--sink-port",
+            str(sink_port),
+            "--max-feature-age",
+            "3600",
+            "--sink-flush-interval",
+            "3600",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
     served: list[str] = []
     failed: list[tuple[str, int]] = []
     stop = threading.Event()
@@ -183,8 +215,10 @@ def test_spx_serve_supervises_the_sink_and_logs_every_prediction(integration_env
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"http://127.0.0.1:{sink_port}/healthz", timeout=2).ok \
-                        and _pid_listening(sink_port) != sink_pid:
+                if (
+                    requests.get(f"http://127.0.0.1:{sink_port}/healthz", timeout=2).ok
+                    and _pid_listening(sink_port) != sink_pid
+                ):
                     break
             except (requests.RequestException, AssertionError):
                 pass

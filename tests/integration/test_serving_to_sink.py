@@ -41,8 +41,9 @@ def _text(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
 
 
-def _infer(client: http.InferenceServerClient, name: str, rid: str, instruments: list[str],
-           as_of: str | None = None) -> dict:
+def _infer(
+    client: http.InferenceServerClient, name: str, rid: str, instruments: list[str], as_of: str | None = None
+) -> dict:
     tensor = http.InferInput("instrument", [len(instruments)], "BYTES")
     tensor.set_data_from_numpy(np.array([i.encode() for i in instruments], dtype=object))
     inputs = [tensor]
@@ -51,13 +52,15 @@ def _infer(client: http.InferenceServerClient, name: str, rid: str, instruments:
         t.set_data_from_numpy(np.array([as_of.encode()], dtype=object))
         inputs.append(t)
     result = client.infer(name, inputs, request_id=rid)
-    return {"instruments": instruments,
-            "probability": result.as_numpy("probability").astype(np.float64),
-            "prediction": _text(result.as_numpy("prediction")),
-            "model_version": _text(result.as_numpy("model_version")),
-            "features_used": [json.loads(x) for x in _text(result.as_numpy("features_used"))],
-            "feature_time": [pd.Timestamp(x) for x in _text(result.as_numpy("feature_time"))],
-            "response_id": result.get_response()["id"]}
+    return {
+        "instruments": instruments,
+        "probability": result.as_numpy("probability").astype(np.float64),
+        "prediction": _text(result.as_numpy("prediction")),
+        "model_version": _text(result.as_numpy("model_version")),
+        "features_used": [json.loads(x) for x in _text(result.as_numpy("features_used"))],
+        "feature_time": [pd.Timestamp(x) for x in _text(result.as_numpy("feature_time"))],
+        "response_id": result.get_response()["id"],
+    }
 
 
 def _wait_accepted(sink: SinkProcess, n_events: int, timeout: float = 60.0) -> dict:
@@ -71,8 +74,9 @@ def _wait_accepted(sink: SinkProcess, n_events: int, timeout: float = 60.0) -> d
     raise AssertionError(f"the sink acknowledged {health} but {n_events} events were sent\n{sink.log_tail()}")
 
 
-def _assert_logged_exactly(log: pd.DataFrame, sent: dict[str, dict], started: datetime, ended: datetime,
-                           name: str, version: str) -> None:
+def _assert_logged_exactly(
+    log: pd.DataFrame, sent: dict[str, dict], started: datetime, ended: datetime, name: str, version: str
+) -> None:
     # every request id once per instrument row, nothing else
     assert sorted(set(log["request_id"])) == sorted(sent)
     assert not log.duplicated(["request_id", "row_index"]).any()
@@ -103,14 +107,16 @@ def _assert_logged_exactly(log: pd.DataFrame, sent: dict[str, dict], started: da
 
 
 def test_every_served_prediction_is_logged_once_with_inputs_output_version_and_time(
-        integration_env, champion, predictor, tmp_path):
+    integration_env, champion, predictor, tmp_path
+):
     home, store = integration_env
     server, info = predictor
     sink = SinkProcess(tmp_path / "wal", tmp_path / "sink.log").start()
     transformer = None
     try:
-        transformer = start_transformer(server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600,
-                                        logger_url=f"{sink.url}/")
+        transformer = start_transformer(
+            server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600, logger_url=f"{sink.url}/"
+        )
         client = http.InferenceServerClient(transformer.url.split("//", 1)[1])
         newest = champion.frame["timestamp"].max()
         started = datetime.now(timezone.utc)
@@ -120,8 +126,9 @@ def test_every_served_prediction_is_logged_once_with_inputs_output_version_and_t
             if i % 3 == 0:  # a batch of three instruments in one request
                 sent[rid] = _infer(client, info.name, rid, INSTRUMENTS)
             elif i % 3 == 1:  # with an explicit as_of
-                sent[rid] = _infer(client, info.name, rid, [INSTRUMENTS[i % 3]],
-                                   as_of=(newest + pd.Timedelta(minutes=1)).isoformat())
+                sent[rid] = _infer(
+                    client, info.name, rid, [INSTRUMENTS[i % 3]], as_of=(newest + pd.Timedelta(minutes=1)).isoformat()
+                )
             else:
                 sent[rid] = _infer(client, info.name, rid, [INSTRUMENTS[i % 3]])
             assert sent[rid]["response_id"] == rid
@@ -162,8 +169,9 @@ def test_sink_restart_under_traffic_loses_nothing(integration_env, champion, pre
     transformer = None
     sent: dict[str, dict] = {}
     try:
-        transformer = start_transformer(server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600,
-                                        logger_url=sink.url)
+        transformer = start_transformer(
+            server.port, info.name, log_dir=tmp_path, max_feature_age_seconds=3600, logger_url=sink.url
+        )
         client = http.InferenceServerClient(transformer.url.split("//", 1)[1])
         started = datetime.now(timezone.utc)
         for i in range(10):

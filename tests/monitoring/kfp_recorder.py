@@ -37,9 +37,16 @@ class KfpRecorder:
                 body = None
                 if raw and self.headers.get("Content-Type", "").startswith("application/json"):
                     body = json.loads(raw)
-                recorder.calls.append({"method": method, "path": url.path, "query": parse_qs(url.query),
-                                       "body": body, "content_type": self.headers.get("Content-Type"),
-                                       "raw_len": len(raw)})
+                recorder.calls.append(
+                    {
+                        "method": method,
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "body": body,
+                        "content_type": self.headers.get("Content-Type"),
+                        "raw_len": len(raw),
+                    }
+                )
                 return url.path, parse_qs(url.query), raw
 
             def do_GET(self):
@@ -48,23 +55,34 @@ class KfpRecorder:
                     return self._reply(200, {"multi_user": False, "pipeline_store": "database"})
                 if path == "/apis/v2beta1/pipelines":
                     flt = json.loads(query.get("filter", ["{}"])[0] or "{}")
-                    name = next((p.get("string_value") or p.get("stringValue")
-                                 for p in flt.get("predicates", [])), None)
+                    name = next(
+                        (p.get("string_value") or p.get("stringValue") for p in flt.get("predicates", [])), None
+                    )
                     pid = recorder.pipelines.get(name)
-                    return self._reply(200, {"pipelines": [{"pipeline_id": pid, "display_name": name}],
-                                             "total_size": 1} if pid else {})
+                    return self._reply(
+                        200, {"pipelines": [{"pipeline_id": pid, "display_name": name}], "total_size": 1} if pid else {}
+                    )
                 if path.startswith("/apis/v2beta1/pipelines/") and path.endswith("/versions"):
                     pid = path.split("/")[4]
-                    return self._reply(200, {"pipeline_versions": [{"pipeline_id": pid,
-                                                                    "pipeline_version_id": VERSION_ID,
-                                                                    "display_name": "v42"}], "total_size": 1})
+                    return self._reply(
+                        200,
+                        {
+                            "pipeline_versions": [
+                                {"pipeline_id": pid, "pipeline_version_id": VERSION_ID, "display_name": "v42"}
+                            ],
+                            "total_size": 1,
+                        },
+                    )
                 if path == "/apis/v2beta1/experiments":
                     flt = json.loads(query.get("filter", ["{}"])[0] or "{}")
-                    name = next((p.get("string_value") or p.get("stringValue")
-                                 for p in flt.get("predicates", [])), None)
+                    name = next(
+                        (p.get("string_value") or p.get("stringValue") for p in flt.get("predicates", [])), None
+                    )
                     eid = recorder.experiments.get(name)
-                    return self._reply(200, {"experiments": [{"experiment_id": eid, "display_name": name}],
-                                             "total_size": 1} if eid else {})
+                    return self._reply(
+                        200,
+                        {"experiments": [{"experiment_id": eid, "display_name": name}], "total_size": 1} if eid else {},
+                    )
                 if path == "/apis/v2beta1/recurringruns":  # none scheduled yet
                     return self._reply(200, {})
                 return self._reply(404, {"error": f"no route {path}"})
@@ -77,15 +95,23 @@ class KfpRecorder:
                     recorder.experiments[body["display_name"]] = eid
                     return self._reply(200, {"experiment_id": eid, "display_name": body["display_name"]})
                 if path == "/apis/v2beta1/runs":
-                    return self._reply(200, {"run_id": "run-777", "display_name": body.get("display_name"),
-                                             "experiment_id": body.get("experiment_id"), "state": "PENDING"})
+                    return self._reply(
+                        200,
+                        {
+                            "run_id": "run-777",
+                            "display_name": body.get("display_name"),
+                            "experiment_id": body.get("experiment_id"),
+                            "state": "PENDING",
+                        },
+                    )
                 if path == "/apis/v2beta1/pipelines/upload":
                     name = query.get("name", ["uploaded"])[0]
                     recorder.pipelines[name] = "pl-uploaded"
                     return self._reply(200, {"pipeline_id": "pl-uploaded", "display_name": name})
                 if path == "/apis/v2beta1/pipelines/upload_version":
-                    return self._reply(200, {"pipeline_id": query.get("pipelineid", [""])[0],
-                                             "pipeline_version_id": "pv-new"})
+                    return self._reply(
+                        200, {"pipeline_id": query.get("pipelineid", [""])[0], "pipeline_version_id": "pv-new"}
+                    )
                 if path == "/apis/v2beta1/recurringruns":
                     return self._reply(200, {"recurring_run_id": "rr-1", **body})
                 return self._reply(404, {"error": f"no route {path}"})

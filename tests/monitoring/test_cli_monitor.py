@@ -20,7 +20,7 @@ def test_spx_report_and_monitor(store, tmp_path):
 
     res = runner.invoke(app, ["monitor", "--no-retrain", "--json", "--gold-window-days", "3"])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{"):])
+    summary = json.loads(res.output[res.output.index("{") :])
     assert summary["reference_run_id"] == "run-c" and summary["n_served"] == 0
     assert summary["served_drift"] is None  # no traffic: not computed, and said so
     assert summary["gold_drift_share"] == 0.0 and summary["decision"]["retrain"] is False

@@ -32,11 +32,13 @@ def test_shifted_sample_drifts_exactly_on_the_shifted_columns():
     assert res.drift_share == pytest.approx(0.5)
     assert sorted(res.drifted_columns) == ["f_ret", "f_rsi", "f_vol"]
     scores = {c.column: c.score for c in res.columns}
-    assert scores["f_ret"] == pytest.approx(1.0, abs=0.1)   # normed Wasserstein = shift in reference SDs
+    assert scores["f_ret"] == pytest.approx(1.0, abs=0.1)  # normed Wasserstein = shift in reference SDs
     assert scores["f_vol"] == pytest.approx(1.0, abs=0.1)
     assert scores["f_rsi"] == pytest.approx(0.8, abs=0.1)
     assert all(scores[c] < 0.1 for c in ("f_macd", "f_atr", "f_news"))
-    assert res.prediction is not None and res.prediction.drifted and res.prediction.score == pytest.approx(1.0, abs=0.15)
+    assert (
+        res.prediction is not None and res.prediction.drifted and res.prediction.score == pytest.approx(1.0, abs=0.15)
+    )
     assert res.dataset_drift is True and res.n_reference == 4000 and res.n_current == 1500
     assert "<html" in html.lower() and "f_ret" in html
 
@@ -70,9 +72,13 @@ def test_decide_reasons():
 def test_live_hit_rate_joins_on_the_bar_and_reports_the_baseline():
     gold = gold_frame(10, "2026-01-05", seed=1)
     gold["y_up_h1"] = [1, 0, 1, 1, 0, 1, 1, 1, np.nan, 0]
-    served = pd.DataFrame({"timestamp": gold["timestamp"] + pd.Timedelta(seconds=5),
-                           "bar_timestamp": gold["timestamp"].copy(),
-                           "prediction": [1, 1, 1, 0, 0, 1, 0, 1, 1, 0]})
+    served = pd.DataFrame(
+        {
+            "timestamp": gold["timestamp"] + pd.Timedelta(seconds=5),
+            "bar_timestamp": gold["timestamp"].copy(),
+            "prediction": [1, 1, 1, 0, 0, 1, 0, 1, 1, 0],
+        }
+    )
     served.loc[9, "bar_timestamp"] = pd.NaT  # matched by request time instead (as-of, within a bar)
     out = live_hit_rate(served, gold, horizon=1, bar_interval="5min")
     assert out["n_labeled"] == 9  # the unrealized label (NaN) does not count
@@ -81,8 +87,9 @@ def test_live_hit_rate_joins_on_the_bar_and_reports_the_baseline():
 
 
 def _serve(store, tmp_path, rows: pd.DataFrame, probs) -> None:
-    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000,
-                          flush_interval=3600).start(background=False)
+    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000, flush_interval=3600).start(
+        background=False
+    )
     for req, resp in served_events(rows, probs):
         sink.accept(parse_event(*req, time.time()))
         sink.accept(parse_event(*resp, time.time()))

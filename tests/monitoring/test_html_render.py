@@ -20,9 +20,19 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not insta
 
 
 def _chromium(args: list[str], profile: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-           f"--user-data-dir={profile}", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -31,8 +41,15 @@ def _training_page(tmp_path: Path) -> Path:
     n = 600
     y = rng.integers(0, 2, n)
     p = np.clip(0.5 + 0.08 * (y - 0.5) + rng.normal(0, 0.08, n), 0, 1)
-    page = visuals.training_report_html(y, p, rng.normal(0.01, 0.3, n), {f"feat_{i}": float(i) for i in range(25)},
-                                        cost_bps=1.0, title="xgb_base_h1", horizon=1)
+    page = visuals.training_report_html(
+        y,
+        p,
+        rng.normal(0.01, 0.3, n),
+        {f"feat_{i}": float(i) for i in range(25)},
+        cost_bps=1.0,
+        title="xgb_base_h1",
+        horizon=1,
+    )
     path = tmp_path / "report.html"
     path.write_text(page)
     return path

@@ -28,8 +28,12 @@ def test_binary_event_pair_becomes_rows_with_features_outputs_and_latency():
     rows = rows_from_pair(req, resp)
     assert len(rows) == 1
     row = rows[0]
-    assert json.loads(row["inputs"]) == {"ret_1": pytest.approx(0.007), "rsi_14": 50.0, "vol_20": 0.1,
-                                         "bar_timestamp": "2026-03-02T14:29:07+00:00"}
+    assert json.loads(row["inputs"]) == {
+        "ret_1": pytest.approx(0.007),
+        "rsi_14": 50.0,
+        "vol_20": 0.1,
+        "bar_timestamp": "2026-03-02T14:29:07+00:00",
+    }
     assert row["probability"] == pytest.approx(0.59)
     assert row["prediction"] == 1.0
     assert row["model_name"] == "spx-direction" and row["model_version"] == "3"
@@ -39,12 +43,15 @@ def test_binary_event_pair_becomes_rows_with_features_outputs_and_latency():
 
 
 def test_batch_request_gives_one_row_per_instance_and_predict_proba_outputs():
-    req = parse_event(headers("b1", REQUEST, pd.Timestamp("2026-03-02T15:00Z")),
-                      json.dumps(v2_request("b1", [[0.1, 40.0, 0.2], [0.2, 60.0, 0.3]])).encode())
-    body = {"model_name": "m", "outputs": [{"name": "output-0", "shape": [2, 2], "datatype": "FP32",
-                                             "data": [0.7, 0.3, 0.2, 0.8]}]}
-    resp = parse_event(headers("b1", RESPONSE, pd.Timestamp("2026-03-02T15:00:00.010Z")),
-                       json.dumps(body).encode())
+    req = parse_event(
+        headers("b1", REQUEST, pd.Timestamp("2026-03-02T15:00Z")),
+        json.dumps(v2_request("b1", [[0.1, 40.0, 0.2], [0.2, 60.0, 0.3]])).encode(),
+    )
+    body = {
+        "model_name": "m",
+        "outputs": [{"name": "output-0", "shape": [2, 2], "datatype": "FP32", "data": [0.7, 0.3, 0.2, 0.8]}],
+    }
+    resp = parse_event(headers("b1", RESPONSE, pd.Timestamp("2026-03-02T15:00:00.010Z")), json.dumps(body).encode())
     rows = rows_from_pair(req, resp)
     assert [r["row_index"] for r in rows] == [0, 1]
     assert [r["probability"] for r in rows] == pytest.approx([0.3, 0.8])
@@ -53,8 +60,14 @@ def test_batch_request_gives_one_row_per_instance_and_predict_proba_outputs():
 
 
 def test_structured_mode_and_bad_input_errors():
-    envelope = {"specversion": "1.0", "id": "s1", "type": RESPONSE, "source": "x",
-                "inferenceservicename": "isvc", "data": {"outputs": []}}
+    envelope = {
+        "specversion": "1.0",
+        "id": "s1",
+        "type": RESPONSE,
+        "source": "x",
+        "inferenceservicename": "isvc",
+        "data": {"outputs": []},
+    }
     ev = parse_event({"Content-Type": "application/cloudevents+json"}, json.dumps(envelope).encode())
     assert ev.id == "s1" and ev.inference_service == "isvc" and ev.data == {"outputs": []}
     with pytest.raises(EventError, match="ce-id"):
@@ -66,8 +79,9 @@ def test_structured_mode_and_bad_input_errors():
 
 
 def test_in_process_sink_writes_pairs_and_keeps_half_pairs_in_the_wal(store, tmp_path):
-    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=1000,
-                          flush_interval=3600).start(background=False)
+    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=1000, flush_interval=3600).start(
+        background=False
+    )
     for i in range(5):
         (rh, rb), (sh, sb) = event_pair(i)
         assert sink.accept(parse_event(rh, rb, time.time())) == "accepted"

@@ -25,9 +25,23 @@ class SinkProcess:
     def __init__(self, wal_dir: Path, env: dict, batch_rows: int, flush_interval: float):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--wal-dir", str(wal_dir), "--batch-rows", str(batch_rows),
-                    "--flush-interval", str(flush_interval), "--pair-timeout", "3600"]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "spx.components.monitoring.sink",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--wal-dir",
+            str(wal_dir),
+            "--batch-rows",
+            str(batch_rows),
+            "--flush-interval",
+            str(flush_interval),
+            "--pair-timeout",
+            "3600",
+        ]
         self.env = env
         self.log = wal_dir.parent / "sink.log"
         self.proc: subprocess.Popen | None = None
@@ -88,8 +102,10 @@ def test_sigkill_with_a_partly_filled_batch_and_a_half_pair_loses_nothing(store,
         health = requests.get(f"{sink.url}/healthz", timeout=5).json()
         assert health["replayed"] == 81 and health["buffered"] == 40 and health["pending"] == 1
         # a retried (already accepted) event is recognised as a duplicate
-        assert requests.post(sink.url, headers=events[3][0][0], data=events[3][0][1],
-                             timeout=5).json()["status"] == "duplicate"
+        assert (
+            requests.post(sink.url, headers=events[3][0][0], data=events[3][0][1], timeout=5).json()["status"]
+            == "duplicate"
+        )
         assert _post(sink.url, *events[40][1])
         for i in range(41, 60):
             for hdr, body in events[i]:
@@ -205,20 +221,32 @@ def test_sink_refuses_a_public_address_without_a_token_and_keeps_its_wal_under_s
     env = dict(sink_env, SPX_HOME=str(tmp_path / "home"))
     env.pop("SPX_SINK_TOKEN", None)
     env.pop("SPX_SINK_WAL_DIR", None)
-    proc = subprocess.run([sys.executable, "-m", "spx.components.monitoring.sink", "--host", "0.0.0.0", "--port",
-                           str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spx.components.monitoring.sink", "--host", "0.0.0.0", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "without a writer token" in proc.stderr + proc.stdout
     # defaults: loopback and $SPX_HOME/sink-wal (the directory spx serve uses)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "spx.components.monitoring.sink", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spx.components.monitoring.sink", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=proc)
         assert list((tmp_path / "home" / "sink-wal").glob("wal-*.jsonl"))
         import psutil
 
-        listening = [c.laddr.ip for c in psutil.Process(proc.pid).connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN]
+        listening = [
+            c.laddr.ip for c in psutil.Process(proc.pid).connections(kind="inet") if c.status == psutil.CONN_LISTEN
+        ]
         assert listening == ["127.0.0.1"]
     finally:
         proc.terminate()

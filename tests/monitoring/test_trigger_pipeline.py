@@ -25,8 +25,9 @@ def kfp_home(tmp_path, monkeypatch):
 
 def test_trigger_starts_the_newest_training_version_through_the_kfp_api(kfp_home):
     with KfpRecorder() as kfp:
-        run_id = start_training_kfp(kfp_client(kfp.url), params={"granularity": "M5", "horizon_short": 6},
-                                    reason="drift share 0.60 >= 0.50")
+        run_id = start_training_kfp(
+            kfp_client(kfp.url), params={"granularity": "M5", "horizon_short": 6}, reason="drift share 0.60 >= 0.50"
+        )
     assert run_id == "run-777"
     paths = [(c["method"], c["path"]) for c in kfp.calls]
     assert ("GET", "/apis/v2beta1/pipelines") in paths
@@ -54,8 +55,9 @@ def test_trigger_fails_clearly_when_the_training_pipeline_is_not_uploaded(kfp_ho
 def test_monitoring_recurring_run_is_created_with_a_six_field_cron(kfp_home, tmp_path):
     package = compile_monitoring(str(tmp_path / "monitoring.yaml"))
     with KfpRecorder(pipelines={}) as kfp:
-        rr = create_monitoring_schedule(kfp_client(kfp.url), package, cron="15 * * * *",
-                                        params={"drift_threshold": 0.4})
+        rr = create_monitoring_schedule(
+            kfp_client(kfp.url), package, cron="15 * * * *", params={"drift_threshold": 0.4}
+        )
     assert rr == "rr-1"
     (upload,) = kfp.posts("/apis/v2beta1/pipelines/upload")
     assert upload["content_type"].startswith("multipart/form-data") and upload["raw_len"] > 1000
@@ -78,11 +80,16 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
     from .helpers import gold_frame, seed_training_run, served_events
 
     ref = seed_training_run(store, "run-a")
-    new = gold_frame(600, str(pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2)), seed=4,
-                     shift={"f_ret": 1.5, "f_rsi": 1.5, "f_vol": 1.5, "f_macd": 1.5})
+    new = gold_frame(
+        600,
+        str(pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2)),
+        seed=4,
+        shift={"f_ret": 1.5, "f_rsi": 1.5, "f_vol": 1.5, "f_macd": 1.5},
+    )
     store.put_parquet("gold/run-b/features.parquet", pd.concat([ref, new], ignore_index=True))
-    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000,
-                          flush_interval=3600).start(background=False)
+    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000, flush_interval=3600).start(
+        background=False
+    )
     for req, resp in served_events(new, np.full(len(new), 0.55)):
         sink.accept(parse_event(*req, time.time()))
         sink.accept(parse_event(*resp, time.time()))
@@ -104,7 +111,6 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
     assert summary["decision"]["retrain"] is True
     assert summary["served_drift_share"] == pytest.approx(4 / 6)
     executor_outputs = [json.loads(p.read_text()) for p in root.rglob("executor_output.json")]
-    metrics = [a for out in executor_outputs for a in out.get("artifacts", {}).get("metrics", {}).get(
-        "artifacts", [])]
+    metrics = [a for out in executor_outputs for a in out.get("artifacts", {}).get("metrics", {}).get("artifacts", [])]
     assert metrics and metrics[0]["metadata"]["drift_share"] == pytest.approx(4 / 6)
     (tmp_path / "drift_report_path.txt").write_text(str(htmls[0]))

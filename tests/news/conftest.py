@@ -27,10 +27,10 @@ class Recorder:
     """What the loopback server saw and what it should do next."""
 
     requests: list[tuple[str, dict]] = field(default_factory=list)
-    rate_limit_first: int = 0          # answer the first N GDELT calls with GDELT's rate-limit text
-    server_errors_first: int = 0       # answer the first N GDELT calls with HTTP 503
-    full_windows: bool = False         # answer windows longer than 1 h with 250 articles
-    gdelt_error_text: str = ""         # answer GDELT with this plain-text error
+    rate_limit_first: int = 0  # answer the first N GDELT calls with GDELT's rate-limit text
+    server_errors_first: int = 0  # answer the first N GDELT calls with HTTP 503
+    full_windows: bool = False  # answer windows longer than 1 h with 250 articles
+    gdelt_error_text: str = ""  # answer GDELT with this plain-text error
 
 
 def _gdelt_body(params: dict, rec: Recorder) -> tuple[int, str, str]:
@@ -40,20 +40,33 @@ def _gdelt_body(params: dict, rec: Recorder) -> tuple[int, str, str]:
         return 200, "text/html", rec.gdelt_error_text
     if rec.rate_limit_first > 0:
         rec.rate_limit_first -= 1
-        return 429, "text/plain", ("Please limit requests to one every 5 seconds or contact "
-                                   "kalev.leetaru5@gmail.com for larger queries.")
+        return (
+            429,
+            "text/plain",
+            ("Please limit requests to one every 5 seconds or contact kalev.leetaru5@gmail.com for larger queries."),
+        )
     if rec.server_errors_first > 0:
         rec.server_errors_first -= 1
         return 503, "text/plain", "Service Unavailable"
     if rec.full_windows:
         from datetime import datetime
+
         a = datetime.strptime(start, "%Y%m%d%H%M%S")
         b = datetime.strptime(end, "%Y%m%d%H%M%S")
         n = 250 if (b - a).total_seconds() > 3600 else 3
-        arts = [{"url": f"https://full.example.com/{start}/{i}", "url_mobile": "",
-                 "title": f"Stocks story {i} in window {start}", "seendate": start[:8] + "T" + start[8:] + "Z",
-                 "socialimage": "", "domain": "full.example.com", "language": "English",
-                 "sourcecountry": "United States"} for i in range(n)]
+        arts = [
+            {
+                "url": f"https://full.example.com/{start}/{i}",
+                "url_mobile": "",
+                "title": f"Stocks story {i} in window {start}",
+                "seendate": start[:8] + "T" + start[8:] + "Z",
+                "socialimage": "",
+                "domain": "full.example.com",
+                "language": "English",
+                "sourcecountry": "United States",
+            }
+            for i in range(n)
+        ]
         return 200, "application/json", json.dumps({"articles": arts})
     day = f"{start[:4]}-{start[4:6]}-{start[6:8]}"
     fixture = FIXTURES / f"gdelt_artlist_{day}.json"
@@ -62,8 +75,9 @@ def _gdelt_body(params: dict, rec: Recorder) -> tuple[int, str, str]:
     data = json.loads(fixture.read_text())
     lo, hi = start[:8] + "T" + start[8:] + "Z", end[:8] + "T" + end[8:] + "Z"
     # undated articles (malformed on purpose) come with the first window of their day only
-    data["articles"] = [a for a in data["articles"]
-                        if (lo <= a["seendate"] < hi) or (not a["seendate"] and start.endswith("000000"))]
+    data["articles"] = [
+        a for a in data["articles"] if (lo <= a["seendate"] < hi) or (not a["seendate"] and start.endswith("000000"))
+    ]
     return 200, "application/json", json.dumps(data)
 
 
@@ -108,8 +122,9 @@ def news_http():
         thread.join(timeout=5)
 
 
-def build_tiny_model(path: Path, labels: tuple[str, ...] = ("positive", "negative", "neutral"),
-                     seed: int = 0, max_positions: int = 64) -> Path:
+def build_tiny_model(
+    path: Path, labels: tuple[str, ...] = ("positive", "negative", "neutral"), seed: int = 0, max_positions: int = 64
+) -> Path:
     """A 2-layer, 32-wide BERT classifier with random weights + a WordPiece vocab written here,
     saved in the layout ProsusAI/finbert uses (config.json, weights, vocab.txt, tokenizer_config)."""
     import torch
@@ -120,12 +135,20 @@ def build_tiny_model(path: Path, labels: tuple[str, ...] = ("positive", "negativ
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(TINY_WORDS)]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (path / "tokenizer_config.json").write_text(json.dumps(
-        {"do_lower_case": True, "model_max_length": max_positions, "tokenizer_class": "BertTokenizer"}))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": True, "model_max_length": max_positions, "tokenizer_class": "BertTokenizer"})
+    )
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=max_positions,
-                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+    )
     model = BertForSequenceClassification(config)
     # make the classes distinguishable so label-order mistakes show up in the tests
     with torch.no_grad():

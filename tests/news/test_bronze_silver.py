@@ -48,11 +48,13 @@ def test_gdelt_to_bronze_write_once_and_rerun(store, news_http):
 
 def test_overlapping_file_ingest_adds_only_new(store, tmp_path):
     path = tmp_path / "news.csv"
-    pd.DataFrame({
-        "headline": ["Stocks rally on Fed", "Oil slides", "Dow slips", "No date here"],
-        "date": ["2024-01-02 15:00:00+00:00", "2024-01-02 16:00", "2024-01-03 15:00", ""],
-        "link": ["https://x.com/1", "https://x.com/2", "https://x.com/3", "https://x.com/4"],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "headline": ["Stocks rally on Fed", "Oil slides", "Dow slips", "No date here"],
+            "date": ["2024-01-02 15:00:00+00:00", "2024-01-02 16:00", "2024-01-03 15:00", ""],
+            "link": ["https://x.com/1", "https://x.com/2", "https://x.com/3", "https://x.com/4"],
+        }
+    ).to_csv(path, index=False)
     first = ingest("file", "2024-01-02", "2024-01-03", store=store, path=path)
     assert first.written == 2 and dict(first.report.skipped) == {"no_date": 1}
     second = ingest("file", "2024-01-02", "2024-01-04", store=store, path=path)
@@ -101,15 +103,21 @@ def test_lexicon_scores_and_negation():
 
 
 def test_silver_features_skip_and_score():
-    bronze = pd.DataFrame({
-        "title": ["Stocks rally after strong jobs data", "Wall Street en hausse", "", "Stocks fall"],
-        "body": ["Investors cheered robust growth.", "", "...", ""],
-        "source": ["t"] * 4, "url": ["u1", "u2", "u3", "u4"], "language": ["en", "fr", "en", ""],
-        "published_at": pd.to_datetime(["2024-01-02 15:00", "2024-01-02 15:00", "2024-01-02 16:00",
-                                        "2024-01-02 14:00"], utc=True),
-        "article_id": ["a", "b", "c", "d"],
-    })
+    bronze = pd.DataFrame(
+        {
+            "title": ["Stocks rally after strong jobs data", "Wall Street en hausse", "", "Stocks fall"],
+            "body": ["Investors cheered robust growth.", "", "...", ""],
+            "source": ["t"] * 4,
+            "url": ["u1", "u2", "u3", "u4"],
+            "language": ["en", "fr", "en", ""],
+            "published_at": pd.to_datetime(
+                ["2024-01-02 15:00", "2024-01-02 15:00", "2024-01-02 16:00", "2024-01-02 14:00"], utc=True
+            ),
+            "article_id": ["a", "b", "c", "d"],
+        }
+    )
     from spx.components.news.schema import SkipReport
+
     report = SkipReport()
     silver = silver_features(bronze, report)
     assert list(silver.columns) == list(SILVER_COLUMNS)
@@ -123,8 +131,13 @@ def test_silver_features_skip_and_score():
 
 def test_build_silver_from_bronze(store, tmp_path):
     path = tmp_path / "news.jsonl"
-    pd.DataFrame({"title": ["Fed raises rates", "Stocks climb"], "published_at": ["2024-01-02T15:00:00Z"] * 2,
-                  "url": ["https://a/1", "https://a/2"]}).to_json(path, orient="records", lines=True)
+    pd.DataFrame(
+        {
+            "title": ["Fed raises rates", "Stocks climb"],
+            "published_at": ["2024-01-02T15:00:00Z"] * 2,
+            "url": ["https://a/1", "https://a/2"],
+        }
+    ).to_json(path, orient="records", lines=True)
     prefix = ingest("file", "2024-01-01", "2024-01-03", store=store, path=path).prefix
     uri, report = build_silver(store, prefix, "run-1")
     assert uri == f"s3://{store.bucket}/silver/run-1/news.parquet" and report.kept == 2

@@ -24,9 +24,16 @@ from spx.components.news.finbert import (
 from spx.components.news.schema import content_hash
 from tests.news.conftest import build_tiny_model
 
-TEXTS = ["Stocks rally after the Fed signals rate cuts", "Oil prices fall", "Powell warns inflation fight is not over",
-         "Treasury yields jump", "Dow Jones record high", "banks beat earnings expectations", "the market",
-         "Nasdaq tumble as yields climb higher and higher after the decision"]
+TEXTS = [
+    "Stocks rally after the Fed signals rate cuts",
+    "Oil prices fall",
+    "Powell warns inflation fight is not over",
+    "Treasury yields jump",
+    "Dow Jones record high",
+    "banks beat earnings expectations",
+    "the market",
+    "Nasdaq tumble as yields climb higher and higher after the decision",
+]
 
 
 def frame(texts: list[str]) -> pd.DataFrame:
@@ -44,11 +51,11 @@ def test_batching_and_length_sorting_do_not_change_scores(tiny_model):
 
 def test_truncation_caps_long_articles(tiny_model):
     scorer = FinBertScorer(tiny_model, max_length=16)
-    long = " ".join(["stocks rally"] * 500)       # far beyond the 64 positions of the tiny model
+    long = " ".join(["stocks rally"] * 500)  # far beyond the 64 positions of the tiny model
     probs = scorer.predict([long, "stocks rally"])
     assert np.isfinite(probs).all()
     capped = FinBertScorer(tiny_model, max_length=4096)
-    assert capped.max_length == 64                 # never beyond the model's position embeddings
+    assert capped.max_length == 64  # never beyond the model's position embeddings
     assert np.isfinite(capped.predict([long])).all()
 
 
@@ -56,8 +63,8 @@ def test_label_order_is_read_from_config(tmp_path):
     # the tiny model's bias favours output index 2; its label decides which column wins
     prosus = FinBertScorer(build_tiny_model(tmp_path / "a", ("positive", "negative", "neutral")))
     other = FinBertScorer(build_tiny_model(tmp_path / "b", ("Neutral", "Positive", "Negative")))
-    assert prosus.predict(["the market"]).argmax() == 2   # neutral
-    assert other.predict(["the market"]).argmax() == 1    # negative column
+    assert prosus.predict(["the market"]).argmax() == 2  # neutral
+    assert other.predict(["the market"]).argmax() == 1  # negative column
     assert label_indices({0: "neutral", 1: "positive", 2: "negative"}) == [1, 2, 0]
     with pytest.raises(ModelUnavailable, match="three classes"):
         label_indices({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
@@ -83,10 +90,11 @@ def test_resolve_model_local_s3_and_hub_rules(tiny_model, store, tmp_path, monke
         store.upload_file(str(path), f"models/finbert/v1/{path.name}")
     uri = store.uri("models/finbert/v1")
     local = resolve_model(uri, store=store, cache_dir=tmp_path / "cache")
-    assert sorted(p.name for p in local.iterdir() if not p.name.startswith(".")) == \
-        sorted(p.name for p in tiny_model.iterdir())
+    assert sorted(p.name for p in local.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in tiny_model.iterdir()
+    )
     stamp = (local / "config.json").stat().st_mtime_ns
-    assert resolve_model(uri, store=store, cache_dir=tmp_path / "cache") == local      # reused
+    assert resolve_model(uri, store=store, cache_dir=tmp_path / "cache") == local  # reused
     assert (local / "config.json").stat().st_mtime_ns == stamp
     np.testing.assert_allclose(FinBertScorer(local).predict(TEXTS), FinBertScorer(tiny_model).predict(TEXTS))
     with pytest.raises(ModelUnavailable, match="no model at"):
@@ -101,7 +109,7 @@ def test_cache_scores_only_new_texts(tiny_model, store, monkeypatch):
     real_init = FinBertScorer.__init__
     monkeypatch.setattr(FinBertScorer, "__init__", lambda self, *a, **k: (loads.append(1), real_init(self, *a, **k))[1])
     again, stats2 = score_texts(frame(TEXTS[:5]), model_location=str(tiny_model), store=store)
-    assert (stats2.cached, stats2.scored) == (5, 0) and loads == []        # model never loaded
+    assert (stats2.cached, stats2.scored) == (5, 0) and loads == []  # model never loaded
     merged = probs.merge(again, on="text_hash", suffixes=("", "_again"))
     for col in finbert.PROB_COLUMNS:
         np.testing.assert_allclose(merged[col], merged[f"{col}_again"], atol=1e-7)

@@ -16,12 +16,19 @@ T0 = pd.Timestamp("2024-03-19 13:00", tz="UTC")
 def signal_rows(minutes: list[int], pos: list[float], neg: list[float]) -> pd.DataFrame:
     pos_a, neg_a = np.asarray(pos, float), np.asarray(neg, float)
     neu = np.clip(1 - pos_a - neg_a, 0, 1)
-    return pd.DataFrame({
-        "published_at": pd.DatetimeIndex([T0 + pd.Timedelta(minutes=m) for m in minutes], tz="UTC"),
-        "positive_prob": pos_a, "negative_prob": neg_a, "neutral_prob": neu,
-        "tb_polarity": pos_a - neg_a, "tb_subjectivity": pos_a, "lm_tone": -neg_a,
-        "lm_uncertainty": neu, "policy_tone": pos_a * 0.5,
-    })
+    return pd.DataFrame(
+        {
+            "published_at": pd.DatetimeIndex([T0 + pd.Timedelta(minutes=m) for m in minutes], tz="UTC"),
+            "positive_prob": pos_a,
+            "negative_prob": neg_a,
+            "neutral_prob": neu,
+            "tb_polarity": pos_a - neg_a,
+            "tb_subjectivity": pos_a,
+            "lm_tone": -neg_a,
+            "lm_uncertainty": neu,
+            "policy_tone": pos_a * 0.5,
+        }
+    )
 
 
 def brute_force(bar: pd.Timestamp, sig: pd.DataFrame, delay: pd.Timedelta, window: pd.Timedelta) -> dict:
@@ -31,10 +38,13 @@ def brute_force(bar: pd.Timestamp, sig: pd.DataFrame, delay: pd.Timedelta, windo
         return {"news_article_count": 0.0, "news_avg_sentiment": 0.0, "news_neutral_prob": 1.0}
     s = rows["positive_prob"] - rows["negative_prob"]
     conf = rows[["positive_prob", "negative_prob", "neutral_prob"]].max(axis=1)
-    return {"news_article_count": float(len(rows)), "news_avg_sentiment": s.mean(),
-            "news_neutral_prob": rows["neutral_prob"].mean(),
-            "news_signal_strength": abs(s.mean()) * conf.mean(),
-            "news_tb_polarity": rows["tb_polarity"].mean()}
+    return {
+        "news_article_count": float(len(rows)),
+        "news_avg_sentiment": s.mean(),
+        "news_neutral_prob": rows["neutral_prob"].mean(),
+        "news_signal_strength": abs(s.mean()) * conf.mean(),
+        "news_tb_polarity": rows["tb_polarity"].mean(),
+    }
 
 
 def test_columns_and_no_news():
@@ -113,8 +123,9 @@ def test_articles_at_or_after_the_bar_never_feed_it(articles, bars, delay, seed)
     """Rewrite every article whose published_at + delay is at or after a bar's close, and add
     new ones exactly at the close: that bar's features must not change by a single bit."""
     rng = np.random.default_rng(seed)
-    sig = signal_rows([a[0] for a in articles], [a[1] * 0.9 for a in articles],
-                      [(1 - a[1]) * a[2] * 0.9 for a in articles])
+    sig = signal_rows(
+        [a[0] for a in articles], [a[1] * 0.9 for a in articles], [(1 - a[1]) * a[2] * 0.9 for a in articles]
+    )
     d = pd.Timedelta(minutes=delay)
     market = pd.DataFrame({"timestamp": [T0 + pd.Timedelta(minutes=b) for b in bars]})
     base = join_news_features(market, sig, delay=d, window=pd.Timedelta(minutes=90))

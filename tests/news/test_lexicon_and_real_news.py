@@ -27,8 +27,10 @@ from spx.components.news.schema import SkipReport
 from spx.components.news.silver import build_silver, silver_features
 
 SHARED = shared_data_dir()
-needs_shared = pytest.mark.skipif(SHARED is None or not (SHARED / "news" / "reuters_markets_2011q1.parquet").exists(),
-                                  reason="../shared/data/news/reuters_markets_2011q1.parquet is not beside the project")
+needs_shared = pytest.mark.skipif(
+    SHARED is None or not (SHARED / "news" / "reuters_markets_2011q1.parquet").exists(),
+    reason="../shared/data/news/reuters_markets_2011q1.parquet is not beside the project",
+)
 
 
 def test_finvader_lexicons_are_read_as_data_without_importing_the_module():
@@ -40,14 +42,19 @@ def test_finvader_lexicons_are_read_as_data_without_importing_the_module():
     scorer = LexiconScorer()
     assert scorer.name == NAME and scorer.lexicon_source == source
     assert "finvader" not in sys.modules
-    c = scorer.compound(["Operating profit rose 35 % to EUR 12 mn from a year earlier .",
-                         "The company swung to a net loss and cut its dividend after sales slumped .",
-                         "The board meets on Tuesday ."])
+    c = scorer.compound(
+        [
+            "Operating profit rose 35 % to EUR 12 mn from a year earlier .",
+            "The company swung to a net loss and cut its dividend after sales slumped .",
+            "The board meets on Tuesday .",
+        ]
+    )
     assert c[0] > 0.05 and c[1] < -0.05
     assert list(labels_from_compound(c))[:2] == ["positive", "negative"]
     probs = scorer.predict(["Shares surged on record profit"])
-    assert probs.shape == (1, 3) and probs[0, 0] - probs[0, 1] == pytest.approx(scorer.compound(
-        ["Shares surged on record profit"])[0])
+    assert probs.shape == (1, 3) and probs[0, 0] - probs[0, 1] == pytest.approx(
+        scorer.compound(["Shares surged on record profit"])[0]
+    )
 
 
 def test_word_list_parser_executes_nothing():
@@ -72,11 +79,17 @@ def test_installed_lexicon_matches_the_shared_reference_copy():
 
 
 def test_non_english_text_under_an_english_tag_is_skipped_and_counted():
-    bronze = pd.DataFrame({"article_id": ["a", "b", "c"], "title": ["Stocks rise on jobs data", "股市因就业数据上涨",
-                                                                    "Акции растут"],
-                           "body": ["", "", ""], "source": ["x"] * 3, "url": ["u1", "u2", "u3"],
-                           "language": ["en", "en", ""],
-                           "published_at": pd.to_datetime(["2011-03-01 15:00"] * 3, utc=True)})
+    bronze = pd.DataFrame(
+        {
+            "article_id": ["a", "b", "c"],
+            "title": ["Stocks rise on jobs data", "股市因就业数据上涨", "Акции растут"],
+            "body": ["", "", ""],
+            "source": ["x"] * 3,
+            "url": ["u1", "u2", "u3"],
+            "language": ["en", "en", ""],
+            "published_at": pd.to_datetime(["2011-03-01 15:00"] * 3, utc=True),
+        }
+    )
     report = SkipReport()
     out = silver_features(bronze, report)
     assert out["article_id"].tolist() == ["a"] and report.skipped["not_english"] == 2
@@ -85,9 +98,13 @@ def test_non_english_text_under_an_english_tag_is_skipped_and_counted():
 def test_offline_default_scorer_is_the_lexicon(store, tmp_path, monkeypatch):
     monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
     path = tmp_path / "news.csv"
-    pd.DataFrame({"title": ["Stocks rally as profits beat forecasts", "Bank shares slump on losses", "bad date"],
-                  "published_at": ["2011-03-01T15:00:00Z", "2011-03-01T15:10:00Z", "not a time"],
-                  "url": ["https://n/1", "https://n/2", "https://n/3"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "title": ["Stocks rally as profits beat forecasts", "Bank shares slump on losses", "bad date"],
+            "published_at": ["2011-03-01T15:00:00Z", "2011-03-01T15:10:00Z", "not a time"],
+            "url": ["https://n/1", "https://n/2", "https://n/3"],
+        }
+    ).to_csv(path, index=False)
     result = ingest("file", "2011-03-01", "2011-03-02", store=store, path=path)
     assert result.articles == 2 and result.report.total_skipped == 1  # the unparsable time: skipped, counted
     silver_uri, _ = build_silver(store, result.prefix, "lex")

@@ -16,14 +16,17 @@ from spx.components.news.schema import (
 )
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("20240319T143000Z", "2024-03-19 14:30:00+00:00"),           # GDELT seendate
-    ("20240319143000", "2024-03-19 14:30:00+00:00"),
-    ("Tue, 12 Mar 2024 08:31:00 -0400", "2024-03-12 12:31:00+00:00"),  # RFC 822 with offset
-    ("2024-03-19T10:30:00-04:00", "2024-03-19 14:30:00+00:00"),
-    ("2024-03-19 14:30", "2024-03-19 14:30:00+00:00"),           # naive -> UTC
-    (1710858600, "2024-03-19 14:30:00+00:00"),                   # epoch seconds
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("20240319T143000Z", "2024-03-19 14:30:00+00:00"),  # GDELT seendate
+        ("20240319143000", "2024-03-19 14:30:00+00:00"),
+        ("Tue, 12 Mar 2024 08:31:00 -0400", "2024-03-12 12:31:00+00:00"),  # RFC 822 with offset
+        ("2024-03-19T10:30:00-04:00", "2024-03-19 14:30:00+00:00"),
+        ("2024-03-19 14:30", "2024-03-19 14:30:00+00:00"),  # naive -> UTC
+        (1710858600, "2024-03-19 14:30:00+00:00"),  # epoch seconds
+    ],
+)
 def test_parse_published_forms(value, expected):
     assert str(parse_published(value)) == expected
 
@@ -52,18 +55,38 @@ def test_canonical_url_ignores_tracking_scheme_www_and_slash():
 
 def test_normalize_counts_skips_and_dedups():
     records = [
-        {"title": "Stocks rise", "body": "", "published_at": "2024-03-19T14:00:00Z",
-         "url": "https://a.com/x?utm_source=1", "language": "English"},
-        {"title": "Stocks rise (copy)", "body": "", "published_at": "2024-03-19T14:05:00Z",
-         "url": "https://www.a.com/x", "language": "en"},                     # same URL
-        {"title": "STOCKS  rise", "body": "", "published_at": "2024-03-19T15:00:00Z",
-         "url": "https://b.com/other", "language": "en"},                     # same content
+        {
+            "title": "Stocks rise",
+            "body": "",
+            "published_at": "2024-03-19T14:00:00Z",
+            "url": "https://a.com/x?utm_source=1",
+            "language": "English",
+        },
+        {
+            "title": "Stocks rise (copy)",
+            "body": "",
+            "published_at": "2024-03-19T14:05:00Z",
+            "url": "https://www.a.com/x",
+            "language": "en",
+        },  # same URL
+        {
+            "title": "STOCKS  rise",
+            "body": "",
+            "published_at": "2024-03-19T15:00:00Z",
+            "url": "https://b.com/other",
+            "language": "en",
+        },  # same content
         {"title": "No date", "body": "x", "published_at": None, "url": "https://c.com"},
         {"title": "", "body": "  ", "published_at": "2024-03-19T15:00:00Z", "url": "https://d.com"},
         {"title": b"\xc3\x28 bad bytes", "published_at": "2024-03-19T15:00:00Z", "url": "https://e.com"},
         "not a dict",
-        {"title": "Fed holds", "body": "Rates unchanged", "published_at": "2024-03-19T18:00:00Z",
-         "url": "", "language": "en-US"},                                     # no URL: content id
+        {
+            "title": "Fed holds",
+            "body": "Rates unchanged",
+            "published_at": "2024-03-19T18:00:00Z",
+            "url": "",
+            "language": "en-US",
+        },  # no URL: content id
     ]
     frame, report = normalize_articles(records, source="test")
     assert list(frame.columns) == [*BRONZE_COLUMNS, "article_id"]

@@ -22,8 +22,7 @@ def fast_session(**kw) -> PoliteSession:
 
 
 def gdelt(base: str, **kw) -> GdeltClient:
-    return GdeltClient(base_url=f"{base}/api/v2/doc/doc", http=fast_session(), fulltext_http=fast_session(),
-                       **kw)
+    return GdeltClient(base_url=f"{base}/api/v2/doc/doc", http=fast_session(), fulltext_http=fast_session(), **kw)
 
 
 def test_build_query_and_windows():
@@ -32,20 +31,19 @@ def test_build_query_and_windows():
     assert build_query(["Powell"], language="") == "Powell"
     with pytest.raises(ValueError):
         build_query([])
-    windows = list(iter_windows(pd.Timestamp("2024-03-19"), pd.Timestamp("2024-03-20 03:00"),
-                                timedelta(hours=12)))
+    windows = list(iter_windows(pd.Timestamp("2024-03-19"), pd.Timestamp("2024-03-20 03:00"), timedelta(hours=12)))
     assert [(str(a), str(b)) for a, b in windows] == [
         ("2024-03-19 00:00:00+00:00", "2024-03-19 12:00:00+00:00"),
         ("2024-03-19 12:00:00+00:00", "2024-03-20 00:00:00+00:00"),
-        ("2024-03-20 00:00:00+00:00", "2024-03-20 03:00:00+00:00")]
+        ("2024-03-20 00:00:00+00:00", "2024-03-20 03:00:00+00:00"),
+    ]
 
 
 def test_gdelt_walks_windows_and_normalises(news_http):
     base, rec = news_http
     client = gdelt(base, window=timedelta(hours=12))
     report = SkipReport()
-    frame, report = normalize_articles(client.fetch("2024-03-19", "2024-03-21", report), source="gdelt",
-                                       report=report)
+    frame, report = normalize_articles(client.fetch("2024-03-19", "2024-03-21", report), source="gdelt", report=report)
     calls = [p for path, p in rec.requests if path == "/api/v2/doc/doc"]
     assert len(calls) == 4  # 2 days / 12 h windows
     first = calls[0]
@@ -70,8 +68,8 @@ def test_gdelt_retries_rate_limit_and_server_errors(news_http):
     client = gdelt(base, window=timedelta(days=1))
     arts = client.artlist(pd.Timestamp("2024-03-20", tz="UTC"), pd.Timestamp("2024-03-21", tz="UTC"))
     assert len(arts) == 2
-    assert len(rec.requests) == 4                      # 2 rate-limited + 1 x 503 + success
-    assert len(client.http.sleeps) == 3                # backed off before each retry
+    assert len(rec.requests) == 4  # 2 rate-limited + 1 x 503 + success
+    assert len(client.http.sleeps) == 3  # backed off before each retry
 
 
 def test_gdelt_gives_up_after_retries_and_reports_query_errors(news_http):
@@ -102,12 +100,15 @@ def test_gdelt_splits_full_windows(news_http):
 def test_gdelt_optional_fulltext(news_http):
     base, rec = news_http
     import json
+
     data = json.loads((FIXTURES / "gdelt_artlist_2024-03-20.json").read_text())
     art = dict(data["articles"][0], url=f"{base}/article/fed")
     client = gdelt(base, fetch_fulltext=True)
     record = client._record(art, SkipReport())
-    assert record["body"] == ("US stocks rallied on Wednesday after the Federal Reserve held rates steady. "
-                              "The S&P 500 gained 0.9% to a record close.")
+    assert record["body"] == (
+        "US stocks rallied on Wednesday after the Federal Reserve held rates steady. "
+        "The S&P 500 gained 0.9% to a record close."
+    )
     missing = client._record(dict(art, url=f"{base}/nothing-here"), SkipReport())
     assert missing["body"] == "" and client.fulltext_failures == 1
 
@@ -134,11 +135,13 @@ def test_rss_parse_fixture():
 
 def test_rss_client_range_and_failing_feeds(news_http):
     base, _ = news_http
-    client = RssClient(feeds=[f"{base}/feeds/markets.xml", f"{base}/feeds/missing.xml",
-                              f"{base}/feeds/garbage.xml"], http=fast_session(max_retries=0))
+    client = RssClient(
+        feeds=[f"{base}/feeds/markets.xml", f"{base}/feeds/missing.xml", f"{base}/feeds/garbage.xml"],
+        http=fast_session(max_retries=0),
+    )
     report = SkipReport()
     records = list(client.fetch("2024-03-15", "2024-04-01", report))
     frame, report = normalize_articles(records, source="rss", report=report)
     assert frame["title"].tolist() == ["Stocks rally as Fed signals rate cuts later this year"]
-    assert report.skipped["feed_unavailable"] == 2   # 404 and a page that is not a feed
-    assert report.skipped["no_date"] == 1            # kept for counting, not silently dropped
+    assert report.skipped["feed_unavailable"] == 2  # 404 and a page that is not a feed
+    assert report.skipped["no_date"] == 1  # kept for counting, not silently dropped

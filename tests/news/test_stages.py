@@ -21,21 +21,35 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def news_file(tmp_path: Path) -> Path:
     path = tmp_path / "news.csv"
-    pd.DataFrame({
-        "title": ["Stocks rally as Fed signals rate cuts", "Oil prices fall on demand worries",
-                  "Powell warns inflation fight is not over", "Banks beat earnings expectations",
-                  "Bad bytes \ufffd here", ""],
-        "body": ["", "", "", "Profits rose.", "", ""],
-        "published_at": ["2024-03-19T14:10:00Z", "2024-03-19T14:40:00Z", "2024-03-19T15:00:00Z",
-                         "2024-03-20T13:30:00Z", "2024-03-19T14:00:00Z", "2024-03-19T14:00:00Z"],
-        "url": [f"https://news.example.com/{i}" for i in range(6)],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "title": [
+                "Stocks rally as Fed signals rate cuts",
+                "Oil prices fall on demand worries",
+                "Powell warns inflation fight is not over",
+                "Banks beat earnings expectations",
+                "Bad bytes \ufffd here",
+                "",
+            ],
+            "body": ["", "", "", "Profits rose.", "", ""],
+            "published_at": [
+                "2024-03-19T14:10:00Z",
+                "2024-03-19T14:40:00Z",
+                "2024-03-19T15:00:00Z",
+                "2024-03-20T13:30:00Z",
+                "2024-03-19T14:00:00Z",
+                "2024-03-19T14:00:00Z",
+            ],
+            "url": [f"https://news.example.com/{i}" for i in range(6)],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def bars() -> pd.DataFrame:
-    return pd.DataFrame({"timestamp": pd.date_range("2024-03-19 14:00", "2024-03-20 15:00", freq="30min",
-                                                    tz="UTC"), "close": 1.0})
+    return pd.DataFrame(
+        {"timestamp": pd.date_range("2024-03-19 14:00", "2024-03-20 15:00", freq="30min", tz="UTC"), "close": 1.0}
+    )
 
 
 def test_plain_stages_end_to_end(store, tiny_model, tmp_path):
@@ -51,11 +65,11 @@ def test_plain_stages_end_to_end(store, tiny_model, tmp_path):
 
     joined = join_news_features(bars(), signals)
     counts = dict(zip(joined["timestamp"].dt.strftime("%m-%d %H:%M"), joined["news_article_count"]))
-    assert counts["03-19 14:00"] == 0          # nothing before the first article
-    assert counts["03-19 14:30"] == 1          # 14:10
-    assert counts["03-19 15:00"] == 2          # 14:10, 14:40 (15:00 itself is not before 15:00)
-    assert counts["03-19 15:30"] == 2          # 14:40, 15:00
-    assert counts["03-20 14:00"] == 1          # 13:30 next day
+    assert counts["03-19 14:00"] == 0  # nothing before the first article
+    assert counts["03-19 14:30"] == 1  # 14:10
+    assert counts["03-19 15:00"] == 2  # 14:10, 14:40 (15:00 itself is not before 15:00)
+    assert counts["03-19 15:30"] == 2  # 14:40, 15:00
+    assert counts["03-20 14:00"] == 1  # 13:30 next day
     assert set(NEWS_FEATURE_COLUMNS) <= set(joined.columns)
 
     # a rerun scores nothing new
@@ -78,8 +92,9 @@ def test_kfp_components_run_locally(store, tiny_model, tmp_path, monkeypatch):
     from spx.components.news.component import news_bronze, news_gold, news_silver
 
     monkeypatch.chdir(ROOT)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"), raise_on_error=True
+    )
     bronze = news_bronze(source="file", start="2024-03-18", end="2024-03-21", path=str(news_file(tmp_path)))
     assert bronze.output == store.uri("bronze/news/file/")
     silver = news_silver(bronze_prefix=bronze.output, run_id="kfp-1")
@@ -100,19 +115,45 @@ def test_cli_ingest_silver_score(store, tiny_model, tmp_path, monkeypatch):
     from spx.cli.news import news_app
 
     runner = CliRunner()
-    res = runner.invoke(news_app, ["ingest", "--source", "file", "--start", "2024-03-18", "--end", "2024-03-21",
-                                   "--path", str(news_file(tmp_path)), "--quiet"])
+    res = runner.invoke(
+        news_app,
+        [
+            "ingest",
+            "--source",
+            "file",
+            "--start",
+            "2024-03-18",
+            "--end",
+            "2024-03-21",
+            "--path",
+            str(news_file(tmp_path)),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     ingest_out = json.loads(res.stdout)
     assert ingest_out["written"] == 4 and ingest_out["skipped"] == {"bad_encoding": 1, "empty_text": 1}
-    res = runner.invoke(news_app, ["score", "--bronze-prefix", ingest_out["prefix"], "--run-id", "cli",
-                                   "--model", str(tiny_model), "--quiet"])
+    res = runner.invoke(
+        news_app,
+        ["score", "--bronze-prefix", ingest_out["prefix"], "--run-id", "cli", "--model", str(tiny_model), "--quiet"],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["signals_uri"] == store.uri("gold/cli/news_signals.parquet")
     monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
     monkeypatch.delenv("SPX_ALLOW_HUB_DOWNLOAD", raising=False)
-    res = runner.invoke(news_app, ["score", "--silver-uri", store.uri("silver/cli/news.parquet"),
-                                   "--run-id", "cli2", "--model", "ProsusAI/finbert", "--quiet"])
+    res = runner.invoke(
+        news_app,
+        [
+            "score",
+            "--silver-uri",
+            store.uri("silver/cli/news.parquet"),
+            "--run-id",
+            "cli2",
+            "--model",
+            "ProsusAI/finbert",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 2 and "not allowed" in res.output
     res = runner.invoke(news_app, ["ingest", "--source", "bogus", "--start", "2024-01-01", "--end", "2024-01-02"])
     assert res.exit_code != 0 and "unknown news source" in res.output

@@ -31,8 +31,12 @@ def fresh_and_stale_frame() -> pd.DataFrame:
     """Three instruments with bars up to now, and OLD_USD whose newest bar is two days old."""
     # newest bar one bar back, so "as_of = newest bar + 1 minute" is never in the future
     fresh = gold_frame(n_bars=300, seed=11, end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(minutes=5))
-    old = gold_frame(n_bars=100, seed=12, end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2),
-                     instruments=("OLD_USD",))
+    old = gold_frame(
+        n_bars=100,
+        seed=12,
+        end=pd.Timestamp.now(tz="UTC").floor("5min") - pd.Timedelta(days=2),
+        instruments=("OLD_USD",),
+    )
     return pd.concat([fresh, old], ignore_index=True)
 
 
@@ -40,9 +44,14 @@ def fresh_and_stale_frame() -> pd.DataFrame:
 def xgb_champion(serving_env, serving_store):
     import os
 
-    return make_champion(serving_store, os.environ["MLFLOW_TRACKING_URI"], "xgboost",
-                         run_id=f"run-xgb-{serving_env.name}", registered_model=os.environ["SPX_REGISTERED_MODEL"],
-                         frame=fresh_and_stale_frame())
+    return make_champion(
+        serving_store,
+        os.environ["MLFLOW_TRACKING_URI"],
+        "xgboost",
+        run_id=f"run-xgb-{serving_env.name}",
+        registered_model=os.environ["SPX_REGISTERED_MODEL"],
+        frame=fresh_and_stale_frame(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +59,12 @@ def lgb_champion(serving_env, serving_store, xgb_champion):
     """A second registered version (LightGBM), not aliased: the XGBoost one stays champion."""
     import os
 
-    return make_champion(serving_store, os.environ["MLFLOW_TRACKING_URI"], "lightgbm",
-                         run_id=f"run-lgb-{serving_env.name}", registered_model=os.environ["SPX_REGISTERED_MODEL"],
-                         frame=fresh_and_stale_frame(), alias=False)
+    return make_champion(
+        serving_store,
+        os.environ["MLFLOW_TRACKING_URI"],
+        "lightgbm",
+        run_id=f"run-lgb-{serving_env.name}",
+        registered_model=os.environ["SPX_REGISTERED_MODEL"],
+        frame=fresh_and_stale_frame(),
+        alias=False,
+    )

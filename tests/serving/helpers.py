@@ -19,8 +19,9 @@ HORIZON = 6
 INSTRUMENTS = ("SPX500_USD", "NAS100_USD", "US30_USD")
 
 
-def gold_frame(n_bars: int = 400, seed: int = 7, end: str | pd.Timestamp | None = None,
-               instruments=INSTRUMENTS) -> pd.DataFrame:
+def gold_frame(
+    n_bars: int = 400, seed: int = 7, end: str | pd.Timestamp | None = None, instruments=INSTRUMENTS
+) -> pd.DataFrame:
     """A gold-contract frame: 5-minute bars per instrument, float features, labels per horizon."""
     rng = np.random.default_rng(seed)
     end = pd.Timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC").floor("5min")
@@ -28,7 +29,7 @@ def gold_frame(n_bars: int = 400, seed: int = 7, end: str | pd.Timestamp | None 
         end = end.tz_localize("UTC")
     ts = pd.date_range(end=end, periods=n_bars, freq="5min")
     frames = []
-    for k, inst in enumerate(instruments):
+    for inst in instruments:
         x = rng.normal(size=(n_bars, len(FEATURES)))
         x[:, FEATURES.index("rsi_14")] = rng.uniform(5, 95, n_bars)
         x[:, FEATURES.index("news_count")] = rng.poisson(3, n_bars)
@@ -46,10 +47,13 @@ def gold_frame(n_bars: int = 400, seed: int = 7, end: str | pd.Timestamp | None 
 
 
 def manifest(features=FEATURES) -> dict:
-    return {"feature_columns": list(features),
-            "base_feature_columns": [c for c in features if not c.startswith("news_")],
-            "news_feature_columns": [c for c in features if c.startswith("news_")],
-            "horizons": [HORIZON], "bar_interval": "5min"}
+    return {
+        "feature_columns": list(features),
+        "base_feature_columns": [c for c in features if not c.startswith("news_")],
+        "news_feature_columns": [c for c in features if c.startswith("news_")],
+        "horizons": [HORIZON],
+        "bar_interval": "5min",
+    }
 
 
 @dataclass
@@ -74,13 +78,13 @@ def train(frame: pd.DataFrame, model_format: str, features=FEATURES, seed: int =
     if model_format == "xgboost":
         import xgboost as xgb
 
-        model = xgb.XGBClassifier(n_estimators=40, max_depth=3, learning_rate=0.1, random_state=seed,
-                                  n_jobs=1)
+        model = xgb.XGBClassifier(n_estimators=40, max_depth=3, learning_rate=0.1, random_state=seed, n_jobs=1)
     else:
         import lightgbm as lgb
 
-        model = lgb.LGBMClassifier(n_estimators=40, num_leaves=15, learning_rate=0.1, random_state=seed,
-                                   n_jobs=1, verbose=-1)
+        model = lgb.LGBMClassifier(
+            n_estimators=40, num_leaves=15, learning_rate=0.1, random_state=seed, n_jobs=1, verbose=-1
+        )
     model.fit(X, y)
     return model
 
@@ -96,9 +100,15 @@ def save_native(model, model_format: str, directory: Path) -> Path:
     return path
 
 
-def make_champion(store, tracking_uri: str, model_format: str = "xgboost", run_id: str = "run-test",
-                  registered_model: str = "spx-direction", frame: pd.DataFrame | None = None,
-                  alias: bool = True) -> Champion:
+def make_champion(
+    store,
+    tracking_uri: str,
+    model_format: str = "xgboost",
+    run_id: str = "run-test",
+    registered_model: str = "spx-direction",
+    frame: pd.DataFrame | None = None,
+    alias: bool = True,
+) -> Champion:
     """Train, upload gold + native model to S3, log and register in MLflow with tags + alias."""
     import mlflow
     from mlflow import MlflowClient
@@ -124,12 +134,26 @@ def make_champion(store, tracking_uri: str, model_format: str = "xgboost", run_i
         client.create_registered_model(registered_model)
     except Exception:  # noqa: BLE001 - already registered
         pass
-    tags = {"variant": variant, "model_format": model_format, "native_uri": native_uri,
-            "feature_columns": json.dumps(FEATURES), "task": "classification",
-            "horizon": str(HORIZON), "run_id": run_id}
+    tags = {
+        "variant": variant,
+        "model_format": model_format,
+        "native_uri": native_uri,
+        "feature_columns": json.dumps(FEATURES),
+        "task": "classification",
+        "horizon": str(HORIZON),
+        "run_id": run_id,
+    }
     mv = client.create_model_version(registered_model, source=native_uri, run_id=run.info.run_id, tags=tags)
     if alias:
         client.set_registered_model_alias(registered_model, "champion", mv.version)
-    return Champion(model=model, model_format=model_format, version=str(mv.version), native_uri=native_uri,
-                    features=list(FEATURES), gold_uri=gold_uri, manifest_uri=manifest_uri, frame=frame,
-                    run_id=run_id)
+    return Champion(
+        model=model,
+        model_format=model_format,
+        version=str(mv.version),
+        native_uri=native_uri,
+        features=list(FEATURES),
+        gold_uri=gold_uri,
+        manifest_uri=manifest_uri,
+        frame=frame,
+        run_id=run_id,
+    )

@@ -19,15 +19,33 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
     port, predictor_port, sink_port = free_port(), free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "spx.cli", "serve", "--check", "--port", str(port), "--predictor-port", str(predictor_port), "--max-feature-age", "3600",
-         "--sink-port", str(sink_port)],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "spx.cli",
+            "serve",
+            "--check",
+            "--port",
+            str(port),
+            "--predictor-port",
+            str(predictor_port),
+            "--max-feature-age",
+            "3600",
+            "--sink-port",
+            str(sink_port),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert f"Serving {os.environ['SPX_REGISTERED_MODEL']} version {xgb_champion.version}" in out
     assert "predictor check: 200" in out and "transformer check: 200" in out
     assert f"http://127.0.0.1:{port}/v2/models/" in out and "tritonclient" in out
-    assert "\"prediction\"" in out
+    assert '"prediction"' in out
     assert f"S3 endpoint {os.environ['SPX_S3_ENDPOINT']} (bucket {os.environ['SPX_BUCKET']})" in out
     # each server's output went to its own (size-rotated) log under $SPX_HOME/serving/logs
     logs = {p.name.split("-")[0] for p in (serving_env / "serving" / "logs").glob("*.log")}
@@ -51,10 +69,18 @@ def test_spx_serve_check_with_an_external_sink_or_none(serving_env, xgb_champion
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     base = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600"]
     dead = f"http://127.0.0.1:{free_port()}/"
-    for extra, expect in ((["--logger-url", dead], f"-> {dead} (external sink)"),
-                          (["--no-log-predictions"], "prediction log: off")):
-        proc = subprocess.run(base + ["--port", str(free_port()), "--predictor-port", str(free_port()), *extra],
-                              capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    for extra, expect in (
+        (["--logger-url", dead], f"-> {dead} (external sink)"),
+        (["--no-log-predictions"], "prediction log: off"),
+    ):
+        proc = subprocess.run(
+            base + ["--port", str(free_port()), "--predictor-port", str(free_port()), *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=300,
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]
         assert expect in out and "transformer check: 200" in out

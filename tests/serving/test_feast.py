@@ -85,8 +85,9 @@ def test_kfp_component_runs_locally(serving_env, serving_store, tmp_path, monkey
     manifest_uri = serving_store.put_json("gold/feast-kfp/manifest.json", manifest()).uri
     monkeypatch.setenv("SPX_FEAST_HOME", str(tmp_path / "feast-kfp"))
     monkeypatch.chdir(F.__file__.rsplit("/components/", 1)[0])
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"), raise_on_error=True
+    )
     task = feast_materialize(gold_uri=gold_uri, manifest_uri=manifest_uri, run_id="feast-kfp")
     summary = json.loads(task.output)
     assert summary["run_id"] == "feast-kfp"

@@ -47,11 +47,26 @@ def from_schema(schema: dict, spec: dict, depth: int = 0) -> st.SearchStrategy:
         return st.one_of(*[from_schema(o, spec, depth + 1) for o in options])
     kind = schema.get("type")
     if kind == "string":
-        return st.one_of(st.text(max_size=12), st.sampled_from(
-            ["FP32", "FP64", "BYTES", "INT64", "BOOL", "features", "instrument", "as_of", "probability",
-             "2026-01-05T15:30:00Z", "SPX500_USD"]))
+        return st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(
+                [
+                    "FP32",
+                    "FP64",
+                    "BYTES",
+                    "INT64",
+                    "BOOL",
+                    "features",
+                    "instrument",
+                    "as_of",
+                    "probability",
+                    "2026-01-05T15:30:00Z",
+                    "SPX500_USD",
+                ]
+            ),
+        )
     if kind == "number":
-        return st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64), st.integers(-10**6, 10**6))
+        return st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64), st.integers(-(10**6), 10**6))
     if kind == "integer":
         return st.integers(-3, 40)
     if kind == "boolean":
@@ -62,9 +77,11 @@ def from_schema(schema: dict, spec: dict, depth: int = 0) -> st.SearchStrategy:
         props = schema.get("properties", {})
         required = set(schema.get("required", []))
         if not props:  # "parameters": any object
-            return st.dictionaries(st.sampled_from(["as_of", "binary_data", "x", "content_type"]),
-                                   st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
-                                   max_size=3)
+            return st.dictionaries(
+                st.sampled_from(["as_of", "binary_data", "x", "content_type"]),
+                st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+                max_size=3,
+            )
         req = {k: from_schema(v, spec, depth + 1) for k, v in props.items() if k in required}
         opt = {k: from_schema(v, spec, depth + 1) for k, v in props.items() if k not in required}
         return st.fixed_dictionaries(req, optional=opt)
@@ -85,8 +102,13 @@ def servers(serving_env, xgb_champion):
     transformer = None
     try:
         transformer = start_transformer(predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600)
-        yield {"predictor": predictor, "transformer": transformer, "info": info, "champion": xgb_champion,
-               "session": requests.Session()}
+        yield {
+            "predictor": predictor,
+            "transformer": transformer,
+            "info": info,
+            "champion": xgb_champion,
+            "session": requests.Session(),
+        }
     finally:
         if transformer is not None:
             transformer.stop()
@@ -99,13 +121,16 @@ def _check(resp: requests.Response, spec: dict, what) -> None:
     assert resp.status_code < 500, (what, resp.status_code, resp.text[:500])
     doc = resp.json()
     if resp.status_code == 200:
-        schema = dict(_resolve({"$ref": "#/components/schemas/inference_response"}, spec), components=spec["components"])
+        schema = dict(
+            _resolve({"$ref": "#/components/schemas/inference_response"}, spec), components=spec["components"]
+        )
         jsonschema.validate(doc, _inline(schema, spec))
         assert doc.get("parameters", {}) is not None and isinstance(doc.get("parameters", {}), dict)
     else:
         assert 400 <= resp.status_code < 500
-        jsonschema.validate(doc, _inline(_resolve({"$ref": "#/components/schemas/inference_error_response"}, spec),
-                                         spec))
+        jsonschema.validate(
+            doc, _inline(_resolve({"$ref": "#/components/schemas/inference_error_response"}, spec), spec)
+        )
         assert isinstance(doc["error"], str) and doc["error"], (what, doc)
 
 
@@ -124,10 +149,14 @@ def test_spec_generated_inference_requests(servers, spec, which):
     @FUZZ
     @given(body=from_schema(request_schema, spec), versioned=st.booleans())
     def run(body, versioned):
-        path = f"/v2/models/{name}/infer" if not versioned else \
-            f"/v2/models/{name}/versions/{servers['champion'].version}/infer"
-        resp = session.post(server.url + path, data=json.dumps(body), headers={"content-type": "application/json"},
-                            timeout=10)
+        path = (
+            f"/v2/models/{name}/infer"
+            if not versioned
+            else f"/v2/models/{name}/versions/{servers['champion'].version}/infer"
+        )
+        resp = session.post(
+            server.url + path, data=json.dumps(body), headers={"content-type": "application/json"}, timeout=10
+        )
         _check(resp, spec, body)
 
     run()
@@ -139,15 +168,24 @@ def test_well_typed_fuzzed_values(servers, spec):
     name, session, n = servers["info"].name, servers["session"], len(servers["champion"].features)
 
     @FUZZ
-    @given(rows=st.integers(0, 4), dtype=st.sampled_from(["FP32", "FP64"]),
-           values=st.lists(st.one_of(st.floats(width=32), st.integers(-2**40, 2**40), st.text(max_size=3)),
-                           min_size=0, max_size=5 * n))
+    @given(
+        rows=st.integers(0, 4),
+        dtype=st.sampled_from(["FP32", "FP64"]),
+        values=st.lists(
+            st.one_of(st.floats(width=32), st.integers(-(2**40), 2**40), st.text(max_size=3)),
+            min_size=0,
+            max_size=5 * n,
+        ),
+    )
     def predictor(rows, dtype, values):
         data = (values * (rows * n // max(len(values), 1) + 1))[: rows * n] if values else []
         body = {"inputs": [{"name": "features", "datatype": dtype, "shape": [rows, n], "data": data}]}
-        resp = session.post(f"{servers['predictor'].url}/v2/models/{name}/infer",
-                            data=json.dumps(body, allow_nan=True), headers={"content-type": "application/json"},
-                            timeout=10)
+        resp = session.post(
+            f"{servers['predictor'].url}/v2/models/{name}/infer",
+            data=json.dumps(body, allow_nan=True),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
         if resp.status_code == 200:
             probs = resp.json()["outputs"][0]["data"]
             assert len(probs) == rows and all(0.0 <= p <= 1.0 for p in probs)
@@ -155,21 +193,35 @@ def test_well_typed_fuzzed_values(servers, spec):
             assert 400 <= resp.status_code < 500 and resp.json()["error"], (body, resp.text)
 
     @FUZZ
-    @given(instruments=st.lists(st.one_of(st.sampled_from(["SPX500_USD", "NAS100_USD", "OLD_USD"]),
-                                          st.text(max_size=10)), min_size=1, max_size=4),
-           as_of=st.one_of(st.none(), st.text(max_size=25), st.floats(), st.integers(-2**70, 2**70),
-                           st.datetimes().map(lambda d: d.isoformat())),
-           where=st.sampled_from(["input", "parameter"]))
+    @given(
+        instruments=st.lists(
+            st.one_of(st.sampled_from(["SPX500_USD", "NAS100_USD", "OLD_USD"]), st.text(max_size=10)),
+            min_size=1,
+            max_size=4,
+        ),
+        as_of=st.one_of(
+            st.none(),
+            st.text(max_size=25),
+            st.floats(),
+            st.integers(-(2**70), 2**70),
+            st.datetimes().map(lambda d: d.isoformat()),
+        ),
+        where=st.sampled_from(["input", "parameter"]),
+    )
     def transformer(instruments, as_of, where):
-        body = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [len(instruments)],
-                            "data": instruments}]}
+        body = {
+            "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [len(instruments)], "data": instruments}]
+        }
         if as_of is not None and where == "parameter":
             body["parameters"] = {"as_of": as_of}
         elif as_of is not None:
             body["inputs"].append({"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [str(as_of)]})
-        resp = session.post(f"{servers['transformer'].url}/v2/models/{name}/infer",
-                            data=json.dumps(body, allow_nan=True), headers={"content-type": "application/json"},
-                            timeout=10)
+        resp = session.post(
+            f"{servers['transformer'].url}/v2/models/{name}/infer",
+            data=json.dumps(body, allow_nan=True),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
         _check(resp, spec, body)
 
     predictor()
@@ -182,10 +234,14 @@ def test_metadata_and_health_paths_from_the_spec(servers, spec):
     paths = [p for p, item in spec["paths"].items() if "get" in item]
 
     @FUZZ
-    @given(path=st.sampled_from(paths), which=st.sampled_from(["predictor", "transformer"]),
-           model=st.one_of(st.just(name), st.text(st.characters(blacklist_characters="/?#%", codec="ascii"),
-                                                  min_size=1, max_size=10)),
-           ver=st.one_of(st.just(version), st.text("0123456789abc", min_size=1, max_size=4)))
+    @given(
+        path=st.sampled_from(paths),
+        which=st.sampled_from(["predictor", "transformer"]),
+        model=st.one_of(
+            st.just(name), st.text(st.characters(blacklist_characters="/?#%", codec="ascii"), min_size=1, max_size=10)
+        ),
+        ver=st.one_of(st.just(version), st.text("0123456789abc", min_size=1, max_size=4)),
+    )
     def run(path, which, model, ver):
         url = servers[which].url + path.replace("${MODEL_NAME}", model).replace("${MODEL_VERSION}", ver)
         resp = session.get(url, timeout=10)
@@ -212,11 +268,19 @@ def test_tritonclient_binary_tensors(servers):
     dtypes = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "UINT8": np.uint8}
 
     @FUZZ
-    @given(rows=st.integers(1, 5), cols=st.sampled_from([n, n - 1, n + 1, 1]), dtype=st.sampled_from(sorted(dtypes)),
-           fill=st.one_of(st.floats(width=32), st.integers(0, 100)), binary=st.booleans())
+    @given(
+        rows=st.integers(1, 5),
+        cols=st.sampled_from([n, n - 1, n + 1, 1]),
+        dtype=st.sampled_from(sorted(dtypes)),
+        fill=st.one_of(st.floats(width=32), st.integers(0, 100)),
+        binary=st.booleans(),
+    )
     def predictor(rows, cols, dtype, fill, binary):
-        arr = np.full((rows, cols), fill if dtype.startswith("FP") else int(abs(fill) if np.isfinite(fill) else 0)
-                      % 100, dtype=dtypes[dtype])
+        arr = np.full(
+            (rows, cols),
+            fill if dtype.startswith("FP") else int(abs(fill) if np.isfinite(fill) else 0) % 100,
+            dtype=dtypes[dtype],
+        )
         x = http.InferInput("features", list(arr.shape), dtype)
         x.set_data_from_numpy(arr, binary_data=binary)
         try:

@@ -75,8 +75,17 @@ def test_probabilities_equal_predict_proba(predictors, fmt, binary):
 def test_plain_http_batch_of_1000(predictors):
     server, ch, info = predictors["xgboost"]
     rows = ch.frame[ch.features].to_numpy()[:1000]
-    body = {"id": "batch-1", "inputs": [{"name": "features", "datatype": "FP32", "shape": list(rows.shape),
-                                         "data": rows.astype(np.float32).ravel().tolist()}]}
+    body = {
+        "id": "batch-1",
+        "inputs": [
+            {
+                "name": "features",
+                "datatype": "FP32",
+                "shape": list(rows.shape),
+                "data": rows.astype(np.float32).ravel().tolist(),
+            }
+        ],
+    }
     resp = requests.post(f"{server.url}/v2/models/{info.name}/infer", json=body, timeout=30)
     assert resp.status_code == 200, resp.text
     doc = resp.json()
@@ -90,33 +99,97 @@ BAD = [
     ("non-JSON body", b"this is not json", {"content-type": "application/json"}, 400, "not valid JSON"),
     ("empty body", b"", {}, 400, "empty request body"),
     ("JSON array", b"[1, 2]", {}, 400, "JSON object"),
-    ("missing inputs", {"id": "x"}, None, 400, "missing \"inputs\""),
+    ("missing inputs", {"id": "x"}, None, 400, 'missing "inputs"'),
     ("empty inputs", {"inputs": []}, None, 400, "non-empty list"),
-    ("input lacks data", {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 12]}]}, None, 400,
-     "lacks ['data']"),
-    ("wrong datatype", {"inputs": [{"name": "features", "datatype": "BYTES", "shape": [1, 12],
-                                    "data": ["a"] * 12}]}, None, 400, "datatype BYTES"),
-    ("integer datatype", {"inputs": [{"name": "features", "datatype": "INT64", "shape": [1, 12],
-                                      "data": [1] * 12}]}, None, 400, "expected FP32 or FP64"),
-    ("too few features", {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 11],
-                                      "data": [0.1] * 11}]}, None, 400, "expected [n, 12]"),
-    ("1-D shape", {"inputs": [{"name": "features", "datatype": "FP32", "shape": [12],
-                               "data": [0.1] * 12}]}, None, 400, "expected [n, 12]"),
-    ("shape/data mismatch", {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 12],
-                                         "data": [0.1] * 12}]}, None, 400, "needs 24"),
-    ("NaN as string", {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12],
-                                   "data": [0.1] * 11 + ["NaN"]}]}, None, 400, "NaN or infinite"),
-    ("inf as string", {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12],
-                                   "data": ["inf"] + [0.1] * 11}]}, None, 400, "NaN or infinite"),
-    ("NaN literal", b'{"inputs":[{"name":"f","datatype":"FP64","shape":[1,12],"data":[NaN,0,0,0,0,0,0,0,0,0,0,0]}]}',
-     {}, 400, "not valid JSON"),
-    ("non-numeric data", {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12],
-                                      "data": ["abc"] * 12}]}, None, 400, "not numeric"),
-    ("two inputs", {"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12},
-                               {"name": "b", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12}]},
-     None, 400, "exactly 1 input"),
-    ("negative shape", {"inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 12],
-                                    "data": [0.0] * 12}]}, None, 400, "non-negative"),
+    (
+        "input lacks data",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 12]}]},
+        None,
+        400,
+        "lacks ['data']",
+    ),
+    (
+        "wrong datatype",
+        {"inputs": [{"name": "features", "datatype": "BYTES", "shape": [1, 12], "data": ["a"] * 12}]},
+        None,
+        400,
+        "datatype BYTES",
+    ),
+    (
+        "integer datatype",
+        {"inputs": [{"name": "features", "datatype": "INT64", "shape": [1, 12], "data": [1] * 12}]},
+        None,
+        400,
+        "expected FP32 or FP64",
+    ),
+    (
+        "too few features",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 11], "data": [0.1] * 11}]},
+        None,
+        400,
+        "expected [n, 12]",
+    ),
+    (
+        "1-D shape",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [12], "data": [0.1] * 12}]},
+        None,
+        400,
+        "expected [n, 12]",
+    ),
+    (
+        "shape/data mismatch",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 12], "data": [0.1] * 12}]},
+        None,
+        400,
+        "needs 24",
+    ),
+    (
+        "NaN as string",
+        {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12], "data": [0.1] * 11 + ["NaN"]}]},
+        None,
+        400,
+        "NaN or infinite",
+    ),
+    (
+        "inf as string",
+        {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12], "data": ["inf"] + [0.1] * 11}]},
+        None,
+        400,
+        "NaN or infinite",
+    ),
+    (
+        "NaN literal",
+        b'{"inputs":[{"name":"f","datatype":"FP64","shape":[1,12],"data":[NaN,0,0,0,0,0,0,0,0,0,0,0]}]}',
+        {},
+        400,
+        "not valid JSON",
+    ),
+    (
+        "non-numeric data",
+        {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12], "data": ["abc"] * 12}]},
+        None,
+        400,
+        "not numeric",
+    ),
+    (
+        "two inputs",
+        {
+            "inputs": [
+                {"name": "a", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12},
+                {"name": "b", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12},
+            ]
+        },
+        None,
+        400,
+        "exactly 1 input",
+    ),
+    (
+        "negative shape",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 12], "data": [0.0] * 12}]},
+        None,
+        400,
+        "non-negative",
+    ),
     ("oversized payload", b"[" + b"0.0," * 1_200_000 + b"0.0]", {}, 413, "exceeds the limit"),
 ]
 
@@ -136,8 +209,10 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(predictors, fmt):
         assert resp.status_code == status, (description, resp.status_code, resp.text)
         assert fragment in resp.json()["error"], (description, resp.text)
     # unknown model name: on infer, metadata and ready
-    resp = requests.post(f"{server.url}/v2/models/no-such-model/infer",
-                         json={"inputs": [{"name": "f", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12}]})
+    resp = requests.post(
+        f"{server.url}/v2/models/no-such-model/infer",
+        json={"inputs": [{"name": "f", "datatype": "FP32", "shape": [1, 12], "data": [0.0] * 12}]},
+    )
     assert resp.status_code == 404 and "does not exist" in resp.json()["error"]
     assert requests.get(f"{server.url}/v2/models/no-such-model").status_code == 404
     assert requests.get(f"{server.url}/v2/models/no-such-model/ready").status_code == 404

@@ -31,8 +31,9 @@ def servers(serving_env, xgb_champion):
     predictor = start_predictor(model_dir, info.name, log_dir=serving_env, extra_args=SHORT)
     transformer = None
     try:
-        transformer = start_transformer(predictor.port, info.name, log_dir=serving_env,
-                                        max_feature_age_seconds=3600, extra_args=SHORT)
+        transformer = start_transformer(
+            predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600, extra_args=SHORT
+        )
         yield {"predictor": predictor, "transformer": transformer, "info": info, "champion": xgb_champion}
     finally:
         if transformer is not None:
@@ -42,13 +43,15 @@ def servers(serving_env, xgb_champion):
 
 def _row_body(ch, n=1):
     rows = ch.frame[ch.features].to_numpy()[:n]
-    return {"inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape),
-                        "data": rows.ravel().tolist()}]}, rows
+    return {
+        "inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}]
+    }, rows
 
 
 def _inst_body(*instruments):
-    return {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [len(instruments)],
-                        "data": list(instruments)}]}
+    return {
+        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [len(instruments)], "data": list(instruments)}]
+    }
 
 
 @pytest.mark.parametrize("which", ["predictor", "transformer"])
@@ -73,8 +76,12 @@ def test_model_repository_extension_and_other_control_paths_are_refused(servers,
 @pytest.mark.parametrize("which", ["predictor", "transformer"])
 def test_wrong_methods_are_405_json(servers, which):
     server, name = servers[which], servers["info"].name
-    for method, path in (("PUT", f"/v2/models/{name}/infer"), ("GET", f"/v2/models/{name}/infer"),
-                         ("DELETE", f"/v2/models/{name}"), ("POST", "/v2/health/ready")):
+    for method, path in (
+        ("PUT", f"/v2/models/{name}/infer"),
+        ("GET", f"/v2/models/{name}/infer"),
+        ("DELETE", f"/v2/models/{name}"),
+        ("POST", "/v2/health/ready"),
+    ):
         resp = requests.request(method, server.url + path, timeout=10)
         assert resp.status_code == 405, (method, path, resp.status_code, resp.text)
         assert "error" in resp.json() and resp.headers["allow"]
@@ -127,8 +134,10 @@ def test_response_parameters_are_objects_and_requested_outputs_are_honoured(serv
 
 def _binary(header: dict | bytes, tail: bytes = b"", length: str | None = None) -> tuple[bytes, dict]:
     head = header if isinstance(header, bytes) else json.dumps(header).encode()
-    return head + tail, {"Inference-Header-Content-Length": length if length is not None else str(len(head)),
-                         "Content-Type": "application/octet-stream"}
+    return head + tail, {
+        "Inference-Header-Content-Length": length if length is not None else str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def _bytes_tensor(*items: bytes) -> bytes:
@@ -143,8 +152,16 @@ def _malformed_binary(n_features: int) -> list[tuple[str, str, bytes, dict]]:
     """(description, server, body, headers) — each one answered 500 before."""
     f = n_features
     feat = {"name": "features", "datatype": "FP32", "shape": [1, f], "parameters": {"binary_data_size": 4 * f}}
-    inst = lambda size: {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],  # noqa: E731
-                                     "parameters": {"binary_data_size": size}}]}
+    inst = lambda size: {
+        "inputs": [
+            {
+                "name": "instrument",
+                "datatype": "BYTES",
+                "shape": [1],  # noqa: E731
+                "parameters": {"binary_data_size": size},
+            }
+        ]
+    }
     bad_utf8 = _bytes_tensor(b"\xff\xfe\xfd")
     short_prefix = struct.pack("<I", 50) + b"SPX"
     return [
@@ -154,20 +171,31 @@ def _malformed_binary(n_features: int) -> list[tuple[str, str, bytes, dict]]:
         ("zero header length", "predictor", *_binary({"inputs": [feat]}, _fp32(f), length="0")),
         ("header not JSON", "predictor", *_binary(b"{not json", _fp32(f))),
         ("header without inputs", "predictor", *_binary({"id": "x"}, _fp32(f))),
-        ("shape larger than the data", "predictor",
-         *_binary({"inputs": [dict(feat, shape=[4, f], parameters={"binary_data_size": 4 * f})]}, _fp32(f))),
-        ("binary size larger than the data", "predictor",
-         *_binary({"inputs": [dict(feat, parameters={"binary_data_size": 8 * f})]}, _fp32(f))),
-        ("binary size not an integer", "predictor",
-         *_binary({"inputs": [dict(feat, parameters={"binary_data_size": "48"})]}, _fp32(f))),
+        (
+            "shape larger than the data",
+            "predictor",
+            *_binary({"inputs": [dict(feat, shape=[4, f], parameters={"binary_data_size": 4 * f})]}, _fp32(f)),
+        ),
+        (
+            "binary size larger than the data",
+            "predictor",
+            *_binary({"inputs": [dict(feat, parameters={"binary_data_size": 8 * f})]}, _fp32(f)),
+        ),
+        (
+            "binary size not an integer",
+            "predictor",
+            *_binary({"inputs": [dict(feat, parameters={"binary_data_size": "48"})]}, _fp32(f)),
+        ),
         ("unknown datatype", "predictor", *_binary({"inputs": [dict(feat, datatype="FLOAT")]}, _fp32(f))),
-        ("input without name", "predictor",
-         *_binary({"inputs": [{k: v for k, v in feat.items() if k != "name"}]}, _fp32(f))),
+        (
+            "input without name",
+            "predictor",
+            *_binary({"inputs": [{k: v for k, v in feat.items() if k != "name"}]}, _fp32(f)),
+        ),
         ("trailing bytes after the tensors", "predictor", *_binary({"inputs": [feat]}, _fp32(f) + b"xx")),
         ("BYTES with invalid UTF-8", "transformer", *_binary(inst(len(bad_utf8)), bad_utf8)),
         ("BYTES element longer than the data", "transformer", *_binary(inst(len(short_prefix)), short_prefix)),
-        ("parameters not an object", "transformer",
-         *_binary(dict(inst(len(bad_utf8)), parameters=[1, 2]), bad_utf8)),
+        ("parameters not an object", "transformer", *_binary(dict(inst(len(bad_utf8)), parameters=[1, 2]), bad_utf8)),
     ]
 
 
@@ -178,16 +206,31 @@ def test_malformed_binary_tensor_requests_are_400_json(servers):
         assert resp.status_code == 400, (description, resp.status_code, resp.text)
         assert resp.json()["error"], description
     # a well-formed binary request still works on both
-    good, headers = _binary({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, len(ch.features)],
-                                         "parameters": {"binary_data_size": 4 * len(ch.features)}}]},
-                            _fp32(len(ch.features)))
+    good, headers = _binary(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP32",
+                    "shape": [1, len(ch.features)],
+                    "parameters": {"binary_data_size": 4 * len(ch.features)},
+                }
+            ]
+        },
+        _fp32(len(ch.features)),
+    )
     resp = requests.post(f"{servers['predictor'].url}/v2/models/{name}/infer", data=good, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
     data = _bytes_tensor(b"SPX500_USD")
-    good, headers = _binary({"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                         "parameters": {"binary_data_size": len(data)}}]}, data)
-    resp = requests.post(f"{servers['transformer'].url}/v2/models/{name}/infer", data=good, headers=headers,
-                         timeout=10)
+    good, headers = _binary(
+        {
+            "inputs": [
+                {"name": "instrument", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(data)}}
+            ]
+        },
+        data,
+    )
+    resp = requests.post(f"{servers['transformer'].url}/v2/models/{name}/infer", data=good, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
 
 
@@ -229,13 +272,17 @@ def test_header_limit_and_timeouts(servers, which):
     got, closed = _raw(server.port, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n", wait=8)
     assert closed and got == b"" and time.monotonic() - t0 < 6
     # a body that never finishes: 408 with Connection: close after --body_timeout (1 s)
-    head = (f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 1000\r\n\r\n").encode()
+    head = (
+        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\n\r\n"
+    ).encode()
     got, closed = _raw(server.port, head + b'{"inputs":', wait=8)
     assert got.startswith(b"HTTP/1.1 408") and b"connection: close" in got.lower() and closed, got[:300]
     # an oversized declared body: 413 at once, Connection: close, and the connection does not hang
-    head = (f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {64 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {64 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     got, closed = _raw(server.port, head + b"[" * 1000, wait=8)
     assert got.startswith(b"HTTP/1.1 413") and b"connection: close" in got.lower() and closed, got[:300]
     assert requests.get(f"{server.url}/v2/health/live", timeout=10).status_code == 200
@@ -244,13 +291,14 @@ def test_header_limit_and_timeouts(servers, which):
 @pytest.mark.parametrize("which", ["predictor", "transformer"])
 def test_local_servers_listen_on_loopback_only(servers, which):
     server = servers[which]
-    listening = [c.laddr for c in psutil.Process(server.proc.pid).connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN]
+    listening = [
+        c.laddr for c in psutil.Process(server.proc.pid).connections(kind="inet") if c.status == psutil.CONN_LISTEN
+    ]
     assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
 
 
 def test_transformer_readiness_follows_the_predictor(serving_env, servers):
-    info, ch = servers["info"], servers["champion"]
+    info = servers["info"]
     model_dir = serving_env / "models" / "protocol"
     predictor = start_predictor(model_dir, info.name, log_dir=serving_env)
     transformer = start_transformer(predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600)

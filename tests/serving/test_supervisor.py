@@ -13,8 +13,9 @@ CHATTY = "import sys\nfor i in range(4000): print('line %05d ' % i + 'x' * 60)\n
 
 
 def test_child_output_is_rotated(tmp_path):
-    child = ManagedProcess("chatty", [sys.executable, "-c", CHATTY], tmp_path / "chatty.log",
-                           max_log_bytes=50_000, backups=2).start()
+    child = ManagedProcess(
+        "chatty", [sys.executable, "-c", CHATTY], tmp_path / "chatty.log", max_log_bytes=50_000, backups=2
+    ).start()
     assert child.proc.wait(timeout=60) == 0
     child.stop()
     files = sorted(p.name for p in tmp_path.iterdir())
@@ -34,8 +35,11 @@ def _wait_for(path, text: str, count: int, timeout: float = 20.0) -> None:
 
 def test_supervisor_restarts_a_dead_child_with_backoff(tmp_path):
     lines: list[str] = []
-    child = ManagedProcess("sleeper", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
-                           tmp_path / "sleeper.log").start()
+    child = ManagedProcess(
+        "sleeper",
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        tmp_path / "sleeper.log",
+    ).start()
     supervisor = Supervisor([child], report=lines.append, max_backoff=2)
     first = child.proc.pid
     _wait_for(child.log_path, "up", 1)

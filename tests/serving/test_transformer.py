@@ -38,8 +38,9 @@ class Sink:
                 sink.posts.append(headers)
                 for item in json.loads(body):
                     event = from_dict(item)
-                    sink.events.append({"attributes": dict(event.get_attributes()), "body": event.get_data(),
-                                        "headers": headers})
+                    sink.events.append(
+                        {"attributes": dict(event.get_attributes()), "body": event.get_data(), "headers": headers}
+                    )
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.end_headers()
@@ -66,10 +67,17 @@ def stack(serving_env, xgb_champion):
     predictor = start_predictor(model_dir, info.name, log_dir=serving_env)
     transformer = None
     try:
-        transformer = start_transformer(predictor.port, info.name, log_dir=serving_env,
-                                        max_feature_age_seconds=3600, logger_url=sink.url)
-        yield {"predictor": predictor, "transformer": transformer, "info": info, "sink": sink,
-               "champion": xgb_champion, "summary": json.loads(summary)}
+        transformer = start_transformer(
+            predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600, logger_url=sink.url
+        )
+        yield {
+            "predictor": predictor,
+            "transformer": transformer,
+            "info": info,
+            "sink": sink,
+            "champion": xgb_champion,
+            "summary": json.loads(summary),
+        }
     finally:
         if transformer is not None:
             transformer.stop()
@@ -95,9 +103,15 @@ def test_endpoints_and_metadata(stack):
     assert meta["inputs"][0] == {"name": "instrument", "datatype": "BYTES", "shape": [-1]}
     assert meta["parameters"]["feature_names"] == stack["champion"].features
     assert meta["parameters"]["model_version"] == stack["champion"].version
-    assert {o["name"] for o in meta["outputs"]} >= {"prediction", "probability", "confidence",
-                                                    "signal_strength", "model_version", "features_used",
-                                                    "latency_ms"}
+    assert {o["name"] for o in meta["outputs"]} >= {
+        "prediction",
+        "probability",
+        "confidence",
+        "signal_strength",
+        "model_version",
+        "features_used",
+        "latency_ms",
+    }
 
 
 def test_tritonclient_prediction_equals_predict_proba_on_latest_features(stack):
@@ -130,9 +144,13 @@ def test_plain_http_with_as_of(stack):
     ch, name = stack["champion"], stack["info"].name
     newest = _latest_rows(ch, ["SPX500_USD"])["timestamp"].iloc[0]
     as_of = (newest + pd.Timedelta(minutes=1)).isoformat()
-    body = {"id": "req-http-1", "inputs": [
-        {"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]},
-        {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of]}]}
+    body = {
+        "id": "req-http-1",
+        "inputs": [
+            {"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]},
+            {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of]},
+        ],
+    }
     resp = requests.post(f"{stack['transformer'].url}/v2/models/{name}/infer", json=body, timeout=10)
     assert resp.status_code == 200, resp.text
     out = {o["name"]: o["data"] for o in resp.json()["outputs"]}
@@ -148,26 +166,62 @@ def _transformer_bad_corpus():
     inst = {"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}
     return [
         ("non-JSON", b"{not json", 400, "not valid JSON"),
-        ("missing inputs", {"parameters": {}}, 400, "missing \"inputs\""),
-        ("no instrument input", req({"name": "as_of", "datatype": "BYTES", "shape": [1],
-                                     "data": ["2026-01-01T00:00:00Z"]}), 400, "missing input \"instrument\""),
-        ("wrong datatype", req({"name": "instrument", "datatype": "FP32", "shape": [1], "data": [1.0]}),
-         400, "expected BYTES"),
-        ("wrong shape", req({"name": "instrument", "datatype": "BYTES", "shape": [2], "data": ["SPX500_USD"]}),
-         400, "holds 1 values"),
-        ("unknown input", req(inst, {"name": "price", "datatype": "FP32", "shape": [1], "data": [1.0]}),
-         400, "unknown inputs ['price']"),
-        ("empty instrument", req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [""]}),
-         400, "non-empty strings"),
-        ("bad as_of", req(inst, {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": ["yesterday"]}),
-         400, "not an ISO-8601"),
+        ("missing inputs", {"parameters": {}}, 400, 'missing "inputs"'),
+        (
+            "no instrument input",
+            req({"name": "as_of", "datatype": "BYTES", "shape": [1], "data": ["2026-01-01T00:00:00Z"]}),
+            400,
+            'missing input "instrument"',
+        ),
+        (
+            "wrong datatype",
+            req({"name": "instrument", "datatype": "FP32", "shape": [1], "data": [1.0]}),
+            400,
+            "expected BYTES",
+        ),
+        (
+            "wrong shape",
+            req({"name": "instrument", "datatype": "BYTES", "shape": [2], "data": ["SPX500_USD"]}),
+            400,
+            "holds 1 values",
+        ),
+        (
+            "unknown input",
+            req(inst, {"name": "price", "datatype": "FP32", "shape": [1], "data": [1.0]}),
+            400,
+            "unknown inputs ['price']",
+        ),
+        (
+            "empty instrument",
+            req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [""]}),
+            400,
+            "non-empty strings",
+        ),
+        (
+            "bad as_of",
+            req(inst, {"name": "as_of", "datatype": "BYTES", "shape": [1], "data": ["yesterday"]}),
+            400,
+            "not an ISO-8601",
+        ),
         ("future as_of", req(inst, parameters={"as_of": "2999-01-01T00:00:00Z"}), 400, "in the future"),
-        ("as_of before the features", req(inst, parameters={"as_of": "2020-01-01T00:00:00Z"}), 409,
-         "only holds the latest values"),
-        ("unknown instrument", req({"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                    "data": ["EUR_NOPE"]}), 404, "unknown instrument 'EUR_NOPE'"),
-        ("stale features", req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["OLD_USD"]}),
-         422, "stale features for OLD_USD"),
+        (
+            "as_of before the features",
+            req(inst, parameters={"as_of": "2020-01-01T00:00:00Z"}),
+            409,
+            "only holds the latest values",
+        ),
+        (
+            "unknown instrument",
+            req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["EUR_NOPE"]}),
+            404,
+            "unknown instrument 'EUR_NOPE'",
+        ),
+        (
+            "stale features",
+            req({"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["OLD_USD"]}),
+            422,
+            "stale features for OLD_USD",
+        ),
         ("oversized", b'{"inputs": [' + b" " * (5 * 1024 * 1024) + b"]}", 413, "exceeds the limit"),
     ]
 
@@ -181,9 +235,10 @@ def test_bad_requests_then_a_good_one(stack):
             resp = requests.post(url, json=body, timeout=30)
         assert resp.status_code == status, (description, resp.status_code, resp.text)
         assert fragment in resp.json()["error"], (description, resp.text)
-    resp = requests.post(f"{stack['transformer'].url}/v2/models/unknown-model/infer",
-                         json={"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                           "data": ["SPX500_USD"]}]})
+    resp = requests.post(
+        f"{stack['transformer'].url}/v2/models/unknown-model/infer",
+        json={"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]},
+    )
     assert resp.status_code == 404
     good = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["NAS100_USD"]}]}
     resp = requests.post(url, json=good, timeout=10)
@@ -194,8 +249,10 @@ def test_bad_requests_then_a_good_one(stack):
 def test_cloudevents_reach_the_sink(stack):
     sink, name = stack["sink"], stack["info"].name
     url = f"{stack['transformer'].url}/v2/models/{name}/infer"
-    body = {"id": "req-ce-1", "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                          "data": ["US30_USD"]}]}
+    body = {
+        "id": "req-ce-1",
+        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["US30_USD"]}],
+    }
     assert requests.post(url, json=body, timeout=10).status_code == 200
     deadline = time.monotonic() + 10
     mine = []
@@ -221,8 +278,9 @@ def test_cloudevents_reach_the_sink(stack):
 
 def test_dead_logger_sink_never_fails_predictions(serving_env, stack):
     dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
-    transformer = start_transformer(stack["predictor"].port, stack["info"].name, log_dir=serving_env,
-                                    max_feature_age_seconds=3600, logger_url=dead)
+    transformer = start_transformer(
+        stack["predictor"].port, stack["info"].name, log_dir=serving_env, max_feature_age_seconds=3600, logger_url=dead
+    )
     try:
         url = f"{transformer.url}/v2/models/{stack['info'].name}/infer"
         body = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]}

@@ -32,16 +32,20 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oanda"
 
 # -- validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.drop(columns=["volume"]), "missing columns \\['volume'\\]"),
-    (lambda d: d.assign(close=d["close"].where(d.index != 5)), "NaN/inf prices"),
-    (lambda d: pd.concat([d.iloc[:10], d.iloc[9:]]).reset_index(drop=True), "duplicate timestamps"),
-    (lambda d: d.iloc[[0, 1, 3, 2, 4]].reset_index(drop=True), "not strictly increasing"),
-    (lambda d: d.drop(index=range(3, 12)).reset_index(drop=True), "gap of"),
-    (lambda d: d.assign(high=d["low"] - 1), "high/low inconsistent"),
-    (lambda d: d.assign(close=["x"] * len(d)), "not numeric"),
-    (lambda d: d.iloc[0:0], "no candles"),
-])
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.drop(columns=["volume"]), "missing columns \\['volume'\\]"),
+        (lambda d: d.assign(close=d["close"].where(d.index != 5)), "NaN/inf prices"),
+        (lambda d: pd.concat([d.iloc[:10], d.iloc[9:]]).reset_index(drop=True), "duplicate timestamps"),
+        (lambda d: d.iloc[[0, 1, 3, 2, 4]].reset_index(drop=True), "not strictly increasing"),
+        (lambda d: d.drop(index=range(3, 12)).reset_index(drop=True), "gap of"),
+        (lambda d: d.assign(high=d["low"] - 1), "high/low inconsistent"),
+        (lambda d: d.assign(close=["x"] * len(d)), "not numeric"),
+        (lambda d: d.iloc[0:0], "no candles"),
+    ],
+)
 def test_malformed_candles_fail_with_the_problem_and_the_object(mutate, message):
     bars = real_bars(20, start=100)
     with pytest.raises(DataValidationError, match=message) as err:
@@ -81,8 +85,9 @@ def test_bad_file_never_reaches_bronze_and_bronze_is_never_overwritten(store, tm
 def test_reading_missing_or_corrupt_bronze_fails_loudly(store):
     with pytest.raises(DataValidationError, match="no bronze candles"):
         read_bronze(store, "bronze/market/none/X/D/", granularity="D")
-    store.put_bytes("bronze/market/corrupt/X/D/20200101T000000Z_20200102T000000Z.parquet", b"not parquet",
-                    write_once=True)
+    store.put_bytes(
+        "bronze/market/corrupt/X/D/20200101T000000Z_20200102T000000Z.parquet", b"not parquet", write_once=True
+    )
     with pytest.raises(DataValidationError, match="unreadable bronze object"):
         read_bronze(store, "bronze/market/corrupt/X/D/", granularity="D")
 
@@ -111,15 +116,18 @@ def test_an_undocumented_month_long_hole_in_minute_bars_is_still_refused(store, 
 
 def test_naive_bar_start_and_new_york_wall_clock_stamps_are_refused_or_converted_by_option(store, tmp_path):
     jan = pd.read_parquet(get_dataset("spy_m1_2011q1").path()).iloc[:10_000]  # January only: no gap
-    regular = jan[(jan["timestamp"].dt.tz_convert("America/New_York").dt.time > pd.Timestamp("09:30").time())
-                  & (jan["timestamp"].dt.tz_convert("America/New_York").dt.time <= pd.Timestamp("16:00").time())]
+    regular = jan[
+        (jan["timestamp"].dt.tz_convert("America/New_York").dt.time > pd.Timestamp("09:30").time())
+        & (jan["timestamp"].dt.tz_convert("America/New_York").dt.time <= pd.Timestamp("16:00").time())
+    ]
     path = tmp_path / "bars.parquet"
     naive = regular.assign(timestamp=regular["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None))
     naive.to_parquet(path)
     with pytest.raises(DataValidationError, match="naive time stamps"):
         ingest_market(store, source="file", path=str(path), instrument="A", granularity="M1")
-    uri = ingest_market(store, source="file", path=str(path), instrument="A", granularity="M1",
-                        market_tz="America/New_York")
+    uri = ingest_market(
+        store, source="file", path=str(path), instrument="A", granularity="M1", market_tz="America/New_York"
+    )
     assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
 
     starts = regular.assign(timestamp=regular["timestamp"] - pd.Timedelta(minutes=1))
@@ -133,8 +141,9 @@ def test_naive_bar_start_and_new_york_wall_clock_stamps_are_refused_or_converted
     wall.to_parquet(path)
     with pytest.raises(DataValidationError, match="New York wall-clock times labelled as UTC"):
         ingest_market(store, source="file", path=str(path), instrument="C", granularity="M1")
-    uri = ingest_market(store, source="file", path=str(path), instrument="C", granularity="M1",
-                        market_tz="America/New_York")
+    uri = ingest_market(
+        store, source="file", path=str(path), instrument="C", granularity="M1", market_tz="America/New_York"
+    )
     assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
 
 
@@ -152,6 +161,7 @@ def test_bundled_arch_dataset_is_real_sp500(store):
 
 # -- OANDA v20 against a loopback server -------------------------------------------------------
 
+
 def test_parse_v20_wire_format_skips_incomplete_candles():
     df = parse_oanda_candles(json.loads((FIXTURES / "candles_M1_sample.json").read_text()))
     assert len(df) == 2
@@ -166,9 +176,16 @@ def _v20_candles(bars: pd.DataFrame) -> list[dict]:
     for r in bars.itertuples():
         mid = {"o": f"{r.open:.1f}", "h": f"{r.high:.1f}", "l": f"{r.low:.1f}", "c": f"{r.close:.1f}"}
         c = round(r.close, 1)
-        out.append({"complete": True, "volume": int(r.volume // 1e6),
-                    "time": r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "mid": mid,
-                    "bid": {**mid, "c": f"{c - 0.3:.1f}"}, "ask": {**mid, "c": f"{c + 0.3:.1f}"}})
+        out.append(
+            {
+                "complete": True,
+                "volume": int(r.volume // 1e6),
+                "time": r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"),
+                "mid": mid,
+                "bid": {**mid, "c": f"{c - 0.3:.1f}"},
+                "ask": {**mid, "c": f"{c + 0.3:.1f}"},
+            }
+        )
     return out
 
 
@@ -200,11 +217,16 @@ class FakeV20:
                     return self._send(503, {"errorMessage": "service unavailable"})
                 start = pd.Timestamp(q["from"])
                 inc = q.get("includeFirst", "true") == "true"
-                sel = [c for c in outer.candles
-                       if (pd.Timestamp(c["time"]) >= start if inc else pd.Timestamp(c["time"]) > start)]
+                sel = [
+                    c
+                    for c in outer.candles
+                    if (pd.Timestamp(c["time"]) >= start if inc else pd.Timestamp(c["time"]) > start)
+                ]
                 outer.requests[-1]["status"] = 200
-                self._send(200, {"instrument": "SPX500_USD", "granularity": q["granularity"],
-                                 "candles": sel[: int(q["count"])]})
+                self._send(
+                    200,
+                    {"instrument": "SPX500_USD", "granularity": q["granularity"], "candles": sel[: int(q["count"])]},
+                )
 
             def _send(self, code, body, headers=None):
                 data = json.dumps(body).encode()
@@ -244,8 +266,15 @@ def _client(server, **kw) -> OandaClient:
 
 def test_oanda_paginates_retries_and_writes_bronze(store, v20):
     v20.fail_plan = [429, 503]
-    uri = ingest_market(store, source="oanda", instrument="SPX500_USD", granularity="D",
-                        start="2014-01-01", end="2030-01-01", client=_client(v20))
+    uri = ingest_market(
+        store,
+        source="oanda",
+        instrument="SPX500_USD",
+        granularity="D",
+        start="2014-01-01",
+        end="2030-01-01",
+        client=_client(v20),
+    )
     bars = read_bronze(store, uri, granularity="D")
     assert len(bars) == 260
     # OANDA stamps candle starts; bronze stores bar ends (start + one bar)
@@ -261,15 +290,23 @@ def test_oanda_paginates_retries_and_writes_bronze(store, v20):
 def test_oanda_resumes_after_a_crash_from_the_newest_stored_bar(store, v20):
     v20.fail_after_pages = 1
     with pytest.raises(OandaError, match="503"):
-        ingest_market(store, source="oanda", instrument="SPX500_USD", granularity="D", start="2014-01-01",
-                      end="2030-01-01", client=_client(v20, max_retries=2))
+        ingest_market(
+            store,
+            source="oanda",
+            instrument="SPX500_USD",
+            granularity="D",
+            start="2014-01-01",
+            end="2030-01-01",
+            client=_client(v20, max_retries=2),
+        )
     prefix = bronze_prefix("oanda", "SPX500_USD", "D")
     newest = newest_stored_bar(store, prefix)
     assert len(store.list(prefix)) == 1 and newest is not None
     v20.fail_after_pages = None
     n_req = len(v20.requests)
-    ingest_market(store, source="oanda", instrument="SPX500_USD", granularity="D", end="2030-01-01",
-                  client=_client(v20))
+    ingest_market(
+        store, source="oanda", instrument="SPX500_USD", granularity="D", end="2030-01-01", client=_client(v20)
+    )
     resumed = v20.requests[n_req]
     # the newest stored bar END is one bar after the start of the last stored candle: resume from that start
     assert pd.Timestamp(resumed["from"]) == newest - pd.Timedelta(days=1) and resumed["includeFirst"] == "false"
@@ -280,8 +317,9 @@ def test_oanda_resumes_after_a_crash_from_the_newest_stored_bar(store, v20):
 def test_oanda_auth_error_is_not_retried(store, v20):
     client = OandaClient(token="wrong", base_url=v20.url, sleep=lambda s: None)
     with pytest.raises(OandaError, match="401.*authorization"):
-        ingest_market(store, source="oanda", instrument="SPX500_USD", granularity="D", start="2014-01-01",
-                      client=client)
+        ingest_market(
+            store, source="oanda", instrument="SPX500_USD", granularity="D", start="2014-01-01", client=client
+        )
     assert len(v20.requests) == 1
 
 

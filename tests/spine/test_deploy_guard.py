@@ -8,12 +8,21 @@ from spx.components.deploy.component import deploy_op
 
 
 def _selection(store, verdict):
-    champion = {"variant": "xgb_all", "native_uri": "s3://spx/models/r/xgb_all/", "model_format": "xgboost",
-                "model_uri": "models:/m/1", "horizon": 30, "registered_model": "spx-direction", "model_version": "1"}
+    champion = {
+        "variant": "xgb_all",
+        "native_uri": "s3://spx/models/r/xgb_all/",
+        "model_format": "xgboost",
+        "model_uri": "models:/m/1",
+        "horizon": 30,
+        "registered_model": "spx-direction",
+        "model_version": "1",
+    }
     if verdict is not None:
         champion["verdict"] = verdict
-    return store.put_json(f"selection/{verdict or 'none'}/best_model_selection.json",
-                          {"run_id": "r", "champion": champion, "verdict": verdict}).uri
+    return store.put_json(
+        f"selection/{verdict or 'none'}/best_model_selection.json",
+        {"run_id": "r", "champion": champion, "verdict": verdict},
+    ).uri
 
 
 @pytest.mark.parametrize("verdict", ["no credible edge", None])
@@ -34,5 +43,4 @@ def test_the_override_lets_it_through_to_the_rollout(store, monkeypatch):
 
     monkeypatch.setattr(canary, "custom_objects_api", no_cluster)
     with pytest.raises(Reached):
-        deploy_op.python_func(selection_uri=_selection(store, "no credible edge"), namespace="spx",
-                              allow_no_edge=True)
+        deploy_op.python_func(selection_uri=_selection(store, "no credible edge"), namespace="spx", allow_no_edge=True)

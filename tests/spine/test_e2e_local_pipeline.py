@@ -31,8 +31,15 @@ def e2e_run(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SPX_NEWS_FILE", raising=False)
     monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
-    selection = run_local(run_id="e2e-test", start="2011-03-10", end="2011-03-31", n_folds=2, n_boot=50,
-                          min_oot_auc=0.0, max_overfit_gap=1.0)
+    selection = run_local(
+        run_id="e2e-test",
+        start="2011-03-10",
+        end="2011-03-31",
+        n_folds=2,
+        n_boot=50,
+        min_oot_auc=0.0,
+        max_overfit_gap=1.0,
+    )
     return selection
 
 
@@ -47,8 +54,13 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     for name in VARIANT_NAMES:
         prefix = f"models/e2e-test/{name}/"
         native = "model.bst" if name.startswith("lgbm") else "model.json"
-        assert {prefix + native, prefix + "metrics.json", prefix + "oot_predictions.parquet",
-                prefix + "importance.json", prefix + "report.html"} <= set(keys), name
+        assert {
+            prefix + native,
+            prefix + "metrics.json",
+            prefix + "oot_predictions.parquet",
+            prefix + "importance.json",
+            prefix + "report.html",
+        } <= set(keys), name
     assert "selection/e2e-test/best_model_selection.json" in keys
 
     gold = store.read_parquet("gold/e2e-test/features.parquet")
@@ -65,7 +77,8 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     if HAS_NEWS:
         assert len(news_cols) >= 10 and manifest["news"]["signals"] > 1000 and manifest["news"]["bars_with_news"] > 0
         assert {"bronze/news/file/", "silver/e2e-test/news.parquet", "gold/e2e-test/news_signals.parquet"} <= {
-            k if not k.startswith("bronze/news/file/") else "bronze/news/file/" for k in keys}
+            k if not k.startswith("bronze/news/file/") else "bronze/news/file/" for k in keys
+        }
         assert (gold["news_article_count"] > 0).mean() > 0.9 and gold["news_avg_sentiment"].abs().gt(0).any()
         assert selection["news"]["news_features"] == len(news_cols)
     metrics = {n: store.get_json(f"models/e2e-test/{n}/metrics.json") for n in VARIANT_NAMES}
@@ -78,8 +91,10 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert candidates[0]["variant"] == selection["champion"]["variant"]
     assert all(r["task"] == "classification" and r["horizon"] == 30 for r in candidates)
     assert candidates[0]["val_auc"] == max(r["val_auc"] for r in candidates)
-    assert selection["champion"]["verdict"] in (CREDIBLE, NO_EDGE) and selection["verdict"] == selection[
-        "champion"]["verdict"]
+    assert (
+        selection["champion"]["verdict"] in (CREDIBLE, NO_EDGE)
+        and selection["verdict"] == selection["champion"]["verdict"]
+    )
 
     # MLflow: one run per variant with metrics, params and a logged model; alias champion
     import mlflow
@@ -104,7 +119,10 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     # beside the native file: what the served predictor reports (registered name and version)
     info = store.get_json(champ.tags["native_uri"] + "spx-model.json")
     assert (info["name"], info["version"], info["feature_columns"]) == (
-        cfg.registered_model, str(champ.version), metrics[champ.tags["variant"]]["features"])
+        cfg.registered_model,
+        str(champ.version),
+        metrics[champ.tags["variant"]]["features"],
+    )
 
     # the registered model (pyfunc) and the native file KServe serves give the same P(up)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.registered_model}@champion")
@@ -126,14 +144,26 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
 
     # re-selection: strict criteria keep the current champion; a new winner moves the alias and
     # the old one becomes previous-champion (the rollback target)
-    _, strict = select_champion(store, run_id="e2e-test", expected_variants=VARIANT_NAMES, min_oot_auc=0.99,
-                                max_overfit_gap=1.0, registered_model=cfg.registered_model,
-                                tracking_uri=cfg.mlflow_tracking_uri)
+    _, strict = select_champion(
+        store,
+        run_id="e2e-test",
+        expected_variants=VARIANT_NAMES,
+        min_oot_auc=0.99,
+        max_overfit_gap=1.0,
+        registered_model=cfg.registered_model,
+        tracking_uri=cfg.mlflow_tracking_uri,
+    )
     assert strict["champion"] is None
     assert client.get_model_version_by_alias(cfg.registered_model, "champion").version == champ.version
-    _, again = select_champion(store, run_id="e2e-test", expected_variants=VARIANT_NAMES, min_oot_auc=0.0,
-                               max_overfit_gap=1.0, registered_model=cfg.registered_model,
-                               tracking_uri=cfg.mlflow_tracking_uri)
+    _, again = select_champion(
+        store,
+        run_id="e2e-test",
+        expected_variants=VARIANT_NAMES,
+        min_oot_auc=0.0,
+        max_overfit_gap=1.0,
+        registered_model=cfg.registered_model,
+        tracking_uri=cfg.mlflow_tracking_uri,
+    )
     new = client.get_model_version_by_alias(cfg.registered_model, "champion")
     assert int(new.version) == int(champ.version) + 1
     assert client.get_model_version_by_alias(cfg.registered_model, "previous-champion").version == champ.version
@@ -158,5 +188,7 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert any("Champion" in line or "No new champion" in line for line in lines)
 
     if not HAS_NEWS:
-        pytest.skip("../shared/data/news is not beside the project: the pipeline ran without news, and the "
-                    "real-headline checks were not made")
+        pytest.skip(
+            "../shared/data/news is not beside the project: the pipeline ran without news, and the "
+            "real-headline checks were not made"
+        )

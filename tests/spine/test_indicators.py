@@ -14,13 +14,16 @@ from tests.spine.helpers import real_bars
 def _bars(close, high=None, low=None, open_=None, volume=None):
     close = np.asarray(close, float)
     n = len(close)
-    return pd.DataFrame({
-        "timestamp": pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC"),
-        "open": close if open_ is None else np.asarray(open_, float),
-        "high": close + 1 if high is None else np.asarray(high, float),
-        "low": close - 1 if low is None else np.asarray(low, float),
-        "close": close, "volume": np.full(n, 100.0) if volume is None else np.asarray(volume, float),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC"),
+            "open": close if open_ is None else np.asarray(open_, float),
+            "high": close + 1 if high is None else np.asarray(high, float),
+            "low": close - 1 if low is None else np.asarray(low, float),
+            "close": close,
+            "volume": np.full(n, 100.0) if volume is None else np.asarray(volume, float),
+        }
+    )
 
 
 def test_sma_ema_ratios_match_hand_computation():
@@ -42,8 +45,30 @@ def test_rsi_extremes_and_wilder_value():
     down = technical_features(_bars(np.arange(40.0, 0.0, -1.0)))
     assert down["rsi_14"].iloc[-1] == pytest.approx(0.0)
     # Wilder RSI by hand on a zig-zag series
-    close = np.array([44, 44.34, 44.09, 43.61, 44.33, 44.83, 45.10, 45.42, 45.84, 46.08, 45.89, 46.03,
-                      45.61, 46.28, 46.28, 46.00, 46.03, 46.41, 46.22, 45.64])
+    close = np.array(
+        [
+            44,
+            44.34,
+            44.09,
+            43.61,
+            44.33,
+            44.83,
+            45.10,
+            45.42,
+            45.84,
+            46.08,
+            45.89,
+            46.03,
+            45.61,
+            46.28,
+            46.28,
+            46.00,
+            46.03,
+            46.41,
+            46.22,
+            45.64,
+        ]
+    )
     d = np.diff(close)
     gain, loss = np.clip(d, 0, None), np.clip(-d, 0, None)
     ag, al = gain[:14].mean(), loss[:14].mean()
@@ -66,7 +91,8 @@ def test_bollinger_and_volume_zscore():
 
 
 def test_corwin_schultz_hand_case_and_roll():
-    high = pd.Series([101.0, 102.0]); low = pd.Series([99.0, 100.0])
+    high = pd.Series([101.0, 102.0])
+    low = pd.Series([99.0, 100.0])
     beta = np.log(101 / 99) ** 2 + np.log(102 / 100) ** 2
     gamma = np.log(102 / 99) ** 2
     k = 3 - 2 * np.sqrt(2)
@@ -93,8 +119,8 @@ def test_parkinson_and_garman_klass_hand_values():
     o, h, l, c = np.full(n, 100.0), np.full(n, 102.0), np.full(n, 99.0), np.full(n, 101.0)
     f = volatility_features(_bars(c, high=h, low=l, open_=o), pd.Timedelta(days=1))
     hl, co = np.log(102 / 99), np.log(101 / 100)
-    assert f["vol_parkinson"].iloc[-1] == pytest.approx(np.sqrt(hl ** 2 / (4 * np.log(2))) * np.sqrt(252))
-    gk = 0.5 * hl ** 2 - (2 * np.log(2) - 1) * co ** 2
+    assert f["vol_parkinson"].iloc[-1] == pytest.approx(np.sqrt(hl**2 / (4 * np.log(2))) * np.sqrt(252))
+    gk = 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
     assert f["vol_garman_klass"].iloc[-1] == pytest.approx(np.sqrt(gk) * np.sqrt(252))
     rs = np.log(102 / 101) * np.log(102 / 100) + np.log(99 / 101) * np.log(99 / 100)
     assert f["vol_rogers_satchell"].iloc[-1] == pytest.approx(np.sqrt(rs) * np.sqrt(252))

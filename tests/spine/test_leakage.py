@@ -23,15 +23,27 @@ BAR = pd.Timedelta(minutes=1)
 def real_gold():
     bars = pd.read_parquet(get_dataset("spy_m1_2011q1").path())
     prepared = prepare_bars(bars, BAR)
-    silver = [technical_features(prepared.bars), microstructure_features(prepared.bars),
-              volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year)]
+    silver = [
+        technical_features(prepared.bars),
+        microstructure_features(prepared.bars),
+        volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year),
+    ]
     return bars, silver, build_gold(bars, silver, bar=BAR, horizons=[30, 60], instrument="SPY")
 
 
 def _summary(name, result):
-    return {"variant": name, "task": "classification", "model_format": "xgboost", "horizon": 30,
-            "native_uri": "s3://b/", "model_uri": "models:/x", "mlflow_run_id": name, "features": result.features,
-            "val_auc_boot": result.val_auc_boot, "metrics": result.metrics}
+    return {
+        "variant": name,
+        "task": "classification",
+        "model_format": "xgboost",
+        "horizon": 30,
+        "native_uri": "s3://b/",
+        "model_uri": "models:/x",
+        "mlflow_run_id": name,
+        "features": result.features,
+        "val_auc_boot": result.val_auc_boot,
+        "metrics": result.metrics,
+    }
 
 
 def test_a_feature_equal_to_the_future_label_is_refused_in_gold(real_gold):
@@ -52,11 +64,18 @@ def test_a_blurred_leak_that_passes_gold_is_refused_by_selection_naming_the_susp
     cfg = TrainConfig(n_folds=2, n_boot=100)
     spec = VariantSpec("xgb_all", "xgboost", "classification", "all", 30)
     leaky = train_variant(leaky_gold, leaky_manifest, spec, cfg, BAR, progress=lambda s: None)
-    clean = train_variant(gold, manifest, VariantSpec("xgb_clean", "xgboost", "classification", "all", 30), cfg,
-                          BAR, progress=lambda s: None)
+    clean = train_variant(
+        gold,
+        manifest,
+        VariantSpec("xgb_clean", "xgboost", "classification", "all", 30),
+        cfg,
+        BAR,
+        progress=lambda s: None,
+    )
     assert leaky.metrics["val_auc"] > 0.6  # what a leak looks like; the clean twin stays near a coin flip
-    ranking = rank_variants([_summary("xgb_all", leaky), _summary("xgb_clean", clean)], min_oot_auc=0.0,
-                            max_overfit_gap=1.0)
+    ranking = rank_variants(
+        [_summary("xgb_all", leaky), _summary("xgb_clean", clean)], min_oot_auc=0.0, max_overfit_gap=1.0
+    )
     by = {r["variant"]: r for r in ranking}
     assert by["xgb_all"]["suspect"] and not by["xgb_all"]["eligible"]
     assert any(r.startswith("SUSPECT leakage: validation AUC") for r in by["xgb_all"]["reasons"])

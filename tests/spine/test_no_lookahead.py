@@ -29,8 +29,7 @@ def test_features_do_not_change_when_future_bars_are_removed(offset, cut):
     truncated = _features(full_bars.iloc[: cut + 1].reset_index(drop=True))
     common = truncated.index
     assert len(common) > 0
-    np.testing.assert_allclose(full.loc[common].to_numpy(), truncated.to_numpy(), rtol=1e-9, atol=1e-12,
-                               equal_nan=True)
+    np.testing.assert_allclose(full.loc[common].to_numpy(), truncated.to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
 def test_future_shock_leaves_past_features_untouched():
@@ -56,8 +55,11 @@ def test_minute_features_with_sessions_do_not_change_when_future_bars_are_remove
 
     def features(bars):
         prepared = prepare_bars(bars, bar)
-        silver = [technical_features(prepared.bars), microstructure_features(prepared.bars),
-                  volatility_features(prepared.bars, bar, bars_per_year=prepared.bars_per_year)]
+        silver = [
+            technical_features(prepared.bars),
+            microstructure_features(prepared.bars),
+            volatility_features(prepared.bars, bar, bars_per_year=prepared.bars_per_year),
+        ]
         gold, manifest = build_gold(bars, silver, bar=bar, horizons=[30, 60], instrument="SPY", prepared=prepared)
         return gold.set_index("timestamp")[manifest["feature_columns"]]
 
@@ -65,5 +67,6 @@ def test_minute_features_with_sessions_do_not_change_when_future_bars_are_remove
     for cut in ("2011-01-07 15:00", "2011-01-10 14:45", "2011-01-10 21:00"):
         part = features(raw[raw["timestamp"] <= cut].reset_index(drop=True))
         assert len(part) > 0
-        np.testing.assert_allclose(full.loc[part.index].to_numpy(), part.to_numpy(), rtol=1e-7, atol=1e-9,
-                                   equal_nan=True)
+        np.testing.assert_allclose(
+            full.loc[part.index].to_numpy(), part.to_numpy(), rtol=1e-7, atol=1e-9, equal_nan=True
+        )

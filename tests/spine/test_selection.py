@@ -9,21 +9,54 @@ def _boot(centre: float, sd: float, n: int = 2000, seed: int = 0) -> list[float]
     return np.random.default_rng(seed).normal(centre, sd, n).tolist()
 
 
-def _summary(name, task, val_auc, train_auc, ci_low, ci_high, *, oot_auc=0.5, horizon=30, ic=0.02,
-             sharpe=0.5, bh_sharpe=1.0, boot=None):
-    return {"variant": name, "task": task, "model_format": "xgboost", "horizon": horizon,
-            "native_uri": f"s3://b/{name}/", "model_uri": f"models:/{name}", "mlflow_run_id": name, "features": ["f"],
-            "val_auc_boot": boot or [],
-            "metrics": {"val_auc": val_auc, "val_train_auc": train_auc, "val_overfit_gap_auc": train_auc - val_auc,
-                        "val_auc_ci_low": ci_low, "val_auc_ci_high": ci_high, "val_ic": ic,
-                        "val_bt_sharpe": sharpe, "val_bh_sharpe": bh_sharpe,
-                        "oot_auc": oot_auc, "train_auc": train_auc, "overfit_gap_auc": train_auc - oot_auc,
-                        "oot_auc_ci_low": oot_auc - 0.03, "oot_auc_ci_high": oot_auc + 0.03, "cv_auc_mean": 0.5,
-                        "baseline_majority_auc": 0.5, "baseline_momentum_auc": 0.5}}
+def _summary(
+    name,
+    task,
+    val_auc,
+    train_auc,
+    ci_low,
+    ci_high,
+    *,
+    oot_auc=0.5,
+    horizon=30,
+    ic=0.02,
+    sharpe=0.5,
+    bh_sharpe=1.0,
+    boot=None,
+):
+    return {
+        "variant": name,
+        "task": task,
+        "model_format": "xgboost",
+        "horizon": horizon,
+        "native_uri": f"s3://b/{name}/",
+        "model_uri": f"models:/{name}",
+        "mlflow_run_id": name,
+        "features": ["f"],
+        "val_auc_boot": boot or [],
+        "metrics": {
+            "val_auc": val_auc,
+            "val_train_auc": train_auc,
+            "val_overfit_gap_auc": train_auc - val_auc,
+            "val_auc_ci_low": ci_low,
+            "val_auc_ci_high": ci_high,
+            "val_ic": ic,
+            "val_bt_sharpe": sharpe,
+            "val_bh_sharpe": bh_sharpe,
+            "oot_auc": oot_auc,
+            "train_auc": train_auc,
+            "overfit_gap_auc": train_auc - oot_auc,
+            "oot_auc_ci_low": oot_auc - 0.03,
+            "oot_auc_ci_high": oot_auc + 0.03,
+            "cv_auc_mean": 0.5,
+            "baseline_majority_auc": 0.5,
+            "baseline_momentum_auc": 0.5,
+        },
+    }
 
 
 SUMMARIES = [
-    _summary("reg", "regression", 0.56, 0.62, 0.52, 0.60),      # best AUC, but a regressor
+    _summary("reg", "regression", 0.56, 0.62, 0.52, 0.60),  # best AUC, but a regressor
     _summary("overfit", "classification", 0.55, 0.99, 0.53, 0.57),
     # best on the final (OOT) block, worse on validation: the OOT block must not decide
     _summary("coinflip", "classification", 0.53, 0.60, 0.49, 0.57, oot_auc=0.58),
@@ -53,8 +86,9 @@ def test_leakage_suspects_are_refused_by_name():
     assert by["inverse"]["suspect"] and "validation AUC 0.3000" in by["inverse"]["reasons"][0]
     assert next(r for r in ranking if r["candidate"])["variant"] == "overfit"  # best plausible validation AUC
     # the ceilings are configurable
-    loose = rank_variants([leaky], min_oot_auc=0.0, max_overfit_gap=1.0, max_auc=1.0, max_abs_ic=1.0,
-                          max_sharpe_excess=100.0)
+    loose = rank_variants(
+        [leaky], min_oot_auc=0.0, max_overfit_gap=1.0, max_auc=1.0, max_abs_ic=1.0, max_sharpe_excess=100.0
+    )
     assert loose[0]["eligible"]
 
 
@@ -63,8 +97,10 @@ def test_credible_edge_rule_is_bonferroni_corrected_for_the_candidates():
     # at level 1 - 0.05/4 the low end drops below 0.5
     boot = _boot(0.53, 0.012)
     one = [_summary("lucky", "classification", 0.53, 0.55, 0.506, 0.554, boot=boot)]
-    many = one + [_summary(f"other{i}", "classification", 0.50, 0.55, 0.47, 0.53, boot=_boot(0.5, 0.012, seed=i))
-                  for i in range(3)]
+    many = one + [
+        _summary(f"other{i}", "classification", 0.50, 0.55, 0.47, 0.53, boot=_boot(0.5, 0.012, seed=i))
+        for i in range(3)
+    ]
     alone = rank_variants(one, min_oot_auc=0.5, max_overfit_gap=0.35, min_auc_ci_low=0.5)
     assert alone[0]["eligible"] and alone[0]["val_auc_ci_bonferroni"][0] > 0.5
     crowd = rank_variants(many, min_oot_auc=0.5, max_overfit_gap=0.35, min_auc_ci_low=0.5)

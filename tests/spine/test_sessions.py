@@ -22,8 +22,11 @@ def minute_bars() -> pd.DataFrame:
 
 def _gold(bars, **kw):
     prepared = prepare_bars(bars, BAR, kw.get("session", "regular"))
-    silver = [technical_features(prepared.bars), microstructure_features(prepared.bars),
-              volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year)]
+    silver = [
+        technical_features(prepared.bars),
+        microstructure_features(prepared.bars),
+        volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year),
+    ]
     return build_gold(bars, silver, bar=BAR, horizons=[30, 60], instrument="SPY", **kw)
 
 
@@ -104,13 +107,16 @@ def test_volatility_is_annualised_with_the_real_session_length(minute_bars):
     vol = volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year)
     ret = np.log(prepared.bars["close"]).diff()
     i = 5000
-    assert vol["hv_20"].iloc[i] == pytest.approx(ret.iloc[i - 19:i + 1].std() * np.sqrt(252 * 390))
+    assert vol["hv_20"].iloc[i] == pytest.approx(ret.iloc[i - 19 : i + 1].std() * np.sqrt(252 * 390))
 
 
 def test_gold_refuses_a_feature_that_is_the_future_label(minute_bars):
     prepared = prepare_bars(minute_bars, BAR)
-    silver = [technical_features(prepared.bars), microstructure_features(prepared.bars),
-              volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year)]
+    silver = [
+        technical_features(prepared.bars),
+        microstructure_features(prepared.bars),
+        volatility_features(prepared.bars, BAR, bars_per_year=prepared.bars_per_year),
+    ]
     close = prepared.close
     future = (close.shift(-31) / close.shift(-1) - 1).fillna(0.0)  # the 30-bar label, as a "feature"
     silver[2] = silver[2].assign(fwd_return_30=future.to_numpy())

@@ -42,10 +42,21 @@ def test_shuffled_labels_give_oot_auc_near_half(gold):
 def test_all_variants_report_baselines_ci_and_backtest(gold):
     frame, manifest = gold
     for spec in default_variants(1, 5):
-        m = train_variant(frame, manifest, spec, TrainConfig(n_folds=2, n_boot=50), BAR,
-                          progress=lambda s: None).metrics
-        for key in ("oot_auc", "train_auc", "cv_auc_mean", "oot_auc_ci_low", "oot_auc_ci_high",
-                    "baseline_majority_auc", "baseline_momentum_auc", "oot_rank_ic", "bt_sharpe", "bh_sharpe"):
+        m = train_variant(
+            frame, manifest, spec, TrainConfig(n_folds=2, n_boot=50), BAR, progress=lambda s: None
+        ).metrics
+        for key in (
+            "oot_auc",
+            "train_auc",
+            "cv_auc_mean",
+            "oot_auc_ci_low",
+            "oot_auc_ci_high",
+            "baseline_majority_auc",
+            "baseline_momentum_auc",
+            "oot_rank_ic",
+            "bt_sharpe",
+            "bh_sharpe",
+        ):
             assert np.isfinite(m[key]), (spec.name, key)
         assert m["baseline_majority_auc"] == 0.5
         assert m["oot_auc_ci_low"] <= m["oot_auc"] <= m["oot_auc_ci_high"]
