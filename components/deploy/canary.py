@@ -687,6 +687,20 @@ def api_error_message(exc: Exception, cfg: ServingConfig) -> str | None:
     )
 
 
+def edge_refusal(selection: dict, allow_no_edge: bool = False) -> str | None:
+    """Why a selection's champion must not be rolled out (None when it may): only a champion whose verdict is
+    "credible edge" goes out unless ``allow_no_edge`` — a noise model is a demo, not a production canary."""
+    champion = selection.get("champion") or {}
+    verdict = champion.get("verdict") or selection.get("verdict") or "no credible edge"
+    if verdict == "credible edge" or allow_no_edge:
+        return None
+    return (
+        f"refused: champion {champion.get('variant')} has verdict {verdict!r} "
+        "(see best_model_selection.json); set allow_no_edge (pipeline parameter deploy_without_edge, "
+        "spx deploy --allow-no-edge) to roll it out anyway"
+    )
+
+
 def get_isvc(api, namespace: str, name: str) -> dict | None:
     try:
         return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)

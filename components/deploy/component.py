@@ -30,19 +30,22 @@ def deploy_op(
     A champion whose selection verdict is not "credible edge" is refused unless ``allow_no_edge``."""
     import json
 
-    from spx.components.deploy.canary import ModelRef, ServingConfig, custom_objects_api, deploy, load_selection
+    from spx.components.deploy.canary import (
+        ModelRef,
+        ServingConfig,
+        custom_objects_api,
+        deploy,
+        edge_refusal,
+        load_selection,
+    )
 
     selection = load_selection(selection_uri)
     if not selection.get("champion"):
         reason = selection.get("reason", "no champion in this run")
         print(f"deploy: nothing to roll out ({reason}); the InferenceService is left as it is")
         return json.dumps({"verb": "skip", "reason": reason, "body": None}, sort_keys=True)
-    verdict = selection["champion"].get("verdict") or selection.get("verdict") or "no credible edge"
-    if verdict != "credible edge" and not allow_no_edge:
-        reason = (
-            f"refused: champion {selection['champion'].get('variant')} has verdict {verdict!r} "
-            "(see best_model_selection.json); set allow_no_edge=true to roll it out anyway"
-        )
+    reason = edge_refusal(selection, allow_no_edge)
+    if reason is not None:
         print(f"deploy: {reason}; the InferenceService is left as it is")
         return json.dumps({"verb": "refuse", "reason": reason, "body": None}, sort_keys=True)
     candidate = ModelRef.from_selection(selection)

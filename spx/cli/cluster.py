@@ -171,9 +171,13 @@ def register(app: typer.Typer) -> None:
         raw_deployment_mode: str = typer.Option("RawDeployment", help="annotation value in raw mode"),
         api_server: Optional[str] = typer.Option(None, help="Kubernetes API URL (default: kubeconfig)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the exact request, change nothing"),
+        allow_no_edge: bool = typer.Option(
+            False, "--allow-no-edge", help="roll out a champion whose verdict is not 'credible edge'"
+        ),
     ) -> None:
-        """Create the InferenceService, or roll the new champion out as a canary."""
-        from spx.components.deploy.canary import ModelRef, RolloutError, deploy, load_selection
+        """Create the InferenceService, or roll the new champion out as a canary (a champion from --selection-uri
+        must carry the verdict "credible edge" unless --allow-no-edge)."""
+        from spx.components.deploy.canary import ModelRef, RolloutError, deploy, edge_refusal, load_selection
 
         cfg = _serving_config(
             namespace,
@@ -187,7 +191,11 @@ def register(app: typer.Typer) -> None:
         )
         try:
             if selection_uri:
-                candidate = ModelRef.from_selection(load_selection(selection_uri))
+                selection = load_selection(selection_uri)
+                refusal = edge_refusal(selection, allow_no_edge)
+                if refusal is not None:
+                    _fail(refusal)
+                candidate = ModelRef.from_selection(selection)
             elif native_uri:
                 candidate = ModelRef(native_uri=native_uri, model_format=model_format)
             else:

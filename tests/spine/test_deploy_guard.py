@@ -44,3 +44,16 @@ def test_the_override_lets_it_through_to_the_rollout(store, monkeypatch):
     monkeypatch.setattr(canary, "custom_objects_api", no_cluster)
     with pytest.raises(Reached):
         deploy_op.python_func(selection_uri=_selection(store, "no credible edge"), namespace="spx", allow_no_edge=True)
+
+
+def test_spx_deploy_refuses_a_selection_without_a_credible_edge(store):
+    """The same guard on the command line, before any call to the Kubernetes API."""
+    from typer.testing import CliRunner
+
+    from spx.cli import app
+
+    result = CliRunner().invoke(
+        app, ["deploy", "--selection-uri", _selection(store, "no credible edge"), "--api-server", "http://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2
+    assert "verdict 'no credible edge'" in result.output and "Traceback" not in result.output
