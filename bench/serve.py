@@ -123,7 +123,8 @@ def main() -> int:
     from spx.components.serving import features as F
     from spx.components.serving.local import start_predictor, start_transformer
     from spx.components.serving.prediction_log import read_predictions
-    from spx.core.services import LocalS3Server, Supervisor, free_port
+    from spx.core.processes import Supervisor, free_port
+    from spx.core.services import LocalS3Server
     from spx.core.settings import set_environ, settings
     from spx.core.storage import ObjectStore
 

@@ -16,13 +16,12 @@ import psutil
 import pytest
 import requests
 
-from spx.components.serving import champion as champ
+from spx.components.selection import champion as champ
 from spx.components.serving import features as F
 from spx.components.serving.local import REPO_ROOT, start_predictor, start_transformer
 from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port, wait_http
-
-from .conftest import SinkProcess
+from tests.support import SinkProcess
 
 
 @pytest.fixture(scope="module")

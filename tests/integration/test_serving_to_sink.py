@@ -18,8 +18,7 @@ from spx.components.selection import champion as champ
 from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor, start_transformer
 from spx.components.serving.prediction_log import read_predictions
-
-from .conftest import SinkProcess
+from tests.support import SinkProcess
 
 INSTRUMENTS = ["SPX500_USD", "NAS100_USD", "US30_USD"]
 

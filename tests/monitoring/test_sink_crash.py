@@ -3,68 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port, wait_http
+from tests.support import ROOT, SinkProcess
 
 from .helpers import event_pair
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class SinkProcess:
-    def __init__(self, wal_dir: Path, env: dict, batch_rows: int, flush_interval: float):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "spx.components.monitoring.sink",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--wal-dir",
-            str(wal_dir),
-            "--batch-rows",
-            str(batch_rows),
-            "--flush-interval",
-            str(flush_interval),
-            "--pair-timeout",
-            "3600",
-        ]
-        self.env = env
-        self.log = wal_dir.parent / "sink.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "SinkProcess":
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=logf, stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/healthz", timeout=60, proc=self.proc)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def _env(s3_env) -> dict:
@@ -88,7 +39,7 @@ def sink_env(store):
 def test_sigkill_with_a_partly_filled_batch_and_a_half_pair_loses_nothing(store, sink_env, tmp_path):
     """Deterministic: the batch buffer holds 40 pairs and one lone request when the sink dies."""
     wal = tmp_path / "wal"
-    sink = SinkProcess(wal, sink_env, batch_rows=100_000, flush_interval=3600).start()
+    sink = SinkProcess(wal, env=sink_env, batch_rows=100_000, flush_interval=3600).start()
     try:
         events = [event_pair(i) for i in range(60)]
         for i in range(40):
@@ -98,7 +49,7 @@ def test_sigkill_with_a_partly_filled_batch_and_a_half_pair_loses_nothing(store,
         assert store.list("predictions/") == []  # nothing flushed yet: all of it is "mid-batch"
         sink.kill9()
 
-        sink = SinkProcess(wal, sink_env, batch_rows=100_000, flush_interval=3600).start()
+        sink = SinkProcess(wal, env=sink_env, batch_rows=100_000, flush_interval=3600).start()
         health = requests.get(f"{sink.url}/healthz", timeout=5).json()
         assert health["replayed"] == 81 and health["buffered"] == 40 and health["pending"] == 1
         # a retried (already accepted) event is recognised as a duplicate
@@ -129,8 +80,8 @@ def test_sigkill_during_concurrent_traffic_and_flushes_loses_nothing(store, sink
     wal = tmp_path / "wal"
     n = 400
     events = [event_pair(i) for i in range(n)]
-    sink = SinkProcess(wal, sink_env, batch_rows=25, flush_interval=0.2).start()
-    url = {"value": sink.url}
+    sink = SinkProcess(wal, env=sink_env, batch_rows=25, flush_interval=0.2).start()
+    url, old_port = {"value": sink.url}, sink.port
     acked = [0]
     lock = threading.Lock()
 
@@ -156,10 +107,8 @@ def test_sigkill_during_concurrent_traffic_and_flushes_loses_nothing(store, sink
             time.sleep(0.01)
         sink.kill9()
         assert acked[0] < 2 * n, "the kill came after all traffic: not a mid-stream crash"
-        sink = SinkProcess(wal, sink_env, batch_rows=25, flush_interval=0.2)
-        sink.port, sink.url = sink.port, url["value"]  # same address, the senders keep retrying
-        sink.cmd[sink.cmd.index("--port") + 1] = url["value"].rsplit(":", 1)[1]
-        sink.start()
+        # the same address: the senders keep retrying it
+        sink = SinkProcess(wal, port=old_port, env=sink_env, batch_rows=25, flush_interval=0.2).start()
         for t in threads:
             t.join(timeout=180)
         assert not any(t.is_alive() for t in threads)
@@ -189,7 +138,7 @@ def test_writers_need_the_token_and_a_batch_is_acknowledged_once_durable(store, 
 
     env = dict(sink_env, SPX_SINK_TOKEN="s3cret-token")
     wal = tmp_path / "wal"
-    sink = SinkProcess(wal, env, batch_rows=100_000, flush_interval=3600).start()
+    sink = SinkProcess(wal, env=env, batch_rows=100_000, flush_interval=3600).start()
     try:
         hdr, body = event_pair(0)[0]
         assert requests.post(sink.url, headers=hdr, data=body, timeout=5).status_code == 401
@@ -206,7 +155,7 @@ def test_writers_need_the_token_and_a_batch_is_acknowledged_once_durable(store, 
         doc = resp.json()
         assert doc["accepted"] == 58 and doc["duplicates"] == 0 and [r["index"] for r in doc["rejected"]] == [58]
         sink.kill9()
-        sink = SinkProcess(wal, env, batch_rows=100_000, flush_interval=3600).start()
+        sink = SinkProcess(wal, env=env, batch_rows=100_000, flush_interval=3600).start()
         assert requests.get(f"{sink.url}/healthz", timeout=5).json()["replayed"] == 59
         again = requests.post(sink.url, headers=headers, data=json.dumps(batch[:58]), timeout=10).json()
         assert again["accepted"] == 0 and again["duplicates"] == 58

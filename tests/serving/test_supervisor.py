@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
-from spx.core.services import ManagedProcess, Supervisor
+from spx.core.processes import ManagedProcess, Supervisor
 
 CHATTY = "import sys\nfor i in range(4000): print('line %05d ' % i + 'x' * 60)\nsys.stdout.flush()\n"
 
