@@ -22,7 +22,7 @@ from spx.components.news.finbert import (
     score_texts,
 )
 from spx.components.news.schema import content_hash
-from tests.news.conftest import build_tiny_model
+from tests.news.helpers import build_tiny_model
 
 TEXTS = [
     "Stocks rally after the Fed signals rate cuts",

@@ -11,7 +11,7 @@ from spx.components.news.gdelt import GdeltClient, build_query, html_to_text, it
 from spx.components.news.http import FetchError, PoliteSession
 from spx.components.news.rss import RssClient, parse_feed
 from spx.components.news.schema import SkipReport, normalize_articles
-from tests.news.conftest import FIXTURES
+from tests.news.helpers import FIXTURES
 
 
 def fast_session(**kw) -> PoliteSession:
