@@ -2,7 +2,7 @@
 
 The same component code runs locally (``spx run`` sets the environment) and in the cluster (a Secret and
 a ConfigMap injected by the pipeline). Settings are grouped (S3, MLflow, Feast, serving, sink, pipeline,
-news, cluster); each field names the environment variable(s) it is read from, and the README's
+news, market, cluster, dev); each field names the environment variable(s) it is read from, and the README's
 configuration table is checked against these models by a test. CLI options and server flags take their
 defaults from here.
 
