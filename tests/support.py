@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -45,6 +46,18 @@ class SinkProcess(ManagedProcess):
 
     def health(self) -> dict:
         return requests.get(f"{self.url}/healthz", timeout=5).json()
+
+    def wait_acknowledged(self, n: int, *, include_duplicates: bool = False, timeout: float = 60.0) -> dict:
+        """Poll ``/healthz`` until the sink has acknowledged ``n`` events (re-sent duplicates counted when asked);
+        returns the last health document."""
+        deadline = time.monotonic() + timeout
+        health = self.health()
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health["accepted"] + (health["duplicates"] if include_duplicates else 0) >= n:
+                return health
+            time.sleep(0.1)
+        raise AssertionError(f"the sink acknowledged {health}, expected {n} events\n{self.log_tail()}")
 
     def kill9(self) -> None:
         """SIGKILL: whatever the sink has not made durable is lost (the fault the tests inject)."""

@@ -8,6 +8,9 @@ import os
 import pandas as pd
 import pytest
 
+from spx.components.selection import champion as champ
+from spx.components.serving import features as F
+from spx.components.serving.local import start_predictor
 from tests.envs import isolated_spx_env
 from tests.serving import helpers as serving_helpers
 
@@ -38,3 +41,17 @@ def champion(integration_env):
         registered_model=os.environ["SPX_REGISTERED_MODEL"],
         frame=fresh_frame(),
     )
+
+
+@pytest.fixture(scope="module")
+def predictor(integration_env, champion):
+    """The real V2 predictor serving the registered champion (its features materialized in Feast)."""
+    home, _ = integration_env
+    F.materialize_logic(champion.gold_uri, champion.manifest_uri, champion.run_id)
+    info = champ.resolve()
+    model_dir = champ.download(info, home / "models" / "champion")
+    server = start_predictor(model_dir, info.name, log_dir=home)
+    try:
+        yield server, info
+    finally:
+        server.stop()

@@ -13,28 +13,12 @@ import threading
 import time
 
 import psutil
-import pytest
 import requests
 
-from spx.components.selection import champion as champ
-from spx.components.serving import features as F
-from spx.components.serving.local import REPO_ROOT, start_predictor, start_transformer
+from spx.components.serving.local import REPO_ROOT, start_transformer
 from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port, wait_http
 from tests.support import SinkProcess
-
-
-@pytest.fixture(scope="module")
-def predictor(integration_env, champion):
-    home, _ = integration_env
-    F.materialize_logic(champion.gold_uri, champion.manifest_uri, champion.run_id)
-    info = champ.resolve()
-    model_dir = champ.download(info, home / "models" / "faults")
-    server = start_predictor(model_dir, info.name, log_dir=home)
-    try:
-        yield server, info
-    finally:
-        server.stop()
 
 
 def _own_bucket(monkeypatch, store, suffix: str):
@@ -60,17 +44,6 @@ def _metric(base: str, outcome: str) -> float:
     return 0.0
 
 
-def _wait_accepted(sink: SinkProcess, n: int, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    health = sink.health()
-    while time.monotonic() < deadline:
-        health = sink.health()
-        if health["accepted"] >= n:
-            return health
-        time.sleep(0.2)
-    raise AssertionError(f"the sink acknowledged {health}, expected {n} events\n{sink.log_tail()}")
-
-
 def test_sink_outage_longer_than_the_retry_window_loses_nothing(
     integration_env, champion, predictor, tmp_path, monkeypatch
 ):
@@ -94,7 +67,7 @@ def test_sink_outage_longer_than_the_retry_window_loses_nothing(
         for i in range(10):
             assert _infer(url, f"out-{i:03d}") == 200
             served.append(f"out-{i:03d}")
-        _wait_accepted(sink, 20)
+        sink.wait_acknowledged(20)
         sink.kill9()
         t0 = time.monotonic()
         for i in range(10, 40):  # served during an outage well past the 1 s retry window
@@ -109,7 +82,7 @@ def test_sink_outage_longer_than_the_retry_window_loses_nothing(
         for i in range(40, 45):
             assert _infer(url, f"out-{i:03d}") == 200
             served.append(f"out-{i:03d}")
-        _wait_accepted(sink, 2 * 35)  # 20 were replayed from the sink's WAL, the rest are new
+        sink.wait_acknowledged(2 * 35)  # 20 were replayed from the sink's WAL, the rest are new
         assert _metric(transformer.url, "replayed") > 0
     finally:
         if transformer is not None:

@@ -14,26 +14,11 @@ import pandas as pd
 import pytest
 import tritonclient.http as http
 
-from spx.components.selection import champion as champ
-from spx.components.serving import features as F
-from spx.components.serving.local import start_predictor, start_transformer
+from spx.components.serving.local import start_transformer
 from spx.components.serving.prediction_log import read_predictions
 from tests.support import SinkProcess
 
 INSTRUMENTS = ["SPX500_USD", "NAS100_USD", "US30_USD"]
-
-
-@pytest.fixture(scope="module")
-def predictor(integration_env, champion):
-    home, _ = integration_env
-    F.materialize_logic(champion.gold_uri, champion.manifest_uri, champion.run_id)
-    info = champ.resolve()
-    model_dir = champ.download(info, home / "models" / "champion")
-    server = start_predictor(model_dir, info.name, log_dir=home)
-    try:
-        yield server, info
-    finally:
-        server.stop()
 
 
 def _text(values) -> list[str]:
@@ -60,17 +45,6 @@ def _infer(
         "feature_time": [pd.Timestamp(x) for x in _text(result.as_numpy("feature_time"))],
         "response_id": result.get_response()["id"],
     }
-
-
-def _wait_accepted(sink: SinkProcess, n_events: int, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    health = sink.health()
-    while time.monotonic() < deadline:
-        health = sink.health()
-        if health["accepted"] + health["duplicates"] >= n_events:
-            return health
-        time.sleep(0.1)
-    raise AssertionError(f"the sink acknowledged {health} but {n_events} events were sent\n{sink.log_tail()}")
 
 
 def _assert_logged_exactly(
@@ -132,7 +106,7 @@ def test_every_served_prediction_is_logged_once_with_inputs_output_version_and_t
                 sent[rid] = _infer(client, info.name, rid, [INSTRUMENTS[i % 3]])
             assert sent[rid]["response_id"] == rid
         ended = datetime.now(timezone.utc)
-        health = _wait_accepted(sink, 2 * len(sent))
+        health = sink.wait_acknowledged(2 * len(sent), include_duplicates=True)
         assert health["rejected"] == 0 and health["duplicates"] == 0, health
         assert read_predictions(store).empty  # nothing flushed yet (batch size and interval are large)
     finally:
@@ -175,7 +149,7 @@ def test_sink_restart_under_traffic_loses_nothing(integration_env, champion, pre
         started = datetime.now(timezone.utc)
         for i in range(10):
             sent[f"rs-{i:03d}"] = _infer(client, info.name, f"rs-{i:03d}", [INSTRUMENTS[i % 3]])
-        _wait_accepted(sink, 20)
+        sink.wait_acknowledged(20, include_duplicates=True)
         sink.kill9()  # nothing flushed: all 10 pairs live only in the WAL
         for i in range(10, 20):  # served while the sink is down: the logger keeps them and retries
             sent[f"rs-{i:03d}"] = _infer(client, info.name, f"rs-{i:03d}", INSTRUMENTS[: 1 + i % 3])
@@ -185,7 +159,7 @@ def test_sink_restart_under_traffic_loses_nothing(integration_env, champion, pre
         for i in range(20, 25):
             sent[f"rs-{i:03d}"] = _infer(client, info.name, f"rs-{i:03d}", [INSTRUMENTS[i % 3]])
         ended = datetime.now(timezone.utc)
-        _wait_accepted(sink, 2 * 15)
+        sink.wait_acknowledged(2 * 15, include_duplicates=True)
     finally:
         if transformer is not None:
             transformer.stop()
