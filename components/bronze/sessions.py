@@ -99,12 +99,13 @@ def prepare_bars(
     """See the module docstring. Daily bars pass through unchanged (one bar per session)."""
     if session not in SESSIONS:
         raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
-    bars = bars.reset_index(drop=True)
     if not is_intraday(bar):
+        bars = bars.reset_index(drop=True)
         ppy = SESSIONS_PER_YEAR / (bar / pd.Timedelta(days=1))
         return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
     if session == "all":
         # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts
+        bars = bars.reset_index(drop=True)
         ppy = SESSIONS_PER_YEAR * (pd.Timedelta(hours=23) / bar)
         return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
     sess, sched = locate(bars["timestamp"], bar, calendar)
@@ -114,37 +115,39 @@ def prepare_bars(
             f"no bar falls in a regular {calendar} session (09:30-16:00 New York, bar-end stamps); "
             f"{describe_stamps(bars, bar, calendar)}"
         )
-    bars = bars.loc[keep].reset_index(drop=True)
-    sess = sess[keep]
-    close = bars["close"].astype(float).copy()
+    kept_all = bool(keep.all())
+    sess = sess if kept_all else sess[keep]
+
+    def column(name: str, dtype=None) -> np.ndarray:  # one column of the session bars, numpy, no frame copy
+        values = bars[name].array if name == "timestamp" else bars[name].to_numpy(dtype)
+        return values if kept_all else values[keep]
+
+    close_raw = column("close", np.float64)
     first = np.r_[True, sess[1:] != sess[:-1]]
-    log_o = np.log(bars["open"].to_numpy(float))
-    log_c = np.log(close.to_numpy())
+    log_o = np.log(column("open", np.float64))
+    log_c = np.log(close_raw)
     prev_close = np.r_[np.nan, log_c[:-1]]
     gap_at_first = np.where(first, log_o - prev_close, 0.0)
     gap_at_first[0] = 0.0  # no previous session in the data
     # per-session log factor: cumulative sum of -gap over session starts (causal: known at the open)
-    shift = np.cumsum(-gap_at_first)
-    factor = np.exp(shift)
-    adj = bars.copy()
-    for col in ("open", "high", "low", "close"):
-        adj[col] = bars[col].to_numpy(float) * factor
-    for col in ("bid", "ask"):
-        if col in adj.columns:
-            adj[col] = bars[col].to_numpy(float) * factor
+    factor = np.exp(np.cumsum(-gap_at_first))
+    rescaled = {"open", "high", "low", "close", "bid", "ask"}
+    adj = pd.DataFrame(
+        {col: column(col, np.float64) * factor if col in rescaled else column(col) for col in bars.columns}
+    )
     starts = np.flatnonzero(first)
     run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(sess)]))
     session_gap = gap_at_first[starts][run] * 100.0
     closes_ns = sched["close"].values.astype("datetime64[ns]").view("i8")[sess]
-    mins_to_close = (closes_ns - bars["timestamp"].values.astype("datetime64[ns]").view("i8")) / 6e10
+    mins_to_close = (closes_ns - adj["timestamp"].array.asi8) / 6e10
     return PreparedBars(
         adj,
-        close,
+        pd.Series(close_raw.copy(), name="close"),  # the real closes (labels), not a view of bronze
         sess,
         session_gap,
         first.astype(float),
         mins_to_close.astype(float),
-        bars_per_year(sched, sess, bar),
+        bars_per_year(sched, sess[starts], bar),
         session,
     )
 

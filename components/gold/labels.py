@@ -33,16 +33,22 @@ def make_labels(
     session: np.ndarray | None = None,
     cross_close: bool = False,
 ) -> pd.DataFrame:
-    out = pd.DataFrame(index=close.index)
-    entry = close.shift(-1)
-    sess = None if session is None or cross_close else pd.Series(np.asarray(session), index=close.index)
+    c = close.to_numpy(np.float64)
+    n = len(c)
+    sess = None if session is None or cross_close else np.asarray(session)
+    out: dict[str, np.ndarray] = {}
     for h in horizons:
         if h < 1:
             raise ValueError(f"horizon must be >= 1 bar, got {h}")
         up, ret = label_columns(h)
-        r = (close.shift(-(h + 1)) / entry - 1.0) * 100.0
-        if sess is not None:
-            r = r.where(sess.shift(-(h + 1)) == sess)
+        r = np.full(n, np.nan)
+        if n > h + 1:
+            # row t: close[t+1] -> close[t+1+h]
+            r[: n - h - 1] = (c[h + 1 :] / c[1 : n - h] - 1.0) * 100.0
+            if sess is not None:
+                r[: n - h - 1][sess[h + 1 :] != sess[: n - h - 1]] = np.nan
         out[ret] = r
-        out[up] = np.where(r.isna(), np.nan, (r > 0).astype(float))
-    return out
+        up_values = (r > 0).astype(float)
+        up_values[np.isnan(r)] = np.nan
+        out[up] = up_values
+    return pd.DataFrame(out, index=close.index)

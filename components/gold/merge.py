@@ -53,9 +53,14 @@ def leakage_check(
 ) -> dict:
     """Max |rank corr| (and AUC distance from 0.5, doubled) of every feature with every label, on a sample.
 
+    ``X`` holds one feature per ROW (``X[j]`` is ``feature_cols[j]``), as gold builds it. The scores are
+    computed on a random sample of ``sample`` labelled rows (20,000: a near-perfect rank correlation or AUC
+    of a leaking feature is near perfect on any sample of that size; tests/spine/test_leakage.py proves a
+    feature equal to a future label is refused on the real minute data, where the sample is drawn).
     Raises :class:`LeakageError` naming the features at or above ``max_rank_corr``."""
     worst: dict[str, float] = {}
     suspects: list[str] = []
+    n_feat = X.shape[0]
     for h in horizons:
         up_col, ret_col = label_columns(h)
         idx = np.flatnonzero(labels[ret_col].notna().to_numpy())
@@ -65,18 +70,18 @@ def leakage_check(
             idx = np.sort(np.random.default_rng(seed).choice(idx, sample, replace=False))
         y_up = labels[up_col].to_numpy()[idx] > 0.5
         n_pos, n_neg = int(y_up.sum()), int((~y_up).sum())
-        # ranks of every column at once (ties broken by order: fine for a near-perfect test)
-        ranks = np.empty((len(idx), X.shape[1] + 1))
-        ranks[:, :-1] = np.nan_to_num(X[idx]).argsort(axis=0, kind="stable").argsort(axis=0, kind="stable")
-        ranks[:, -1] = stats.rankdata(labels[ret_col].to_numpy()[idx])
-        centred = ranks - ranks.mean(axis=0)
-        norms = np.sqrt((centred**2).sum(axis=0))
+        # ranks of every feature at once (ties broken by order: fine for a near-perfect test)
+        ranks = np.empty((n_feat + 1, len(idx)))
+        ranks[:-1] = np.nan_to_num(X[:, idx]).argsort(axis=1, kind="stable").argsort(axis=1, kind="stable")
+        ranks[-1] = stats.rankdata(labels[ret_col].to_numpy()[idx])
+        centred = ranks - ranks.mean(axis=1, keepdims=True)
+        norms = np.sqrt((centred**2).sum(axis=1))
         constant = norms[:-1] == 0
-        rho = np.abs(centred[:, :-1].T @ centred[:, -1]) / np.where(constant, 1.0, norms[:-1] * norms[-1])
+        rho = np.abs(centred[:-1] @ centred[-1]) / np.where(constant, 1.0, norms[:-1] * norms[-1])
         if n_pos and n_neg:
-            auc = (ranks[y_up, :-1] + 1).sum(axis=0) / (n_pos * n_neg) - (n_pos + 1) / (2 * n_neg)
+            auc = (ranks[:-1, y_up] + 1).sum(axis=1) / (n_pos * n_neg) - (n_pos + 1) / (2 * n_neg)
         else:
-            auc = np.full(X.shape[1], 0.5)
+            auc = np.full(n_feat, 0.5)
         score = np.where(constant, 0.0, np.maximum(rho, np.abs(2 * auc - 1)))
         for col, value in zip(feature_cols, score.tolist()):
             worst[col] = max(worst.get(col, 0.0), value)
@@ -92,43 +97,65 @@ def leakage_check(
     return worst
 
 
-def return_features(bars: pd.DataFrame, gap_open: bool = True) -> pd.DataFrame:
-    logc = np.log(bars["close"].astype(float))
-    f = pd.DataFrame(index=bars.index)
+def _lag(x: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    if k < len(x):
+        out[k:] = x[: len(x) - k]
+    return out
+
+
+def return_features(bars: pd.DataFrame, gap_open: bool = True) -> dict[str, np.ndarray]:
+    """Lagged log returns in % (float64 columns by name)."""
+    logc = np.log(bars["close"].to_numpy(np.float64))
+    f: dict[str, np.ndarray] = {}
     for k in RETURN_LAGS:
-        f[f"ret_{k}"] = (logc - logc.shift(k)) * 100.0
-    f["ret_1_lag1"] = f["ret_1"].shift(1)
-    f["ret_1_lag2"] = f["ret_1"].shift(2)
+        f[f"ret_{k}"] = (logc - _lag(logc, k)) * 100.0
+    f["ret_1_lag1"] = _lag(f["ret_1"], 1)
+    f["ret_1_lag2"] = _lag(f["ret_1"], 2)
     if gap_open:  # daily bars: open vs previous close (intraday: the session gap, see session_features)
-        f["gap_open"] = (np.log(bars["open"].astype(float)) - logc.shift(1)) * 100.0
+        f["gap_open"] = (np.log(bars["open"].to_numpy(np.float64)) - _lag(logc, 1)) * 100.0
     return f
 
 
-def session_features(prepared) -> pd.DataFrame:
+def session_features(prepared) -> dict[str, np.ndarray]:
     """The overnight gap as its own feature, the first bar of a session, minutes left to the close."""
-    return pd.DataFrame(
-        {
-            "session_gap": prepared.session_gap,
-            "session_first_bar": prepared.first_bar,
-            "mins_to_close": prepared.minutes_to_close,
-        },
-        index=prepared.bars.index,
-    )
+    return {
+        "session_gap": prepared.session_gap,
+        "session_first_bar": prepared.first_bar,
+        "mins_to_close": prepared.minutes_to_close,
+    }
 
 
-def time_features(ts: pd.Series, bar: pd.Timedelta) -> pd.DataFrame:
-    """Calendar/session features of the bar close, in New York time (the cash session's clock)."""
-    ny = pd.DatetimeIndex(ts).tz_convert("America/New_York")
-    f = pd.DataFrame(index=ts.index)
-    f["dow"] = ny.dayofweek.to_numpy(float)
-    f["month"] = ny.month.to_numpy(float)
-    f["day_of_month"] = ny.day.to_numpy(float)
+DAY_NS = 86_400_000_000_000
+MINUTE_NS = 60_000_000_000
+
+
+def time_features(ts: pd.Series, bar: pd.Timedelta) -> dict[str, np.ndarray]:
+    """Calendar/session features of the bar close, in New York time (the cash session's clock).
+
+    One time-zone conversion (UTC -> New York wall clock, as int64 nanoseconds); the fields are integer
+    arithmetic on it (day number -> weekday, numpy's calendar months -> month and day of month)."""
+    local = pd.DatetimeIndex(ts).tz_convert("America/New_York").tz_localize(None).asi8
+    days = local // DAY_NS
+    f: dict[str, np.ndarray] = {"dow": ((days + 3) % 7).astype(float)}  # 1970-01-01 was a Thursday (3)
+    day = days.astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    f["month"] = (month.astype(np.int64) % 12 + 1).astype(float)
+    f["day_of_month"] = ((day - month.astype("datetime64[D]")).astype(np.int64) + 1).astype(float)
     if bar < pd.Timedelta(days=1):
-        minutes = ny.hour * 60 + ny.minute
-        f["minute_of_day"] = minutes.to_numpy(float)
-        f["mins_since_cash_open"] = (minutes - 570).to_numpy(float)  # 09:30 NY
+        minutes = (local - days * DAY_NS) // MINUTE_NS
+        f["minute_of_day"] = minutes.astype(float)
+        f["mins_since_cash_open"] = (minutes - 570).astype(float)  # 09:30 NY
         f["in_cash_session"] = ((minutes >= 570) & (minutes <= 960)).astype(float)
     return f
+
+
+def _ffill(x: np.ndarray) -> None:
+    """Forward-fill NaNs in place (from the past only); leading NaNs stay."""
+    missing = np.isnan(x)
+    src = np.where(missing, 0, np.arange(len(x)))
+    np.maximum.accumulate(src, out=src)
+    x[:] = x[src]
 
 
 def build_gold(
@@ -151,61 +178,67 @@ def build_gold(
     frame already joined as-of to those bars' timestamps (``news_*`` columns). Rows in the indicator
     warm-up (any NaN feature) are dropped; rows at a session's or the data's tail keep NaN labels.
     ``prepared``: ``prepare_bars(bars, bar, session)`` when the caller already has it.
+
+    Feature columns are float32 (one block, filled column by column: no pandas intermediates; the values
+    are computed in float64), labels float64.
     """
     prepared = prepared if prepared is not None else prepare_bars(bars, bar, session)
     bars = prepared.bars
-    ts = bars["timestamp"].reset_index(drop=True)
-    ts_ns = ts.values  # datetime64[ns] (UTC) — compares without boxing Timestamps
-    parts: list[pd.DataFrame] = [ts.to_frame()]
+    ts = bars["timestamp"].array  # DatetimeArray (UTC): compared and sliced without boxing Timestamps
+    ts_ns = ts.asi8
+    n = len(ts)
     seen: set[str] = set()
+    feature_cols: list[str] = []
     for table in silver:
         if "timestamp" not in table.columns:
             raise DataValidationError("silver table without a timestamp column")
-        if len(table) != len(bars) or not np.array_equal(table["timestamp"].values, ts_ns):
+        if len(table) != n or not np.array_equal(pd.DatetimeIndex(table["timestamp"]).asi8, ts_ns):
             raise DataValidationError("silver tables are not aligned with the bronze bars")
         cols = [c for c in table.columns if c != "timestamp"]
         dup = seen & set(cols)
         if dup:
             raise DataValidationError(f"duplicate feature names across silver tables: {sorted(dup)}")
         seen |= set(cols)
-        parts.append(table[cols].reset_index(drop=True))
-    bars = bars.reset_index(drop=True)
-    parts += [return_features(bars, gap_open=prepared.session is None), time_features(ts, bar)]
+        feature_cols += cols
+    derived = [return_features(bars, gap_open=prepared.session is None), time_features(ts, bar)]
     if prepared.session is not None:
-        parts.append(session_features(prepared))
+        derived.append(session_features(prepared))
+    for part in derived:
+        feature_cols += list(part)
     news_cols: list[str] = []
     if news is not None and not news.empty:
         news_cols = [c for c in news.columns if c.startswith("news_")]
-        parts.append(news[news_cols].reset_index(drop=True))
-    # one float64 matrix for all features (a single block: no pandas consolidation copies)
-    frames = parts[1:]
-    feature_cols = [c for f in frames for c in f.columns]
-    X = np.empty((len(ts), len(feature_cols)), dtype=np.float64)
-    j = 0
-    for f in frames:
-        X[:, j : j + f.shape[1]] = f.to_numpy(dtype=np.float64, na_value=np.nan)
-        j += f.shape[1]
-    np.copyto(X, np.nan, where=np.isinf(X))
-    n_market = sum(1 for c in feature_cols if c not in news_cols)  # news columns come last
-    warm = np.isnan(X[:, :n_market]).any(axis=1)
-    first_valid = int(np.argmax(~warm)) if (~warm).any() else len(X)
-    X, ts = X[first_valid:], ts.iloc[first_valid:].reset_index(drop=True)
-    labels = (
-        make_labels(prepared.close, horizons, session=prepared.session, cross_close=label_cross_close)
-        .iloc[first_valid:]
-        .reset_index(drop=True)
-    )
-    nan_cols = np.flatnonzero(np.isnan(X).any(axis=0))
-    if len(nan_cols):  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
+        feature_cols += news_cols
+    n_market = len(feature_cols) - len(news_cols)  # news columns come last
+    # one float32 block, one feature per row (pandas keeps it as the frame's single block)
+    X = np.empty((len(feature_cols), n), dtype=np.float32)
+    complete = np.ones(n, dtype=bool)  # rows without a NaN in any market feature
+    sources = [(table, c) for table in silver for c in table.columns if c != "timestamp"]
+    sources += [(part, c) for part in derived for c in part]
+    sources += [(news, c) for c in news_cols]
+    for j, (source, col) in enumerate(sources):
+        values = source[col]
+        X[j] = values.to_numpy(dtype=np.float32, na_value=np.nan) if isinstance(values, pd.Series) else values
+        row = X[j]
+        row[np.isinf(row)] = np.nan
+        if j < n_market:
+            complete &= ~np.isnan(row)
+    first_valid = int(np.argmax(complete)) if complete.any() else n
+    X, ts = X[:, first_valid:], ts[first_valid:]
+    labels = make_labels(prepared.close, horizons, session=prepared.session, cross_close=label_cross_close)
+    labels = labels.iloc[first_valid:].reset_index(drop=True)
+    nan_cols = [j for j in range(X.shape[0]) if np.isnan(X[j]).any()]
+    if nan_cols:  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
+        bad = np.zeros(X.shape[1], dtype=bool)
         for j in nan_cols:
-            X[:, j] = pd.Series(X[:, j]).ffill().to_numpy()
-        bad = np.isnan(X[:, nan_cols]).any(axis=1)
+            _ffill(X[j])
+            bad |= np.isnan(X[j])
         if bad.any():
             keep = ~bad
-            X, ts, labels = X[keep], ts[keep].reset_index(drop=True), labels[keep].reset_index(drop=True)
+            X, ts, labels = X[:, keep], ts[keep], labels[keep].reset_index(drop=True)
     leak_scores = leakage_check(X, feature_cols, labels, list(horizons), max_rank_corr=leak_max_rank_corr)
-    gold = pd.DataFrame(X, columns=feature_cols, copy=False)  # one float block, no consolidation copy
-    gold.insert(0, "timestamp", ts.reset_index(drop=True))
+    gold = pd.DataFrame(X.T, columns=feature_cols, copy=False)  # the float32 block itself, no copy
+    gold.insert(0, "timestamp", ts)
     gold.insert(1, "instrument", instrument)
     for col in labels.columns:
         gold[col] = labels[col].to_numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 import pandas as pd
@@ -10,6 +11,20 @@ from spx.components.bronze.market import bar_interval, read_bronze
 from spx.components.bronze.sessions import prepare_bars
 from spx.components.gold.merge import LEAK_MAX_RANK_CORR, build_gold
 from spx.core.storage import ObjectStore
+
+
+def features_parquet(gold: pd.DataFrame) -> bytes:
+    """The gold table as parquet with float64 feature columns (the documented contract; Feast's views are
+    Float64): ``build_gold`` keeps features as float32 in memory, arrow widens them column by column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(gold, preserve_index=False)
+    wide = [f.with_type(pa.float64()) if pa.types.is_float32(f.type) else f for f in table.schema]
+    table = table.cast(pa.schema(wide, metadata=table.schema.metadata))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def build_gold_stage(
@@ -73,7 +88,9 @@ def build_gold_stage(
             "news": news_summary,
         }
     )
-    gold_uri = store.put_parquet(f"gold/{run_id}/features.parquet", gold).uri
+    gold_uri = store.put_bytes(
+        f"gold/{run_id}/features.parquet", features_parquet(gold), content_type="application/vnd.apache.parquet"
+    ).uri
     manifest_uri = store.put_json(f"gold/{run_id}/manifest.json", manifest).uri
     progress(
         f"gold: {manifest['rows']} rows x {len(manifest['feature_columns'])} features "

@@ -2,6 +2,8 @@
 
 Quoted spread uses bid/ask when the data has them (OANDA ``price=MBA``); otherwise the
 Corwin-Schultz (2012) high-low estimator over two consecutive bars. All windows are trailing.
+Computed in float64 on numpy arrays (pandas' rolling windows), stored as float32
+(:mod:`spx.components.silver.table`).
 """
 
 from __future__ import annotations
@@ -9,59 +11,94 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from spx.components.silver.table import FeatureTable
+
 WINDOW = 20
 _K = 3.0 - 2.0 * np.sqrt(2.0)
 
 
+def _shift1(x: np.ndarray) -> np.ndarray:
+    return np.r_[np.nan, x[:-1]]
+
+
+def _rolling(x: np.ndarray, window: int):
+    return pd.Series(x, copy=False).rolling(window)
+
+
+def _nan_where_zero(x: np.ndarray) -> np.ndarray:
+    return np.where(x == 0.0, np.nan, x)
+
+
+def _corwin_schultz(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hl = np.log(high / low) ** 2
+        beta = hl + _shift1(hl)
+        gamma = np.log(np.maximum(high, _shift1(high)) / np.minimum(low, _shift1(low))) ** 2
+        alpha = (np.sqrt(2.0 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
+        ea = np.exp(alpha)
+        spread = 2.0 * (ea - 1.0) / (1.0 + ea)
+    return np.where(spread < 0.0, 0.0, spread)  # NaN stays NaN
+
+
+def _roll(close: np.ndarray, window: int) -> np.ndarray:
+    dp = np.diff(close, prepend=np.nan)
+    cov = _rolling(dp, window).cov(pd.Series(_shift1(dp), copy=False)).to_numpy()
+    with np.errstate(invalid="ignore"):
+        return 2.0 * np.sqrt(np.where(-cov < 0.0, 0.0, -cov)) / close
+
+
 def corwin_schultz_spread(high: pd.Series, low: pd.Series) -> pd.Series:
     """Corwin-Schultz bid-ask spread estimate for the 2-bar window ending at each bar (clipped at 0)."""
-    hl = np.log(high / low) ** 2
-    beta = hl + hl.shift(1)
-    gamma = np.log(np.maximum(high, high.shift(1)) / np.minimum(low, low.shift(1))) ** 2
-    alpha = (np.sqrt(2.0 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
-    spread = 2.0 * (np.exp(alpha) - 1.0) / (1.0 + np.exp(alpha))
-    return spread.clip(lower=0.0)
+    return pd.Series(_corwin_schultz(high.to_numpy(np.float64), low.to_numpy(np.float64)), index=high.index)
 
 
 def roll_spread(close: pd.Series, window: int = WINDOW) -> pd.Series:
     """Roll (1984) effective spread: 2*sqrt(-cov(dp_t, dp_{t-1})), 0 when the covariance is positive."""
-    dp = close.diff()
-    cov = dp.rolling(window).cov(dp.shift(1))
-    return (2.0 * np.sqrt((-cov).clip(lower=0.0))) / close
+    return pd.Series(_roll(close.to_numpy(np.float64), window), index=close.index)
 
 
 def microstructure_features(bars: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
-    c, h, l, o, v = (bars[k].astype(float) for k in ("close", "high", "low", "open", "volume"))
-    ret = np.log(c).diff()
-    f = pd.DataFrame(index=bars.index)
-    f["timestamp"] = bars["timestamp"]
-    if {"bid", "ask"} <= set(bars.columns) and bars[["bid", "ask"]].notna().all().all():
-        mid = (bars["bid"] + bars["ask"]) / 2.0
-        f["spread"] = (bars["ask"] - bars["bid"]) / mid
+    c, h, l, o, v = (bars[k].to_numpy(np.float64) for k in ("close", "high", "low", "open", "volume"))
+    quoted = {"bid", "ask"} <= set(bars.columns) and bars[["bid", "ask"]].notna().all().all()
+    depth_cols = {"bid_size", "ask_size"} <= set(bars.columns)
+    names = ["spread", "spread_source_quoted", "spread_ma", "roll_spread", "amihud_illiquidity_log"]
+    names += ["price_impact", "ofi_bar", "ofi_ma", "signed_volume_imbalance"]
+    names += ["quoted_depth_log", "depth_imbalance"] if depth_cols else []
+    f = FeatureTable(bars, names)
+    if quoted:
+        bid, ask = bars["bid"].to_numpy(np.float64), bars["ask"].to_numpy(np.float64)
+        spread = (ask - bid) / ((bid + ask) / 2.0)
         f["spread_source_quoted"] = 1.0
     else:
-        f["spread"] = corwin_schultz_spread(h, l)
+        spread = _corwin_schultz(h, l)
         f["spread_source_quoted"] = 0.0
-    f["spread_ma"] = f["spread"].rolling(window).mean()
-    f["roll_spread"] = roll_spread(c, window)
-    dollar_volume = c * v
+    f["spread"] = spread
+    f["spread_ma"] = _rolling(spread, window).mean().to_numpy()
+    f["roll_spread"] = _roll(c, window)
+    ret = np.diff(np.log(c), prepend=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        amihud = ret.abs() / dollar_volume.replace(0.0, np.nan)
-    amihud_ma = amihud.rolling(window).mean()
-    f["amihud_illiquidity_log"] = np.log(amihud_ma.where(amihud_ma > 0))
+        amihud = np.abs(ret) / _nan_where_zero(c * v)
+        amihud_ma = _rolling(amihud, window).mean().to_numpy()
+        f["amihud_illiquidity_log"] = np.log(np.where(amihud_ma > 0, amihud_ma, np.nan))
     # Kyle-lambda style price impact: slope of returns on signed sqrt volume over the window.
-    signed = np.sign(ret).fillna(0.0) * np.sqrt(v)
-    cov = ret.rolling(window).cov(signed)
-    var = signed.rolling(window).var()
-    f["price_impact"] = (cov / var.replace(0.0, np.nan)) * 1e4
-    rng = (h - l).replace(0.0, np.nan)
-    bar_ofi = ((c - o) / rng).fillna(0.0)  # bulk-volume style: where the bar closed in its range
-    f["ofi_bar"] = bar_ofi
-    f["ofi_ma"] = bar_ofi.rolling(window).mean()
-    signed_vol = np.sign(c.diff()).fillna(0.0) * v  # tick rule
-    f["signed_volume_imbalance"] = signed_vol.rolling(window).sum() / v.rolling(window).sum().replace(0.0, np.nan)
-    if {"bid_size", "ask_size"} <= set(bars.columns):
-        depth = bars["bid_size"] + bars["ask_size"]
+    signed = np.nan_to_num(np.sign(ret), nan=0.0) * np.sqrt(v)
+    cov = _rolling(ret, window).cov(pd.Series(signed, copy=False)).to_numpy()
+    var = _rolling(signed, window).var().to_numpy()
+    f["price_impact"] = (cov / _nan_where_zero(var)) * 1e4
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bar_ofi = (c - o) / _nan_where_zero(h - l)
+    bar_ofi[np.isnan(bar_ofi)] = 0.0
+    f["ofi_bar"] = bar_ofi  # bulk-volume style: where the bar closed in its range
+    f["ofi_ma"] = _rolling(bar_ofi, window).mean().to_numpy()
+    signed_vol = np.nan_to_num(np.sign(np.diff(c, prepend=np.nan)), nan=0.0) * v  # tick rule
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f["signed_volume_imbalance"] = _rolling(signed_vol, window).sum().to_numpy() / _nan_where_zero(
+            _rolling(v, window).sum().to_numpy()
+        )
+    if depth_cols:
+        bid_size, ask_size = bars["bid_size"].to_numpy(np.float64), bars["ask_size"].to_numpy(np.float64)
+        depth = bid_size + ask_size
         f["quoted_depth_log"] = np.log1p(depth)
-        f["depth_imbalance"] = (bars["bid_size"] - bars["ask_size"]) / depth.replace(0.0, np.nan)
-    return f
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f["depth_imbalance"] = (bid_size - ask_size) / _nan_where_zero(depth)
+    return f.frame()

@@ -1,6 +1,7 @@
 """Technical indicators (TA-Lib), expressed scale-free so models see stationary inputs.
 
-Every value at bar t uses bars <= t only (TA-Lib indicators are causal recursions/windows).
+Every value at bar t uses bars <= t only (TA-Lib indicators are causal recursions/windows). Computed in
+float64 (TA-Lib's input), stored as float32 (:mod:`spx.components.silver.table`).
 """
 
 from __future__ import annotations
@@ -9,13 +10,32 @@ import numpy as np
 import pandas as pd
 import talib
 
+from spx.components.silver.table import FeatureTable
+
 SMA_EMA_PERIODS = (5, 10, 20, 50)
+COLUMNS = [
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "roc_12",
+    "stoch_k",
+    "stoch_d",
+    *(f"{kind}_{p}_ratio" for p in SMA_EMA_PERIODS for kind in ("sma", "ema")),
+    "bb_width",
+    "bb_pctb",
+    "atr_14",
+    "adx_14",
+    "volume_ma_20_log",
+    "volume_ratio",
+    "volume_zscore",
+]
 
 
 def technical_features(bars: pd.DataFrame) -> pd.DataFrame:
     o, h, l, c = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
     v = bars["volume"].to_numpy(np.float64)
-    f: dict[str, np.ndarray] = {}
+    f = FeatureTable(bars, COLUMNS)
     f["rsi_14"] = talib.RSI(c, timeperiod=14)
     macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
     f["macd"], f["macd_signal"], f["macd_hist"] = macd / c, signal / c, hist / c
@@ -29,8 +49,9 @@ def technical_features(bars: pd.DataFrame) -> pd.DataFrame:
     width = upper - lower
     f["bb_width"] = width / middle
     with np.errstate(invalid="ignore", divide="ignore"):
-        f["bb_pctb"] = np.where(width > 0, (c - lower) / width, 0.5)
-    f["bb_pctb"][np.isnan(width)] = np.nan
+        pctb = np.where(width > 0, (c - lower) / width, 0.5)
+    pctb[np.isnan(width)] = np.nan
+    f["bb_pctb"] = pctb
     f["atr_14"] = talib.ATR(h, l, c, timeperiod=14) / c
     f["adx_14"] = talib.ADX(h, l, c, timeperiod=14)
     vma = talib.SMA(v, timeperiod=20)
@@ -38,8 +59,7 @@ def technical_features(bars: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         f["volume_ma_20_log"] = np.log1p(vma)
         f["volume_ratio"] = np.where(vma > 0, v / vma, np.nan)
-        f["volume_zscore"] = np.where(vstd > 0, (v - vma) / vstd, 0.0)
-    f["volume_zscore"][np.isnan(vstd)] = np.nan
-    out = pd.DataFrame(f, index=bars.index)
-    out.insert(0, "timestamp", bars["timestamp"].to_numpy())
-    return out
+        zscore = np.where(vstd > 0, (v - vma) / vstd, 0.0)
+    zscore[np.isnan(vstd)] = np.nan
+    f["volume_zscore"] = zscore
+    return f.frame()

@@ -2,7 +2,8 @@
 
 Intraday: ``bars_per_year`` comes from the exchange calendar (252 sessions x the session's real length
 in bars — 390 one-minute bars on a regular NYSE day), see :mod:`spx.components.bronze.sessions`. Without
-it, intraday bars are assumed to trade ~23 h a day (index CFDs).
+it, intraday bars are assumed to trade ~23 h a day (index CFDs). Computed in float64 on numpy arrays,
+stored as float32 (:mod:`spx.components.silver.table`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from spx.components.silver.table import FeatureTable
+
 WINDOWS = (20, 50)
 RANK_WINDOW = 252
+COLUMNS = [
+    *(f"hv_{w}" for w in WINDOWS),
+    "vol_parkinson",
+    "vol_garman_klass",
+    "vol_rogers_satchell",
+    "vol_yang_zhang",
+    "range_pct",
+    "range_ma",
+    "vol_ratio_20_50",
+    "vol_pct_rank",
+]
+_RANK_CHUNK = 1 << 16  # rows per pass of the rank loop: its operands stay in cache
 
 
 def periods_per_year(bar: pd.Timedelta, bars_per_year: float | None = None) -> float:
@@ -22,33 +37,73 @@ def periods_per_year(bar: pd.Timedelta, bars_per_year: float | None = None) -> f
     return 252.0 * (pd.Timedelta(hours=23) / bar)  # index CFDs trade ~23h a day
 
 
-def _rolling_rank_pct(x: pd.Series, window: int) -> pd.Series:
-    """Share of the trailing window (including t) at or below x_t — uses the past only."""
-    return x.rolling(window, min_periods=window).rank(pct=True)
+def rolling_rank_pct(x: np.ndarray, window: int) -> np.ndarray:
+    """Share of the trailing window (including t) at or below x_t — uses the past only.
+
+    Exactly pandas' ``rolling(window, min_periods=window).rank(pct=True)`` (average rank of ties, NaN when
+    the window holds a NaN), in O(n * window) vectorised comparisons instead of a skip list: for each of
+    the ``window - 1`` earlier bars, count the bars x_t is above (gt) and at or above (ge); the average
+    rank of x_t is then ``(gt + ge) / 2 + 1``."""
+    x = np.asarray(x, dtype=np.float64)
+    n, out = len(x), np.full(len(x), np.nan)
+    m = n - window + 1
+    if m <= 0:
+        return out
+    acc = np.zeros(m, dtype=np.int32)  # gt + ge, at most 2 * (window - 1)
+    tmp = np.empty(min(_RANK_CHUNK, m), dtype=bool)
+    for a in range(0, m, _RANK_CHUNK):
+        b = min(a + _RANK_CHUNK, m)
+        target, counts, flag = x[window - 1 + a : window - 1 + b], acc[a:b], tmp[: b - a]
+        for k in range(1, window):
+            earlier = x[window - 1 - k + a : window - 1 - k + b]
+            np.greater(target, earlier, out=flag)
+            counts += flag
+            np.greater_equal(target, earlier, out=flag)
+            counts += flag
+    out[window - 1 :] = (acc / 2.0 + 1.0) / window
+    nans = np.cumsum(np.isnan(x))
+    has_nan = nans[window - 1 :] - np.r_[0, nans[: m - 1]] > 0  # a NaN in the window [t-window+1, t]
+    out[window - 1 :][has_nan] = np.nan
+    return out
+
+
+def _rolling(x: np.ndarray, window: int):
+    return pd.Series(x, copy=False).rolling(window)
+
+
+def _sqrt_pos(x: np.ndarray) -> np.ndarray:
+    """sqrt of x clipped at 0 (NaN stays NaN)."""
+    return np.sqrt(np.where(x < 0.0, 0.0, x))
 
 
 def volatility_features(
     bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20, bars_per_year: float | None = None
 ) -> pd.DataFrame:
-    o, h, l, c = (np.log(bars[k].astype(float)) for k in ("open", "high", "low", "close"))
+    o, h, l, c = (np.log(bars[k].to_numpy(np.float64)) for k in ("open", "high", "low", "close"))
     ann = np.sqrt(periods_per_year(bar, bars_per_year))
-    ret = c.diff()
-    f = pd.DataFrame(index=bars.index)
-    f["timestamp"] = bars["timestamp"]
+    ret = np.diff(c, prepend=np.nan)
+    f = FeatureTable(bars, COLUMNS)
+    hv = {w: _rolling(ret, w).std().to_numpy() * ann for w in WINDOWS}
     for w in WINDOWS:
-        f[f"hv_{w}"] = ret.rolling(w).std() * ann
+        f[f"hv_{w}"] = hv[w]
     hl, co = h - l, c - o
-    f["vol_parkinson"] = np.sqrt((hl**2).rolling(window).mean() / (4.0 * np.log(2.0))) * ann
-    gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
-    f["vol_garman_klass"] = np.sqrt(gk.rolling(window).mean().clip(lower=0.0)) * ann
-    rs = (h - c) * (h - o) + (l - c) * (l - o)
-    f["vol_rogers_satchell"] = np.sqrt(rs.rolling(window).mean().clip(lower=0.0)) * ann
-    overnight = o - c.shift(1)
-    k = 0.34 / (1.34 + (window + 1) / (window - 1))
-    yz = overnight.rolling(window).var() + k * co.rolling(window).var() + (1 - k) * rs.rolling(window).mean()
-    f["vol_yang_zhang"] = np.sqrt(yz.clip(lower=0.0)) * ann
-    f["range_pct"] = np.exp(hl) - 1.0
-    f["range_ma"] = f["range_pct"].rolling(window).mean()
-    f["vol_ratio_20_50"] = f["hv_20"] / f["hv_50"]
-    f["vol_pct_rank"] = _rolling_rank_pct(f["hv_20"], RANK_WINDOW)
-    return f
+    with np.errstate(invalid="ignore"):
+        f["vol_parkinson"] = np.sqrt(_rolling(hl**2, window).mean().to_numpy() / (4.0 * np.log(2.0))) * ann
+        gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
+        f["vol_garman_klass"] = _sqrt_pos(_rolling(gk, window).mean().to_numpy()) * ann
+        rs = (h - c) * (h - o) + (l - c) * (l - o)
+        rs_mean = _rolling(rs, window).mean().to_numpy()
+        f["vol_rogers_satchell"] = _sqrt_pos(rs_mean) * ann
+        overnight = o - np.r_[np.nan, c[:-1]]
+        k = 0.34 / (1.34 + (window + 1) / (window - 1))
+        yz = (
+            _rolling(overnight, window).var().to_numpy() + k * _rolling(co, window).var().to_numpy() + (1 - k) * rs_mean
+        )
+        f["vol_yang_zhang"] = _sqrt_pos(yz) * ann
+    range_pct = np.exp(hl) - 1.0
+    f["range_pct"] = range_pct
+    f["range_ma"] = _rolling(range_pct, window).mean().to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f["vol_ratio_20_50"] = hv[20] / hv[50]
+    f["vol_pct_rank"] = rolling_rank_pct(hv[20], RANK_WINDOW)
+    return f.frame()

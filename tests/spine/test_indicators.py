@@ -10,6 +10,8 @@ from spx.components.silver.technical import technical_features
 from spx.components.silver.volatility import volatility_features
 from tests.spine.helpers import real_bars
 
+F32 = 1e-6  # features are computed in float64 and stored as float32 (7 significant digits)
+
 
 def _bars(close, high=None, low=None, open_=None, volume=None):
     close = np.asarray(close, float)
@@ -36,7 +38,7 @@ def test_sma_ema_ratios_match_hand_computation():
     ema, alpha = close[:10].mean(), 2 / 11
     for x in close[10:]:
         ema = alpha * x + (1 - alpha) * ema
-    assert f["ema_10_ratio"].iloc[-1] == pytest.approx(60 / ema - 1, rel=1e-9)
+    assert f["ema_10_ratio"].iloc[-1] == pytest.approx(60 / ema - 1, rel=F32)
 
 
 def test_rsi_extremes_and_wilder_value():
@@ -75,7 +77,7 @@ def test_rsi_extremes_and_wilder_value():
     for g, l in zip(gain[14:], loss[14:]):
         ag, al = (ag * 13 + g) / 14, (al * 13 + l) / 14
     f = technical_features(_bars(close))
-    assert f["rsi_14"].iloc[-1] == pytest.approx(100 - 100 / (1 + ag / al), rel=1e-9)
+    assert f["rsi_14"].iloc[-1] == pytest.approx(100 - 100 / (1 + ag / al), rel=F32)
 
 
 def test_bollinger_and_volume_zscore():
