@@ -72,7 +72,8 @@ def leakage_check(
         n_pos, n_neg = int(y_up.sum()), int((~y_up).sum())
         # ranks of every feature at once (ties broken by order: fine for a near-perfect test)
         ranks = np.empty((n_feat + 1, len(idx)))
-        ranks[:-1] = np.nan_to_num(X[:, idx]).argsort(axis=1, kind="stable").argsort(axis=1, kind="stable")
+        order = np.nan_to_num(X[:, idx]).argsort(axis=1, kind="stable")
+        np.put_along_axis(ranks[:-1], order, np.arange(len(idx), dtype=float)[None, :], axis=1)  # inverse
         ranks[-1] = stats.rankdata(labels[ret_col].to_numpy()[idx])
         centred = ranks - ranks.mean(axis=1, keepdims=True)
         norms = np.sqrt((centred**2).sum(axis=1))
@@ -216,18 +217,25 @@ def build_gold(
     sources = [(table, c) for table in silver for c in table.columns if c != "timestamp"]
     sources += [(part, c) for part in derived for c in part]
     sources += [(news, c) for c in news_cols]
+    has_nan = np.zeros(len(feature_cols), dtype=bool)
     for j, (source, col) in enumerate(sources):
         values = source[col]
-        X[j] = values.to_numpy(dtype=np.float32, na_value=np.nan) if isinstance(values, pd.Series) else values
+        if isinstance(values, pd.Series):  # numpy-backed columns convert without a copy; nullable ones with NaN
+            numeric = isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub"
+            values = values.to_numpy() if numeric else values.to_numpy(dtype=np.float64, na_value=np.nan)
         row = X[j]
-        row[np.isinf(row)] = np.nan
-        if j < n_market:
-            complete &= ~np.isnan(row)
+        row[:] = values
+        finite = np.isfinite(row)
+        if not finite.all():
+            row[np.isinf(row)] = np.nan
+            has_nan[j] = True
+            if j < n_market:
+                complete &= finite
     first_valid = int(np.argmax(complete)) if complete.any() else n
     X, ts = X[:, first_valid:], ts[first_valid:]
     labels = make_labels(prepared.close, horizons, session=prepared.session, cross_close=label_cross_close)
     labels = labels.iloc[first_valid:].reset_index(drop=True)
-    nan_cols = [j for j in range(X.shape[0]) if np.isnan(X[j]).any()]
+    nan_cols = [j for j in np.flatnonzero(has_nan) if np.isnan(X[j]).any()]
     if nan_cols:  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
         bad = np.zeros(X.shape[1], dtype=bool)
         for j in nan_cols:
