@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,8 +32,40 @@ class NotReady(Exception):
     """Raised by a readiness check that should be tried again."""
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+    """A port that is free now, for a server started next.
+
+    Chosen at random *below* the kernel's ephemeral range: ``bind(0)`` hands out ports from that range,
+    where every outgoing connection on the machine also draws its local port, so a port picked that way
+    could be taken by some client's socket before the server binds it (seen in CI: "address already in
+    use"). Ports handed out once in this process are not handed out again.
+    """
+    low, high = 15000, max(_ephemeral_low() - 1, 15001)
+    with _ports_lock:
+        for _ in range(200):
+            port = random.randint(low, high)
+            if port in _handed_out:
+                continue
+            with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:  # crowded machine: any free port
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
