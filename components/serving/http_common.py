@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -72,6 +73,7 @@ class ServingError(SpxError):
 
 # (regex, allowed methods, kind); {m} = model name, {v} = version
 _ROUTES = [
+    (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?/infer$"), {"POST"}, "infer"),  # hot path first
     (re.compile(r"^/$"), {"GET"}, "live"),
     (re.compile(r"^/metrics$"), {"GET"}, "metrics"),
     (re.compile(r"^/v2/?$"), {"GET"}, "server"),
@@ -79,7 +81,6 @@ _ROUTES = [
     (re.compile(r"^/v2/models$"), {"GET"}, "models"),
     (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?$"), {"GET"}, "model"),
     (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?/ready$"), {"GET"}, "model"),
-    (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?/infer$"), {"POST"}, "infer"),
 ]
 
 
@@ -92,11 +93,13 @@ class RequestGuard:
         models: dict[str, Any],
         max_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        infer: InferEndpoint | None = None,
     ):
         self.app = app
         self.models = models
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
+        self.infer = infer
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -143,15 +146,17 @@ class RequestGuard:
                     scope["path"] = path.replace(f"/versions/{version}", "", 1)
                     scope["raw_path"] = scope["path"].encode()
             if kind == "infer":
-                return await self._infer(scope, receive, send)
+                return await self._infer(scope, receive, send, groups["m"])
             return await self.app(scope, receive, send)
         return await _send_json(
             send, 404, f"no such endpoint: {method} {path} (this server speaks the V2 inference protocol under /v2)"
         )
 
-    async def _infer(self, scope, receive, send):
-        headers = dict(scope.get("headers", []))
-        declared = headers.get(b"content-length")
+    async def _infer(self, scope, receive, send, model_name: str):
+        declared = None
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                declared = value
         if declared is not None:
             try:
                 size = int(declared)
@@ -163,27 +168,27 @@ class RequestGuard:
                 )
         chunks: list[bytes] = []
         seen = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body_timeout
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                return await _send_json(
-                    send, 408, f"request body not received within {self.body_timeout:g} s", close=True
-                )
-            if message["type"] == "http.disconnect":
-                return None
-            body = message.get("body", b"")
-            seen += len(body)
-            if seen > self.max_bytes:
-                return await _send_json(
-                    send, 413, f"request body exceeds the limit of {self.max_bytes} bytes", close=True
-                )
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        # one timer for the whole body (asyncio.timeout, not a wait_for task per message)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    body = message.get("body", b"")
+                    seen += len(body)
+                    if seen > self.max_bytes:
+                        return await _send_json(
+                            send, 413, f"request body exceeds the limit of {self.max_bytes} bytes", close=True
+                        )
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return await _send_json(send, 408, f"request body not received within {self.body_timeout:g} s", close=True)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self.infer is not None:
+            return await self.infer(scope, body, send, model_name)
         sent = False
 
         async def replay():
@@ -194,6 +199,76 @@ class RequestGuard:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+class InferEndpoint:
+    """``POST /v2/models/{name}/infer``, served by :class:`RequestGuard` itself (the hot path), not
+    through FastAPI's router and middleware stack: the same steps as KServe's V2 handler (decode with
+    KServe's parser, ``dataplane.infer`` = the model's preprocess/predict/postprocess with its
+    Prometheus timings, ``dataplane.encode``), then our output selection and an orjson body. An
+    exception is answered by the app's own exception handlers (KServe's and ours), so errors are
+    the same ``{"error": ...}`` bodies as on every other route."""
+
+    def __init__(self, app, dataplane):
+        self.app = app
+        self.dataplane = dataplane
+
+    async def __call__(self, scope, body: bytes, send, model_name: str) -> None:
+        import orjson
+
+        try:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            infer_request = decode_infer_request(body, headers, model_name)
+            if not await self.dataplane.model_ready(model_name, True):
+                from kserve.errors import ModelNotReady
+
+                raise ModelNotReady(model_name)
+            response, response_headers = await self.dataplane.infer(
+                model_name=model_name, request=infer_request, headers=headers
+            )
+            response = select_outputs(response, infer_request)
+            response, res_headers = self.dataplane.encode(
+                model_name=model_name, response=response, headers=headers, req_attributes={}
+            )
+            if isinstance(response, bytes):
+                content, media_type = response, b"application/octet-stream"
+            else:
+                content = orjson.dumps(_clean(response), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+                media_type = b"application/json"
+        except Exception as exc:  # noqa: BLE001 - answered by the app's exception handlers
+            return await self._error(scope, send, exc)
+        out = [(b"content-type", media_type), (b"content-length", str(len(content)).encode())]
+        for k, v in {**response_headers, **res_headers}.items():
+            if k.lower() not in ("content-length", "content-type"):
+                out.append((k.lower().encode("latin-1"), str(v).encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _error(self, scope, send, exc: Exception) -> None:
+        import inspect
+
+        from starlette.requests import Request
+
+        handlers = getattr(self.app, "exception_handlers", {})
+        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        if not isinstance(exc, ServingError):
+            log.info("infer failed: %s: %s", type(exc).__name__, exc, exc_info=not _is_client_error(exc))
+        response = handler(Request(scope), exc)
+        if inspect.isawaitable(response):
+            response = await response
+
+        async def no_body():
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
+
+
+def _is_client_error(exc: Exception) -> bool:
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+    return isinstance(exc, (InvalidInput, ModelNotFound, ModelNotReady))
 
 
 def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str | None:
@@ -424,18 +499,25 @@ def install(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     dataplane=None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
-) -> None:
-    """Add our middleware, error handlers and routes to KServe's FastAPI ``app``.
+) -> RequestGuard:
+    """Add our error handlers and routes to KServe's FastAPI ``app`` and return the ASGI app to
+    serve: :class:`RequestGuard` in front of ``app`` (it serves ``/infer`` itself when ``dataplane``
+    is given, see :class:`InferEndpoint`).
 
     Must run before ``ModelServer.start``: routes added now take precedence over KServe's, which
     it registers when it starts.
     """
-    from fastapi import Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import ORJSONResponse, Response
+    from fastapi.responses import ORJSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app.add_middleware(RequestGuard, models=models, max_bytes=max_body_bytes, body_timeout=body_timeout)
+    guard = RequestGuard(
+        app,
+        models,
+        max_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+        infer=InferEndpoint(app, dataplane) if dataplane is not None else None,
+    )
 
     async def serving_error(_, exc: ServingError):
         log.info("refused request: %s %s", exc.status, exc.message)
@@ -462,7 +544,7 @@ def install(
 
     app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
     if dataplane is None:
-        return
+        return guard
 
     async def server_metadata():
         meta = dict(dataplane.metadata())
@@ -479,36 +561,10 @@ def install(
             return ORJSONResponse(status_code=503, content={"error": "server is not ready"})
         return ORJSONResponse(content={"ready": True})
 
-    async def infer(request: Request, model_name: str):
-        from kserve.errors import ModelNotReady
-
-        body = await request.body()
-        headers = dict(request.headers)
-        infer_request = decode_infer_request(body, headers, model_name)
-        if not await dataplane.model_ready(model_name, True):
-            raise ModelNotReady(model_name)
-        response, response_headers = await dataplane.infer(
-            model_name=model_name, request=infer_request, headers=headers
-        )
-        response = select_outputs(response, infer_request)
-        response, res_headers = dataplane.encode(
-            model_name=model_name, response=response, headers=headers, req_attributes={}
-        )
-        response_headers = {
-            k: v
-            for k, v in {**response_headers, **res_headers}.items()
-            if k.lower() not in ("content-length", "content-type")
-        }
-        if isinstance(response, bytes):
-            return Response(content=response, headers=response_headers, media_type="application/octet-stream")
-        return ORJSONResponse(content=_clean(response), headers=response_headers)
-
-    # this module uses postponed annotations; FastAPI needs the real classes to inject the request
-    infer.__annotations__ = {"request": Request, "model_name": str}
     app.add_api_route("/v2", server_metadata, methods=["GET"])
     app.add_api_route("/v2/", server_metadata, methods=["GET"])
     app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+    return guard
 
 
 def _protocol_class(max_header_bytes: int, header_timeout: float):
@@ -612,7 +668,7 @@ def run_server(
         enable_latency_logging=False,
         predictor_config=predictor_config,
     )
-    install(
+    guard = install(
         app,
         {m.name: m for m in models},
         max_body_bytes=max_body_bytes,
@@ -623,8 +679,9 @@ def run_server(
         app.router.on_startup.append(hook)
     for hook in on_shutdown or []:
         app.router.on_shutdown.append(hook)
-    # KServe logs two timing lines per request at INFO; keep them for debugging only
-    logging.getLogger("kserve.trace").setLevel(settings().serving.trace_log_level)
+    # KServe logs two timing lines per request at INFO and uvicorn one access line: for debugging only
+    for name in ("kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(settings().serving.trace_log_level)
     # what ModelServer.start does, with uvicorn's Config adjusted (KServe hard-codes host 0.0.0.0
     # and exposes no header limit or header timeout)
     server._register_and_check_atleast_one_model_is_ready(models)
@@ -639,6 +696,7 @@ def run_server(
         event_loop=server.event_loop,
         timeout_keep_alive=keep_alive,
     )
+    rest.config.app = guard  # our guard is the outermost ASGI app (uvicorn adds only its proxy-headers layer)
     rest.config.host = host
     rest.config.h11_max_incomplete_event_size = max_header_bytes
     try:
@@ -649,9 +707,21 @@ def run_server(
         rest.config.http = "h11"
     server._rest_server = rest
     server.servers.append(rest.start())
-    server.setup_event_loop()
-    server.register_signal_handler()
-    asyncio.run(server._serve())
+    try:  # uvicorn[standard] (a KServe dependency) brings uvloop; plain asyncio otherwise
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    # everything loaded so far (KServe, FastAPI, Feast, the model) lives as long as the server: keep it
+    # out of the garbage collector's full collections, which otherwise walk it all under load
+    gc.collect()
+    gc.freeze()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        asyncio.set_event_loop(runner.get_loop())
+        server.setup_event_loop()  # executor and exception handler on the loop that serves
+        server.register_signal_handler()
+        runner.run(server._serve())
 
 
 def server_parser(description: str | None = None) -> argparse.ArgumentParser:

@@ -35,8 +35,17 @@ class ServerProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
 
+# Importing Feast (this process materializes) points prometheus_client's multiprocess mode at a temp
+# directory through these variables; a server inheriting them would store every metric value in
+# mmapped files of a directory owned (and deleted at exit) by this process, at a cost per request.
+_FEAST_PROMETHEUS_VARS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = child_env()
+    for name in _FEAST_PROMETHEUS_VARS:
+        if Path(env.get(name, "")).name.startswith("feast_metrics_"):
+            env.pop(name)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env
