@@ -17,8 +17,10 @@ they look into the future and must never reach a model at serving time.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -218,14 +220,29 @@ class OnlineFeatures:
     instrument: str
     values: dict[str, float]
     event_time: datetime  # the oldest event timestamp among the features read
+    row: list[float] = field(default_factory=list)  # the values in the order of the columns asked for
+    values_json: str = ""  # ``values`` as a compact JSON object
 
 
 class OnlineFeatureReader:
-    """Reads one instrument's latest feature vector from Feast's online store."""
+    """Reads one instrument's latest feature vector from Feast's online store.
 
-    def __init__(self, store=None):
+    With ``cache_seconds`` > 0 a row read from Feast is reused for that long (per instrument and
+    column list): the online store changes only when a materialization writes it, so under load
+    Feast is read about once per instrument per ``cache_seconds`` instead of once per request, and a
+    newer materialization is served at most ``cache_seconds`` later. Only rows found are cached
+    (an unknown instrument or a missing feature is looked up again on the next request). The row
+    keeps its event time: the caller's ``as_of`` and maximum-age checks apply to every request."""
+
+    def __init__(self, store=None, cache_seconds: float = 0.0):
         self.store = store or feature_store()
+        self.cache_seconds = cache_seconds
         self._refs: dict[tuple[str, ...], list[str]] = {}
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, OnlineFeatures]] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached rows (the next read of each instrument goes to Feast)."""
+        self._cache.clear()
 
     def refs_for(self, columns: Sequence[str]) -> list[str]:
         key = tuple(columns)
@@ -245,6 +262,20 @@ class OnlineFeatureReader:
         return self._refs[key]
 
     def read(self, instrument: str, columns: Sequence[str]) -> OnlineFeatures:
+        if self.cache_seconds <= 0:
+            return self._read(instrument, columns)
+        key = (instrument, tuple(columns))
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = self._read(instrument, columns)
+        if len(self._cache) >= 4096:  # bounded: instruments are few, but names come from requests
+            self._cache.clear()
+        self._cache[key] = (now + self.cache_seconds, found)
+        return found
+
+    def _read(self, instrument: str, columns: Sequence[str]) -> OnlineFeatures:
         refs = self.refs_for(columns)
         result = self.store.get_online_features(features=refs, entity_rows=[{ENTITY: instrument}]).to_dict(
             include_event_timestamps=True
@@ -272,7 +303,13 @@ class OnlineFeatureReader:
             if stamps
             else datetime.fromtimestamp(0, tz=timezone.utc)
         )
-        return OnlineFeatures(instrument=instrument, values=values, event_time=event_time)
+        return OnlineFeatures(
+            instrument=instrument,
+            values=values,
+            event_time=event_time,
+            row=[values[c] for c in columns],
+            values_json=json.dumps(values, separators=(",", ":")),
+        )
 
 
 def materialize_logic(gold_uri: str, manifest_uri: str, run_id: str) -> str:

@@ -24,7 +24,6 @@ Run: ``python -m spx.components.serving.transformer --predictor_host HOST:PORT [
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -33,11 +32,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from kserve import InferInput, InferRequest, InferResponse, Model
+import orjson
+from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
 from spx.components.serving.cloudevents import InferenceLogger
 from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
+from spx.components.serving.http_client import KeepAliveClient, TransportError
 from spx.components.serving.http_common import ServingError, run_server, server_kwargs, server_parser
 from spx.core.errors import ServiceError
 from spx.core.processes import NotReady, poll
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 CTX_KEY = "spx-transformer-context"  # private key in the per-request headers dict (never forwarded)
 MAX_INSTRUMENTS = 256
 FUTURE_TOLERANCE = timedelta(seconds=5)
+FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid", "authorization")  # what KServe's transformer forwards
+DEFAULT_FEATURE_CACHE_SECONDS = 1.0
 
 
 @dataclass
@@ -55,7 +58,8 @@ class RequestContext:
     started: float
     instruments: list[str]
     as_of: datetime
-    features: list[dict[str, float]] = field(default_factory=list)
+    requested_outputs: bool = False  # the request names its outputs
+    features: list[str] = field(default_factory=list)  # features_used: one JSON object per instrument
     feature_times: list[datetime] = field(default_factory=list)
 
 
@@ -116,11 +120,16 @@ class FeastTransformer(Model):
         inference_logger: InferenceLogger | None = None,
         threshold: float = 0.5,
         predictor_wait_seconds: float = 120.0,
+        feature_cache_seconds: float = DEFAULT_FEATURE_CACHE_SECONDS,
+        predictor_timeout: float = 60.0,
     ):
         super().__init__(name)
         self.predictor_host = predictor_host
         self.max_feature_age = max_feature_age
         self.reader = feature_reader
+        self.feature_cache_seconds = feature_cache_seconds
+        self.predictor_timeout = predictor_timeout
+        self._client: KeepAliveClient | None = None
         self.logger = inference_logger
         self.threshold = threshold
         self.predictor_wait_seconds = predictor_wait_seconds
@@ -130,7 +139,7 @@ class FeastTransformer(Model):
     # -- startup -----------------------------------------------------------------------
     def load(self) -> bool:
         if self.reader is None:
-            self.reader = OnlineFeatureReader(feature_store())
+            self.reader = OnlineFeatureReader(feature_store(), cache_seconds=self.feature_cache_seconds)
         self.refresh_predictor_metadata(wait=self.predictor_wait_seconds)
         self._warm_up()
         self.ready = True
@@ -239,7 +248,13 @@ class FeastTransformer(Model):
         if as_of > now + FUTURE_TOLERANCE:
             raise ServingError(f"as_of {as_of.isoformat()} is in the future")
 
-        ctx = RequestContext(request_id=request_id, started=started, instruments=instruments, as_of=as_of)
+        ctx = RequestContext(
+            request_id=request_id,
+            started=started,
+            instruments=instruments,
+            as_of=as_of,
+            requested_outputs=bool(getattr(payload, "request_outputs", None)),
+        )
         rows = []
         for instrument in instruments:
             try:
@@ -261,46 +276,65 @@ class FeastTransformer(Model):
                     f"(limit {self.max_feature_age.total_seconds():.0f}s); run materialization",
                     422,
                 )
-            ctx.features.append(found.values)
+            ctx.features.append(found.values_json)
             ctx.feature_times.append(found.event_time)
-            rows.append([found.values[c] for c in self.feature_names])
+            rows.extend(found.row)
         headers[CTX_KEY] = ctx
         if self.logger is not None:
             self.logger.emit(request_id, "request", _request_doc(payload, request_id), endpoint="transformer")
-        matrix = np.asarray(rows, dtype=np.float64)
-        tensor_out = InferInput(name="features", shape=list(matrix.shape), datatype="FP64")
-        tensor_out.set_data_from_numpy(matrix, binary_data=False)
-        return InferRequest(model_name=self.name, infer_inputs=[tensor_out], request_id=request_id)
+        # the V2 request to the predictor, as the JSON document it is sent as (see predict)
+        return {
+            "id": request_id,
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP64",
+                    "shape": [len(instruments), len(self.feature_names)],
+                    "data": rows,
+                }
+            ],
+        }
 
-    async def predict(self, payload, headers=None, response_headers=None):
-        import httpx
-
+    async def predict(self, payload, headers=None, response_headers=None) -> dict:
+        """POST the V2 request to the predictor over a kept-alive connection (KServe's REST client
+        does the same through httpx at several times the CPU cost); its V2 JSON answer."""
+        if self._client is None:
+            host, _, port = self.predictor_host.rpartition(":")
+            self._client = KeepAliveClient(host or "127.0.0.1", int(port or 80), timeout=self.predictor_timeout)
+        forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
         try:
-            return await super().predict(payload, headers, response_headers)
-        except httpx.HTTPStatusError as exc:
-            detail = exc.response.text[:500]
-            if 400 <= exc.response.status_code < 500:
+            status, body = await self._client.post(f"/v2/models/{self.name}/infer", orjson.dumps(payload), forwarded)
+        except TransportError as exc:
+            raise ServingError(f"predictor unreachable at {self.predictor_host}: {exc}", 503) from None
+        if status != 200:
+            if 400 <= status < 500:
                 # the champion may have changed under us: learn its features again
                 try:
                     self.refresh_predictor_metadata()
                 except Exception:  # noqa: BLE001
                     pass
-            raise ServingError(f"predictor answered {exc.response.status_code}: {detail}", 502) from None
-        except httpx.HTTPError as exc:
-            raise ServingError(f"predictor unreachable at {self.predictor_host}: {exc}", 503) from None
+            detail = body[:500].decode("utf-8", "replace")
+            raise ServingError(f"predictor answered {status}: {detail}", 502)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ServingError(f"predictor answered 200 with a body that is not JSON: {body[:200]!r}", 502) from None
 
     def postprocess(
         self, result: InferResponse | dict, headers: dict | None = None, response_headers: dict | None = None
-    ) -> InferResponse:
+    ) -> InferResponse | dict:
         ctx: RequestContext = (headers or {}).pop(CTX_KEY)
         if isinstance(result, dict):
-            result = InferResponse.from_rest(result)
+            result = _PredictorAnswer(result)
         out = result.outputs[0] if result.outputs else None
         if out is None:
             raise ServingError("predictor returned no output", 502)
-        proba = np.asarray(
-            out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data, dtype=np.float64
-        ).reshape(-1)
+        try:
+            proba = np.asarray(
+                out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data, dtype=np.float64
+            ).reshape(-1)
+        except (TypeError, ValueError):
+            raise ServingError("predictor returned a probability output that is not numeric", 502) from None
         if proba.shape[0] != len(ctx.instruments):
             raise ServingError(
                 f"predictor returned {proba.shape[0]} probabilities for {len(ctx.instruments)} instruments", 502
@@ -316,29 +350,60 @@ class FeastTransformer(Model):
             "confidence": np.maximum(proba, 1.0 - proba),
             "signal_strength": np.abs(2.0 * proba - 1.0),
             "model_version": [version] * n,
-            "features_used": [json.dumps(f, separators=(",", ":")) for f in ctx.features],
+            "features_used": ctx.features,
             "feature_time": [t.isoformat() for t in ctx.feature_times],
             "feature_age_seconds": np.asarray(ages, dtype=np.float64),
             "latency_ms": np.full(n, latency_ms, dtype=np.float64),
         }
+        data = {
+            name: list(values[name]) if dtype == "BYTES" else np.asarray(values[name], dtype=np.float64).tolist()
+            for name, dtype in OUTPUTS
+        }
+        parameters = {"as_of": ctx.as_of.isoformat(), "feature_names": ",".join(self.feature_names)}
+        # the V2 JSON answer, built once: it is what the client gets and what is logged
+        doc = {
+            "id": ctx.request_id,
+            "model_name": self.name,
+            "model_version": version or None,
+            "outputs": [{"name": name, "shape": [n], "datatype": dtype, "data": data[name]} for name, dtype in OUTPUTS],
+            "parameters": parameters,
+        }
+        if self.logger is not None:
+            self.logger.emit(ctx.request_id, "response", doc, endpoint="transformer")
+        if not ctx.requested_outputs:
+            return doc
+        # outputs named in the request: KServe's InferResponse, on which the server selects them
+        # (and honours a per-output binary_data)
         outputs = []
         for name, dtype in OUTPUTS:
             tensor = InferOutput(name=name, shape=[n], datatype=dtype)
-            if dtype == "BYTES":
-                tensor.data = list(values[name])
-            else:
-                tensor.data = np.asarray(values[name], dtype=np.float64).tolist()
+            tensor.data = data[name]
             outputs.append(tensor)
-        response = InferResponse(
+        return InferResponse(
             response_id=ctx.request_id,
             model_name=self.name,
             model_version=version or None,
             infer_outputs=outputs,
-            parameters={"as_of": ctx.as_of.isoformat(), "feature_names": ",".join(self.feature_names)},
+            parameters=parameters,
         )
-        if self.logger is not None:
-            self.logger.emit(ctx.request_id, "response", response.to_rest()[0], endpoint="transformer")
-        return response
+
+
+class _PredictorAnswer:
+    """The parts of the predictor's V2 JSON answer that postprocess reads (no InferResponse parse)."""
+
+    class _Output:
+        def __init__(self, doc: dict):
+            self.data = doc.get("data")
+
+        def as_numpy(self):
+            return np.asarray(self.data, dtype=np.float64)
+
+    def __init__(self, doc: dict):
+        outputs = doc.get("outputs") if isinstance(doc, dict) else None
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise ServingError("predictor answered without a V2 outputs list", 502)
+        self.outputs = [self._Output(o) for o in outputs]
+        self.model_version = doc.get("model_version")
 
 
 OUTPUTS = [
@@ -385,6 +450,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inference_service", default=cfg.cluster.inference_service)
     parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
     parser.add_argument("--predictor_wait_seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--feature_cache_seconds",
+        type=float,
+        default=DEFAULT_FEATURE_CACHE_SECONDS,
+        help="reuse an instrument's online feature row for this many seconds (0: read Feast on every request)",
+    )
     args, _ = parser.parse_known_args(argv)
     if args.feast_home:
         set_environ(SPX_FEAST_HOME=args.feast_home)
@@ -405,6 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         inference_logger=logger,
         threshold=args.threshold,
         predictor_wait_seconds=args.predictor_wait_seconds,
+        feature_cache_seconds=args.feature_cache_seconds,
     )
     model.load()
     # predictor_health_check: the transformer is ready only while its predictor is (KServe's own check)

@@ -4,6 +4,7 @@ SQLite online store, read back; the KFP component under KFP's local SubprocessRu
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -61,6 +62,38 @@ def test_news_columns_may_be_absent_and_newer_run_replaces_rows(serving_env, ser
     got = reader.read("SPX500_USD", market)
     assert got.event_time == _latest(later).loc["SPX500_USD", "timestamp"].to_pydatetime()
     assert got.values == pytest.approx(_latest(later).loc["SPX500_USD", market].astype(float).to_dict())
+
+
+def test_cached_reads_serve_a_newer_materialization_after_the_cache_time(serving_env, serving_store, tmp_path):
+    market = [c for c in FEATURES if not c.startswith("news_")]
+    first = gold_frame(n_bars=40, seed=7)[["timestamp", "instrument", *market]]
+    store = F.feature_store(home=tmp_path / "feast")
+    F.apply_and_materialize(
+        serving_store.put_parquet("gold/feast-e/features.parquet", first).uri, manifest(market), store=store
+    )
+    cached = F.OnlineFeatureReader(store, cache_seconds=1.5)
+    uncached = F.OnlineFeatureReader(store)
+    old = cached.read("SPX500_USD", market)
+    assert old.event_time == _latest(first).loc["SPX500_USD", "timestamp"].to_pydatetime()
+    assert old.row == [old.values[c] for c in market] and json.loads(old.values_json) == old.values
+    assert cached.read("SPX500_USD", market) is old  # a second read within the cache time is not a Feast read
+
+    later = gold_frame(n_bars=40, seed=8, end=first["timestamp"].max() + pd.Timedelta(hours=2))
+    later = later[["timestamp", "instrument", *market]]
+    F.apply_and_materialize(
+        serving_store.put_parquet("gold/feast-f/features.parquet", later).uri, manifest(market), store=store
+    )
+    newest = _latest(later).loc["SPX500_USD", "timestamp"].to_pydatetime()
+    assert uncached.read("SPX500_USD", market).event_time == newest  # no cache: at once
+    assert cached.read("SPX500_USD", market).event_time == old.event_time  # cached: the old row, with its time
+    time.sleep(1.6)
+    got = cached.read("SPX500_USD", market)
+    assert got.event_time == newest
+    assert got.values == pytest.approx(_latest(later).loc["SPX500_USD", market].astype(float).to_dict())
+    # misses are not cached: an instrument is looked up again on every request
+    with pytest.raises(F.FeatureLookupError):
+        cached.read("NOT_YET", market)
+    assert ("NOT_YET", tuple(market)) not in cached._cache
 
 
 def test_missing_value_is_a_422(serving_env, serving_store, tmp_path):

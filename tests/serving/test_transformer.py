@@ -289,3 +289,42 @@ def test_dead_logger_sink_never_fails_predictions(serving_env, stack):
             assert resp.status_code == 200, resp.text
     finally:
         transformer.stop()
+
+
+def test_as_of_and_max_age_are_checked_on_every_request_while_the_row_is_cached(stack):
+    """The transformer reuses an instrument's online row for a second (--feature_cache_seconds);
+    the as_of and staleness checks still apply per request, against the row's own event time."""
+    ch, name = stack["champion"], stack["info"].name
+    url = f"{stack['transformer'].url}/v2/models/{name}/infer"
+    newest = _latest_rows(ch, ["SPX500_USD"])["timestamp"].iloc[0]
+
+    def ask(instrument, as_of=None):
+        inputs = [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [instrument]}]
+        if as_of is not None:
+            inputs.append({"name": "as_of", "datatype": "BYTES", "shape": [1], "data": [as_of.isoformat()]})
+        return requests.post(url, json={"inputs": inputs}, timeout=10)
+
+    answers = [
+        ask("SPX500_USD", newest + pd.Timedelta(seconds=60)),  # reads Feast, caches the row
+        ask("SPX500_USD", newest - pd.Timedelta(seconds=60)),  # before the row: 409
+        ask("SPX500_USD", newest + pd.Timedelta(seconds=45)),
+        ask("OLD_USD"),  # found (and cached), but older than the 3600 s limit: 422
+        ask("OLD_USD"),  # again, from the cache: still 422
+    ]
+    assert [a.status_code for a in answers] == [200, 409, 200, 422, 422], [a.text for a in answers]
+    ages = [
+        {o["name"]: o["data"] for o in a.json()["outputs"]}["feature_age_seconds"] for a in (answers[0], answers[2])
+    ]
+    assert ages == [[60.0], [45.0]]
+    assert "only holds the latest values" in answers[1].json()["error"]
+    assert all("stale features for OLD_USD" in a.json()["error"] for a in answers[3:])
+
+
+def test_no_access_log_line_per_request(stack):
+    """uvicorn's access log follows SPX_TRACE_LOG_LEVEL (WARNING): no line per request in the logs."""
+    url = f"{stack['transformer'].url}/v2/models/{stack['info'].name}/infer"
+    body = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]}
+    for _ in range(3):
+        assert requests.post(url, json=body, timeout=10).status_code == 200
+    for server in (stack["transformer"], stack["predictor"]):
+        assert "POST /v2/models/" not in server.log_tail(200_000), server.name
