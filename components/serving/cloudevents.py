@@ -206,6 +206,7 @@ class InferenceLogger:
         self._sink_up = True
         self._last_replay_check = 0.0
         self._metrics = _metrics()
+        self._emitted_unexported = 0  # emitted events not yet added to the Prometheus counter
 
     # -- request path -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -244,7 +245,9 @@ class InferenceLogger:
             "component": self.component,
             "endpoint": endpoint or self.component,
         }
-        self._count("emitted")
+        # counted here, exported by the sender with its next batch (no Prometheus call per request)
+        self.counts["emitted"] += 1
+        self._emitted_unexported += 1
         try:
             self._ensure_started()
             self._queue.put_nowait((attributes, data))
@@ -252,10 +255,16 @@ class InferenceLogger:
             self._to_spill([(attributes, data)], sync=False)
         except RuntimeError:  # no running event loop (e.g. called from a worker thread)
             self._to_spill([(attributes, data)], sync=True)
+
+    def _export_counts(self) -> None:
+        if self._emitted_unexported:
+            n, self._emitted_unexported = self._emitted_unexported, 0
+            self._metrics["events"].labels("emitted").inc(n)
         self._metrics["queue"].set(self._queue.qsize() if self._queue else 0)
 
     # -- background -----------------------------------------------------------------------------
     def _count(self, outcome: str, n: int = 1) -> None:
+        self._export_counts()  # an event is counted emitted before it is counted anything else
         self.counts[outcome] += n
         self._metrics["events"].labels(outcome).inc(n)
 
@@ -280,20 +289,21 @@ class InferenceLogger:
         except asyncio.TimeoutError:
             return []
         batch = [first]
-        deadline = asyncio.get_running_loop().time() + self.linger
+        self._inflight = batch  # held events are never only in this frame (close() keeps them)
+        self._drain_into(batch)
+        if len(batch) < self.batch_size and not self._closing:
+            # let the batch fill for ``linger`` seconds (one sleep, not one wait per event)
+            await asyncio.sleep(self.linger)
+            self._drain_into(batch)
+        self._export_counts()
+        return batch
+
+    def _drain_into(self, batch: list) -> None:
         while len(batch) < self.batch_size:
             try:
                 batch.append(self._queue.get_nowait())
             except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0 or self._closing:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
-                except asyncio.TimeoutError:
-                    break
-        self._metrics["queue"].set(self._queue.qsize())
-        return batch
+                return
 
     def _body(self, events: list[tuple[dict, Any]]) -> bytes:
         from cloudevents.conversion import to_dict
@@ -458,4 +468,5 @@ class InferenceLogger:
         log.info("inference logger closed: %s", self.stats())
 
     def stats(self) -> dict:
+        self._export_counts()
         return {**self.counts, "queued": self._queue.qsize() if self._queue else 0, "spill_bytes": self.spill.size()}

@@ -153,3 +153,83 @@ def test_direct_xgboost_call_equals_inplace_predict(tmp_path, dtype):
         got = predict(arr)
         assert got.dtype == np.float32 and got.shape == (len(rows),)
         np.testing.assert_array_equal(got, booster.inplace_predict(np.ascontiguousarray(arr), validate_features=False))
+
+
+class _EventSink:
+    """A real HTTP server on loopback that acknowledges CloudEvents batches and keeps their ids."""
+
+    def __init__(self):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.ids: list[str] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.ids += [e["id"] for e in json.loads(body)]
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_logger_close_during_the_linger_sends_the_held_batch(tmp_path):
+    """Events the sender has taken off the queue while it waits for the batch to fill are still
+    sent when the server shuts down (close() used to cancel the sender and lose them)."""
+    from spx.components.serving.cloudevents import InferenceLogger
+
+    sink = _EventSink()
+
+    async def run():
+        logger = InferenceLogger(sink.url, "svc", spill_dir=tmp_path / "spill", linger=2.0, namespace="ns")
+        await logger.start()
+        for i in range(5):
+            logger.emit(f"r{i}", "request", {"id": f"r{i}", "inputs": []})
+        await asyncio.sleep(0.3)  # the sender holds the 5 events and lingers for more
+        assert logger._queue.qsize() == 0
+        await logger.close()
+        return logger.stats()
+
+    try:
+        stats = asyncio.run(run())
+    finally:
+        sink.stop()
+    assert sorted(sink.ids) == [f"r{i}" for i in range(5)]
+    assert stats["emitted"] == 5 and stats["sent"] == 5 and stats["spilled"] == 0 and stats["dropped"] == 0
+
+
+def test_logged_event_record_is_the_dataclass_as_a_dict():
+    from dataclasses import asdict
+
+    from spx.components.serving.prediction_log import REQUEST_TYPE, LoggedEvent
+
+    event = LoggedEvent(
+        id="r1",
+        type=REQUEST_TYPE,
+        time="2026-01-05T15:30:00+00:00",
+        source="s",
+        inference_service="svc",
+        namespace="ns",
+        component="transformer",
+        data={"inputs": [{"name": "instrument", "data": ["SPX500_USD"]}]},
+        received_at=1.5,
+        extra={"endpoint": "transformer"},
+    )
+    record = event.to_record()
+    assert record == asdict(event)
+    assert record["extra"] is not event.extra
