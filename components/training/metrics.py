@@ -14,6 +14,7 @@ from sklearn.metrics import (
 )
 
 EPS = 1e-6
+BOOT_BATCH_CELLS = 1 << 18  # resamples x rows handled at once by the bootstrap (cache-sized)
 
 
 def auc_score(y: np.ndarray, score: np.ndarray) -> float:
@@ -78,25 +79,89 @@ def momentum_baseline(
     return classification_metrics(y_test, p)
 
 
+def _block_starts(rng: np.random.Generator, n: int, block: int, n_boot: int) -> np.ndarray:
+    """The moving-block start rows of ``n_boot`` resamples, drawn one resample after another (the stream
+    of the original per-resample loop, so the same seed gives the same resamples)."""
+    n_blocks = int(np.ceil(n / block))
+    return np.stack([rng.integers(0, n - block + 1, size=n_blocks) for _ in range(n_boot)])
+
+
+def _block_multiplicities(starts: np.ndarray, n: int, block: int) -> np.ndarray:
+    """How many times each row is drawn by each resample (rows = resamples): blocks ``[s, s + block)``
+    concatenated and cut to ``n`` rows (the last block keeps only its first ``n - (k - 1) * block``
+    rows). Counted without materialising the resampled indices: a row ``i`` is covered by every full
+    block starting in ``(i - block, i]``, i.e. a difference of the cumulative start counts."""
+    b, k = starts.shape
+    offset = (np.arange(b, dtype=np.int64) * n)[:, None]
+    counts = np.bincount((starts[:, :-1] + offset).ravel(), minlength=b * n).reshape(b, n)
+    cum = np.cumsum(counts, axis=1, dtype=np.int32)
+    w = cum.copy()
+    w[:, block:] -= cum[:, :-block]
+    last = n - (k - 1) * block
+    for row, s in zip(w, starts[:, -1]):
+        row[s : s + last] += 1
+    return w
+
+
+class _TiedRanks:
+    """AUC of weighted resamples of one (y, score) sample, exact: the Mann-Whitney statistic with ties
+    counted one half — what the rank-sum formula with averaged ranks (:func:`auc_score`) gives on the
+    resampled rows. The scores are sorted once; a resample is then only its row multiplicities ``w``.
+
+    With ``C`` the cumulative negative weight in score order, a positive row in a tie group spanning
+    sorted positions ``[lo, hi]`` beats ``C[lo - 1]`` negatives and ties with ``C[hi] - C[lo - 1]``, so
+    it contributes ``w * (C[lo - 1] + C[hi]) / 2``."""
+
+    def __init__(self, y: np.ndarray, score: np.ndarray) -> None:
+        self.order = np.argsort(score, kind="stable")
+        s = np.asarray(score)[self.order]
+        pos = np.asarray(y, dtype=bool)[self.order]
+        n = len(s)
+        first = np.r_[True, s[1:] != s[:-1]] if n else np.array([], dtype=bool)
+        group = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], n] - 1
+        self.neg = (~pos).astype(np.float64)
+        self.pos_at = np.flatnonzero(pos)  # sorted positions of the positives
+        # indices into C padded with a leading 0: C[lo - 1] -> lo, C[hi] -> hi + 1
+        self.lo = starts[group[self.pos_at]]
+        self.hi = ends[group[self.pos_at]] + 1
+
+    def aucs(self, weights: np.ndarray) -> np.ndarray:
+        """AUC per row of ``weights`` (resamples x rows, in the original row order); NaN for one class."""
+        w = np.take(weights, self.order, axis=1)
+        c = np.zeros((w.shape[0], w.shape[1] + 1))
+        np.cumsum(w * self.neg, axis=1, out=c[:, 1:])
+        wp = w[:, self.pos_at].astype(np.float64)
+        num = 0.5 * (np.einsum("ij,ij->i", wp, c[:, self.lo]) + np.einsum("ij,ij->i", wp, c[:, self.hi]))
+        n_pos, n_neg = wp.sum(axis=1), c[:, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = num / (n_pos * n_neg)
+        out[(n_pos == 0) | (n_neg == 0)] = np.nan
+        return out
+
+
 def block_bootstrap_aucs(
     y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500, seed: int = 0
 ) -> np.ndarray:
-    """AUCs of ``n_boot`` moving-block bootstrap resamples (blocks keep the overlap of h-bar labels)."""
+    """AUCs of ``n_boot`` moving-block bootstrap resamples (blocks keep the overlap of h-bar labels).
+
+    Each resample concatenates ``ceil(n / block)`` blocks of ``block`` consecutive rows, starting at
+    uniformly drawn rows, cut to ``n`` rows; resamples with one class are dropped. The AUC of a
+    resample is computed exactly from how many times it draws each row (see :class:`_TiedRanks`),
+    in batches of resamples, instead of ranking every resample anew."""
     y, score = np.asarray(y), np.asarray(score)
     n = len(y)
-    if n == 0:
+    if n == 0 or n_boot <= 0:
         return np.array([])
     block = max(1, min(block, n))
-    rng = np.random.default_rng(seed)
-    n_blocks = int(np.ceil(n / block))
-    aucs = []
-    for _ in range(n_boot):
-        starts = rng.integers(0, n - block + 1, size=n_blocks)
-        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
-        a = auc_score(y[idx], score[idx])
-        if not np.isnan(a):
-            aucs.append(a)
-    return np.asarray(aucs, dtype=float)
+    starts = _block_starts(np.random.default_rng(seed), n, block, n_boot)
+    ranks = _TiedRanks(y, score)
+    batch = max(1, BOOT_BATCH_CELLS // n)
+    aucs = np.concatenate(
+        [ranks.aucs(_block_multiplicities(starts[i : i + batch], n, block)) for i in range(0, n_boot, batch)]
+    )
+    return aucs[~np.isnan(aucs)]
 
 
 def bonferroni_interval(aucs, k: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -113,22 +178,7 @@ def block_bootstrap_ci(
     y: np.ndarray, score: np.ndarray, *, block: int, n_boot: int = 500, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
     """Moving-block bootstrap percentile CI for AUC (blocks keep the overlap of h-bar labels)."""
-    y, score = np.asarray(y), np.asarray(score)
-    n = len(y)
-    block = max(1, min(block, n))
-    rng = np.random.default_rng(seed)
-    n_blocks = int(np.ceil(n / block))
-    aucs = []
-    for _ in range(n_boot):
-        starts = rng.integers(0, n - block + 1, size=n_blocks)
-        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
-        a = auc_score(y[idx], score[idx])
-        if not np.isnan(a):
-            aucs.append(a)
-    if not aucs:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    return bonferroni_interval(block_bootstrap_aucs(y, score, block=block, n_boot=n_boot, seed=seed), 1, alpha)
 
 
 def long_flat_trades(
