@@ -3,11 +3,18 @@ bootstrap intervals) on the gold table of 1.7M one-minute bars (regular sessions
 session) x all features. Target: <= 30 s on 2 cores. Prints seconds and peak RSS.
 
 Usage: python bench/train.py [--rows 1700000] [--variant xgb_all|lgbm_all|xgb_reg] [--folds 5]
+                             [--gold-cache DIR | --no-gold-cache] [--rebuild-gold]
+
+Building the gold table is not timed as training. It is cached (``features.parquet`` + ``manifest.json``
+under ``--gold-cache``, default ``/tmp/spx-bench-gold-<rows>``) so repeated runs, and runs of an older
+checkout for comparison, train on the very same table; ``--rebuild-gold`` rebuilds it (after a change
+to silver/gold).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -28,15 +35,8 @@ from spx.components.training.train import TrainConfig, train_variant  # noqa: E4
 from spx.components.training.variants import default_variants  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_700_000)
-    ap.add_argument("--variant", default="xgb_all")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--n-boot", type=int, default=500)
-    args = ap.parse_args()
-    print(f"data: {args.rows:,} {NOTE}")
-    bars = minute_bars(args.rows)
+def _build_gold(rows: int) -> tuple[pd.DataFrame, dict]:
+    bars = minute_bars(rows)
     bar = pd.Timedelta(minutes=1)
     prepared = prepare_bars(bars, bar)
     b = prepared.bars
@@ -45,8 +45,36 @@ def main() -> None:
         microstructure_features(b),
         volatility_features(b, bar, bars_per_year=prepared.bars_per_year),
     ]
-    gold, manifest = build_gold(bars, silver, bar=bar, horizons=[30, 60], instrument="SPX500_USD", prepared=prepared)
-    del bars, silver, prepared, b
+    return build_gold(bars, silver, bar=bar, horizons=[30, 60], instrument="SPX500_USD", prepared=prepared)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_700_000)
+    ap.add_argument("--variant", default="xgb_all")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--n-boot", type=int, default=500)
+    ap.add_argument("--gold-cache", default=None, help="directory of the cached gold table")
+    ap.add_argument("--no-gold-cache", action="store_true", help="build the gold table, do not read/write a cache")
+    ap.add_argument("--rebuild-gold", action="store_true", help="rebuild (and re-cache) the gold table")
+    args = ap.parse_args()
+    print(f"1-min load average {os.getloadavg()[0]:.2f} at start")
+    print(f"data: {args.rows:,} {NOTE}")
+    cache = None if args.no_gold_cache else Path(args.gold_cache or f"/tmp/spx-bench-gold-{args.rows}")
+    if cache is not None and not args.rebuild_gold and (cache / "manifest.json").exists():
+        t = time.perf_counter()
+        gold = pd.read_parquet(cache / "features.parquet")
+        manifest = json.loads((cache / "manifest.json").read_text())
+        print(f"gold table read from {cache} in {time.perf_counter() - t:.1f} s (--rebuild-gold to rebuild)")
+    else:
+        t = time.perf_counter()
+        gold, manifest = _build_gold(args.rows)
+        print(f"gold table built in {time.perf_counter() - t:.1f} s (not timed as training)")
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            gold.to_parquet(cache / "features.parquet")
+            (cache / "manifest.json").write_text(json.dumps(manifest, default=str))
+    bar = pd.Timedelta(minutes=1)
     spec = {s.name: s for s in default_variants(30, 60)}[args.variant]
     print(
         f"variant {spec.name}: {spec.model} {spec.task}, features={spec.features}, horizon={spec.horizon} bars; "
