@@ -16,7 +16,7 @@ from spx.components.gold.labels import label_columns, label_span
 from spx.components.silver.volatility import periods_per_year
 from spx.components.training import metrics as M
 from spx.components.training.splits import validation_split, walk_forward
-from spx.components.training.variants import VariantSpec, make_estimator
+from spx.components.training.variants import VariantSpec, fit_estimator
 from spx.core.errors import DataValidationError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,22 @@ def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
     return model.predict(X)
 
 
+def _part(rows: np.ndarray) -> slice | np.ndarray:
+    """A block of rows as a slice when it is contiguous (every block is): a view, not a copy."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
+def feature_matrix(gold: pd.DataFrame, feats: list[str], rows: np.ndarray) -> np.ndarray:
+    """The float32 feature matrix of ``rows``, filled one column at a time (no float64 copy of the
+    whole frame)."""
+    X = np.empty((len(rows), len(feats)), dtype=np.float32)
+    for j, col in enumerate(feats):
+        X[:, j] = gold[col].to_numpy()[rows]
+    return X
+
+
 def feature_list(manifest: dict, spec: VariantSpec) -> list[str]:
     if spec.features == "all":
         cols = manifest["feature_columns"]
@@ -76,22 +92,30 @@ def train_variant(
     up_col, ret_col = label_columns(spec.horizon)
     if up_col not in gold.columns:
         raise DataValidationError(f"gold has no label for horizon {spec.horizon} (columns {up_col})")
-    data = gold[gold[up_col].notna()].reset_index(drop=True)
+    rows = np.flatnonzero(gold[up_col].notna().to_numpy())
     feats = feature_list(manifest, spec)
-    X = data[feats].to_numpy(np.float32)
-    y = data[up_col].to_numpy(int)
-    y_ret = data[ret_col].to_numpy(float)
-    last_ret = data["ret_1"].to_numpy(float)
+    X = feature_matrix(gold, feats, rows)
+    y = gold[up_col].to_numpy()[rows].astype(int)
+    y_ret = gold[ret_col].to_numpy(float)[rows]
+    last_ret = gold["ret_1"].to_numpy(float)[rows]
+    timestamps = gold["timestamp"].iloc[rows].reset_index(drop=True)
     target = y if spec.task == "classification" else y_ret
     span = label_span(spec.horizon)
-    blocks = validation_split(len(data), cfg.oot_frac, cfg.val_frac, span)
-    ppy = rows_per_year(data["timestamp"], manifest, bar)
+    blocks = validation_split(len(rows), cfg.oot_frac, cfg.val_frac, span)
+    ppy = rows_per_year(timestamps, manifest, bar)
+
+    def fit(train: np.ndarray):
+        part = _part(train)
+        return fit_estimator(spec, X[part], target[part], cfg.seed)
+
+    def score(model, block: np.ndarray) -> np.ndarray:
+        return _score(model, spec, X[_part(block)])
 
     folds = []
     for k, fold in enumerate(walk_forward(len(blocks.sel_train), cfg.n_folds, span), start=1):
         t0 = time.perf_counter()
-        model = make_estimator(spec, cfg.seed).fit(X[fold.train], target[fold.train])
-        s = _score(model, spec, X[fold.test])
+        model = fit(fold.train)
+        s = score(model, fold.test)
         row = {"fold": k, "n_train": len(fold.train), "n_test": len(fold.test), "auc": M.auc_score(y[fold.test], s)}
         if spec.task == "classification":
             row.update({f: v for f, v in M.classification_metrics(y[fold.test], s).items() if f != "auc"})
@@ -103,8 +127,11 @@ def train_variant(
 
     m: dict[str, Any] = {}
     # 1. validation block: what selection chooses on (a model fitted on the rows before it, purged)
-    sel = make_estimator(spec, cfg.seed).fit(X[blocks.sel_train], target[blocks.sel_train])
-    s_sel_tr, s_val = _score(sel, spec, X[blocks.sel_train]), _score(sel, spec, X[blocks.val])
+    t0 = time.perf_counter()
+    sel = fit(blocks.sel_train)
+    s_sel_tr, s_val = score(sel, blocks.sel_train), score(sel, blocks.val)
+    del sel
+    t_fit, t0 = time.perf_counter() - t0, time.perf_counter()
     yv = y[blocks.val]
     m["val_auc"] = M.auc_score(yv, s_val)
     m["val_train_auc"] = M.auc_score(y[blocks.sel_train], s_sel_tr)
@@ -123,12 +150,15 @@ def train_variant(
     )
     progress(
         f"[{spec.name}] validation AUC {m['val_auc']:.4f} [{m['val_auc_ci_low']:.4f}, "
-        f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)})"
+        f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)}; "
+        f"fit+score {t_fit:.1f}s, metrics+bootstrap {time.perf_counter() - t0:.1f}s)"
     )
 
     # 2. final model on everything before the out-of-time block (purged); the OOT block is reported
-    model = make_estimator(spec, cfg.seed).fit(X[blocks.final_train], target[blocks.final_train])
-    s_tr, s_oot = _score(model, spec, X[blocks.final_train]), _score(model, spec, X[blocks.oot])
+    t0 = time.perf_counter()
+    model = fit(blocks.final_train)
+    s_tr, s_oot = score(model, blocks.final_train), score(model, blocks.oot)
+    t_fit, t0 = time.perf_counter() - t0, time.perf_counter()
     yt, yo = y[blocks.oot], y[blocks.final_train]
     if spec.task == "classification":
         m.update({f"oot_{k}": v for k, v in M.classification_metrics(yt, s_oot).items()})
@@ -166,7 +196,7 @@ def train_variant(
     importance = dict(zip(feats, np.asarray(model.feature_importances_, dtype=float).tolist()))
     oot = pd.DataFrame(
         {
-            "timestamp": data["timestamp"].iloc[blocks.oot].to_numpy(),
+            "timestamp": timestamps.iloc[blocks.oot].to_numpy(),
             "y_true": yt,
             "y_prob" if spec.task == "classification" else "y_pred": s_oot,
             "ret": y_ret[blocks.oot],
@@ -175,7 +205,8 @@ def train_variant(
     progress(
         f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
         f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
-        f"train AUC {m['train_auc']:.4f}"
+        f"train AUC {m['train_auc']:.4f} (final fit+score {t_fit:.1f}s, metrics+bootstrap "
+        f"{time.perf_counter() - t0:.1f}s)"
     )
     return VariantResult(
         spec,

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from spx.core.settings import settings
 
 
@@ -99,3 +101,34 @@ def make_estimator(spec: VariantSpec, seed: int = 42):
     )
     params.update(spec.params)
     return lgb.LGBMClassifier(objective="binary", **params)
+
+
+# XGBoost's histogram cuts for a fit are sketched from at most about this many of its training rows
+# (evenly spaced); below it, from all of them, exactly as ``XGBClassifier.fit`` does.
+SKETCH_ROWS = 1 << 18
+
+
+def fit_estimator(spec: VariantSpec, X: np.ndarray, y: np.ndarray, seed: int = 42):
+    """``make_estimator(spec, seed).fit(X, y)``, faster for XGBoost on large training sets.
+
+    ``XGBClassifier.fit`` sketches the quantile cuts of every feature from all rows, which dominated
+    the cost of building its ``QuantileDMatrix``. Here the cuts are sketched from an evenly spaced
+    subsample of **this fit's own training rows** (at most ~``SKETCH_ROWS``; all rows when fewer, where
+    the result is identical to ``fit``), the training matrix is binned with those cuts (``ref=``), and
+    the booster is trained with the estimator's own parameters and loaded back into the estimator, so
+    callers get the same scikit-learn object (``predict_proba``, ``get_booster``, ``get_params``,
+    ``feature_importances_``). No row outside ``X`` is looked at: nothing crosses a block boundary.
+    LightGBM already samples its bin boundaries (``bin_construct_sample_cnt``) and is fitted as is."""
+    est = make_estimator(spec, seed)
+    if spec.model != "xgboost":
+        return est.fit(X, y)
+    import xgboost as xgb
+
+    threads = est.get_params()["n_jobs"]
+    step = -(-len(X) // SKETCH_ROWS)
+    ref = xgb.QuantileDMatrix(X[::step], max_bin=est.max_bin, nthread=threads) if step > 1 else None
+    dtrain = xgb.QuantileDMatrix(X, y, ref=ref, max_bin=est.max_bin, nthread=threads)
+    del ref
+    booster = xgb.train(est.get_xgb_params(), dtrain, num_boost_round=est.n_estimators)
+    est.load_model(bytearray(booster.save_raw("ubj")))
+    return est
