@@ -567,6 +567,39 @@ def install(
     return guard
 
 
+class _CorkedTransport:
+    """The transport of one uvicorn request cycle, holding back the response's status line and
+    headers until the first body write (or the end of the response), so that a response leaves in
+    one write (one system call, one TCP segment) instead of two. ``100 Continue`` is not held."""
+
+    __slots__ = ("_transport", "_held")
+
+    def __init__(self, transport):
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+            self._transport.write(data)
+        elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100" and data[-4:] == b"\r\n\r\n":
+            self._held = data
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            data, self._held = self._held, None
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 def _protocol_class(max_header_bytes: int, header_timeout: float):
     """uvicorn's httptools protocol with a cap on the request line + headers (431) and on the time a
     client may take to send them (the connection is closed). uvicorn has no setting for either with
@@ -623,6 +656,13 @@ def _protocol_class(max_header_bytes: int, header_timeout: float):
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
             super().on_headers_complete()
+            if self.cycle is not None:  # status line + headers go out with the body, in one write
+                self.cycle.transport = _CorkedTransport(self.cycle.transport)
+
+        def on_response_complete(self) -> None:
+            if self.cycle is not None and isinstance(self.cycle.transport, _CorkedTransport):
+                self.cycle.transport.flush()  # a response without body bytes (HEAD)
+            super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
             if not self._too_large:

@@ -320,3 +320,33 @@ def test_transformer_readiness_follows_the_predictor(serving_env, servers):
     finally:
         transformer.stop()
         predictor.stop()
+
+
+@pytest.mark.parametrize("which", ["predictor", "transformer"])
+def test_responses_go_out_whole_head_and_100_continue_included(servers, which):
+    """The status line and headers are held back until the body (one write per response): a HEAD
+    answer (no body) still goes out, ``100 Continue`` is not held, keep-alive requests all answer."""
+    server, name = servers[which], servers["info"].name
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:  # recv raises if nothing comes
+        sock.sendall(b"HEAD /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = sock.recv(65536)
+        assert got.startswith(b"HTTP/1.1 ") and got.endswith(b"\r\n\r\n"), got
+    body = json.dumps(_row_body(servers["champion"])[0] if which == "predictor" else _inst_body("SPX500_USD")).encode()
+    head = (
+        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100"), "100 Continue must not wait for the body"
+        sock.sendall(body)
+        got = b""
+        while b'"outputs"' not in got or not got.endswith(b"}"):
+            got += sock.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200"), got[:200]
+        for _ in range(3):  # the same connection keeps answering
+            sock.sendall(head.replace(b"Expect: 100-continue\r\n", b"") + body)
+            got = b""
+            while not got.endswith(b"}"):
+                got += sock.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200") and got.count(b"HTTP/1.1") == 1, got[:200]
