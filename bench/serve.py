@@ -5,13 +5,17 @@ Starts a loopback S3 server (SeaweedFS), trains and registers a small real XGBoo
 temporary MLflow, materializes its gold table into Feast's SQLite online store, then starts — as
 ``spx serve`` does — the prediction-log sink, the predictor and the transformer (Feast lookup +
 prediction logging to the sink, with the writers' token) as processes on 127.0.0.1, and measures
-with an asyncio HTTP/1.1 keep-alive load generator (aiohttp, one connection per client):
+with an HTTP/1.1 keep-alive load generator, one connection per client: ``wrk`` (C; Debian package
+``wrk``) when it is installed, else an asyncio one (aiohttp); ``--load-generator`` chooses. The load
+generator shares the machine's cores with the servers, and aiohttp costs several times wrk's CPU per
+request, so at high rates it measures itself as much as the servers. The output names the generator.
 
 1. **Load**: for the predictor (one 12-feature row per request) and the transformer (one
    instrument per request, logging on), at each client count in ``--clients`` (default 1, 8, 32,
    64): requests/s and p50 / p99 / p99.9 latency over ``--duration`` seconds.
    Then the predictor's rows/s for ``--batches`` requests of ``--batch-size`` (1000) rows.
-2. **Soak**: ``--soak`` seconds at 8 clients on the transformer, each request with its own id; half
+2. **Soak** (always aiohttp, which records the id of every request answered 200): ``--soak``
+   seconds at 8 clients on the transformer, each request with its own id; half
    way through, the sink is killed with SIGKILL and restarted by the supervisor ``spx serve`` uses.
    At the end the transformer and the sink are stopped (they flush) and the served request ids are
    counted in the bucket: served vs logged, lost = served − logged.
@@ -20,14 +24,18 @@ Targets (idle machine): transformer with logging ≥ 500 req/s at 8 clients with
 predictor ≥ 1,500 req/s; 0 predictions lost.
 
     python bench/serve.py [--clients 1,8,32,64] [--duration 10] [--soak 180] [--no-kill] [--format xgboost]
+                          [--load-generator auto|wrk|aiohttp]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -96,6 +104,58 @@ async def _load(url: str, make_body, clients: int, duration: float, warmup: floa
     }
 
 
+# wrk: POST the body file given as the script's argument; at the end print the figures as one JSON line
+# (wrk's own report has no p99.9; latencies are in microseconds)
+_WRK_SCRIPT = r"""
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  wrk.headers["content-type"] = "application/json"
+  f:close()
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50": %f, "p99": %f, "p999": %f, ' ..
+    '"status_errors": %d, "socket_errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def _load_wrk(url: str, body: bytes, clients: int, duration: float, tmp: Path, warmup: float = 1.0) -> dict:
+    """``clients`` keep-alive connections from one wrk thread for ``duration`` seconds (after a
+    ``warmup`` run that is not counted)."""
+    script = tmp / "post.lua"
+    script.write_text(_WRK_SCRIPT)
+    body_path = tmp / f"body-{abs(hash(body))}.json"
+    body_path.write_bytes(body)
+
+    def run(seconds: float) -> dict:
+        cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+        out = subprocess.run(
+            [*cmd, "-s", str(script), url, "--", str(body_path)], capture_output=True, text=True, check=True
+        ).stdout
+        return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+
+    if warmup > 0:
+        run(warmup)
+    r = run(duration)
+    errors = r["status_errors"] + r["socket_errors"]
+    seconds = r["duration_us"] / 1e6
+    return {
+        "clients": clients,
+        "rps": (r["requests"] - r["status_errors"]) / seconds,
+        "p50": r["p50"] / 1000.0,
+        "p99": r["p99"] / 1000.0,
+        "p999": r["p999"] / 1000.0,
+        "errors": errors,
+        "n": r["requests"] - r["status_errors"],
+    }
+
+
 def _row(name: str, r: dict) -> str:
     return (
         f"{name:<12} {r['clients']:>3} clients  {r['rps']:>7.0f} req/s  p50 {r['p50']:6.2f} ms  "
@@ -112,7 +172,18 @@ def main() -> int:
     parser.add_argument("--format", choices=["xgboost", "lightgbm"], default="xgboost")
     parser.add_argument("--batches", type=int, default=20, help="predictor requests of --batch-size rows")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--load-generator",
+        choices=["auto", "wrk", "aiohttp"],
+        default="auto",
+        help="load steps: wrk (C, cheap) or aiohttp; auto = wrk when installed",
+    )
     args = parser.parse_args()
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "aiohttp"
+    elif generator == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk)")
     clients = [int(c) for c in args.clients.split(",") if c]
 
     import orjson
@@ -164,30 +235,35 @@ def main() -> int:
             p_url = f"{predictor.url}/v2/models/{info.name}/infer"
             t_url = f"{transformer.url}/v2/models/{info.name}/infer"
 
-            def inst(rid: str) -> bytes:
-                return orjson.dumps(
-                    {
-                        "id": rid,
-                        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}],
-                    }
-                )
+            def run_load(url: str, make_body, c: int) -> dict:
+                if generator == "wrk":  # one body for every request, without an id: the transformer makes one
+                    return _load_wrk(url, make_body(None), c, args.duration, tmp)
+                return asyncio.run(_load(url, make_body, c, args.duration))
+
+            def inst(rid: str | None) -> bytes:
+                doc = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]}
+                return orjson.dumps({"id": rid, **doc} if rid is not None else doc)
 
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             print(
                 f"spx serving bench ({args.format}, {len(ch.features)} features, loopback, {os.cpu_count()} CPUs, "
-                f"load average before {load}; aiohttp keep-alive clients, JSON bodies; transformer = Feast "
-                f"lookup + predictor call + prediction logging to the sink)",
+                f"load average before {load}; load generator: {generator} "
+                f"({'wrk -t1, one C thread' if generator == 'wrk' else 'aiohttp, asyncio'}), one keep-alive "
+                f"connection per client, JSON bodies; transformer = Feast lookup + predictor call + prediction "
+                f"logging to the sink)",
                 flush=True,
             )
             results = {"predictor": [], "transformer": []}
             for c in clients:
-                r = asyncio.run(_load(p_url, lambda rid: one, c, args.duration))
+                r = run_load(p_url, lambda rid: one, c)
                 results["predictor"].append(r)
                 print(_row("predictor", r), flush=True)
             for c in clients:
-                r = asyncio.run(_load(t_url, inst, c, args.duration))
+                r = run_load(t_url, inst, c)
                 results["transformer"].append(r)
                 print(_row("transformer", r), flush=True)
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"load average after the load steps {load}", flush=True)
             if args.batches:
                 import requests
 
