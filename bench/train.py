@@ -35,6 +35,15 @@ from spx.components.training.train import TrainConfig, train_variant  # noqa: E4
 from spx.components.training.variants import default_variants  # noqa: E402
 
 
+def _status_mib() -> dict[str, float]:
+    """VmRSS / VmHWM (peak) of this process in MiB (Linux; empty elsewhere)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) / 1024 for k, v in (ln.split(":", 1) for ln in lines) if k in ("VmRSS", "VmHWM")}
+
+
 def _build_gold(rows: int) -> tuple[pd.DataFrame, dict]:
     bars = minute_bars(rows)
     bar = pd.Timedelta(minutes=1)
@@ -80,6 +89,7 @@ def main() -> None:
         f"variant {spec.name}: {spec.model} {spec.task}, features={spec.features}, horizon={spec.horizon} bars; "
         f"{len(gold):,} rows x {len(manifest['feature_columns'])} features"
     )
+    before = _status_mib()
     t, cpu = time.perf_counter(), time.process_time()
     res = train_variant(
         gold,
@@ -100,8 +110,9 @@ def main() -> None:
     )
     print(f"OOT AUC on synthetic (bootstrapped, so unpredictable) data: {res.metrics['oot_auc']:.4f} — should be ~0.5")
     print(
-        f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 1-min load average "
-        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)"
+        f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (before training: peak "
+        f"{before.get('VmHWM', 0):.0f} MiB while reading/building gold, {before.get('VmRSS', 0):.0f} MiB held); "
+        f"1-min load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)"
     )
 
 
