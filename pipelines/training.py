@@ -64,6 +64,7 @@ def training_dag(
     oot_frac: float = 0.1,
     n_boot: int = 500,
     cost_bps: float = 1.0,
+    max_fit_rows: int = 300_000,
     min_oot_auc: float = 0.5,
     max_overfit_gap: float = 0.35,
     min_auc_ci_low: float = 0.0,
@@ -160,6 +161,7 @@ def training_dag(
             oot_frac=oot_frac,
             n_boot=n_boot,
             cost_bps=cost_bps,
+            max_fit_rows=max_fit_rows,
         )
         _configure(t, cpu="2", memory="4G", cpu_limit="2", memory_limit="8G").set_display_name(f"train: {name}")
         trains.append(t)

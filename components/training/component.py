@@ -19,6 +19,7 @@ def train_variant(
     oot_frac: float,
     n_boot: int,
     cost_bps: float,
+    max_fit_rows: int,
     metrics: Output[Metrics],
     roc: Output[ClassificationMetrics],
     report: Output[HTML],
@@ -40,7 +41,9 @@ def train_variant(
         manifest_uri=manifest_uri,
         spec=VariantSpec(variant, model, task, features, horizon),
         run_id=run_id,
-        cfg=TrainConfig(n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps),
+        cfg=TrainConfig(
+            n_folds=n_folds, oot_frac=oot_frac, n_boot=n_boot, cost_bps=cost_bps, max_fit_rows=max_fit_rows
+        ),
         settings=settings(),
         progress=log.info,
     )

@@ -223,6 +223,9 @@ def register(app: typer.Typer) -> None:
         oot_frac: float = typer.Option(0.1),
         n_boot: int = typer.Option(500),
         cost_bps: float = typer.Option(1.0, help="transaction cost per position change, in bp"),
+        max_fit_rows: int = typer.Option(
+            300_000, help="thin larger fits to every k-th row (evaluation uses every row); 0: fit on all rows"
+        ),
         min_oot_auc: float = typer.Option(0.5, help="minimum validation AUC"),
         max_overfit_gap: float = typer.Option(0.35, help="maximum train - validation AUC"),
         min_auc_ci_low: float = typer.Option(
@@ -291,6 +294,7 @@ def register(app: typer.Typer) -> None:
                     oot_frac=oot_frac,
                     n_boot=n_boot,
                     cost_bps=cost_bps,
+                    max_fit_rows=max_fit_rows,
                     min_oot_auc=min_oot_auc,
                     max_overfit_gap=max_overfit_gap,
                     min_auc_ci_low=min_auc_ci_low,

@@ -87,3 +87,26 @@ def test_backtest_costs_and_buy_and_hold():
     assert bt["bt_total_return"] == pytest.approx(np.prod(1 + strat) - 1)
     assert bt["bh_total_return"] == pytest.approx(np.prod(1 + ret / 100) - 1)
     assert bt["bt_turnover"] == pytest.approx(0.75)
+
+
+def test_thinning_keeps_the_last_row_and_only_rows_of_the_block():
+    from spx.components.training.train import thin
+
+    rows = np.arange(100, 1100)
+    assert thin(rows, 0) is rows and thin(rows, 1000) is rows  # off, or not exceeded: every row
+    kept = thin(rows, 300)  # stride ceil(1000 / 300) = 4
+    assert kept[-1] == rows[-1] and np.all(np.diff(kept) == 4) and len(kept) <= 300
+    assert set(kept) <= set(rows)  # never a row outside the fit block (no validation/OOT row enters a fit)
+
+
+def test_max_fit_rows_thins_the_fits_but_evaluates_every_row(gold):
+    frame, manifest = gold
+    spec = VariantSpec("xgb_all", "xgboost", "classification", "all", 1)
+    full = train_variant(frame, manifest, spec, TrainConfig(n_folds=2, n_boot=50), BAR, progress=lambda s: None)
+    capped = train_variant(
+        frame, manifest, spec, TrainConfig(n_folds=2, n_boot=50, max_fit_rows=1000), BAR, progress=lambda s: None
+    )
+    assert full.metrics["n_fit_rows"] == full.n_train > 1000  # the default cap is far above this data
+    assert capped.metrics["n_fit_rows"] <= 1000 < capped.n_train == full.n_train
+    assert capped.n_oot == full.n_oot and len(capped.oot) == len(full.oot)  # the OOT block is scored whole
+    assert capped.metrics["oot_auc"] != full.metrics["oot_auc"]  # a different (thinned) fit
