@@ -53,17 +53,22 @@ def build_gold_stage(
     news = None
     news_summary = {"signals": 0, "bars_with_news": 0}
     if news_uri:
-        from spx.components.news.join import join_news_features
+        from spx.components.news.join import join_news_if_covered
 
         signals = store.read_parquet(news_uri)
         stamps = prepared.bars[["timestamp"]]
-        news = join_news_features(stamps, signals, delay=pd.Timedelta(minutes=news_delay_minutes))
-        covered = int((news["news_article_count"] > 0).sum())
+        news, covered = join_news_if_covered(stamps, signals, delay=pd.Timedelta(minutes=news_delay_minutes))
         news_summary = {"signals": int(len(signals)), "bars_with_news": covered}
-        progress(
-            f"gold: joined {len(signals)} news signal rows as-of (delay {news_delay_minutes} min): "
-            f"{covered} of {len(news)} bars have at least one article in their window"
-        )
+        if news is None:
+            progress(
+                f"gold: NO NEWS for these bars — none of the {len(signals)} news signal rows falls in any bar's "
+                "window (the news covers other dates) — training on market features only"
+            )
+        else:
+            progress(
+                f"gold: joined {len(signals)} news signal rows as-of (delay {news_delay_minutes} min): "
+                f"{covered} of {len(news)} bars have at least one article in their window"
+            )
     else:
         progress("gold: NO NEWS for this run (no news file or source) — training on market features only")
     gold, manifest = build_gold(

@@ -165,3 +165,15 @@ def join_news_features(
     for col in NEWS_FEATURE_COLUMNS:
         out[col] = np.asarray(features[col], dtype=np.float64)
     return out
+
+
+def join_news_if_covered(
+    market: pd.DataFrame, signals: pd.DataFrame, *, delay: pd.Timedelta = pd.Timedelta(0)
+) -> tuple[pd.DataFrame | None, int]:
+    """The as-of join and the number of bars with at least one article in their window; the join is
+    None when that number is 0 — news that covers none of the bars (2011 headlines beside 2018–2020
+    bars) would only add constant columns, and a "news" variant would differ from its no-news twin by
+    chance alone, so the run trains without news and says so."""
+    joined = join_news_features(market, signals, delay=delay)
+    covered = int((joined["news_article_count"] > 0).sum())
+    return (joined if covered else None), covered

@@ -114,6 +114,11 @@ def print_selection(selection: dict) -> None:
                 f"news: {news.get('signals', 0)} scored articles, {news.get('bars_with_news', 0)} bars "
                 f"with at least one article in their window ({news['news_features']} news features)"
             )
+        elif news.get("signals"):
+            console.print(
+                f"[bold yellow]news: none — this run trained WITHOUT news[/] ({news['signals']} scored articles, "
+                "none in any bar's window: the news covers other dates)"
+            )
         else:
             console.print(
                 "[bold yellow]news: none — this run trained WITHOUT news[/] (no news file: set "

@@ -142,3 +142,16 @@ def test_articles_at_or_after_the_bar_never_feed_it(articles, bars, delay, seed)
         again = join_news_features(market.iloc[[i]], changed, delay=d, window=pd.Timedelta(minutes=90))
         for col in NEWS_FEATURE_COLUMNS:
             assert again[col].iloc[0] == base.loc[i, col], (col, bar)
+
+
+def test_news_that_covers_no_bar_is_not_joined():
+    """2011 headlines beside 2018 bars: no news columns (constants), not a news variant by chance."""
+    from spx.components.news.join import join_news_if_covered
+
+    sig = signal_rows([0, 10, 20], [0.9, 0.1, 0.5], [0.05, 0.8, 0.2])
+    later = pd.DataFrame({"timestamp": pd.date_range(T0 + pd.Timedelta(days=400), periods=50, freq="1min")})
+    joined, covered = join_news_if_covered(later, sig)
+    assert joined is None and covered == 0
+    overlapping = pd.DataFrame({"timestamp": pd.date_range(T0, periods=50, freq="1min")})
+    joined, covered = join_news_if_covered(overlapping, sig)
+    assert joined is not None and covered == int((joined["news_article_count"] > 0).sum()) > 0
