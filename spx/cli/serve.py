@@ -66,8 +66,15 @@ def _examples(info, predictor_url: str, transformer_url: str | None, as_of: str 
             f"  c = http.InferenceServerClient('{transformer_url.split('//', 1)[1]}')",
             "  x = http.InferInput('instrument', [1], 'BYTES')",
             "  x.set_data_from_numpy(np.array([b'SPX500_USD'], dtype=object))",
-            f"  r = c.infer('{name}', [x]); print(r.as_numpy('prediction'), r.as_numpy('probability'))",
         ]
+        inputs = "[x]"
+        if as_of:  # the newest online row is older than the staleness limit: ask as of its time
+            lines += [
+                "  t = http.InferInput('as_of', [1], 'BYTES')",
+                f"  t.set_data_from_numpy(np.array([b'{as_of}'], dtype=object))",
+            ]
+            inputs = "[x, t]"
+        lines.append(f"  r = c.infer('{name}', {inputs}); print(r.as_numpy('prediction'), r.as_numpy('probability'))")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from spx.components.serving.local import REPO_ROOT
 from spx.components.serving.prediction_log import read_predictions
@@ -85,3 +86,22 @@ def test_spx_serve_check_with_an_external_sink_or_none(serving_env, xgb_champion
         assert proc.returncode == 0, out[-4000:]
         assert expect in out and "transformer check: 200" in out
         assert "prediction-log sink stopped" not in out and "prediction log check" not in out
+
+
+@pytest.mark.unit
+def test_printed_tritonclient_example_asks_as_of_the_newest_row():
+    """The bundled bars are years old: the printed Python example must pass as_of (or a user copying it
+    gets 422 stale features). Checked for syntax here; run against real servers by hand."""
+    from types import SimpleNamespace
+
+    from spx.cli.serve import _examples
+
+    info = SimpleNamespace(name="spx-direction", version="3", model_format="xgboost", feature_columns=["a", "b"])
+    text = _examples(info, "http://127.0.0.1:8081", "http://127.0.0.1:8080", "2011-03-31T20:00:00+00:00")
+    code = "\n".join(
+        line[2:] for line in text.split("Python (tritonclient):\n", 1)[1].splitlines() if line.startswith("  ")
+    )
+    compile(code, "example", "exec")
+    assert "InferInput('as_of'" in code and "[x, t]" in code and "2011-03-31T20:00:00+00:00" in code
+    without = _examples(info, "http://127.0.0.1:8081", "http://127.0.0.1:8080", None)
+    assert "as_of" not in without and "[x])" in without
