@@ -31,6 +31,8 @@ import logging
 import re
 from typing import Any
 
+import orjson
+
 from spx.core.errors import SpxError
 from spx.core.settings import settings
 
@@ -214,8 +216,6 @@ class InferEndpoint:
         self.dataplane = dataplane
 
     async def __call__(self, scope, body: bytes, send, model_name: str) -> None:
-        import orjson
-
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
             infer_request = decode_infer_request(body, headers, model_name)
@@ -275,8 +275,6 @@ def check_v2_request(body: bytes | dict, binary_bytes: int | None = None) -> str
     """None if ``body`` (bytes or an already decoded JSON header) is a well-formed V2 inference
     request, else what is wrong with it. ``binary_bytes``: bytes after the JSON header in a binary
     tensor extension request (their sizes must add up to it)."""
-    import orjson
-
     if isinstance(body, (bytes, bytearray)):
         if not body:
             return 'empty request body; expected a V2 inference request {"inputs": [...]}'
@@ -399,7 +397,6 @@ def _count_leaves(data: list) -> int | None:
 
 def decode_infer_request(body: bytes, headers: dict, model_name: str):
     """The KServe ``InferRequest`` for ``body`` (JSON or binary tensor extension), or a 400."""
-    import orjson
     from kserve import InferRequest
     from kserve.errors import InvalidInput
     from kserve.protocol.rest.v2_datamodels import InferenceRequest

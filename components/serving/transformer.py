@@ -321,25 +321,15 @@ class FeastTransformer(Model):
             raise ServingError(f"predictor answered 200 with a body that is not JSON: {body[:200]!r}", 502) from None
 
     def postprocess(
-        self, result: InferResponse | dict, headers: dict | None = None, response_headers: dict | None = None
+        self, result: dict, headers: dict | None = None, response_headers: dict | None = None
     ) -> InferResponse | dict:
         ctx: RequestContext = (headers or {}).pop(CTX_KEY)
-        if isinstance(result, dict):
-            result = _PredictorAnswer(result)
-        out = result.outputs[0] if result.outputs else None
-        if out is None:
-            raise ServingError("predictor returned no output", 502)
-        try:
-            proba = np.asarray(
-                out.as_numpy() if not isinstance(out.data, np.ndarray) else out.data, dtype=np.float64
-            ).reshape(-1)
-        except (TypeError, ValueError):
-            raise ServingError("predictor returned a probability output that is not numeric", 502) from None
+        proba = _probabilities(result)
         if proba.shape[0] != len(ctx.instruments):
             raise ServingError(
                 f"predictor returned {proba.shape[0]} probabilities for {len(ctx.instruments)} instruments", 502
             )
-        version = str(result.model_version or self.model_version or "")
+        version = str(result.get("model_version") or self.model_version or "")
         ages = [(ctx.as_of - t).total_seconds() for t in ctx.feature_times]
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
         n = len(ctx.instruments)
@@ -388,22 +378,18 @@ class FeastTransformer(Model):
         )
 
 
-class _PredictorAnswer:
-    """The parts of the predictor's V2 JSON answer that postprocess reads (no InferResponse parse)."""
-
-    class _Output:
-        def __init__(self, doc: dict):
-            self.data = doc.get("data")
-
-        def as_numpy(self):
-            return np.asarray(self.data, dtype=np.float64)
-
-    def __init__(self, doc: dict):
-        outputs = doc.get("outputs") if isinstance(doc, dict) else None
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-            raise ServingError("predictor answered without a V2 outputs list", 502)
-        self.outputs = [self._Output(o) for o in outputs]
-        self.model_version = doc.get("model_version")
+def _probabilities(answer: dict) -> np.ndarray:
+    """P(up) per row from the predictor's V2 JSON answer (its first output), read straight from the
+    document :meth:`FeastTransformer.predict` decoded (no InferResponse parse)."""
+    outputs = answer.get("outputs") if isinstance(answer, dict) else None
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise ServingError("predictor answered without a V2 outputs list", 502)
+    if not outputs:
+        raise ServingError("predictor returned no output", 502)
+    try:
+        return np.asarray(outputs[0].get("data"), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ServingError("predictor returned a probability output that is not numeric", 502) from None
 
 
 OUTPUTS = [
