@@ -16,6 +16,7 @@ from scipy import stats
 
 from spx.components.bronze.sessions import prepare_bars
 from spx.components.gold.labels import label_columns, make_labels
+from spx.components.silver.table import lag
 from spx.core.errors import DataValidationError
 
 RETURN_LAGS = (1, 2, 3, 5, 10, 20)
@@ -98,23 +99,16 @@ def leakage_check(
     return worst
 
 
-def _lag(x: np.ndarray, k: int) -> np.ndarray:
-    out = np.full(len(x), np.nan)
-    if k < len(x):
-        out[k:] = x[: len(x) - k]
-    return out
-
-
 def return_features(bars: pd.DataFrame, gap_open: bool = True) -> dict[str, np.ndarray]:
     """Lagged log returns in % (float64 columns by name)."""
     logc = np.log(bars["close"].to_numpy(np.float64))
     f: dict[str, np.ndarray] = {}
     for k in RETURN_LAGS:
-        f[f"ret_{k}"] = (logc - _lag(logc, k)) * 100.0
-    f["ret_1_lag1"] = _lag(f["ret_1"], 1)
-    f["ret_1_lag2"] = _lag(f["ret_1"], 2)
+        f[f"ret_{k}"] = (logc - lag(logc, k)) * 100.0
+    f["ret_1_lag1"] = lag(f["ret_1"], 1)
+    f["ret_1_lag2"] = lag(f["ret_1"], 2)
     if gap_open:  # daily bars: open vs previous close (intraday: the session gap, see session_features)
-        f["gap_open"] = (np.log(bars["open"].to_numpy(np.float64)) - _lag(logc, 1)) * 100.0
+        f["gap_open"] = (np.log(bars["open"].to_numpy(np.float64)) - lag(logc, 1)) * 100.0
     return f
 
 

@@ -11,18 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spx.components.silver.table import FeatureTable
+from spx.components.silver.table import FeatureTable, lag, rolling, sqrt_pos
 
 WINDOW = 20
 _K = 3.0 - 2.0 * np.sqrt(2.0)
-
-
-def _shift1(x: np.ndarray) -> np.ndarray:
-    return np.r_[np.nan, x[:-1]]
-
-
-def _rolling(x: np.ndarray, window: int):
-    return pd.Series(x, copy=False).rolling(window)
 
 
 def _nan_where_zero(x: np.ndarray) -> np.ndarray:
@@ -32,8 +24,8 @@ def _nan_where_zero(x: np.ndarray) -> np.ndarray:
 def _corwin_schultz(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         hl = np.log(high / low) ** 2
-        beta = hl + _shift1(hl)
-        gamma = np.log(np.maximum(high, _shift1(high)) / np.minimum(low, _shift1(low))) ** 2
+        beta = hl + lag(hl)
+        gamma = np.log(np.maximum(high, lag(high)) / np.minimum(low, lag(low))) ** 2
         alpha = (np.sqrt(2.0 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
         ea = np.exp(alpha)
         spread = 2.0 * (ea - 1.0) / (1.0 + ea)
@@ -42,9 +34,9 @@ def _corwin_schultz(high: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 def _roll(close: np.ndarray, window: int) -> np.ndarray:
     dp = np.diff(close, prepend=np.nan)
-    cov = _rolling(dp, window).cov(pd.Series(_shift1(dp), copy=False)).to_numpy()
+    cov = rolling(dp, window).cov(pd.Series(lag(dp), copy=False)).to_numpy()
     with np.errstate(invalid="ignore"):
-        return 2.0 * np.sqrt(np.where(-cov < 0.0, 0.0, -cov)) / close
+        return 2.0 * sqrt_pos(-cov) / close
 
 
 def corwin_schultz_spread(high: pd.Series, low: pd.Series) -> pd.Series:
@@ -73,27 +65,27 @@ def microstructure_features(bars: pd.DataFrame, window: int = WINDOW) -> pd.Data
         spread = _corwin_schultz(h, l)
         f["spread_source_quoted"] = 0.0
     f["spread"] = spread
-    f["spread_ma"] = _rolling(spread, window).mean().to_numpy()
+    f["spread_ma"] = rolling(spread, window).mean().to_numpy()
     f["roll_spread"] = _roll(c, window)
     ret = np.diff(np.log(c), prepend=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         amihud = np.abs(ret) / _nan_where_zero(c * v)
-        amihud_ma = _rolling(amihud, window).mean().to_numpy()
+        amihud_ma = rolling(amihud, window).mean().to_numpy()
         f["amihud_illiquidity_log"] = np.log(np.where(amihud_ma > 0, amihud_ma, np.nan))
     # Kyle-lambda style price impact: slope of returns on signed sqrt volume over the window.
     signed = np.nan_to_num(np.sign(ret), nan=0.0) * np.sqrt(v)
-    cov = _rolling(ret, window).cov(pd.Series(signed, copy=False)).to_numpy()
-    var = _rolling(signed, window).var().to_numpy()
+    cov = rolling(ret, window).cov(pd.Series(signed, copy=False)).to_numpy()
+    var = rolling(signed, window).var().to_numpy()
     f["price_impact"] = (cov / _nan_where_zero(var)) * 1e4
     with np.errstate(divide="ignore", invalid="ignore"):
         bar_ofi = (c - o) / _nan_where_zero(h - l)
     bar_ofi[np.isnan(bar_ofi)] = 0.0
     f["ofi_bar"] = bar_ofi  # bulk-volume style: where the bar closed in its range
-    f["ofi_ma"] = _rolling(bar_ofi, window).mean().to_numpy()
+    f["ofi_ma"] = rolling(bar_ofi, window).mean().to_numpy()
     signed_vol = np.nan_to_num(np.sign(np.diff(c, prepend=np.nan)), nan=0.0) * v  # tick rule
     with np.errstate(divide="ignore", invalid="ignore"):
-        f["signed_volume_imbalance"] = _rolling(signed_vol, window).sum().to_numpy() / _nan_where_zero(
-            _rolling(v, window).sum().to_numpy()
+        f["signed_volume_imbalance"] = rolling(signed_vol, window).sum().to_numpy() / _nan_where_zero(
+            rolling(v, window).sum().to_numpy()
         )
     if depth_cols:
         bid_size, ask_size = bars["bid_size"].to_numpy(np.float64), bars["ask_size"].to_numpy(np.float64)

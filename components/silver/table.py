@@ -35,3 +35,21 @@ class FeatureTable:
         out = pd.DataFrame(self.block.T, columns=self.names, index=self.bars.index, copy=False)
         out.insert(0, "timestamp", self.bars["timestamp"].array)
         return out
+
+
+def lag(x: np.ndarray, k: int = 1) -> np.ndarray:
+    """``x`` shifted ``k`` rows later (float64; the first ``k`` rows NaN): the value known ``k`` bars ago."""
+    out = np.full(len(x), np.nan)
+    if k < len(x):
+        out[k:] = x[: len(x) - k]
+    return out
+
+
+def rolling(x: np.ndarray, window: int):
+    """pandas' trailing rolling window over a float64 array (no copy of ``x``)."""
+    return pd.Series(x, copy=False).rolling(window)
+
+
+def sqrt_pos(x: np.ndarray) -> np.ndarray:
+    """sqrt of x clipped at 0 (NaN stays NaN)."""
+    return np.sqrt(np.where(x < 0.0, 0.0, x))

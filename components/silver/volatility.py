@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spx.components.silver.table import FeatureTable
+from spx.components.silver.table import FeatureTable, rolling, sqrt_pos
 
 WINDOWS = (20, 50)
 RANK_WINDOW = 252
@@ -67,15 +67,6 @@ def rolling_rank_pct(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _rolling(x: np.ndarray, window: int):
-    return pd.Series(x, copy=False).rolling(window)
-
-
-def _sqrt_pos(x: np.ndarray) -> np.ndarray:
-    """sqrt of x clipped at 0 (NaN stays NaN)."""
-    return np.sqrt(np.where(x < 0.0, 0.0, x))
-
-
 def volatility_features(
     bars: pd.DataFrame, bar: pd.Timedelta, window: int = 20, bars_per_year: float | None = None
 ) -> pd.DataFrame:
@@ -83,26 +74,24 @@ def volatility_features(
     ann = np.sqrt(periods_per_year(bar, bars_per_year))
     ret = np.diff(c, prepend=np.nan)
     f = FeatureTable(bars, COLUMNS)
-    hv = {w: _rolling(ret, w).std().to_numpy() * ann for w in WINDOWS}
+    hv = {w: rolling(ret, w).std().to_numpy() * ann for w in WINDOWS}
     for w in WINDOWS:
         f[f"hv_{w}"] = hv[w]
     hl, co = h - l, c - o
     with np.errstate(invalid="ignore"):
-        f["vol_parkinson"] = np.sqrt(_rolling(hl**2, window).mean().to_numpy() / (4.0 * np.log(2.0))) * ann
+        f["vol_parkinson"] = np.sqrt(rolling(hl**2, window).mean().to_numpy() / (4.0 * np.log(2.0))) * ann
         gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
-        f["vol_garman_klass"] = _sqrt_pos(_rolling(gk, window).mean().to_numpy()) * ann
+        f["vol_garman_klass"] = sqrt_pos(rolling(gk, window).mean().to_numpy()) * ann
         rs = (h - c) * (h - o) + (l - c) * (l - o)
-        rs_mean = _rolling(rs, window).mean().to_numpy()
-        f["vol_rogers_satchell"] = _sqrt_pos(rs_mean) * ann
+        rs_mean = rolling(rs, window).mean().to_numpy()
+        f["vol_rogers_satchell"] = sqrt_pos(rs_mean) * ann
         overnight = o - np.r_[np.nan, c[:-1]]
         k = 0.34 / (1.34 + (window + 1) / (window - 1))
-        yz = (
-            _rolling(overnight, window).var().to_numpy() + k * _rolling(co, window).var().to_numpy() + (1 - k) * rs_mean
-        )
-        f["vol_yang_zhang"] = _sqrt_pos(yz) * ann
+        yz = rolling(overnight, window).var().to_numpy() + k * rolling(co, window).var().to_numpy() + (1 - k) * rs_mean
+        f["vol_yang_zhang"] = sqrt_pos(yz) * ann
     range_pct = np.exp(hl) - 1.0
     f["range_pct"] = range_pct
-    f["range_ma"] = _rolling(range_pct, window).mean().to_numpy()
+    f["range_ma"] = rolling(range_pct, window).mean().to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         f["vol_ratio_20_50"] = hv[20] / hv[50]
     f["vol_pct_rank"] = rolling_rank_pct(hv[20], RANK_WINDOW)
