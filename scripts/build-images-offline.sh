@@ -91,25 +91,27 @@ else
 fi
 podman run --rm --network=none "$BASE" python --version
 
-say "4. wheelhouse $WHEELS (pip on the host; the builds themselves have no network)"
+say "4. wheelhouse $WHEELS: the files images/*/requirements.txt name (exported from uv.lock), fetched on the host"
 stamp=$WHEELS/.stamp
-want=$(cat images/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+bash scripts/lock-export.sh --check   # the requirement files are the lock's, or stop here
+want=$(cat images/component/requirements.txt images/serving/requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "${REFRESH_WHEELS:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "up to date for images/constraints.txt + pyproject.toml: $(find "$WHEELS" -name '*.whl' | wc -l) wheels"
+  echo "up to date for images/*/requirements.txt: $(find "$WHEELS" -name '*.whl' | wc -l) wheels"
 else
-  mkdir -p "$WHEELS"
+  mkdir -p "$WHEELS" "$WORK"
   t0=$SECONDS
-  # torch==2.13.0+cpu comes from wherever this machine's pip finds it (pip config / PIP_FIND_LINKS /
-  # PIP_EXTRA_INDEX_URL); the constraints pin the CPU build. async-timeout: redis needs it on
-  # Python < 3.11.3 (the base has Debian's 3.11.2) and pip on a newer host skips it by marker.
-  mkdir -p "$WORK"
   : > "$WORK/wheels.log"
-  runlog "$WORK/wheels.log" "$PY" -m pip wheel -q -w "$WHEELS" -c images/constraints.txt \
-    ".[serve,news,monitor]" "psycopg2-binary==2.9.13" setuptools wheel \
+  for image in component serving; do
+    # every file the lock names, whatever the markers say on this host (the images run Debian's Python
+    # 3.11.2: async-timeout is needed there below 3.11.3 and skipped by marker here); hashes are checked
+    sed -E 's/ ;[^\\]*( \\)?$/\1/' "images/$image/requirements.txt" > "$WORK/download-$image.txt"
+    runlog "$WORK/wheels.log" "$PY" -m pip download -q --no-deps --require-hashes -d "$WHEELS" \
+      -r "$WORK/download-$image.txt" \
+      || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
+  done
+  # the build backend for the project itself (pip's isolated build inside the image)
+  runlog "$WORK/wheels.log" "$PY" -m pip download -q -d "$WHEELS" "setuptools>=64" wheel \
     || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
-  runlog "$WORK/wheels.log" "$PY" -m pip download -q --no-deps -d "$WHEELS" "async-timeout>=4.0.3" \
-    || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
-  rm -f "$WHEELS"/spx_kfp-*.whl   # the images build the project from source
   ls "$WHEELS"/torch-2.13.0+cpu-*.whl >/dev/null || { echo "no torch 2.13.0+cpu wheel in $WHEELS" >&2; exit 1; }
   echo "$want" > "$stamp"
   echo "$(find "$WHEELS" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1), in $((SECONDS - t0)) s"
@@ -144,6 +146,23 @@ check_uid() {  # image
 }
 check_uid "$C"
 check_uid "$S"
+check_lock() {  # image requirements.txt: what pip has installed is exactly the lock's export, plus spx-kfp
+  # (pip, setuptools and wheel are the venv's own tools; where the lock names setuptools, its version is
+  # what the requirements install, checked by pip's hashes)
+  local want have
+  want=$(grep -E '^[A-Za-z0-9]' "$2" | sed -E 's/ ;.*//; s/ *\\$//' | grep -v -E '^(pip|setuptools|wheel)==' \
+    | tr 'A-Z_.' 'a-z--' | sort)
+  have=$(podman run --rm --network=none --entrypoint /opt/venv/bin/pip "$1" freeze --all --exclude-editable \
+    | grep -v -E '^(spx-kfp|pip|setuptools|wheel)(==| @)' | tr 'A-Z_.' 'a-z--' | sort)
+  if [ "$want" != "$have" ]; then
+    echo "$1 does not hold exactly $2:" >&2
+    diff <(echo "$want") <(echo "$have") | head -20 >&2
+    exit 1
+  fi
+  echo "$1 holds exactly $2 ($(echo "$have" | wc -l) packages)"
+}
+check_lock "$C" images/component/requirements.txt
+check_lock "$S" images/serving/requirements.txt
 run podman run --rm --network=none "$C" spx --help > /dev/null && echo "spx --help: ok"
 run podman run --rm --network=none "$C" python -c \
   "import spx.components.training.train, spx.pipelines.training, torch, xgboost, lightgbm, talib; print('imports ok, torch', torch.__version__)"

@@ -14,6 +14,14 @@ from spx.core.settings import child_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def venv_tool(name: str) -> str | None:
+    """A console script of this environment (next to the interpreter, so an unactivated venv works), else PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
 class SinkProcess(ManagedProcess):
     """``python -m spx.components.monitoring.sink`` as a real subprocess on loopback (what the Deployment runs),
     on a fixed ``port`` so a restarted sink comes back at the same address."""

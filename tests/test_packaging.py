@@ -1,6 +1,6 @@
 """The wheel installs one import name, ``spx``, with the stage code of components/ and pipelines/ inside it.
 
-Built for real with pip (no isolation: setuptools from this environment), as the images build it.
+Built for real (uv build, no isolation: setuptools from this environment; the images build it with pip).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,16 @@ pytestmark = pytest.mark.integration
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [
+            str(Path(sys.executable).parent / "uv"),
+            "build",
+            "--wheel",
+            "--no-build-isolation",
+            "-q",
+            "-o",
+            str(out),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

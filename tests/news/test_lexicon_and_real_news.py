@@ -68,7 +68,7 @@ def test_installed_lexicon_matches_the_shared_reference_copy():
     from spx.components.news import lexicon_scorer
 
     if lexicon_scorer._finvader_files() is None:
-        pytest.skip("finvader is not installed (pip install --no-deps finvader==1.0.4)")
+        pytest.skip("finvader is not installed (the news extra: uv sync --all-extras)")
     installed, _ = finvader_lexicon()
     ref = pd.read_csv(SHARED / "sentiment" / "finvader_lexicons.csv")
     henry = ref[ref["source"].str.lower().str.startswith("henry")]
