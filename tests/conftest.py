@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from spx.core.services import LocalS3Server
 from spx.core.settings import S3Settings
@@ -34,12 +35,45 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
+_RUNNING: list[LocalS3Server] = []  # the session's S3 server once a test has started it
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     server = LocalS3Server(data_dir=tmp_path_factory.mktemp("seaweedfs"), buckets=("spx", "spx-test"))
     server.start()
+    _RUNNING.append(server)
     yield server
+    _RUNNING.clear()
     server.stop()
+
+
+def _admin_store(server: LocalS3Server) -> ObjectStore:
+    return ObjectStore(
+        S3Settings.model_construct(
+            endpoint_url=server.endpoint_url, access_key=server.access_key, secret_key=SecretStr(server.secret_key)
+        )
+    )
+
+
+def _bucket_names(server: LocalS3Server) -> set[str]:
+    return {b["Name"] for b in _admin_store(server).client.list_buckets().get("Buckets", [])}
+
+
+@pytest.fixture(autouse=True)
+def _drop_scratch_buckets():
+    """Delete the buckets a test made once it is done (issue 20: SeaweedFS gives each bucket volumes of its
+    own, so a suite that only ever adds buckets fills the server). Buckets that existed before the test (the
+    session's, and those of module-scoped fixtures, which drop their own) are kept."""
+    before = _bucket_names(_RUNNING[0]) if _RUNNING else None
+    yield
+    if not _RUNNING:
+        return
+    server = _RUNNING[0]
+    keep = set(server.buckets) | (before or set())
+    store = _admin_store(server)
+    for bucket in sorted(_bucket_names(server) - keep):
+        store.delete_bucket(bucket)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from spx.core.errors import ConfigError
-from spx.core.settings import env_var_names, settings
+from spx.core.settings import GROUPS, env_var_names, settings
 from tests.support import ROOT
 
 
@@ -41,6 +41,50 @@ def test_the_cli_turns_a_config_error_into_one_line_and_exit_code_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("spx: invalid setting"), proc.stderr
     assert "SPX_PIPELINE_RETRIES" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("spell", [str.upper, str.lower], ids=["upper", "lower"])
+def test_a_variable_named_after_a_group_is_not_read(monkeypatch, spell):
+    """Issue 17: `S3=…`, `SINK=…`, `NEWS=…` (ordinary shell names) used to crash every command with a
+    pydantic SettingsError traceback: each group was bound to a variable of its own name. Groups now read
+    only the variables their fields document."""
+    for name in [*GROUPS, "settings", "home", "bucket", "port", "host"]:
+        monkeypatch.setenv(spell(name), "junk {not: json")
+    cfg = settings()
+    assert cfg.s3.bucket == "spx" and cfg.sink.port == 8085 and cfg.home.name == ".spx"
+
+
+def test_every_setting_names_its_variables():
+    """No field falls back to being read under its own (bare) name."""
+    for group, model in GROUPS.items():
+        for field, info in model.model_fields.items():
+            assert info.validation_alias is not None, f"{group}.{field} has no documented variable"
+
+
+def test_a_group_named_variable_does_not_break_the_cli(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPX_HOME": str(tmp_path)}
+    env.update({name.upper(): "junk" for name in GROUPS} | {name: "{bad json" for name in GROUPS})
+    proc = subprocess.run(
+        [sys.executable, "-m", "spx.cli", "config"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SPX_BUCKET" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SPX_SINK_PORT", "eighty"),
+        ("SPX_S3_MAX_VOLUMES", "0"),
+        ("SPX_FEAST_ONLINE_STORE", "postgres"),
+        ("SPX_ALLOW_HUB_DOWNLOAD", "perhaps"),
+        ("SPX_MAX_FEATURE_AGE_SECONDS", "-5"),
+    ],
+)
+def test_each_bad_value_names_the_variable_it_came_from(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=rf"^invalid setting in the environment: {variable}="):
+        settings()
 
 
 def test_empty_variables_fall_back_to_defaults(monkeypatch):

@@ -51,15 +51,25 @@ class LocalS3Server:
     secret_key: str = "minioadmin"
     buckets: tuple[str, ...] = ("spx",)
     s3_port: int = 0
+    # explicit, so the capacity is the same on every machine (SeaweedFS's own default is free disk / volume
+    # size: ~75 buckets on an 80 GB disk, fewer on a smaller one). None: from S3Settings; 0: SeaweedFS's own
+    max_volumes: int | None = None
+    volume_size_mb: int | None = None
+    master_port: int = 0
     process: ManagedProcess | None = field(default=None, repr=False)
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
+    @property
+    def master_url(self) -> str:
+        return f"http://127.0.0.1:{self.master_port}"
+
     def env(self) -> dict[str, str]:
         """Environment that points every spx stage (and boto3/MLflow) at this server."""
         return {
+            "SPX_S3_EMBEDDED_MASTER": self.master_url,
             "SPX_S3_ENDPOINT": self.endpoint_url,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
@@ -85,9 +95,15 @@ class LocalS3Server:
                 }
             )
         )
+        limits = settings().s3
+        if self.max_volumes is None:
+            self.max_volumes = limits.max_volumes
+        if self.volume_size_mb is None:
+            self.volume_size_mb = limits.volume_size_mb
         if not self.s3_port:
             self.s3_port = free_port()
-        ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
+        self.master_port = free_port()
+        ports = {"master": self.master_port, **{name: free_port() for name in ("volume", "filer", "admin")}}
         grpc = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
         store = self.data_dir / "store"
         store.mkdir(exist_ok=True)
@@ -113,6 +129,10 @@ class LocalS3Server:
             f"-admin.port={ports['admin']}",
             f"-admin.port.grpc={grpc['admin']}",
         ]
+        if self.volume_size_mb:
+            cmd.append(f"-master.volumeSizeLimitMB={self.volume_size_mb}")
+        if self.max_volumes:
+            cmd.append(f"-volume.max={self.max_volumes}")
         if self.buckets:
             cmd.append(f"-bucket={','.join(self.buckets)}")
         self.process = ManagedProcess(
@@ -156,6 +176,13 @@ class LocalS3Server:
 
         return check
 
+    def capacity(self) -> tuple[int, int]:
+        """(volumes allowed, volumes free) as the master reports them."""
+        found = volume_capacity(self.master_url)
+        if found is None:
+            raise ServiceError(f"the SeaweedFS master at {self.master_url} did not report its volumes")
+        return found
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
@@ -166,6 +193,30 @@ class LocalS3Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def volume_capacity(master_url: str, timeout: float = 2.0) -> tuple[int, int] | None:
+    """(Max, Free) volumes of a SeaweedFS master (``/dir/status``), or None when it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{master_url.rstrip('/')}/dir/status", timeout=timeout) as resp:
+            topology = json.load(resp)["Topology"]
+        return int(topology["Max"]), int(topology["Free"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def out_of_volumes_message(master_url: str) -> str | None:
+    """One actionable line when the embedded S3 server has no volume left for a new bucket's data, else None."""
+    found = volume_capacity(master_url) if master_url else None
+    if found is None or found[1] > 0:
+        return None
+    return (
+        f"the embedded S3 server (SeaweedFS at {master_url}) has no free volume left: all {found[0]} are in use "
+        "and every bucket takes at least one. Delete buckets you no longer need, or raise SPX_S3_MAX_VOLUMES "
+        f"(now {found[0]}) and restart it"
+    )
 
 
 @contextmanager

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from spx.core.errors import ConfigError
 
@@ -35,6 +36,9 @@ def _alias(*names: str) -> AliasChoices:
 
 class _Group(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+
+
+_G = TypeVar("_G", bound=BaseSettings)
 
 
 class S3Settings(_Group):
@@ -55,10 +59,30 @@ class S3Settings(_Group):
     bucket: str = Field(
         "spx", validation_alias=_alias("SPX_BUCKET"), description="bucket holding bronze/silver/gold/models/predictions"
     )
+    max_volumes: int = Field(
+        1000,
+        ge=1,
+        validation_alias=_alias("SPX_S3_MAX_VOLUMES"),
+        description="embedded S3 (SeaweedFS): most volumes it may create; every bucket takes at least one "
+        "(its own default, free disk / volume size, ran out at ~75 buckets on an 80 GB disk)",
+    )
+    volume_size_mb: int = Field(
+        128,
+        ge=8,
+        validation_alias=_alias("SPX_S3_VOLUME_SIZE_MB"),
+        description="embedded S3 (SeaweedFS): a volume takes writes up to this size, then a new one is made "
+        "(not preallocated: an empty volume uses no disk)",
+    )
+    embedded_master: str = Field(
+        "",
+        validation_alias=_alias("SPX_S3_EMBEDDED_MASTER"),
+        description="set by spx for its children: the embedded SeaweedFS master, asked for free volumes "
+        "when a write fails",
+    )
 
     @classmethod
     def from_env(cls) -> S3Settings:
-        return cls()
+        return read_group(cls)
 
 
 class MlflowSettings(_Group):
@@ -320,27 +344,41 @@ class DevSettings(_Group):
     )
 
 
-class Settings(_Group):
+class GeneralSettings(_Group):
     home: Path = Field(
         Path(".spx"),
         validation_alias=_alias("SPX_HOME"),
         description="local state: S3 data, MLflow DB, Feast, logs (default ./.spx)",
     )
-    s3: S3Settings = Field(default_factory=S3Settings)
-    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
-    feast: FeastSettings = Field(default_factory=FeastSettings)
-    serving: ServingSettings = Field(default_factory=ServingSettings)
-    sink: SinkSettings = Field(default_factory=SinkSettings)
-    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
-    news: NewsSettings = Field(default_factory=NewsSettings)
-    market: MarketSettings = Field(default_factory=MarketSettings)
-    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
-    dev: DevSettings = Field(default_factory=DevSettings)
 
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+
+class Settings(BaseModel):
+    """Every group, each read only from the variables its fields name. A plain model, not a settings
+    source itself: no group is bound to a variable of its own name (``S3=…`` or ``sink=…`` in a shell is
+    not ours to read)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    general: GeneralSettings
+    s3: S3Settings
+    mlflow: MlflowSettings
+    feast: FeastSettings
+    serving: ServingSettings
+    sink: SinkSettings
+    pipeline: PipelineSettings
+    news: NewsSettings
+    market: MarketSettings
+    cluster: ClusterSettings
+    dev: DevSettings
+
+    @property
+    def home(self) -> Path:
+        return self.general.home
 
     # -- derived values (one rule each) -------------------------------------------------------
     @property
@@ -429,15 +467,34 @@ def kube_test_tools(project_root: Path) -> DevSettings:
     return dev.model_copy(update={"kube_tools": tools.expanduser().resolve()})
 
 
+def _variables(model: type[BaseSettings], field: str) -> list[str]:
+    """The environment variable(s) a field of a group is read from."""
+    info = model.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return [str(a) for a in alias.choices]
+    return [str(alias)] if alias else [field]
+
+
+def read_group(model: type[_G]) -> _G:
+    """One group from the environment; a bad value is a :class:`ConfigError` naming its variable."""
+    try:
+        return model()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = str(err["loc"][0]) if err["loc"] else ""
+            field = next((n for n in model.model_fields if loc == n or loc in _variables(model, n)), loc)
+            names = [v for v in _variables(model, field) if os.environ.get(v) is not None] or _variables(model, field)
+            problems.append(f"{names[0]}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError(f"invalid setting in the environment: {'; '.join(problems)}") from None
+    except SettingsError as exc:  # a value pydantic-settings could not even parse
+        raise ConfigError(f"invalid setting in the environment: {exc}") from None
+
+
 def settings() -> Settings:
     """Settings as of now (the environment is re-read on every call); a bad value is a :class:`ConfigError`."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid setting in the environment: {problems}") from None
+    return Settings.model_validate({group: read_group(model) for group, model in GROUPS.items()})
 
 
 def export_library_env(cfg: Settings | None = None, *, override: bool = False) -> dict[str, str]:
@@ -489,7 +546,7 @@ def env_var_names() -> set[str]:
     """Every environment variable any setting reads (the README's configuration table is checked against it)."""
     names: set[str] = set()
     for model in (
-        Settings,
+        GeneralSettings,
         S3Settings,
         MlflowSettings,
         FeastSettings,
@@ -511,7 +568,7 @@ def env_var_names() -> set[str]:
 
 
 GROUPS: dict[str, type[BaseSettings]] = {
-    "general": Settings,
+    "general": GeneralSettings,
     "s3": S3Settings,
     "mlflow": MlflowSettings,
     "feast": FeastSettings,
@@ -530,10 +587,8 @@ def describe(current: Settings | None = None) -> list[dict[str, str]]:
     cfg = current or settings()
     rows = []
     for group, model in GROUPS.items():
-        values = cfg if model is Settings else getattr(cfg, group)
+        values = getattr(cfg, group)
         for name, info in model.model_fields.items():
-            if isinstance(info.default, BaseSettings) or info.default_factory is not None:
-                continue  # a nested group
             alias = info.validation_alias
             env = [str(a) for a in alias.choices] if isinstance(alias, AliasChoices) else [name]
             default = info.default.get_secret_value() if isinstance(info.default, SecretStr) else info.default
@@ -558,7 +613,9 @@ def describe(current: Settings | None = None) -> list[dict[str, str]]:
 def markdown_table() -> str:
     """The README's configuration table (``python -m spx.core.settings``)."""
     lines = ["| group | variable | default | meaning |", "|---|---|---|---|"]
-    for row in describe(Settings.model_construct()):
+    groups: dict[str, Any] = {group: model.model_construct() for group, model in GROUPS.items()}
+    defaults = Settings.model_construct(**groups)
+    for row in describe(defaults):
         env = " / ".join(f"`{e}`" for e in row["env"].split(" / "))
         default = f"`{row['default']}`" if row["default"] else "—"
         lines.append(f"| {row['group']} | {env} | {default} | {row['meaning']} |")

@@ -21,7 +21,7 @@ import pandas as pd
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from spx.core.errors import ImmutableObjectError, ObjectNotFoundError
+from spx.core.errors import ImmutableObjectError, ObjectNotFoundError, ServiceError
 from spx.core.settings import S3Settings
 
 __all__ = ["ImmutableObjectError", "ObjectNotFoundError", "ObjectStore", "PutResult", "parse_uri", "sha256"]
@@ -52,7 +52,7 @@ class PutResult:
 
 class ObjectStore:
     def __init__(self, s3: S3Settings | None = None):
-        self.settings = s3 or S3Settings()
+        self.settings = s3 or S3Settings.from_env()
         self.bucket = self.settings.bucket
         self.client = boto3.client(
             "s3",
@@ -85,6 +85,25 @@ class ObjectStore:
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
             log.info("created bucket %s", self.bucket)
+
+    def delete_bucket(self, bucket: str | None = None) -> int:
+        """Delete every object of ``bucket`` (default: this store's), then the bucket; returns the objects
+        deleted. On the embedded SeaweedFS this also frees the bucket's volumes. Never used on the data path:
+        bronze stays write-once; this is for scratch buckets (tests, ``spx`` state you remove on purpose)."""
+        bucket = bucket or self.bucket
+        deleted = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                    deleted += len(keys)
+            self.client.delete_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"NoSuchBucket", "404"}:
+                raise
+        return deleted
 
     # -- raw bytes --------------------------------------------------------------------
     def exists(self, key_or_uri: str) -> bool:
@@ -136,8 +155,20 @@ class ObjectStore:
                     f"refusing to overwrite write-once object s3://{bucket}/{key}: it exists with "
                     f"different content (sha256 {existing[:12]}… vs new {digest[:12]}…)"
                 ) from exc
+            self._explain_server_error(exc, f"s3://{bucket}/{key}")
             raise
         return PutResult(f"s3://{bucket}/{key}", digest, written=True)
+
+    def _explain_server_error(self, exc: ClientError, where: str) -> None:
+        """A 5xx from the embedded SeaweedFS is most often a full volume table: say so instead of a bare
+        ``InternalError`` (boto3 has already retried)."""
+        if exc.response.get("Error", {}).get("Code") not in {"InternalError", "500", "503", "ServiceUnavailable"}:
+            return
+        from spx.core.services import out_of_volumes_message
+
+        problem = out_of_volumes_message(self.settings.embedded_master)
+        if problem:
+            raise ServiceError(f"writing {where} failed: {problem}") from exc
 
     def get_bytes(self, key_or_uri: str) -> bytes:
         bucket, key = self._split(key_or_uri)

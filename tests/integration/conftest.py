@@ -22,6 +22,7 @@ def integration_env(s3_server, tmp_path_factory):
     mp, store = isolated_spx_env(s3_server, home, "spx-int")
     yield home, store
     mp.undo()
+    store.delete_bucket()
 
 
 def fresh_frame() -> pd.DataFrame:

@@ -14,9 +14,10 @@ from tests.serving.helpers import gold_frame, make_champion
 def serving_env(s3_server, tmp_path_factory):
     """Module-wide environment: loopback S3, sqlite MLflow, a private Feast home."""
     home = tmp_path_factory.mktemp("serving-home")
-    mp, _ = isolated_spx_env(s3_server, home, "spx-serving")
+    mp, store = isolated_spx_env(s3_server, home, "spx-serving")
     yield home
     mp.undo()
+    store.delete_bucket()
 
 
 @pytest.fixture(scope="module")
