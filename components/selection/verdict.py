@@ -136,8 +136,9 @@ def index_html(run_id: str, selection: dict, links: dict[str, str], monitoring: 
     extra = [v for v in links if v not in {str(r.get("variant")) for r in index_rows(selection)}]
     for v in extra:  # pages for variants the selection did not rank (e.g. a run that stopped before it)
         body.append(
-            f"<tr class='variant' data-variant='{esc(v)}'><td></td><td></td><td><a href='{esc(links[v])}'>"
-            f"{esc(v)}</a></td><td colspan='7'>not ranked</td></tr>"
+            f"<tr class='variant{' champion' if v == champ else ''}' data-variant='{esc(v)}'><td></td><td></td>"
+            f"<td><a href='{esc(links[v])}'>{esc(v)}</a>{' (champion)' if v == champ else ''}</td>"
+            "<td colspan='7'>not ranked</td></tr>"
         )
     mon = "".join(f"<li><a href='{esc(x)}'>{esc(x)}</a></li>" for x in monitoring) or "<li>no monitoring run yet</li>"
     return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 UI_METRICS = (
@@ -106,6 +107,12 @@ def emit_training_outputs(result: dict, *, metrics, roc, report, summary, model=
         roc.log_confusion_matrix(["down", "up"], rc["confusion_matrix"])
     with open(report.path, "w") as fh:
         fh.write(made["html"])
+    # Metrics / ClassificationMetrics live in metadata; their files are written too (the same JSON), because
+    # KFP's local cache (kfp 2.17, kfp/local/cache.py) treats an output artifact whose file is missing as a
+    # cache miss, which would make every unchanged rerun train again
+    for artifact in (metrics, roc):
+        with open(artifact.path, "w") as fh:
+            json.dump(artifact.metadata, fh, sort_keys=True)
     if model is not None:
         with open(model.path, "wb") as fh:
             fh.write(made["native_bytes"])
