@@ -19,7 +19,6 @@ Usage: python bench/pipeline.py [--compare before.json] [--no-rerun] [-- extra s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -43,18 +42,14 @@ def children_cpu() -> float:
 def bytecode_state() -> str:
     """Whether the libraries every task imports have compiled bytecode (PYTHONDONTWRITEBYTECODE=1 without it
     makes every task compile every module it imports)."""
-    missing = []
-    for name in ("pandas", "mlflow", "sklearn", "xgboost", "kfp"):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            continue
-        if not Path(importlib.util.cache_from_source(spec.origin)).exists():
-            missing.append(name)
+    from spx.pipelines.local import TASK_LIBRARIES, missing_bytecode
+
     flag = "set" if sys.flags.dont_write_bytecode else "unset"
+    missing = missing_bytecode()
     return f"PYTHONDONTWRITEBYTECODE {flag}; " + (
-        "compiled bytecode present for pandas, mlflow, sklearn, xgboost, kfp"
-        if not missing
-        else f"NO compiled bytecode for {', '.join(missing)} (uv sync --compile-bytecode)"
+        f"NO compiled bytecode for {', '.join(missing)} (uv sync --compile-bytecode)"
+        if missing
+        else f"bytecode present or written by Python for {', '.join(TASK_LIBRARIES)}"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import tempfile
 import time
@@ -310,9 +311,19 @@ def gold_dataset(gold: pd.DataFrame, gold_uri: str, sha256: str, run_id: str):
     schema = Schema(
         [ColSpec(kind(dtype), str(col), required=not bool(has_missing[col])) for col, dtype in gold.dtypes.items()]
     )
-    return MetaDataset(
-        resolve_dataset_source(gold_uri), name=f"gold-{run_id}", digest=sha256[:36] or None, schema=schema
-    )
+    rows, columns = gold.shape
+
+    class GoldTable(MetaDataset):
+        """A MetaDataset with a profile: the table's rows and cells."""
+
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": int(rows), "num_elements": int(rows * columns)}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    return GoldTable(resolve_dataset_source(gold_uri), name=f"gold-{run_id}", digest=sha256[:36] or None, schema=schema)
 
 
 def log_to_mlflow(

@@ -349,7 +349,7 @@ def training_report_markdown(
 
 def _fmt(x, spec: str = ".4f") -> str:
     try:
-        value = float(x)  # type: ignore[arg-type]
+        value = float(x)
     except (TypeError, ValueError):
         return "n/a"
     return format(value, spec) if np.isfinite(value) else "n/a"

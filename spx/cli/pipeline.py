@@ -306,7 +306,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole pipeline locally (KFP local runner, S3 on loopback, MLflow on SQLite).
 
         Each task's full log goes to $SPX_HOME/runs/<run_id>/<task>.log."""
-        from spx.pipelines.local import TaskLogRouter, new_run_id, run_local
+        from spx.pipelines.local import TaskLogRouter, missing_bytecode, new_run_id, run_local
 
         setup_cli_logging(logging.INFO if verbose else logging.WARNING)
         granularity, horizon_short, horizon_long = _dataset_defaults(
@@ -315,6 +315,13 @@ def register(app: typer.Typer) -> None:
         invocation = run_id or new_run_id()
         router = TaskLogRouter(settings().runs_dir / invocation)
         console.print(f"spx run {invocation}: task logs in {router.run_dir}", highlight=False)
+        if missing := missing_bytecode():
+            console.print(
+                f"[yellow]note:[/] PYTHONDONTWRITEBYTECODE is set and {', '.join(missing)} have no compiled bytecode: "
+                "every task compiles what it imports (2-3x the run's CPU); compile once with "
+                "`uv sync --locked --all-extras --compile-bytecode`",
+                highlight=False,
+            )
         try:
             with TaskBoard(live=console.is_terminal and not verbose) as board:
                 selection = run_local(
