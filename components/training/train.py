@@ -474,26 +474,18 @@ def run_training(
     store.put_parquet(prefix + "oot_predictions.parquet", result.oot)
     store.put_json(prefix + "importance.json", result.importance)
     pictures = report_inputs(result)
-    figures = visuals.training_figures(
-        pictures["y_true"],
-        pictures["y_prob"],
-        pictures["returns"],
-        result.importance,
-        cost_bps=cfg.cost_bps,
-        horizon=spec.horizon,
-        timestamps=pictures["timestamps"],
+    drawn = dict(
+        importance=result.importance, cost_bps=cfg.cost_bps, horizon=spec.horizon, timestamps=pictures["timestamps"]
     )
+    figures = visuals.training_figures(pictures["y_true"], pictures["y_prob"], pictures["returns"], **drawn)
     report_html = visuals.training_report_html(
         pictures["y_true"],
         pictures["y_prob"],
         pictures["returns"],
-        result.importance,
-        cost_bps=cfg.cost_bps,
         title=spec.name,
-        horizon=spec.horizon,
-        timestamps=pictures["timestamps"],
         figures=figures,
         metrics=result.metrics,
+        **drawn,
     )
     store.put_text(prefix + "report.html", report_html, content_type="text/html")
     t_pictures, t0 = time.perf_counter() - t0, time.perf_counter()

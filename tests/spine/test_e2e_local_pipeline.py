@@ -23,6 +23,9 @@ from spx.pipelines.local import TaskEvent, run_local
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # 18 KFP tasks (two at a time in training); slow when busy
 
 VARIANT_NAMES = [v[0] for v in VARIANTS]
+RUN = dict(
+    run_id="e2e-test", start="2011-03-10", end="2011-03-31", n_folds=2, n_boot=50, min_oot_auc=0.0, max_overfit_gap=1.0
+)
 SHARED = shared_data_dir()
 HAS_NEWS = SHARED is not None and (SHARED / "news" / "reuters_markets_2011q1.parquet").exists()
 
@@ -32,16 +35,7 @@ def e2e_run(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SPX_NEWS_FILE", raising=False)
     monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
-    selection = run_local(
-        run_id="e2e-test",
-        start="2011-03-10",
-        end="2011-03-31",
-        n_folds=2,
-        n_boot=50,
-        min_oot_auc=0.0,
-        max_overfit_gap=1.0,
-    )
-    return selection
+    return run_local(**RUN)
 
 
 def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store, tmp_path, monkeypatch):
@@ -217,15 +211,7 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     assert described.startswith(f"**Verdict: {selection['champion']['verdict']}**") and "momentum" in described
 
     # an unchanged rerun takes every task from KFP's local cache: same run, same figures
-    again = run_local(
-        run_id="e2e-test",
-        start="2011-03-10",
-        end="2011-03-31",
-        n_folds=2,
-        n_boot=50,
-        min_oot_auc=0.0,
-        max_overfit_gap=1.0,
-    )
+    again = run_local(**RUN)
     assert len(again["cached_tasks"]) == again["tasks"] >= 17 and again["run_id"] == "e2e-test"
     assert [r["oot_auc_ci"] for r in again["ranking"]] == [r["oot_auc_ci"] for r in selection["ranking"]]
 
