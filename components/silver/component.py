@@ -19,27 +19,10 @@ def silver_technical(
     session: str = "regular",
 ) -> str:
     """RSI, MACD, ROC, stochastic, SMA/EMA, Bollinger, ATR, ADX, volume features (TA-Lib)."""
-    from spx.components.silver.stage import build_silver
-    from spx.core.artifacts import describe_object, table_uri, write_manifest
-    from spx.core.logs import stage_logging
-    from spx.core.storage import ObjectStore
+    from spx.components.silver.family import run_family
 
-    store = ObjectStore()
-    uri = build_silver(
-        store,
-        family="technical",
-        bronze_prefix=table_uri(bronze),
-        granularity=granularity,
-        start=start,
-        end=end,
-        run_id=run_id,
-        session=session,
-        progress=stage_logging("spx.silver").info,
-    )
-    write_manifest(
-        features, {**describe_object(store, uri), "layer": "silver", "family": "technical", "run_id": run_id}
-    )
-    return uri
+    args = dict(granularity=granularity, start=start, end=end, run_id=run_id, session=session)
+    return run_family("technical", bronze, features, **args)
 
 
 @spx_component
@@ -53,27 +36,10 @@ def silver_microstructure(
     session: str = "regular",
 ) -> str:
     """Spread (quoted or Corwin-Schultz), Roll, Amihud, price impact, order-flow imbalance, depth."""
-    from spx.components.silver.stage import build_silver
-    from spx.core.artifacts import describe_object, table_uri, write_manifest
-    from spx.core.logs import stage_logging
-    from spx.core.storage import ObjectStore
+    from spx.components.silver.family import run_family
 
-    store = ObjectStore()
-    uri = build_silver(
-        store,
-        family="microstructure",
-        bronze_prefix=table_uri(bronze),
-        granularity=granularity,
-        start=start,
-        end=end,
-        run_id=run_id,
-        session=session,
-        progress=stage_logging("spx.silver").info,
-    )
-    write_manifest(
-        features, {**describe_object(store, uri), "layer": "silver", "family": "microstructure", "run_id": run_id}
-    )
-    return uri
+    args = dict(granularity=granularity, start=start, end=end, run_id=run_id, session=session)
+    return run_family("microstructure", bronze, features, **args)
 
 
 @spx_component
@@ -87,24 +53,7 @@ def silver_volatility(
     session: str = "regular",
 ) -> str:
     """Historical, Garman-Klass, Parkinson, Rogers-Satchell, Yang-Zhang, range, percentile rank."""
-    from spx.components.silver.stage import build_silver
-    from spx.core.artifacts import describe_object, table_uri, write_manifest
-    from spx.core.logs import stage_logging
-    from spx.core.storage import ObjectStore
+    from spx.components.silver.family import run_family
 
-    store = ObjectStore()
-    uri = build_silver(
-        store,
-        family="volatility",
-        bronze_prefix=table_uri(bronze),
-        granularity=granularity,
-        start=start,
-        end=end,
-        run_id=run_id,
-        session=session,
-        progress=stage_logging("spx.silver").info,
-    )
-    write_manifest(
-        features, {**describe_object(store, uri), "layer": "silver", "family": "volatility", "run_id": run_id}
-    )
-    return uri
+    args = dict(granularity=granularity, start=start, end=end, run_id=run_id, session=session)
+    return run_family("volatility", bronze, features, **args)
