@@ -3,29 +3,46 @@
 Starts the embedded services (a real S3 server on loopback; MLflow tracks into SQLite under ``$SPX_HOME``),
 then executes the *same* components with ``kfp.local.SubprocessRunner`` in this Python environment.
 
-KFP's local runner prints every task's output (and its executor-input JSON) to stdout. :class:`TaskLogRouter`
-takes that stream instead: each task's lines go to ``$SPX_HOME/runs/<run_id>/<task>.log`` and the caller gets
-one :class:`TaskEvent` when a task starts and one when it ends, to show a compact table (``spx run``) or to
-echo everything (``spx run --verbose``).
+What KFP's local runner (kfp 2.17, ``kfp/local/orchestrator/enhanced_dag_orchestrator.py``) does and does
+not do, and what this module adds:
+
+* It runs a DAG's tasks **one after another** in topological order; the only concurrency it has is the
+  iterations of a ``dsl.ParallelFor``, on a thread pool of at most two workers
+  (``ParallelExecutor.conservative_max``). The training variants are such a loop, so two train at a time.
+* It **caches** task outputs (``local.init(enable_caching=True)``, since kfp 2.17) under
+  ``$SPX_HOME/kfp-local/.kfp_cache``, keyed on each task's component, command and inputs. The pipeline
+  passes :func:`run_key` — a fingerprint of the parameters, the code and the input files — to the run id and
+  bronze tasks, so an unchanged rerun takes every task from the cache (``--no-cache`` turns this off).
+* It prints every task's output (and its executor-input JSON) to stdout, and logs task starts, ends and
+  cache hits through the root logger. :class:`TaskLogRouter` takes that stream instead: each task's lines
+  go to ``$SPX_HOME/runs/<invocation>/<task>.log`` and the caller gets one :class:`TaskEvent` when a task
+  starts and one when it ends or comes from the cache, to show a compact table (``spx run``) or to echo
+  everything (``spx run --verbose``). Lines are attributed by thread, so the two concurrent training tasks
+  keep separate logs.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import re
+import resource
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from spx.core import layout
 from spx.core.services import embedded_s3
-from spx.core.settings import export_library_env, settings
+from spx.core.settings import Settings, export_library_env, patched_environ, settings
 from spx.core.storage import ObjectStore
 from spx.pipelines.options import CompileOptions
 
@@ -34,73 +51,132 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_CACHED = re.compile(r"Task (\S+) cache hit \(key=")
+_VARIANT = re.compile(r'"variant":\s*"([A-Za-z0-9_.-]+)"')
 
 
 @dataclass
 class TaskEvent:
     task: str
-    status: str  # RUNNING | SUCCESS | FAILURE
+    status: str  # RUNNING | SUCCESS | FAILURE | CACHED
     seconds: float = 0.0
     log_path: Path | None = None
+    cpu_seconds: float | None = None  # None while another task ran at the same time (CPU is per process tree)
+    detail: str = ""  # e.g. the variant a training task trained
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class _Running:
+    event: TaskEvent
+    started: float
+    cpu_started: float
+    file: TextIO
+    alone: bool = True
 
 
 @dataclass
 class TaskLogRouter(io.TextIOBase):
-    """A text stream that files KFP local-runner output per task and reports task starts and ends."""
+    """A text stream that files KFP local-runner output per task and reports task starts, ends and cache
+    hits. Output is attributed to the task running in the writing thread."""
 
     run_dir: Path
     on_event: Callable[[TaskEvent], None] = lambda event: None
     echo: TextIO | None = None
-    current: str | None = None
-    started: float = 0.0
     tasks: dict[str, TaskEvent] = field(default_factory=dict)
-    _buffer: str = ""
-    _file: TextIO | None = None
+    _buffers: dict[int, str] = field(default_factory=dict)
+    _running: dict[int, _Running] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        if self.echo is not None:
-            self.echo.write(text)
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            self._line(line)
+        with self._lock:
+            if self.echo is not None:
+                self.echo.write(text)
+            tid = threading.get_ident()
+            buffer = self._buffers.get(tid, "") + text
+            while "\n" in buffer:
+                line, buffer = buffer.split("\n", 1)
+                self._line(tid, line)
+            self._buffers[tid] = buffer
         return len(text)
 
     def flush(self) -> None:
-        if self.echo is not None:
-            self.echo.flush()
-        if self._file is not None:
-            self._file.flush()
+        with self._lock:
+            if self.echo is not None:
+                self.echo.flush()
+            for running in self._running.values():
+                running.file.flush()
 
-    def _line(self, raw: str) -> None:
+    def _unique(self, task: str) -> str:
+        if task not in self.tasks:
+            return task
+        n = 2
+        while f"{task}-{n}" in self.tasks:
+            n += 1
+        return f"{task}-{n}"
+
+    def _line(self, tid: int, raw: str) -> None:
         line = _ANSI.sub("", raw)
         if (m := _START.search(line)) is not None:
-            self._open(m.group(1))
-        if self._file is not None:
-            self._file.write(line + "\n")
-        if (m := _END.search(line)) is not None and m.group(1) in self.tasks:
-            event = self.tasks[m.group(1)]
-            event.status = m.group(2).upper()
-            event.seconds = time.perf_counter() - self.started
-            self._close()
-            self.on_event(event)
+            self._open(tid, m.group(1))
+        running = self._running.get(tid)
+        if running is not None:
+            running.file.write(line + "\n")
+            if not running.event.detail and (v := _VARIANT.search(line)) is not None:
+                running.event.detail = v.group(1)
+        if (m := _END.search(line)) is not None and running is not None:
+            self._close(tid, m.group(2).upper())
+        elif (m := _CACHED.search(line)) is not None:
+            self._cached(m.group(1))
 
-    def _open(self, task: str) -> None:
-        self._close()
+    def _open(self, tid: int, task: str) -> None:
+        if tid in self._running:  # a task that never said it ended (should not happen): close it as failed
+            self._close(tid, "FAILURE")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / f"{task}.log"
-        self._file = open(path, "a", encoding="utf-8")
-        self.current, self.started = task, time.perf_counter()
-        self.tasks[task] = event = TaskEvent(task, "RUNNING", 0.0, path)
+        name = self._unique(task)
+        path = self.run_dir / f"{name}.log"
+        event = TaskEvent(name, "RUNNING", 0.0, path)
+        self.tasks[name] = event
+        for other in self._running.values():
+            other.alone = False
+        self._running[tid] = _Running(
+            event, time.perf_counter(), _children_cpu(), open(path, "a", encoding="utf-8"), alone=not self._running
+        )
         self.on_event(event)
 
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _close(self, tid: int, status: str) -> None:
+        running = self._running.pop(tid)
+        running.file.close()
+        for other in self._running.values():
+            other.alone = False
+        event = running.event
+        event.status = status
+        event.seconds = time.perf_counter() - running.started
+        event.cpu_seconds = _children_cpu() - running.cpu_started if running.alone else None
+        self.on_event(event)
+
+    def _cached(self, task: str) -> None:
+        name = self._unique(task)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / f"{name}.log"
+        path.write_text(f"{task}: outputs reused from KFP's local cache (an earlier run with the same inputs)\n")
+        event = TaskEvent(name, "CACHED", 0.0, path, 0.0)
+        self.tasks[name] = event
+        self.on_event(event)
+
+    def close_all(self) -> None:
+        """Close the log files of tasks that never reported an end (an interrupted run)."""
+        with self._lock:
+            for running in self._running.values():
+                running.file.close()
+            self._running.clear()
 
     def last_lines(self, task: str, n: int = 25) -> list[str]:
         event = self.tasks.get(task)
@@ -109,13 +185,170 @@ class TaskLogRouter(io.TextIOBase):
         return event.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
 
     def failed(self) -> TaskEvent | None:
-        return next((e for e in self.tasks.values() if e.status not in ("SUCCESS", "RUNNING")), None) or next(
+        return next((e for e in self.tasks.values() if e.status not in ("SUCCESS", "RUNNING", "CACHED")), None) or next(
             (e for e in self.tasks.values() if e.status == "RUNNING"), None
         )
+
+    def cached(self) -> list[str]:
+        return [name for name, e in self.tasks.items() if e.status == "CACHED"]
+
+
+@contextlib.contextmanager
+def _kfp_output_to(router: TaskLogRouter) -> Iterator[None]:
+    """KFP's local runner prints task output and logs through the root logger; both go to ``router`` for the
+    duration. The root logger keeps a handler on the router at INFO, so the cache-hit lines (logged outside
+    KFP's per-task logger context) arrive, and so do the end lines of concurrent tasks (each task's context
+    saves and restores the root handlers, and two overlapping contexts restore each other's). ``print`` and
+    the root logger are restored afterwards (KFP's per-task print indentation is global too)."""
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_print = root.handlers[:], root.level, builtins.print
+    handler = logging.StreamHandler(router)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+    with contextlib.redirect_stdout(router):
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.handlers[:] = saved_handlers
+            root.setLevel(saved_level)
+            builtins.print = saved_print
+            router.close_all()
+
+
+TASK_LIBRARIES = ("pandas", "mlflow", "sklearn", "xgboost", "kfp")
+
+
+def missing_bytecode(modules: tuple[str, ...] = TASK_LIBRARIES) -> list[str]:
+    """The libraries every task imports that have no compiled bytecode while Python may not write it
+    (``PYTHONDONTWRITEBYTECODE`` set, as in many containers and CI): then each of the ~18 task processes
+    compiles every module it imports from source — measured here at 2-3x the CPU of the whole run (10.5 of a
+    training task's 34 s went to ``compile``). Empty when bytecode is there or Python writes it itself."""
+    import importlib.util
+
+    if not sys.flags.dont_write_bytecode:
+        return []
+    missing = []
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and not Path(importlib.util.cache_from_source(spec.origin)).exists():
+            missing.append(name)
+    return missing
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-local"
+
+
+# ------------------------------------------------------------------------------------------------ cache key
+
+_LIVE_SOURCES = {"oanda", "gdelt", "rss"}  # new data on every call: never reused
+
+
+def _stat(path: Path | str | None) -> list:
+    if not path:
+        return ["none"]
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return [str(p), "missing"]
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over the source of the installed ``spx`` package (stage logic, components, pipelines, package
+    data) and the versions of every installed distribution: a change to either changes every task's key."""
+    from importlib import metadata
+
+    import spx
+
+    digest = hashlib.sha256()
+    root = Path(spx.__file__).resolve().parent
+    for base in (root, (root / "components").resolve(), (root / "pipelines").resolve()):
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".log"):
+                digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
+    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    digest.update("\n".join(versions).encode())
+    return digest.hexdigest()
+
+
+def run_key(params: dict[str, Any], cfg: Settings | None = None) -> str:
+    """The cache key of a local run: a fingerprint of every pipeline parameter, the code
+    (:func:`code_fingerprint`), the input files' identity (path, size, modification time) and the settings
+    that shape outputs (bucket, MLflow tracking URI, experiment and registered model, FinBERT model, thread
+    counts, Feast store). A run from a live source (OANDA, GDELT, RSS) gets a key of its own: never reused."""
+    from spx.components.bronze.datasets import get_dataset
+    from spx.components.news.bronze import default_news_file
+
+    cfg = cfg or settings()
+    market_source, news_source = params.get("source", "bundled"), params.get("news_source", "file")
+    if market_source in _LIVE_SOURCES or news_source in _LIVE_SOURCES:
+        return f"live-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
+    inputs: dict[str, Any] = {}
+    if market_source == "file":
+        inputs["market"] = _stat(params.get("market_path"))
+    elif market_source == "bundled":
+        name = params.get("dataset") or "spy_m1_2011q1"
+        try:
+            dataset = get_dataset(name)
+            inputs["market"] = _stat(dataset.path()) if dataset.file else [dataset.name]
+        except Exception as exc:  # noqa: BLE001 - the bronze task reports it, with its own message
+            inputs["market"] = [name, f"unavailable: {exc}"]
+    if news_source == "file":
+        inputs["news"] = _stat(params.get("news_path") or default_news_file())
+    model = params.get("news_model_location") or cfg.news.finbert_model
+    inputs["finbert"] = _stat(model) if model and not str(model).startswith("s3://") else [model]
+    shaping = {
+        "bucket": cfg.s3.bucket,
+        "mlflow": [cfg.mlflow_tracking_uri, cfg.mlflow_experiment, cfg.registered_model],
+        "threads": [cfg.pipeline.threads, cfg.news.torch_threads],
+        "feast": [str(cfg.feast_home), cfg.feast.online_store, cfg.feast.redis, cfg.feast_registry],
+    }
+    blob = json.dumps(
+        {"params": params, "inputs": inputs, "settings": shaping, "code": code_fingerprint()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+LOCAL_CONCURRENCY = 2  # kfp.local's ParallelExecutor runs at most two loop iterations at once
+
+
+def _thread_env(cfg: Settings) -> dict[str, str]:
+    """``SPX_THREADS`` for the task processes when it is unset: this machine's cores shared by the training
+    tasks that run at once, at least 1. XGBoost and LightGBM default to every core, and two of them side by
+    side on two cores spend most of their CPU spinning in OpenMP (measured: 10-36 s of CPU per variant where
+    one thread each needs 1-3 s), with identical results (hist and LightGBM give the same model for any thread
+    count on these tables: every metric of the six variants compared equal)."""
+    if cfg.pipeline.threads:
+        return {}
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"SPX_THREADS": str(max(1, cores // LOCAL_CONCURRENCY))}
+
+
+def _prepare_mlflow(cfg: Settings, bucket: str) -> None:
+    """Create the local MLflow database and the experiment before the training tasks start: two of them run
+    at once, and two processes creating one SQLite schema (or one experiment) race. Only when the database
+    does not exist yet: a later run pays nothing here."""
+    uri = cfg.mlflow_tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///") :])
+    if db.exists():
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(cfg.mlflow_experiment) is None:
+        mlflow.create_experiment(cfg.mlflow_experiment, artifact_location=f"s3://{bucket}/mlflow")
 
 
 def run_local(
@@ -124,12 +357,15 @@ def run_local(
     on_event: Callable[[TaskEvent], None] | None = None,
     verbose: bool = False,
     router: TaskLogRouter | None = None,
+    cache: bool = True,
     **params: Any,
 ) -> dict:
     """Execute the training pipeline locally; returns the selection (``best_model_selection.json``) as a dict,
-    with ``selection_uri``, ``elapsed_s``, ``run_dir`` and ``s3_endpoint`` added.
+    with ``selection_uri``, ``elapsed_s``, ``run_dir``, ``s3_endpoint``, ``cached_tasks`` and ``run_key`` added.
 
-    Task output is filed under ``$SPX_HOME/runs/<run_id>/`` (echoed too when ``verbose``)."""
+    ``run_id``: the run's id (default: a new one, or the earlier run's when every input is unchanged and
+    ``cache`` is on). Task output is filed under ``$SPX_HOME/runs/<invocation>/`` (echoed too when
+    ``verbose``)."""
     from kfp import local
 
     from spx.pipelines.training import build_training_pipeline
@@ -139,26 +375,28 @@ def run_local(
     warnings.filterwarnings("ignore", message=r"(?s).*non-Python base image", category=RuntimeWarning)
     cfg = settings()
     cfg.home.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or new_run_id()
-    router = router or TaskLogRouter(cfg.runs_dir / run_id)
+    router = router or TaskLogRouter(cfg.runs_dir / new_run_id())
     if on_event is not None:
         router.on_event = on_event
     if verbose:
         router.echo = sys.stdout
     started = time.perf_counter()
-    with embedded_s3(cfg.home) as endpoint:
+    key = run_key(params, cfg) if cache else ""
+    with embedded_s3(cfg.home) as endpoint, patched_environ(_thread_env(cfg)):
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
         store = ObjectStore()
         store.ensure_bucket()
+        _prepare_mlflow(cfg, store.bucket)
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(cfg.home / "kfp-local"),
             raise_on_error=True,
+            enable_caching=cache,
         )
         # locally a failure is deterministic: no retries (the local runner ignores them anyway)
-        pipeline = build_training_pipeline(CompileOptions(image=cfg.pipeline.component_image, retries=0))
-        with contextlib.redirect_stdout(router):
-            task = pipeline(run_id=run_id, **params)
+        pipeline = build_training_pipeline(CompileOptions(image=cfg.pipeline.component_image, retries=0, local=True))
+        with _kfp_output_to(router):
+            task = pipeline(run_id=run_id, run_key=key, **params)
         selection_uri = task.output
         selection = store.get_json(selection_uri)
         manifest_key = layout.gold_manifest_key(selection["run_id"])
@@ -172,4 +410,7 @@ def run_local(
     selection["elapsed_s"] = round(time.perf_counter() - started, 1)
     selection["run_dir"] = str(router.run_dir)
     selection["s3_endpoint"] = endpoint
+    selection["cached_tasks"] = router.cached()
+    selection["tasks"] = len(router.tasks)
+    selection["run_key"] = key
     return selection

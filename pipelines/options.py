@@ -29,6 +29,8 @@ class CompileOptions:
     retries: int = 3
     s3_secret: str = "spx-kfp-s3"
     config_map: str = "spx-kfp-env"
+    # built for `spx run` (KFP's local runner): the run id and bronze tasks are cacheable (keyed on run_key)
+    local: bool = False
 
     @classmethod
     def from_settings(cls, **overrides: object) -> "CompileOptions":

@@ -1,8 +1,23 @@
-"""The training pipeline: bronze -> silver -> gold -> five variants (parallel) -> champion.
+"""The training pipeline: bronze -> silver -> gold -> six variants (a ``dsl.ParallelFor``) -> champion.
 
-Every step is a containerized KFP v2 component from ``components/``; they pass ``s3://`` URIs.
-In the cluster, S3 credentials come from a Secret and settings from a ConfigMap (kfp-kubernetes);
-locally (``spx run``) KFP's SubprocessRunner runs the same components with the env of ``spx run``.
+Every step is a containerized KFP v2 component from ``components/``. The medallion stages pass their tables as
+typed ``Dataset`` artifacts (manifests of the tables in the bucket, ``spx.core.artifacts``), each training task
+outputs its ``Model``, ``Metrics``, ``ClassificationMetrics``, HTML report and Markdown summary, and selection
+its ranking and verdict (Markdown) and the champion's report (HTML): the KFP UI's run graph follows
+bronze -> silver -> gold -> model. In the cluster, S3 credentials come from a Secret and settings from a
+ConfigMap (kfp-kubernetes); locally (``spx run``) KFP's SubprocessRunner runs the same components with the env
+of ``spx run``.
+
+The variants are the iterations of one ``dsl.ParallelFor`` over ``plan_variants``'s list: the cluster runs them
+side by side as before, and KFP's local runner runs two at a time (its only concurrency: a DAG's other tasks
+run one after another). KFP 2.5 applies no retry policy inside a ParallelFor (as inside ``dsl.If``): a
+training task that fails fails the run, and the next scheduled run trains again; S3 and MLflow calls retry
+inside the task (boto3, MLflow's HTTP client).
+
+Caching: ``spx run`` compiles with ``CompileOptions(local=True)``: the run id and both bronze tasks are then
+cacheable, keyed on ``run_key`` (a fingerprint of the parameters, the code and the input files), so an
+unchanged rerun takes every task from KFP's local cache. The cluster build never caches them (new bars every
+day), as before.
 """
 
 from kfp import dsl
@@ -16,8 +31,8 @@ from spx.components.serving.component import feast_materialize
 from spx.components.silver.component import silver_microstructure, silver_technical, silver_volatility
 from spx.components.training.component import train_variant
 from spx.components.training.variants import VARIANTS
-from spx.pipelines.options import CompileOptions, compiling, configure
-from spx.pipelines.steps import resolve_run_id
+from spx.pipelines.options import CompileOptions, compiling, configure, current_options
+from spx.pipelines.steps import plan_variants, resolve_run_id
 
 PIPELINE_NAME = "spx-training"
 
@@ -84,10 +99,13 @@ def training_dag(
     canary_percent: int = 10,
     serving_mode: str = "serverless",
     deploy_without_edge: bool = False,
+    run_key: str = "",
 ) -> str:
-    rid = resolve_run_id(requested=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    rid.set_caching_options(False)
+    local = current_options().local  # spx run: the run id and bronze may come from KFP's local cache
+    rid = resolve_run_id(requested=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_key=run_key)
+    rid.set_caching_options(local)
     _configure(rid, cpu="100m", memory="128M", cpu_limit="500m", memory_limit="256M")
+    rid.set_display_name("run id")
     run = rid.output
 
     bronze = bronze_market(
@@ -100,25 +118,26 @@ def training_dag(
         dataset=dataset,
         timestamps=timestamps,
         market_tz=market_tz,
+        cache_token=run_key,
     )
-    bronze.set_caching_options(False)  # new bars arrive every day
+    bronze.set_caching_options(local)  # cluster: never (new bars arrive every day)
     _configure(bronze).set_display_name("bronze: market candles")
 
     silver_args = dict(
-        bronze_prefix=bronze.output, granularity=granularity, start=start, end=end, run_id=run, session=session
+        bronze=bronze.outputs["market"], granularity=granularity, start=start, end=end, run_id=run, session=session
     )
     technical = _configure(silver_technical(**silver_args)).set_display_name("silver: technical")
     micro = _configure(silver_microstructure(**silver_args)).set_display_name("silver: microstructure")
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
 
     # news: every step returns "" when there is no news, and gold then trains on market features only
-    nb = news_bronze(source=news_source, start=start, end=end, path=news_path)
-    nb.set_caching_options(False)
+    nb = news_bronze(source=news_source, start=start, end=end, path=news_path, cache_token=run_key)
+    nb.set_caching_options(local)
     _configure(nb, memory="1G", memory_limit="2G").set_display_name("bronze: news")
-    ns = _configure(news_silver(bronze_prefix=nb.output, run_id=run), memory="1G", memory_limit="2G")
+    ns = _configure(news_silver(bronze=nb.outputs["news"], run_id=run), memory="1G", memory_limit="2G")
     ns.set_display_name("silver: news tone")
     ng = news_gold(
-        silver_uri=ns.output,
+        silver=ns.outputs["tone"],
         run_id=run,
         window_minutes=news_window_minutes,
         model_location=news_model_location,
@@ -129,11 +148,11 @@ def training_dag(
     )
 
     gold = gold_features(
-        bronze_prefix=bronze.output,
-        technical_uri=technical.output,
-        microstructure_uri=micro.output,
-        volatility_uri=vol.output,
-        news_uri=ng.output,
+        market=bronze.outputs["market"],
+        technical=technical.outputs["features"],
+        microstructure=micro.outputs["features"],
+        volatility=vol.outputs["features"],
+        news=ng.outputs["signals"],
         granularity=granularity,
         start=start,
         end=end,
@@ -146,25 +165,27 @@ def training_dag(
     )
     _configure(gold, memory="4G", memory_limit="8G").set_display_name("gold: features + labels")
 
-    trains = []
-    for name, model, task, feats, which in VARIANTS:
-        t = train_variant(
-            gold_uri=gold.outputs["gold_uri"],
-            manifest_uri=gold.outputs["manifest_uri"],
-            variant=name,
-            model=model,
-            task=task,
-            features=feats,
-            horizon=horizon_short if which == "short" else horizon_long,
-            run_id=run,
+    plan = plan_variants(run_id=run, horizon_short=horizon_short, horizon_long=horizon_long)
+    _configure(plan, cpu="100m", memory="256M", cpu_limit="500m", memory_limit="512M").set_display_name(
+        "plan: training variants"
+    )
+    with dsl.ParallelFor(plan.output, name="train-variants") as v:
+        train = train_variant(
+            gold=gold.outputs["gold"],
+            variant=v.variant,
+            model=v.model,
+            task=v.objective,
+            features=v.features,
+            horizon=v.horizon,
+            run_id=v.run_id,  # from the item: see plan_variants
             n_folds=n_folds,
             oot_frac=oot_frac,
             n_boot=n_boot,
             cost_bps=cost_bps,
             max_fit_rows=max_fit_rows,
         )
-        _configure(t, cpu="2", memory="4G", cpu_limit="2", memory_limit="8G").set_display_name(f"train: {name}")
-        trains.append(t)
+        _configure(train, cpu="2", memory="4G", cpu_limit="2", memory_limit="8G", retry=False)
+        train.set_display_name("train: variant")
 
     select = select_champion(
         run_id=run,
@@ -177,8 +198,7 @@ def training_dag(
         max_sharpe_excess=max_sharpe_excess,
         champion_horizon=horizon_short,
     )
-    for t in trains:
-        select.after(t)
+    select.after(train)
     _configure(select).set_display_name("select + register champion")
 
     with dsl.If(materialize_features == True):  # noqa: E712 - KFP condition, not a Python bool
@@ -186,6 +206,7 @@ def training_dag(
             gold_uri=gold.outputs["gold_uri"], manifest_uri=gold.outputs["manifest_uri"], run_id=run
         )
         _configure(feast, retry=False).set_display_name("feast: apply + materialize")
+        feast.set_caching_options(local)  # cluster: always write the online store (Redis may have lost it)
 
     with dsl.If(deploy == True):  # noqa: E712
         rollout = deploy_op(

@@ -8,6 +8,8 @@ release wrote into its env ConfigMap (``SPX_KSERVE_SERVICE_ACCOUNT``, ``SPX_K8S_
 ``SPX_K8S_S3_SECRET``), so any release name works.
 """
 
+from kfp.dsl import Markdown, Output
+
 from spx.core.component import spx_component
 
 
@@ -103,6 +105,7 @@ def promote_op(
 
 @spx_component
 def evaluate_canary_op(
+    decision: Output[Markdown],
     namespace: str = "spx",
     isvc_name: str = "",
     mode: str = "",
@@ -122,17 +125,30 @@ def evaluate_canary_op(
     ``isvc_name`` / ``mode`` empty: ``$SPX_INFERENCE_SERVICE`` / ``$SPX_INFERENCE_MODE`` (the chart's env
     ConfigMap), else ``spx-direction`` / ``serverless``. Health from Prometheus when ``prometheus_url`` is set,
     else from the prediction log in the bucket. Returns the decision as JSON (``decision``, ``reasons``, the
-    exact patch ``body``, the ``measurement``).
+    exact patch ``body``, the ``measurement``); ``decision`` shows it in the KFP UI (Markdown: the
+    measurement beside the thresholds, the models, the patch; the numbers also as its metadata).
     """
     import json
+    from dataclasses import asdict
 
     from spx.components.deploy.canary import HealthThresholds, ServingConfig, custom_objects_api
     from spx.components.deploy.health import evaluate_canary, kubernetes_api_configured
+    from spx.components.deploy.report import decision_markdown, decision_metadata
+
+    thresholds = HealthThresholds(
+        max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms, min_requests=min_requests
+    )
+
+    def publish(out: dict) -> str:
+        with open(decision.path, "w") as fh:
+            fh.write(decision_markdown(out, asdict(thresholds)))
+        decision.metadata.update(decision_metadata(out, asdict(thresholds)))
+        return json.dumps(out, sort_keys=True)
 
     if not kubernetes_api_configured():
         reason = "no Kubernetes API configured (not in a pod, no kubeconfig): canary step skipped"
         print(f"canary: {reason}")
-        return json.dumps({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None}, sort_keys=True)
+        return publish({"decision": "no-cluster", "reasons": [reason], "verb": "noop", "body": None})
     cfg = ServingConfig.in_cluster(
         namespace=namespace,
         name=isvc_name,
@@ -141,9 +157,6 @@ def evaluate_canary_op(
         transformer_image=transformer_image,
         transformer_env_configmap=transformer_env_configmap,
         transformer_env_secret=transformer_env_secret,
-    )
-    thresholds = HealthThresholds(
-        max_error_rate=max_error_rate, max_p95_latency_ms=max_p95_latency_ms, min_requests=min_requests
     )
     result = evaluate_canary(
         custom_objects_api(),
@@ -155,4 +168,4 @@ def evaluate_canary_op(
     )
     out = result.to_dict()
     print(f"canary {cfg.namespace}/{cfg.name}: {out['decision']} — " + "; ".join(out["reasons"]))
-    return json.dumps(out, sort_keys=True)
+    return publish(out)

@@ -2,16 +2,18 @@
 
 from typing import NamedTuple
 
+from kfp.dsl import Dataset, Input, Output
+
 from spx.core.component import spx_component
 
 
 @spx_component
 def gold_features(
-    bronze_prefix: str,
-    technical_uri: str,
-    microstructure_uri: str,
-    volatility_uri: str,
-    news_uri: str,
+    market: Input[Dataset],
+    technical: Input[Dataset],
+    microstructure: Input[Dataset],
+    volatility: Input[Dataset],
+    news: Input[Dataset],
     granularity: str,
     start: str,
     end: str,
@@ -19,21 +21,28 @@ def gold_features(
     instrument: str,
     run_id: str,
     news_delay_minutes: int,
+    gold: Output[Dataset],
     session: str = "regular",
     label_cross_close: bool = False,
 ) -> NamedTuple("GoldOutputs", [("gold_uri", str), ("manifest_uri", str)]):
-    """Merge silver (+ news signals as-of), add time/return features and labels."""
+    """Merge silver (+ news signals as-of), add time/return features and labels.
+
+    Inputs are the bronze and silver tables as typed Datasets (manifests, ``spx.core.artifacts``); ``gold`` is
+    the gold table as one, with its manifest's facts (rows, features, labels, news) as metadata. The URIs of
+    the table and of its ``manifest.json`` are also returned (Feast reads them)."""
     from collections import namedtuple
 
     from spx.components.gold.stage import build_gold_stage
+    from spx.core.artifacts import describe_object, table_uri, write_manifest
     from spx.core.logs import stage_logging
     from spx.core.storage import ObjectStore
 
+    store = ObjectStore()
     gold_uri, manifest_uri = build_gold_stage(
-        ObjectStore(),
-        bronze_prefix=bronze_prefix,
-        silver_uris=[technical_uri, microstructure_uri, volatility_uri],
-        news_uri=news_uri,
+        store,
+        bronze_prefix=table_uri(market),
+        silver_uris=[table_uri(technical), table_uri(microstructure), table_uri(volatility)],
+        news_uri=table_uri(news),
         granularity=granularity,
         start=start,
         end=end,
@@ -44,5 +53,22 @@ def gold_features(
         session=session,
         label_cross_close=label_cross_close,
         progress=stage_logging("spx.gold").info,
+    )
+    manifest = store.get_json(manifest_uri)
+    write_manifest(
+        gold,
+        {
+            **describe_object(store, gold_uri),
+            "layer": "gold",
+            "run_id": run_id,
+            "manifest_uri": manifest_uri,
+            "rows": manifest.get("rows"),
+            "features": len(manifest.get("feature_columns") or []),
+            "news_features": len(manifest.get("news_feature_columns") or []),
+            "horizons": manifest.get("horizons"),
+            "labelled_rows": manifest.get("labelled_rows"),
+            "first_timestamp": manifest.get("first_timestamp"),
+            "last_timestamp": manifest.get("last_timestamp"),
+        },
     )
     return namedtuple("GoldOutputs", ["gold_uri", "manifest_uri"])(gold_uri, manifest_uri)

@@ -2,19 +2,21 @@
 
 Reads ``models/{run_id}/{variant}/{metrics.json, oot_predictions.parquet, importance.json}`` (and the
 selection and the newest monitoring summary when present) and writes, per variant, ``{variant}.html``
-(self-contained: plots embedded) and ``{variant}.md``, plus ``index.html`` with the ranking and links,
-and ``monitoring/`` with the newest drift reports.
+(self-contained: plots embedded; every page states the validation and out-of-time intervals and the
+baselines, the champion's the selection's verdict) and ``{variant}.md``, plus ``index.html`` — the champion's
+verdict, then every variant in the selection's rank order with its intervals and baselines, linked to its page
+— and ``monitoring/`` with the newest drift reports.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from spx.components.selection.verdict import champion_row, facts, index_html, interval, markdown
 from spx.components.training import visuals
 from spx.core import layout
 
@@ -53,6 +55,15 @@ def _variant_inputs(store, run_id: str, variant: str) -> tuple[dict, dict]:
     return args, {"timestamps": oot["timestamp"].to_numpy() if "timestamp" in oot.columns else None}
 
 
+def _ranked_line(row: dict) -> str:
+    return (
+        f"Rank {row.get('rank')} at horizon {row.get('horizon')}: validation AUC {row.get('val_auc', float('nan')):.4f} "
+        f"{interval(row.get('val_auc_ci_bonferroni'))} (Bonferroni), out-of-time AUC "
+        f"{row.get('oot_auc', float('nan')):.4f} {interval(row.get('oot_auc_ci'))}; "
+        + ("eligible" if row.get("eligible") else "not eligible: " + "; ".join(row.get("reasons") or []))
+    )
+
+
 def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
     """Write the report folder; returns ``{"run_id", "files": [...]}``."""
     out = Path(out_dir)
@@ -64,24 +75,33 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
     if not variants:
         raise FileNotFoundError(f"run {run_id} has no models/{run_id}/*/metrics.json")
     files: list[str] = []
-    rows = []
+    sel_key = layout.selection_key(run_id)
+    selection = store.get_json(sel_key) if store.exists(sel_key) else {}
+    ranked = {r.get("variant"): r for r in selection.get("ranking") or []}
+    champ_row = champion_row(selection)
+    champ = champ_row.get("variant") if champ_row else None
+    links: dict[str, str] = {}
     for variant in variants:
         try:
             args, extra = _variant_inputs(store, run_id, variant)
         except FileNotFoundError as exc:
             log.warning("variant %s skipped: %s", variant, exc)
             continue
-        page = visuals.training_report_html(**args, timestamps=extra["timestamps"])
+        metrics = store.get_json(layout.model_key(run_id, variant, "metrics.json")).get("metrics") or {}
+        # every page states the validation and OOT intervals and the baselines; the champion's, the verdict
+        verdict = facts(champ_row) if variant == champ and champ_row else None
+        page = visuals.training_report_html(**args, timestamps=extra["timestamps"], metrics=metrics, verdict=verdict)
         md = visuals.training_report_markdown(**args)
+        if verdict is not None:
+            md = markdown(champ_row) + "\n\n" + md
+        elif variant in ranked:
+            md = _ranked_line(ranked[variant]) + "\n\n" + md
         (out / f"{variant}.html").write_text(page)
         (out / f"{variant}.md").write_text(md)
         rc = visuals.roc_and_confusion(args["y_true"], args["y_prob"])
         (out / f"{variant}.classification.json").write_text(json.dumps(rc))
         files += [f"{variant}.html", f"{variant}.md", f"{variant}.classification.json"]
-        rows.append((variant, rc["auc"]))
-    sel_key = layout.selection_key(run_id)
-    selection = store.get_json(sel_key) if store.exists(sel_key) else {}
-    champ = (selection.get("champion") or {}).get("variant") if isinstance(selection.get("champion"), dict) else None
+        links[variant] = f"{variant}.html"
     mon_files = []
     mon_key = store.latest_key(f"{layout.MONITORING}/", "summary.json")
     if mon_key is not None:
@@ -93,18 +113,6 @@ def write_report(store, out_dir: str | Path, run_id: str = "") -> dict:
                 (mdir / name).write_bytes(store.get_bytes(prefix + name))
                 mon_files.append(f"{layout.MONITORING}/{name}")
         files += mon_files
-    esc = html.escape
-    items = "".join(
-        f"<tr><td><a href='{esc(v)}.html'>{esc(v)}</a>{' (champion)' if v == champ else ''}</td>"
-        f"<td>{auc:.4f}</td><td><a href='{esc(v)}.md'>markdown</a></td></tr>"
-        for v, auc in rows
-    )
-    mon = "".join(f"<li><a href='{esc(f)}'>{esc(f)}</a></li>" for f in mon_files) or "<li>no monitoring run yet</li>"
-    (out / "index.html").write_text(
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spx report {esc(run_id)}</title></head>"
-        f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>Training run {esc(run_id)}</h1>"
-        f"<table border='1' cellpadding='4'><tr><th>variant</th><th>OOT AUC</th><th></th></tr>{items}</table>"
-        f"<h2>Monitoring</h2><ul>{mon}</ul></body></html>"
-    )
+    (out / "index.html").write_text(index_html(run_id, selection, links, mon_files))
     files.insert(0, "index.html")
     return {"run_id": run_id, "out": str(out), "files": files, "champion": champ}

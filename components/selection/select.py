@@ -207,6 +207,18 @@ def register_champion(row: dict, *, run_id: str, registered_model: str, tracking
             "credible_edge": str(row.get("verdict") == CREDIBLE).lower(),
         },
     )
+    from spx.components.selection.verdict import interval, markdown
+
+    # the verdict where the registry shows a version: its description (Markdown) and tags
+    client.update_model_version(registered_model, mv.version, description=markdown(row, version=str(mv.version)))
+    for key, value in {
+        "val_auc_ci_bonferroni": interval(row.get("val_auc_ci_bonferroni")),
+        "bonferroni_k": str(row.get("bonferroni_k")),
+        "oot_auc_ci": interval(row.get("oot_auc_ci")),
+        "baseline_majority_auc": f"{row.get('baseline_majority_auc', float('nan')):.6f}",
+        "baseline_momentum_auc": f"{row.get('baseline_momentum_auc', float('nan')):.6f}",
+    }.items():
+        client.set_model_version_tag(registered_model, mv.version, key, value)
     client.set_registered_model_alias(registered_model, "champion", mv.version)
     try:  # the verdict also on the variant's MLflow run, where the metrics are read
         client.set_tag(row["mlflow_run_id"], "verdict", row.get("verdict", NO_EDGE))

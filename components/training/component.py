@@ -1,14 +1,13 @@
 """KFP component: one training variant (walk-forward + OOT test + MLflow)."""
 
-from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from spx.core.component import spx_component
 
 
 @spx_component
 def train_variant(
-    gold_uri: str,
-    manifest_uri: str,
+    gold: Input[Dataset],
     variant: str,
     model: str,
     task: str,
@@ -24,21 +23,26 @@ def train_variant(
     roc: Output[ClassificationMetrics],
     report: Output[HTML],
     summary: Output[Markdown],
+    native_model: Output[Model],
 ) -> str:
-    """Train, validate and log one variant; returns the URI of its metrics.json."""
+    """Train, validate and log one variant; returns the URI of its metrics.json.
+
+    ``gold``: the gold table as a typed Dataset (its manifest names the table and its ``manifest.json``).
+    ``native_model``: the native model file KServe serves (XGBoost JSON / LightGBM text), with the variant,
+    its MLflow run and its validation/OOT AUCs and baselines as metadata."""
     from spx.components.training.kfp_outputs import emit_training_outputs
     from spx.components.training.train import TrainConfig, run_training
     from spx.components.training.variants import VariantSpec
+    from spx.core.artifacts import table_uri
     from spx.core.logs import stage_logging
     from spx.core.settings import settings
     from spx.core.storage import ObjectStore
 
     log = stage_logging("spx.train")
-    store = ObjectStore()
     result = run_training(
-        store,
-        gold_uri=gold_uri,
-        manifest_uri=manifest_uri,
+        ObjectStore(),
+        gold_uri=table_uri(gold),
+        manifest_uri=table_uri(gold, "manifest_uri"),
         spec=VariantSpec(variant, model, task, features, horizon),
         run_id=run_id,
         cfg=TrainConfig(
@@ -47,5 +51,5 @@ def train_variant(
         settings=settings(),
         progress=log.info,
     )
-    emit_training_outputs(store, result, metrics=metrics, roc=roc, report=report, summary=summary)
+    emit_training_outputs(result, metrics=metrics, roc=roc, report=report, summary=summary, model=native_model)
     return result["metrics_uri"]

@@ -1,13 +1,9 @@
-"""What a training task shows in the KFP UI: scalar metrics, ROC/confusion, HTML and Markdown."""
+"""What a training task shows in the KFP UI: scalar metrics, ROC/confusion, HTML, Markdown and the Model."""
 
 from __future__ import annotations
 
+import json
 import math
-
-import numpy as np
-
-from spx.components.training import visuals
-from spx.core.storage import ObjectStore
 
 UI_METRICS = (
     "val_auc",
@@ -42,6 +38,18 @@ UI_METRICS = (
 )
 
 
+MODEL_METADATA = (
+    "val_auc",
+    "val_auc_ci_low",
+    "val_auc_ci_high",
+    "oot_auc",
+    "oot_auc_ci_low",
+    "oot_auc_ci_high",
+    "baseline_majority_auc",
+    "baseline_momentum_auc",
+)
+
+
 def summary_markdown(result: dict) -> str:
     m = result["metrics"]
     lines = [
@@ -72,39 +80,53 @@ def summary_markdown(result: dict) -> str:
         f"Long/flat backtest (non-overlapping {result['horizon']}-bar trades, costs included): "
         f"return {m['bt_total_return']:.2%}, Sharpe {m['bt_sharpe']:.2f}, max DD {m['bt_max_drawdown']:.2%}; "
         f"buy & hold {m['bh_total_return']:.2%}, Sharpe {m['bh_sharpe']:.2f}.",
+        "",
+        "Verdict: decided by the selection task, which compares the candidates of a horizon (validation "
+        "interval Bonferroni-corrected for them) and calls a model a credible edge only when that interval and "
+        "the OOT interval both lie above 0.5 — see its `verdict` output.",
     ]
     return "\n".join(lines)
 
 
-def emit_training_outputs(store: ObjectStore, result: dict, *, metrics, roc, report, summary) -> None:
+def emit_training_outputs(result: dict, *, metrics, roc, report, summary, model=None) -> None:
+    """Fill the task's KFP outputs from what :func:`run_training` made (no picture is drawn again and nothing
+    is read back from the bucket): scalar metrics, ROC + confusion matrix, the HTML report, the Markdown
+    summary, and the native model file as a ``Model`` with its lineage facts as metadata."""
     m = result["metrics"]
     for key in UI_METRICS:
         if key in m and math.isfinite(m[key]):
             metrics.log_metric(key, float(m[key]))
-    md = summary_markdown(result)
     with open(summary.path, "w") as fh:
-        fh.write(md)
-    prefix = result["native_uri"]
-    oot = store.read_parquet(prefix + "oot_predictions.parquet")
-    score_col = "y_prob" if "y_prob" in oot.columns else "y_pred"
-    y_true = oot["y_true"].to_numpy(int)
-    score = oot[score_col].to_numpy(float)
-    prob = score if score_col == "y_prob" else 1.0 / (1.0 + np.exp(-score))
-    rc = visuals.roc_and_confusion(y_true, prob)
-    html = visuals.training_report_html(
-        y_true,
-        prob,
-        oot["ret"].to_numpy(float),
-        store.get_json(prefix + "importance.json"),
-        cost_bps=float(result.get("cost_bps", 1.0)),
-        title=result["variant"],
-        horizon=int(result["horizon"]),
-        timestamps=oot["timestamp"],
-    )
-    step = max(1, len(rc["fpr"]) // 200)  # keep the UI payload small
-    thresholds = [min(1.0, float(t)) for t in rc["thresholds"][::step]]
-    roc.log_roc_curve(rc["fpr"][::step], rc["tpr"][::step], thresholds)
-    roc.log_confusion_matrix(["down", "up"], rc["confusion_matrix"])
+        fh.write(summary_markdown(result))
+    made = result["_report"]
+    rc = made["roc"]
+    if rc is not None:
+        step = max(1, len(rc["fpr"]) // 200)  # keep the UI payload small
+        thresholds = [min(1.0, float(t)) for t in rc["thresholds"][::step]]
+        roc.log_roc_curve(rc["fpr"][::step], rc["tpr"][::step], thresholds)
+        roc.log_confusion_matrix(["down", "up"], rc["confusion_matrix"])
     with open(report.path, "w") as fh:
-        fh.write(html)
-    store.put_text(prefix + "report.html", html, content_type="text/html")
+        fh.write(made["html"])
+    # Metrics / ClassificationMetrics live in metadata; their files are written too (the same JSON), because
+    # KFP's local cache (kfp 2.17, kfp/local/cache.py) treats an output artifact whose file is missing as a
+    # cache miss, which would make every unchanged rerun train again
+    for artifact in (metrics, roc):
+        with open(artifact.path, "w") as fh:
+            json.dump(artifact.metadata, fh, sort_keys=True)
+    if model is not None:
+        with open(model.path, "wb") as fh:
+            fh.write(made["native_bytes"])
+        model.metadata.update(
+            {
+                "framework": result["model_format"],
+                "file": made["native_file"],
+                "variant": result["variant"],
+                "task": result["task"],
+                "horizon": int(result["horizon"]),
+                "native_uri": result["native_uri"],
+                "mlflow_run_id": result["mlflow_run_id"],
+                "mlflow_model_uri": result["model_uri"],
+                "gold_uri": result.get("gold_uri", ""),
+                **{k: float(m[k]) for k in MODEL_METADATA if k in m and math.isfinite(m[k])},
+            }
+        )

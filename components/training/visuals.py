@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -145,9 +146,21 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _figures(
-    y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent, timestamps=None
+def training_figures(
+    y_true,
+    y_prob,
+    returns,
+    importance: Mapping[str, float] | None,
+    cost_bps: float = 1.0,
+    horizon: int = 1,
+    threshold: float = 0.5,
+    returns_in_percent: bool = True,
+    timestamps: Sequence | None = None,
 ) -> dict[str, str]:
+    """The report's four pictures as base64 PNGs: ``importance``, ``roc``, ``calibration``, ``equity``.
+
+    Drawn once per variant; the HTML report, MLflow (``figures/*.png``) and the KFP HTML output all use
+    these bytes."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -222,10 +235,25 @@ def training_report_html(
     threshold: float = 0.5,
     returns_in_percent: bool = True,
     timestamps: Sequence | None = None,
+    figures: Mapping[str, str] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    verdict: Mapping[str, object] | None = None,
 ) -> str:
-    """A self-contained HTML page (no scripts, no network) with the plots and a numbers table."""
+    """A self-contained HTML page (no scripts, no network) with the plots and a numbers table.
+
+    ``figures``: the pictures of :func:`training_figures` when already drawn. ``metrics``: the variant's
+    training metrics (``val_auc``, ``val_auc_ci_*``, ``oot_auc_ci_*``, ``baseline_*``…): the page then states
+    the validation and out-of-time intervals beside the baselines. ``verdict``: for a selected model, the
+    selection's verdict (``verdict``, ``val_auc_ci_bonferroni``, ``bonferroni_k``, ``verdict_detail``…), shown
+    first; without it the page says the verdict is selection's (it compares the candidates)."""
     s = _summary(y_true, y_prob, returns, cost_bps, horizon, threshold, returns_in_percent)
-    figs = _figures(y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent, timestamps)
+    figs = (
+        dict(figures)
+        if figures is not None
+        else training_figures(
+            y_true, y_prob, returns, importance, cost_bps, horizon, threshold, returns_in_percent, timestamps
+        )
+    )
     rc = roc_and_confusion(y_true, y_prob, threshold) if len(np.unique(_arr(y_true))) == 2 else None
     esc = html.escape
     rows = [
@@ -269,11 +297,14 @@ body{{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em
 table{{border-collapse:collapse;margin:.5em 0}} th,td{{border:1px solid #ddd;padding:.25em .6em;text-align:left}}
 figure{{display:inline-block;margin:.5em;vertical-align:top}} img{{max-width:100%}}
 .note{{color:#555;font-size:.9em}}
+.verdict{{border:2px solid #999;padding:.4em .8em;margin:.8em 0;border-radius:4px}}
+.verdict.edge{{border-color:#2e7d32;background:#eef7ee}} .verdict.noedge{{border-color:#b26a00;background:#fff6e5}}
 </style></head><body>
 <h1>{esc(title)}</h1>
 <p class="note">Out-of-time sample only. The long/flat strategy trades every {horizon} bar(s) on the next bar
 after the signal, pays {cost_bps:g} bp per position change, and is shown next to buy &amp; hold over the same
 bars. A short-horizon index direction model near AUC 0.5 is a coin flip: read the baselines.</p>
+{verdict_html(metrics, verdict)}
 <h2>Numbers</h2><table>{table}</table>{cm}
 <h2>Plots</h2>{imgs}
 </body></html>"""
@@ -314,3 +345,80 @@ def training_report_markdown(
         lines += [f"### Feature importance (top {len(ranked)})", "", "| feature | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" for k, v in ranked]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(x, spec: str = ".4f") -> str:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return format(value, spec) if np.isfinite(value) else "n/a"
+
+
+def _interval(lo, hi) -> str:
+    return f"[{_fmt(lo, '.3f')}, {_fmt(hi, '.3f')}]"
+
+
+def verdict_section(verdict: Mapping[str, object] | None) -> str:
+    """``<section id='verdict'>``: the selection's verdict on a chosen model (its ``verdict``, Bonferroni
+    validation interval, OOT interval), or, before selection, what the verdict will take."""
+    esc = html.escape
+    if verdict and verdict.get("verdict"):
+        text = str(verdict["verdict"])
+        credible = text == "credible edge"
+        bonf = list(verdict.get("val_auc_ci_bonferroni") or [None, None])  # type: ignore[call-overload]
+        oot = list(verdict.get("oot_auc_ci") or [None, None])  # type: ignore[call-overload]
+        return (
+            f"<section id='verdict' class='verdict {'edge' if credible else 'noedge'}'>"
+            f"<h2>Verdict: <span class='verdict-text'>{esc(text)}</span></h2>"
+            f"<p>Selection chose this model on its validation AUC. Validation AUC {_fmt(verdict.get('val_auc'))}, "
+            f"Bonferroni-corrected interval (k = {esc(str(verdict.get('bonferroni_k', '?')))} candidates) "
+            f"<span class='val-ci-bonferroni'>{_interval(*bonf[:2])}</span>; out-of-time AUC "
+            f"{_fmt(verdict.get('oot_auc'))}, 95% interval <span class='oot-ci'>{_interval(*oot[:2])}</span>. "
+            + (
+                "Both intervals lie above 0.5."
+                if credible
+                else "A credible edge needs both intervals above 0.5; at least one is not."
+            )
+            + "</p></section>"
+        )
+    return (
+        "<section id='verdict' class='verdict'><h2>Verdict: <span class='verdict-text'>decided by selection"
+        "</span></h2><p>Selection compares the candidates of a horizon and widens the validation interval for "
+        "that comparison (Bonferroni); a credible edge needs that interval and the out-of-time one above 0.5. "
+        "This variant's own intervals are below.</p></section>"
+    )
+
+
+VERDICT_SECTION = re.compile(r"<section id='verdict'.*?</section>", re.S)
+
+
+def with_verdict(page: str, verdict: Mapping[str, object]) -> str:
+    """A training report page with its verdict section replaced by the selection's verdict."""
+    return VERDICT_SECTION.sub(lambda _: verdict_section(verdict), page, count=1)
+
+
+def verdict_html(metrics: Mapping[str, float] | None, verdict: Mapping[str, object] | None = None) -> str:
+    """The page's answer to "is there an edge?": the verdict (:func:`verdict_section`), the validation and
+    out-of-time AUCs with their intervals, and the baselines on the same OOT rows."""
+    if not metrics:
+        return ""
+    m = metrics
+    esc = html.escape
+    rows = [
+        (
+            "validation AUC [95% CI]",
+            f"{_fmt(m.get('val_auc'))} {_interval(m.get('val_auc_ci_low'), m.get('val_auc_ci_high'))}",
+        ),
+        (
+            "out-of-time AUC [95% CI]",
+            f"{_fmt(m.get('oot_auc'))} {_interval(m.get('oot_auc_ci_low'), m.get('oot_auc_ci_high'))}",
+        ),
+        ("walk-forward AUC (mean ± sd)", f"{_fmt(m.get('cv_auc_mean'))} ± {_fmt(m.get('cv_auc_std'))}"),
+        ("baseline: majority class, OOT AUC", _fmt(m.get("baseline_majority_auc"))),
+        ("baseline: momentum (sign of last return), OOT AUC", _fmt(m.get("baseline_momentum_auc"))),
+        ("OOT information coefficient (rank)", f"{_fmt(m.get('oot_ic'))} ({_fmt(m.get('oot_rank_ic'))})"),
+        ("backtest Sharpe (buy & hold)", f"{_fmt(m.get('bt_sharpe'), '.2f')} ({_fmt(m.get('bh_sharpe'), '.2f')})"),
+    ]
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return verdict_section(verdict) + f"\n<h2>Validation, out of time, baselines</h2><table id='edge'>{table}</table>"

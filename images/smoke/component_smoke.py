@@ -6,13 +6,14 @@ uses): bronze_market (the real daily S&P 500 bundled in `arch`) -> silver_techni
 both outputs back from S3 and checks them. Exit code 0 only if every check holds.
 """
 
+import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from kfp import local
+from kfp import dsl, local
 
 from spx.core.services import LocalS3Server
 from spx.core.settings import patched_environ
@@ -31,14 +32,25 @@ def main() -> int:
         from spx.components.silver.component import silver_technical
         from spx.core.storage import ObjectStore
 
-        bronze = bronze_market(source="bundled", instrument="SPX500_USD", granularity="D", start="", end="", path="")
-        prefix = bronze.output
-        silver = silver_technical(
-            bronze_prefix=prefix, granularity="D", start="2015-01-01", end="2018-12-31", run_id="image-smoke"
-        )
+        @dsl.pipeline
+        def smoke() -> str:  # the two pass a typed Dataset: KFP's local runner moves those within a pipeline
+            bronze = bronze_market(
+                source="bundled", instrument="SPX500_USD", granularity="D", start="", end="", path=""
+            )
+            silver = silver_technical(
+                bronze=bronze.outputs["market"],
+                granularity="D",
+                start="2015-01-01",
+                end="2018-12-31",
+                run_id="image-smoke",
+            )
+            return silver.outputs["Output"]
+
+        silver_uri = smoke().output
         store = ObjectStore()
+        # the typed Dataset bronze handed to silver names the bronze prefix (a manifest under the pipeline root)
+        prefix = json.loads(next((work / "root").glob("*/bronze-market/market")).read_text())["uri"]
         bars = read_bronze(store, prefix, granularity="D")
-        silver_uri = silver.output
         assert len(bars) == 5031, f"bronze: expected 5031 bundled daily bars, got {len(bars)}"
         assert store.exists(silver_uri), f"silver: {silver_uri} not stored"
         feats = store.read_parquet(silver_uri)

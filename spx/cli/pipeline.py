@@ -21,7 +21,12 @@ console = Console()
 if not console.is_terminal:  # logs and CI: don't squeeze the table into 80 columns
     console = Console(width=200)
 
-_STATUS = {"RUNNING": "[yellow]running[/]", "SUCCESS": "[green]ok[/]", "FAILURE": "[red]failed[/]"}
+_STATUS = {
+    "RUNNING": "[yellow]running[/]",
+    "SUCCESS": "[green]ok[/]",
+    "FAILURE": "[red]failed[/]",
+    "CACHED": "[cyan]cached[/]",
+}
 
 
 class TaskBoard:
@@ -30,7 +35,7 @@ class TaskBoard:
     def __init__(self, live: bool):
         # bound to the real stdout now: while the pipeline runs, sys.stdout is the task-log router
         self.console = Console(file=sys.stdout, width=None if console.is_terminal else 200)
-        self.rows: dict[str, tuple[str, float]] = {}
+        self.rows: dict[str, tuple[str, str, float, float | None]] = {}  # task -> label, status, s, cpu s
         self.live = (
             Live(
                 self.table(),
@@ -49,16 +54,34 @@ class TaskBoard:
         table.add_column("task")
         table.add_column("status")
         table.add_column("s", justify="right")
-        for task, (status, seconds) in self.rows.items():
-            table.add_row(task, _STATUS.get(status, status), f"{seconds:.1f}" if status != "RUNNING" else "")
+        table.add_column("cpu s", justify="right")
+        for label, status, seconds, cpu in self.rows.values():
+            done = status not in ("RUNNING", "CACHED")
+            table.add_row(
+                label,
+                _STATUS.get(status, status),
+                f"{seconds:.1f}" if done else "",
+                f"{cpu:.1f}" if done and cpu is not None else "",
+            )
         return table
 
+    @staticmethod
+    def label(event) -> str:
+        return f"{event.task} ({event.detail})" if getattr(event, "detail", "") else event.task
+
     def __call__(self, event) -> None:
-        self.rows[event.task] = (event.status, event.seconds)
+        self.rows[event.task] = (self.label(event), event.status, event.seconds, getattr(event, "cpu_seconds", None))
         if self.live is not None:
             self.live.update(self.table())
+        elif event.status == "CACHED":
+            self.console.print(f"{self.label(event):<36} cached   (outputs of an earlier run reused)", highlight=False)
         elif event.status != "RUNNING":
-            self.console.print(f"{event.task:<32} {event.status.lower():<8} {event.seconds:6.1f} s", highlight=False)
+            cpu = getattr(event, "cpu_seconds", None)
+            self.console.print(
+                f"{self.label(event):<36} {event.status.lower():<8} {event.seconds:6.1f} s"
+                + (f"  cpu {cpu:6.1f} s" if cpu is not None else "  cpu  (shared)"),
+                highlight=False,
+            )
 
     def __enter__(self) -> "TaskBoard":
         if self.live is not None:
@@ -145,6 +168,15 @@ def print_selection(selection: dict) -> None:
     else:
         console.print(f"[bold yellow]No new champion:[/] {selection.get('reason')}")
     console.print(f"selection: {selection.get('selection_uri')}  ({selection.get('elapsed_s')} s)")
+    cached = selection.get("cached_tasks") or []
+    if cached:
+        every = len(cached) == selection.get("tasks")
+        console.print(
+            f"[cyan]cache:[/] {len(cached)} of {selection.get('tasks')} tasks reused the outputs of an earlier run "
+            f"with the same inputs (KFP's local cache){'; run ' + selection['run_id'] + ' unchanged' if every else ''}"
+            " — `spx run --no-cache` recomputes everything",
+            highlight=False,
+        )
 
 
 def _dataset_defaults(
@@ -259,28 +291,44 @@ def register(app: typer.Typer) -> None:
         materialize: bool = typer.Option(
             True, "--materialize/--no-materialize", help="materialize gold features into the Feast online store"
         ),
-        run_id: str = typer.Option("", help="defaults to UTC time + job id"),
+        run_id: str = typer.Option(
+            "", help="defaults to UTC time + job id (the earlier run's id when nothing changed and the cache is on)"
+        ),
+        cache: bool = typer.Option(
+            True,
+            "--cache/--no-cache",
+            help="reuse the outputs of an earlier run with the same parameters, code and input files (KFP's "
+            "local cache under $SPX_HOME/kfp-local)",
+        ),
         json_out: Optional[str] = typer.Option(None, "--json", help="also write the selection JSON here"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's full output"),
     ) -> None:
         """Run the whole pipeline locally (KFP local runner, S3 on loopback, MLflow on SQLite).
 
         Each task's full log goes to $SPX_HOME/runs/<run_id>/<task>.log."""
-        from spx.pipelines.local import TaskLogRouter, new_run_id, run_local
+        from spx.pipelines.local import TaskLogRouter, missing_bytecode, new_run_id, run_local
 
         setup_cli_logging(logging.INFO if verbose else logging.WARNING)
         granularity, horizon_short, horizon_long = _dataset_defaults(
             source, dataset, granularity, horizon_short, horizon_long
         )
-        run_id = run_id or new_run_id()
-        router = TaskLogRouter(settings().runs_dir / run_id)
-        console.print(f"spx run {run_id}: task logs in {router.run_dir}", highlight=False)
+        invocation = run_id or new_run_id()
+        router = TaskLogRouter(settings().runs_dir / invocation)
+        console.print(f"spx run {invocation}: task logs in {router.run_dir}", highlight=False)
+        if missing := missing_bytecode():
+            console.print(
+                f"[yellow]note:[/] PYTHONDONTWRITEBYTECODE is set and {', '.join(missing)} have no compiled bytecode: "
+                "every task compiles what it imports (2-3x the run's CPU); compile once with "
+                "`uv sync --locked --all-extras --compile-bytecode`",
+                highlight=False,
+            )
         try:
             with TaskBoard(live=console.is_terminal and not verbose) as board:
                 selection = run_local(
                     router=router,
                     on_event=board,
                     verbose=verbose,
+                    cache=cache,
                     run_id=run_id,
                     source=source,
                     dataset=dataset,
@@ -321,7 +369,7 @@ def register(app: typer.Typer) -> None:
             for line in router.last_lines(failed.task):
                 console.print("  " + line, highlight=False, markup=False)
             raise ServiceError(
-                f"spx run {run_id}: task {failed.task} failed ({type(exc).__name__}); full log: {failed.log_path}"
+                f"spx run {invocation}: task {failed.task} failed ({type(exc).__name__}); full log: {failed.log_path}"
             ) from None
         print_selection(selection)
         if json_out:

@@ -58,9 +58,9 @@ def test_every_task_runs_the_component_image(compiled):
 
 def test_retries_only_where_kfp_applies_them(compiled):
     """KFP 2.5 applies a retry policy only to tasks of the top-level DAG: every top-level task has one
-    (exponential backoff); a task inside dsl.If (feast materialize, the deploy step) has none, because a
-    policy there would be ignored while the docs claimed it retries (issue 11, defect 4). The deploy step
-    retries its API calls itself."""
+    (exponential backoff); a task inside dsl.If (feast materialize, the deploy step) or the training variants'
+    dsl.ParallelFor has none, because a policy there would be ignored while the docs claimed it retries
+    (issue 11, defect 4). The deploy step retries its API calls itself."""
     import inspect
 
     from spx.components.deploy.canary import run_with_retries
@@ -69,7 +69,7 @@ def test_retries_only_where_kfp_applies_them(compiled):
     tasks = list(_tasks(spec["root"]["dag"], spec["components"]))
     top = [t for t in tasks if t[3]]
     nested = {name for name, _, _, is_top in tasks if not is_top}
-    assert len(top) >= 5 and nested == {"feast-materialize", "deploy-op"}, nested
+    assert len(top) >= 5 and nested == {"feast-materialize", "deploy-op", "train-variant"}, nested
     for name, task, _, is_top in tasks:
         policy = task.get("retryPolicy")
         if not is_top:
@@ -79,6 +79,59 @@ def test_retries_only_where_kfp_applies_them(compiled):
         assert float(policy.get("backoffFactor", 0)) > 1, name  # exponential
         assert policy.get("backoffDuration"), name
     assert inspect.signature(run_with_retries).parameters["attempts"].default >= 3
+
+
+def _artifacts(component: dict, side: str) -> dict[str, str]:
+    defs = component.get(f"{side}Definitions", {}).get("artifacts", {})
+    return {name: spec["artifactType"]["schemaTitle"] for name, spec in defs.items()}
+
+
+def test_tasks_declare_typed_artifacts_and_pass_the_medallion_lineage(compiled):
+    """Issue 18: bronze -> silver -> gold -> model as typed artifacts the KFP UI draws as a graph."""
+    spec = compiled["spec"]
+    comps = spec["components"]
+    dataset = "system.Dataset"
+    assert _artifacts(comps["comp-bronze-market"], "output") == {"market": dataset}
+    assert _artifacts(comps["comp-news-bronze"], "output") == {"news": dataset}
+    for family in ("technical", "microstructure", "volatility"):
+        comp = comps[f"comp-silver-{family}"]
+        assert _artifacts(comp, "input") == {"bronze": dataset} and _artifacts(comp, "output") == {"features": dataset}
+    assert _artifacts(comps["comp-news-silver"], "output") == {"tone": dataset}
+    assert _artifacts(comps["comp-news-gold"], "output") == {"signals": dataset}
+    gold = comps["comp-gold-features"]
+    assert _artifacts(gold, "input") == dict.fromkeys(
+        ("market", "technical", "microstructure", "volatility", "news"), dataset
+    )
+    assert _artifacts(gold, "output") == {"gold": dataset}
+    assert _artifacts(comps["comp-train-variant"], "input") == {"gold": dataset}
+    assert _artifacts(comps["comp-train-variant"], "output") == {
+        "native_model": "system.Model",
+        "metrics": "system.Metrics",
+        "roc": "system.ClassificationMetrics",
+        "report": "system.HTML",
+        "summary": "system.Markdown",
+    }
+    assert _artifacts(comps["comp-select-champion"], "output") == {
+        "ranking": "system.Markdown",
+        "verdict": "system.Markdown",
+        "champion_report": "system.HTML",
+    }
+    # the wiring: each consumer takes its producer's artifact (what the UI's lineage follows)
+    root = spec["root"]["dag"]["tasks"]
+
+    def producer(task: dict, name: str) -> tuple[str, str]:
+        ref = task["inputs"]["artifacts"][name]["taskOutputArtifact"]
+        return ref["producerTask"], ref["outputArtifactKey"]
+
+    assert producer(root["silver-technical"], "bronze") == ("bronze-market", "market")
+    assert producer(root["gold-features"], "volatility") == ("silver-volatility", "features")
+    assert producer(root["gold-features"], "news") == ("news-gold", "signals")
+    loop_name, loop = next((n, t) for n, t in root.items() if t.get("parameterIterator"))
+    assert producer(loop, "pipelinechannel--gold-features-gold") == ("gold-features", "gold")
+    inner = comps[loop["componentRef"]["name"]]["dag"]["tasks"]["train-variant"]
+    assert inner["inputs"]["artifacts"]["gold"]["componentInputArtifact"] == "pipelinechannel--gold-features-gold"
+    assert "train-variant" not in root and "select-champion" in root
+    assert loop_name in root["select-champion"]["dependentTasks"]  # selection waits for every variant
 
 
 def test_every_task_gets_s3_credentials_from_a_secret(compiled):

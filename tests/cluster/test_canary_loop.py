@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -559,8 +560,15 @@ def test_component_runs_under_the_kfp_local_runner_and_promotes(kube_api, custom
     task = evaluate_canary_op(
         namespace=NS, window_minutes=45.0, max_error_rate=0.05, max_p95_latency_ms=250.0, min_requests=100
     )
-    out = json.loads(task.output)
+    out = json.loads(task.outputs["Output"])
     assert out["decision"] == "promote" and out["measurement"]["requests"] == 120
+    # the decision as the KFP UI shows it: a Markdown output with its numbers beside the thresholds
+    shown = task.outputs["decision"]
+    text = Path(shown.path).read_text()
+    assert text.startswith("## Canary: PROMOTE the canary to 100%")
+    assert "| requests | 120 | at least 100 to judge |" in text and "| error rate | 0.0000 | at most 0.0500 |" in text
+    assert '"canaryTrafficPercent": null' in text  # the exact patch that was sent
+    assert shown.metadata["decision"] == "promote" and shown.metadata["requests"] == 120
     assert out["target"]["native_uri"] == V2.native_uri
     assert patches(kube_api)[-1].body == out["body"]
     assert out["body"]["spec"] == {"predictor": {"canaryTrafficPercent": None}}
@@ -572,8 +580,14 @@ def test_component_outside_a_cluster_skips_cleanly(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    out = json.loads(evaluate_canary_op.python_func(namespace=NS))
+    from kfp.dsl import Markdown
+
+    shown = Markdown(name="decision", uri=str(tmp_path / "decision.md"))
+    out = json.loads(evaluate_canary_op.python_func(decision=shown, namespace=NS))
     assert out["decision"] == "no-cluster" and out["body"] is None
+    text = (tmp_path / "decision.md").read_text()
+    assert text.startswith("## Canary: no Kubernetes API (step skipped)") and "Nothing was sent" in text
+    assert shown.metadata["decision"] == "no-cluster"
 
 
 # ------------------------------------------------------------------------------ the compiled pipeline
@@ -617,6 +631,8 @@ def test_monitoring_pipeline_runs_the_canary_step_under_manage_canary(monitoring
     inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
     (task,) = inner.values()
     assert task["componentRef"]["name"] == "comp-evaluate-canary-op"
+    outputs = spec["components"]["comp-evaluate-canary-op"]["outputDefinitions"]["artifacts"]
+    assert outputs["decision"]["artifactType"]["schemaTitle"] == "system.Markdown"  # the decision in the KFP UI
     assert task["cachingOptions"] == {} or task["cachingOptions"].get("enableCache") is not True
     # inside dsl.If: KFP 2.5 would ignore a retry policy here; the step retries its API calls itself
     assert "retryPolicy" not in task

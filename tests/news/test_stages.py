@@ -92,23 +92,35 @@ def test_kfp_components_run_locally(store, tiny_model, tmp_path, monkeypatch):
     from spx.components.news.component import news_bronze, news_gold, news_silver
 
     monkeypatch.chdir(ROOT)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"), raise_on_error=True
-    )
-    bronze = news_bronze(source="file", start="2024-03-18", end="2024-03-21", path=str(news_file(tmp_path)))
-    assert bronze.output == store.uri("bronze/news/file/")
-    silver = news_silver(bronze_prefix=bronze.output, run_id="kfp-1")
-    assert silver.output == store.uri("silver/kfp-1/news.parquet")
-    gold = news_gold(silver_uri=silver.output, run_id="kfp-1", window_minutes=30, model_location=str(tiny_model))
-    signals = store.read_parquet(gold.output)
+    # the chain passes typed Datasets, which KFP's local runner moves between the tasks of a pipeline only
+    # (no annotations on it: this module's `from __future__ import annotations` would hand KFP strings)
+    from kfp import dsl
+
+    def chain(root, path, run_id, model):
+        @dsl.pipeline
+        def news_chain():
+            bronze = news_bronze(source="file", start="2024-03-18", end="2024-03-21", path=path)
+            silver = news_silver(bronze=bronze.outputs["news"], run_id=run_id)
+            news_gold(silver=silver.outputs["tone"], run_id=run_id, window_minutes=30, model_location=model)
+
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+        news_chain()
+        return {
+            p.parent.name: json.loads(p.read_text())
+            for p in root.glob("*/news-*/*")
+            if p.name in ("news", "tone", "signals")
+        }
+
+    made = chain(tmp_path / "kfp-1", str(news_file(tmp_path)), "kfp-1", str(tiny_model))
+    assert made["news-bronze"]["uri"] == store.uri("bronze/news/file/")  # each Dataset names its table
+    assert made["news-silver"]["uri"] == store.uri("silver/kfp-1/news.parquet")
+    signals = store.read_parquet(made["news-gold"]["uri"])
     assert len(signals) == 4 and (signals["window_minutes"] == 30).all()
 
-    # no news at all: each component returns "" and the chain still completes
+    # no news at all: each component's Dataset names no table ("") and the chain still completes
     monkeypatch.setenv("SPX_NEWS_FILE", str(tmp_path / "absent.csv"))
-    empty = news_bronze(source="file", start="2024-01-01", end="2024-01-02")
-    assert empty.output == ""
-    assert news_silver(bronze_prefix=empty.output, run_id="kfp-2").output == ""
-    assert news_gold(silver_uri="", run_id="kfp-2", window_minutes=60, model_location="").output == ""
+    empty = chain(tmp_path / "kfp-2", "", "kfp-2", "")
+    assert [empty[t]["uri"] for t in ("news-bronze", "news-silver", "news-gold")] == ["", "", ""]
 
 
 def test_cli_ingest_silver_score(store, tiny_model, tmp_path, monkeypatch):

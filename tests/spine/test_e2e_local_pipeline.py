@@ -6,6 +6,7 @@ project, as in CI — the real Reuters headlines of the same month through every
 """
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,12 @@ from spx.components.training.variants import VARIANTS
 from spx.core.settings import settings
 from spx.pipelines.local import TaskEvent, run_local
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # 16 KFP tasks in sequence; slow on a busy machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # 18 KFP tasks (two at a time in training); slow when busy
 
 VARIANT_NAMES = [v[0] for v in VARIANTS]
+RUN = dict(
+    run_id="e2e-test", start="2011-03-10", end="2011-03-31", n_folds=2, n_boot=50, min_oot_auc=0.0, max_overfit_gap=1.0
+)
 SHARED = shared_data_dir()
 HAS_NEWS = SHARED is not None and (SHARED / "news" / "reuters_markets_2011q1.parquet").exists()
 
@@ -31,16 +35,7 @@ def e2e_run(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SPX_NEWS_FILE", raising=False)
     monkeypatch.delenv("SPX_FINBERT_MODEL", raising=False)
-    selection = run_local(
-        run_id="e2e-test",
-        start="2011-03-10",
-        end="2011-03-31",
-        n_folds=2,
-        n_boot=50,
-        min_oot_auc=0.0,
-        max_overfit_gap=1.0,
-    )
-    return selection
+    return run_local(**RUN)
 
 
 def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, store, tmp_path, monkeypatch):
@@ -186,6 +181,39 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     lines = out.getvalue().splitlines()
     assert len(lines) + 1 <= 60, f"spx run would print {len(lines) + 1} lines"  # + the "task logs in" line
     assert any("Champion" in line or "No new champion" in line for line in lines)
+
+    # the typed KFP artifacts, under $SPX_HOME as the local runner keeps them: medallion manifests that name the
+    # tables in the bucket, every variant's native model file, the selection's verdict
+    root = settings().home / "kfp-local"
+    gold_manifest = json.loads(next(root.glob("*/gold-features/gold")).read_text())
+    assert gold_manifest["uri"] == store.uri("gold/e2e-test/features.parquet") and gold_manifest["rows"] == len(gold)
+    assert json.loads(next(root.glob("*/silver-technical/features")).read_text())["uri"].endswith(
+        "silver/e2e-test/technical.parquet"
+    )
+    models = sorted(root.glob("*/for-loop-*-iteration-*/train-variant/native_model"))
+    assert len(models) == len(VARIANT_NAMES) and all(m.stat().st_size > 1000 for m in models)
+    verdict_md = next(root.glob("*/select-champion/verdict")).read_text()
+    assert verdict_md.startswith(f"**Verdict: {selection['champion']['verdict']}**")
+
+    # MLflow, as a quant reads a run: the figures, the report, the input example beside the signature, and the
+    # gold table as the run's input dataset (a registered version leads back to its data)
+    champ_mlflow = client.get_run(champ_run)
+    names = {a.path for a in client.list_artifacts(champ_run)} | {
+        a.path for a in client.list_artifacts(champ_run, "figures")
+    }
+    assert {"figures/roc.png", "figures/calibration.png", "figures/importance.png", "figures/equity.png"} <= names
+    assert "report.html" in names
+    assert loaded.metadata.saved_input_example_info is not None  # the input example is stored with the model
+    (dataset_input,) = champ_mlflow.inputs.dataset_inputs
+    assert json.loads(dataset_input.dataset.source)["uri"] == store.uri("gold/e2e-test/features.parquet")
+    assert champ_mlflow.data.tags["gold_sha256"].startswith(dataset_input.dataset.digest)
+    described = client.get_model_version(cfg.registered_model, champ.version).description
+    assert described.startswith(f"**Verdict: {selection['champion']['verdict']}**") and "momentum" in described
+
+    # an unchanged rerun takes every task from KFP's local cache: same run, same figures
+    again = run_local(**RUN)
+    assert len(again["cached_tasks"]) == again["tasks"] >= 17 and again["run_id"] == "e2e-test"
+    assert [r["oot_auc_ci"] for r in again["ranking"]] == [r["oot_auc_ci"] for r in selection["ranking"]]
 
     if not HAS_NEWS:
         pytest.skip(
