@@ -1,0 +1,422 @@
+"""The Evidently workspace of the monitoring runs: one project, a snapshot per comparison per run, a dashboard.
+
+Layout (Evidently 0.7's file workspace, read by ``evidently ui`` as is)::
+
+    <workspace>/<project id>/metadata.json        the project (id derived from its name: the same every run)
+    <workspace>/<project id>/dashboard.json       the dashboard, rewritten by every run (feature list, verdict)
+    <workspace>/<project id>/snapshots/<id>.json  one per comparison per run (uuid7 ids: time-ordered)
+
+``<workspace>`` is a directory or an ``s3://bucket/prefix`` (Evidently reads and writes both through fsspec;
+for ``s3://`` the credentials and endpoint come from :mod:`spx.core.settings`). Each monitoring run adds, all
+stamped with the run's time:
+
+* ``served`` — served traffic vs the champion's training reference: the data-drift preset over the model's
+  features (drift share + one drift score per feature), the prediction drift, the distribution of the served
+  probability (10/50/90% quantiles) and the share of "up" predictions;
+* ``gold`` — the newest gold window vs the reference rows before it (drift share + per feature);
+* ``live`` — the run's figures measured outside Evidently (:class:`~.evidently_metrics.SpxFigure`): live hit
+  rate with its floor and baseline, the canary's and the stable model's error rate and p95 latency with the
+  rollback limits, news sentiment, and the champion's verdict (validation and out-of-time AUC intervals,
+  baselines, credible edge or not).
+
+The dashboard plots these over time. Snapshots are written without the per-metric widgets Evidently keeps
+beside the report's own (the report view shows only the latter); snapshots older than the retention are
+deleted by the run that writes the next ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from evidently.core.report import Snapshot
+from evidently.core.serialization import SnapshotModel
+from evidently.legacy.core import new_id
+from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTabModel, PanelMetric, ProjectModel
+from evidently.sdk.panels import line_plot_panel, text_panel
+from evidently.ui.storage.local.base import LocalState
+from evidently.ui.workspace import Project, Workspace
+
+log = logging.getLogger(__name__)
+
+TAG_SERVED = "served"
+TAG_GOLD = "gold"
+TAG_LIVE = "live"
+PREDICTION_QUANTILES = (0.1, 0.5, 0.9)
+# fixed namespace: the project id (and every panel id) follows from a name, so each run finds the same ones
+_NAMESPACE = uuid.UUID("5f1c2b8e-7a51-4c39-9c64-2d0e6f1b7a11")
+
+
+def configure_fsspec_s3() -> None:
+    """Point fsspec's ``s3://`` filesystem (s3fs, what Evidently's file workspace uses) at the configured
+    S3 server with the configured credentials (:mod:`spx.core.settings`)."""
+    import fsspec.config
+
+    from spx.core.settings import settings
+
+    s3 = settings().s3
+    fsspec.config.conf["s3"] = {
+        "key": s3.access_key,
+        "secret": s3.secret_key.get_secret_value(),
+        "client_kwargs": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
+    }
+
+
+def workspace_location(location: str | None = None) -> str:
+    from spx.core.settings import settings
+
+    return location or settings().evidently_workspace
+
+
+class MonitoringWorkspace(Workspace):
+    """Evidently's file :class:`~evidently.ui.workspace.Workspace`, opened without its dataset, tracing and
+    artifact managers: ``Workspace.__init__`` builds a project manager that reads and parses every snapshot
+    of every project, which each hourly run would pay again; the monitoring runs only add projects,
+    snapshots and dashboards, which need just the workspace's :class:`LocalState` (what ``Workspace``
+    writes them through)."""
+
+    def __init__(self, path: str):  # noqa: D107 - see the class doc; deliberately not calling super()
+        if path.startswith("s3://"):
+            configure_fsspec_s3()
+        self.path = path
+        self.state = LocalState(path)
+
+    def _add_run(self, project_id, snapshot: Snapshot):
+        snapshot_id = new_id()
+        self.state.write_snapshot(project_id, snapshot_id, compact(snapshot.to_snapshot_model()))
+        return snapshot_id
+
+
+def open_workspace(location: str | None = None) -> MonitoringWorkspace:
+    return MonitoringWorkspace(workspace_location(location))
+
+
+def compact(model: SnapshotModel) -> SnapshotModel:
+    """The snapshot without the widgets of its individual metric results (one drift plot per feature, kept
+    beside the report's own widgets; the UI's report view and the dashboard never read them)."""
+    for result in model.metric_results.values():
+        result.widget = []
+    return model
+
+
+def project_id_for(name: str) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"project:{name}")
+
+
+def ensure_project(ws: Workspace, name: str, description: str = "") -> Project:
+    """The project named ``name`` (its id derived from the name), created on first use."""
+    pid = project_id_for(name)
+    project = ws.get_project(pid)
+    if project is None:
+        project = ws.add_project(ProjectModel(id=pid, name=name, description=description or None))
+    return project
+
+
+def snapshot_time(snapshot_id: uuid.UUID | str) -> datetime:
+    """When a snapshot was written: Evidently's snapshot ids are UUIDv7 (milliseconds since the epoch in
+    the top 48 bits)."""
+    value = uuid.UUID(str(snapshot_id))
+    if value.version != 7:
+        raise ValueError(f"snapshot id {value} is not a UUIDv7")
+    return datetime.fromtimestamp((value.int >> 80) / 1000.0, tz=timezone.utc)
+
+
+def prune(ws: Workspace, project_id: uuid.UUID, retention_days: float, now: datetime | None = None) -> int:
+    """Delete the project's snapshots written more than ``retention_days`` before ``now``; returns how many."""
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+    removed = 0
+    for sid in ws.list_runs(project_id):
+        try:
+            old = snapshot_time(sid) < cutoff
+        except ValueError:
+            continue  # not written by Evidently's Workspace: not ours to delete
+        if old:
+            ws.delete_run(project_id, sid)
+            removed += 1
+    return removed
+
+
+def report_url(ui_url: str, project_id: uuid.UUID | str, snapshot_id: uuid.UUID | str) -> str:
+    """Where the Evidently UI shows one snapshot (its report view)."""
+    return f"{ui_url.rstrip('/')}/projects/{project_id}/reports/{snapshot_id}"
+
+
+def dashboard_url(ui_url: str, project_id: uuid.UUID | str) -> str:
+    return f"{ui_url.rstrip('/')}/projects/{project_id}"
+
+
+# -- the dashboard --------------------------------------------------------------------------------
+
+
+def _panel_id(key: str) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"panel:{key}")
+
+
+def _figure(column: str, legend: str) -> PanelMetric:
+    return PanelMetric(legend=legend, tags=[TAG_LIVE], metric="SpxFigure", metric_labels={"column": column})
+
+
+def _line(key: str, title: str, values: list[PanelMetric], description: str, size: str = "half") -> DashboardPanelPlot:
+    panel = line_plot_panel(title=title, values=values, description=description, size=size)
+    panel.id = _panel_id(key)
+    return panel
+
+
+def verdict_text(verdict: dict | None) -> tuple[str, str]:
+    """(title, description) of the dashboard's verdict panel, from :func:`champion_verdict`'s record."""
+    if not verdict:
+        return (
+            "Champion verdict: unknown",
+            "The reference run has no selection record (selection/<run_id>/best_model_selection.json), so "
+            "there is no verdict to show; train with spx run or the training pipeline.",
+        )
+
+    def num(x, fmt="{:.4f}"):
+        return "n/a" if x is None else fmt.format(x)
+
+    name = verdict.get("variant") or "?"
+    version = verdict.get("model_version")
+    title = (
+        f"Champion {name} (run {verdict.get('run_id')}"
+        + (f", {verdict.get('registered_model', 'model')} v{version}" if version else "")
+        + f"): {str(verdict.get('verdict') or 'no credible edge').upper()}"
+    )
+    k = verdict.get("bonferroni_k")
+    description = (
+        f"validation AUC {num(verdict.get('val_auc'))}, interval [{num(verdict.get('val_auc_ci_low'))}, "
+        f"{num(verdict.get('val_auc_ci_high'))}]" + (f" (Bonferroni, k={k})" if k else "") + "; "
+        f"out-of-time AUC {num(verdict.get('oot_auc'))}, 95% interval [{num(verdict.get('oot_auc_ci_low'))}, "
+        f"{num(verdict.get('oot_auc_ci_high'))}]; baselines: chance 0.5000, majority class "
+        f"{num(verdict.get('baseline_majority_auc'))}, momentum {num(verdict.get('baseline_momentum_auc'))}. "
+        "Credible edge only when both intervals lie above 0.5."
+    )
+    return title, description
+
+
+def build_dashboard(
+    served_features: Iterable[str],
+    gold_features: Iterable[str],
+    verdict: dict | None,
+    *,
+    prediction_column: str,
+    method: str,
+    threshold: float,
+    drift_threshold: float,
+) -> DashboardModel:
+    """The project's dashboard: an overview tab (verdict, drift share, live hit rate, predictions, news, canary,
+    intervals) and a tab with one drift-score line per feature. Every run rewrites it (the champion's features,
+    its verdict and the thresholds may have changed); panel ids stay the same.
+
+    A panel draws series of one snapshot kind only (``served``, ``gold`` or ``live``): the UI puts every
+    snapshot on the x-axis, so series of two kinds would each show every other point, unconnected. Thresholds
+    that belong with the drift series are therefore stated in the panel's subtitle."""
+    title, description = verdict_text(verdict)
+    verdict_panel = text_panel(title=title, description=description, size="full")
+    verdict_panel.id = _panel_id("verdict")
+    rule = f"a feature drifts when its {method} score reaches {threshold:g}; retrain when the share reaches {drift_threshold:g}"
+    overview = [
+        verdict_panel,
+        _line(
+            "drift-share-served",
+            "Drift share: served traffic",
+            [
+                PanelMetric(
+                    legend="served vs training reference",
+                    tags=[TAG_SERVED],
+                    metric="DriftedColumnsCount",
+                    metric_labels={"value_type": "share"},
+                ),
+            ],
+            rule,
+        ),
+        _line(
+            "drift-share-gold",
+            "Drift share: newest gold window",
+            [
+                PanelMetric(
+                    legend="newest gold vs reference",
+                    tags=[TAG_GOLD],
+                    metric="DriftedColumnsCount",
+                    metric_labels={"value_type": "share"},
+                ),
+            ],
+            f"catches a regime change even with little traffic; {rule}",
+        ),
+        _line(
+            "hit-rate",
+            "Live hit rate vs floor",
+            [
+                _figure("live_hit_rate", "live hit rate"),
+                _figure("hit_rate_floor", "floor (retrain below)"),
+                _figure("live_majority_baseline", "majority class, same bars"),
+            ],
+            "served predictions joined to the realized labels of the newest gold table",
+        ),
+        _line(
+            "predictions",
+            "Served predictions: P(up)",
+            [
+                PanelMetric(
+                    legend=f"{int(q * 100)}% quantile",
+                    tags=[TAG_SERVED],
+                    metric="QuantileValue",
+                    metric_labels={"column": prediction_column, "quantile": str(q)},
+                )
+                for q in PREDICTION_QUANTILES
+            ]
+            + [
+                PanelMetric(
+                    legend="share predicted up",
+                    tags=[TAG_SERVED],
+                    metric="MeanValue",
+                    metric_labels={"column": "prediction"},
+                ),
+                PanelMetric(
+                    legend="prediction drift score",
+                    tags=[TAG_SERVED],
+                    metric="ValueDrift",
+                    metric_labels={"column": prediction_column},
+                ),
+            ],
+            "distribution of the probability the model answered, and its drift vs the out-of-time predictions",
+        ),
+        _line(
+            "news",
+            "News sentiment",
+            [
+                _figure("news_sentiment_gold", "mean sentiment, newest gold bars in the window"),
+                _figure("news_sentiment_served", "mean sentiment the model received"),
+                _figure("news_bars_with_articles", "share of bars with articles"),
+            ],
+            "news_avg_sentiment (-1 … 1) over the monitoring window",
+        ),
+        _line(
+            "canary-errors",
+            "Canary vs stable: error rate",
+            [
+                _figure("canary_error_rate", "canary"),
+                _figure("stable_error_rate", "stable"),
+                _figure("max_error_rate", "rollback limit"),
+            ],
+            "from the prediction log over the canary window",
+        ),
+        _line(
+            "canary-latency",
+            "Canary vs stable: p95 latency (ms)",
+            [
+                _figure("canary_p95_latency_ms", "canary"),
+                _figure("stable_p95_latency_ms", "stable"),
+                _figure("max_p95_latency_ms", "rollback limit"),
+            ],
+            "from the prediction log over the canary window",
+        ),
+        _line(
+            "verdict-intervals",
+            "Champion AUC intervals vs baselines",
+            [
+                _figure("val_auc_ci_low", "validation interval, low"),
+                _figure("val_auc_ci_high", "validation interval, high"),
+                _figure("oot_auc_ci_low", "out-of-time interval, low"),
+                _figure("oot_auc_ci_high", "out-of-time interval, high"),
+                _figure("baseline_majority_auc", "baseline: majority class"),
+                _figure("baseline_momentum_auc", "baseline: momentum"),
+                _figure("chance_auc", "chance"),
+            ],
+            "credible edge only when both intervals lie above 0.5",
+            size="full",
+        ),
+    ]
+    per_feature = [
+        _line(
+            "drift-features-served",
+            "Drift score per feature: served traffic",
+            [
+                PanelMetric(legend=f, tags=[TAG_SERVED], metric="ValueDrift", metric_labels={"column": f})
+                for f in served_features
+            ],
+            f"one line per feature the model receives; drifted at {threshold:g} ({method})",
+            size="full",
+        ),
+        _line(
+            "drift-features-gold",
+            "Drift score per feature: newest gold window",
+            [
+                PanelMetric(legend=f, tags=[TAG_GOLD], metric="ValueDrift", metric_labels={"column": f})
+                for f in gold_features
+            ],
+            f"one line per feature of the newest gold table; drifted at {threshold:g} ({method})",
+            size="full",
+        ),
+    ]
+    tabs = [
+        DashboardTabModel(id=_panel_id("tab:overview"), title="Overview", panels=[p.id for p in overview]),
+        DashboardTabModel(id=_panel_id("tab:features"), title="Drift by feature", panels=[p.id for p in per_feature]),
+    ]
+    return DashboardModel(tabs=tabs, panels=overview + per_feature)
+
+
+def record_run(
+    snapshots: dict[str, Snapshot],
+    *,
+    dashboard: DashboardModel,
+    location: str | None = None,
+    project: str | None = None,
+    ui_url: str | None = None,
+    retention_days: float | None = None,
+) -> dict:
+    """Write a run's snapshots (``{tag: Snapshot}``) and the dashboard into the workspace; prune old snapshots.
+
+    Returns what the run's summary records: the workspace, project id, each snapshot's id (and its URL in
+    the Evidently UI when ``ui_url`` is known) and how many old snapshots were deleted."""
+    from spx.core.settings import settings
+
+    cfg = settings().evidently
+    location = workspace_location(location)
+    project = project or cfg.project
+    ui_url = cfg.ui_url if ui_url is None else ui_url
+    ws = MonitoringWorkspace(location)
+    proj = ensure_project(
+        ws, project, "spx-kfp monitoring: drift, live hit rate, canary health and the champion's verdict over time"
+    )
+    written = {}
+    for tag, snap in snapshots.items():
+        ref = ws.add_run(proj.id, snap, include_data=False)
+        written[tag] = str(ref.id)
+    ws.save_dashboard(proj.id, dashboard)
+    removed = prune(ws, proj.id, retention_days or cfg.retention_days)
+    out = {
+        "workspace": location,
+        "project": project,
+        "project_id": str(proj.id),
+        "snapshots": written,
+        "pruned": removed,
+        "ui_url": ui_url or "",
+    }
+    if ui_url:
+        out["dashboard_url"] = dashboard_url(ui_url, proj.id)
+        out["report_urls"] = {tag: report_url(ui_url, proj.id, sid) for tag, sid in written.items()}
+    log.info("Evidently workspace %s: project %s, snapshots %s", location, proj.id, written)
+    return out
+
+
+__all__ = [
+    "MonitoringWorkspace",
+    "PREDICTION_QUANTILES",
+    "TAG_GOLD",
+    "TAG_LIVE",
+    "TAG_SERVED",
+    "build_dashboard",
+    "compact",
+    "configure_fsspec_s3",
+    "dashboard_url",
+    "ensure_project",
+    "open_workspace",
+    "project_id_for",
+    "prune",
+    "record_run",
+    "report_url",
+    "snapshot_time",
+    "verdict_text",
+]
