@@ -54,7 +54,6 @@ FIGURES: dict[str, tuple[str, str]] = {
     "oot_auc_ci_high": ("out-of-time AUC 95% interval, high", "{:.4f}"),
     "baseline_majority_auc": ("baseline AUC: majority class", "{:.4f}"),
     "baseline_momentum_auc": ("baseline AUC: momentum", "{:.4f}"),
-    "chance_auc": ("chance AUC", "{:.2f}"),
     "credible_edge": ("credible edge (1 = yes)", "{:.0f}"),
 }
 

@@ -181,7 +181,6 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
                 )
             }
         )
-        values["chance_auc"] = 0.5
         values["credible_edge"] = 1.0 if verdict.get("credible_edge") else 0.0
     return {
         k: float(v)

@@ -286,11 +286,12 @@ def build_dashboard(
             "news",
             "News sentiment",
             [
-                _figure("news_sentiment_gold", "mean sentiment, newest gold bars in the window"),
-                _figure("news_sentiment_served", "mean sentiment the model received"),
-                _figure("news_bars_with_articles", "share of bars with articles"),
+                _figure("news_sentiment_gold", "sentiment, gold bars"),
+                _figure("news_sentiment_served", "sentiment, served"),
+                _figure("news_bars_with_articles", "bars with news"),
             ],
-            "news_avg_sentiment (-1 … 1) over the monitoring window",
+            "mean news_avg_sentiment (-1 … 1) of the newest gold bars in the monitoring window and of the "
+            "features the model received; share of those bars with any article",
         ),
         _line(
             "canary-errors",
@@ -322,9 +323,8 @@ def build_dashboard(
                 _figure("oot_auc_ci_high", "out-of-time interval, high"),
                 _figure("baseline_majority_auc", "baseline: majority class"),
                 _figure("baseline_momentum_auc", "baseline: momentum"),
-                _figure("chance_auc", "chance"),
             ],
-            "credible edge only when both intervals lie above 0.5",
+            "credible edge only when both intervals lie above 0.5 (chance; the majority-class baseline)",
             size="full",
         ),
     ]
