@@ -1,0 +1,218 @@
+"""The Evidently workspace the monitoring runs write: projects, snapshots, retention, the dashboard, the figures,
+and the UI's view of a workspace that changes under it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+import requests
+from evidently import Report
+
+from spx.components.monitoring.evidently_metrics import FIGURES, SpxFigure
+from spx.components.monitoring.figures import champion_verdict, figures_row, serving_roles
+from spx.components.monitoring.workspace import (
+    TAG_LIVE,
+    build_dashboard,
+    ensure_project,
+    open_workspace,
+    project_id_for,
+    prune,
+    snapshot_time,
+    verdict_text,
+)
+from spx.core.processes import free_port
+
+from .helpers import GOLD_FEATURES
+
+
+def _live_snapshot(value: float, when: datetime):
+    row = {"live_hit_rate": value, "hit_rate_floor": 0.5}
+    return Report([SpxFigure(column=c) for c in row]).run(pd.DataFrame([row]), None, timestamp=when, tags=[TAG_LIVE])
+
+
+def _dashboard(verdict=None):
+    return build_dashboard(
+        GOLD_FEATURES,
+        GOLD_FEATURES,
+        verdict,
+        prediction_column="probability",
+        method="wasserstein",
+        threshold=0.1,
+        drift_threshold=0.5,
+    )
+
+
+def test_the_project_is_found_again_by_name_and_snapshots_are_written_compact(tmp_path):
+    ws = open_workspace(str(tmp_path / "ws"))
+    first = ensure_project(ws, "spx-monitoring")
+    again = ensure_project(open_workspace(str(tmp_path / "ws")), "spx-monitoring")
+    assert first.id == again.id == project_id_for("spx-monitoring")
+    assert [p.id for p in ws.list_projects()] == [first.id]
+    when = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
+    ref = ws.add_run(first.id, _live_snapshot(0.61, when))
+    model = ws.get_run(first.id, ref.id)
+    assert model.timestamp.replace(tzinfo=timezone.utc) == when and model.tags == [TAG_LIVE]
+    assert all(r.widget == [] for r in model.metric_results.values())  # per-metric widgets dropped
+    assert sorted(r.value for r in model.metric_results.values()) == [0.5, 0.61]
+    assert len(model.widgets) == 2  # the report's own counters stay
+
+
+def test_snapshot_ids_carry_their_write_time_and_retention_deletes_the_old_ones(tmp_path):
+    ws = open_workspace(str(tmp_path / "ws"))
+    project = ensure_project(ws, "p")
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    ids = [ws.add_run(project.id, _live_snapshot(0.5 + i / 100, before)).id for i in range(3)]
+    assert all(abs(snapshot_time(i) - before) < timedelta(minutes=1) for i in ids)
+    with pytest.raises(ValueError):
+        snapshot_time(uuid.uuid4())
+    assert prune(ws, project.id, retention_days=1) == 0
+    # a day and a half later, a 1-day retention removes all three
+    assert prune(ws, project.id, retention_days=1, now=before + timedelta(days=1.5)) == 3
+    assert list(ws.list_runs(project.id)) == []
+
+
+def test_the_dashboard_keeps_its_panel_ids_and_states_the_verdict():
+    verdict = {
+        "run_id": "r1",
+        "variant": "lgbm_all_h30",
+        "model_version": "4",
+        "registered_model": "spx-direction",
+        "verdict": "credible edge",
+        "val_auc": 0.541,
+        "val_auc_ci_low": 0.512,
+        "val_auc_ci_high": 0.57,
+        "bonferroni_k": 6,
+        "oot_auc": 0.533,
+        "oot_auc_ci_low": 0.507,
+        "oot_auc_ci_high": 0.559,
+        "baseline_majority_auc": 0.5,
+        "baseline_momentum_auc": 0.503,
+    }
+    a, b = _dashboard(verdict), _dashboard(None)
+    assert [p.id for p in a.panels] == [p.id for p in b.panels]  # rewritten every run, same panels
+    title, text = verdict_text(verdict)
+    assert title == "Champion lgbm_all_h30 (run r1, spx-direction v4): CREDIBLE EDGE"
+    assert "[0.5120, 0.5700] (Bonferroni, k=6)" in text and "[0.5070, 0.5590]" in text and "momentum 0.5030" in text
+    assert a.panels[0].title == title and b.panels[0].title == "Champion verdict: unknown"
+    # every figure a panel plots is one the runs record
+    plotted = {v.metric_labels["column"] for p in a.panels for v in p.values if v.metric.endswith("SpxFigure")}
+    assert plotted <= set(FIGURES) | {"news_sentiment_gold", "news_sentiment_served", "news_bars_with_articles"}
+
+
+@pytest.mark.parametrize(
+    ("versions", "roles"),
+    [
+        ([], (None, None)),
+        (["3", "3", None, ""], ("3", None)),
+        (["3", "4", "3", "3"], ("3", "4")),
+        (["10", "9", "9"], ("9", "10")),  # versions compare as numbers: 10 is newer than 9
+        (["2", "3", "4", "2", "3", "3"], ("3", "4")),  # stable: the most-served of the older ones
+    ],
+)
+def test_serving_roles_from_the_versions_in_the_window(versions, roles):
+    assert serving_roles(pd.Series(versions, dtype=object)) == roles
+
+
+def test_figures_keep_only_finite_numbers_and_the_verdict_as_one_or_zero():
+    summary = {
+        "config": {"hit_rate_floor": 0.5, "drift_threshold": 0.5, "threshold": 0.1, "canary_max_error_rate": 0.01},
+        "hit": {"hit_rate": 0.53, "majority_baseline": 0.51, "n_labeled": 400},
+        "n_served": 420,
+        "drift_share": None,
+        "decision": {"retrain": False},
+        "serving_health": {"stable_error_rate": 0.0, "stable_p95_latency_ms": None, "canary_error_rate": float("nan")},
+        "verdict": {"credible_edge": False, "oot_auc_ci_low": 0.49, "val_auc": None},
+    }
+    row = figures_row(summary)
+    assert row["live_hit_rate"] == 0.53 and row["retrain"] == 0.0 and row["credible_edge"] == 0.0
+    assert row["oot_auc_ci_low"] == 0.49 and row["stable_error_rate"] == 0.0
+    for missing in ("drift_share", "stable_p95_latency_ms", "canary_error_rate", "val_auc"):
+        assert missing not in row
+
+
+def test_the_verdict_is_read_from_the_selection_record(store):
+    assert champion_verdict(store, "nope", "x") is None
+    store.put_json(
+        "selection/r1/best_model_selection.json",
+        {
+            "champion": {
+                "variant": "v1",
+                "verdict": "no credible edge",
+                "credible_edge": False,
+                "val_auc_ci_bonferroni": [0.49, 0.55],
+                "oot_auc_ci": [0.48, 0.53],
+                "model_version": "7",
+            },
+            "ranking": [{"variant": "v1", "baseline_majority_auc": 0.5, "baseline_momentum_auc": 0.51}],
+        },
+    )
+    v = champion_verdict(store, "r1", "v1")
+    assert v["verdict"] == "no credible edge" and v["val_auc_ci_low"] == 0.49 and v["oot_auc_ci_high"] == 0.53
+    assert v["baseline_momentum_auc"] == 0.51 and v["model_version"] == "7"
+    assert champion_verdict(store, "r1", "other") is None  # not the champion of that run: no verdict claimed
+
+
+@pytest.mark.integration  # starts the UI server on loopback
+def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(tmp_path):
+    """The UI is started over a directory, runs are added and deleted under it: the panel's series follows
+    (Evidently's own watcher is off; the refresher re-reads the workspace)."""
+    import uvicorn
+
+    from spx.components.monitoring.ui import build_app
+
+    path = str(tmp_path / "ws")
+    ws = open_workspace(path)
+    project = ensure_project(ws, "spx-monitoring")
+    ws.save_dashboard(project.id, _dashboard())
+    t0 = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
+    first = ws.add_run(project.id, _live_snapshot(0.55, t0)).id
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(path, refresh_seconds=0.2), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    query = {
+        "series_filter": [
+            {
+                "metric": "evidently:metric_v2:SpxFigure",
+                "metric_labels": {"column": "live_hit_rate"},
+                "tags": [TAG_LIVE],
+                "metadata": {},
+            }
+        ]
+    }
+
+    def values() -> list:
+        r = requests.post(f"{base}/api/v2/snapshots/{project.id}/data_series_batch", json=query, timeout=10)
+        r.raise_for_status()
+        series = r.json()["series"]
+        return series[0]["values"] if series else []
+
+    def wait_for(expected: list) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if values() == expected:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"series {values()} never became {expected}")
+
+    try:
+        wait_for([0.55])
+        ws.add_run(project.id, _live_snapshot(0.6, t0 + timedelta(hours=1)))
+        wait_for([0.55, 0.6])
+        ws.delete_run(project.id, first)
+        wait_for([0.6])
+        assert requests.get(f"{base}/healthz", timeout=10).json()["snapshots"] == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
