@@ -158,19 +158,20 @@ def test_the_verdict_is_read_from_the_selection_record(store):
 
 
 @pytest.mark.integration  # starts the UI server on loopback
-def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(tmp_path):
-    """The UI is started over a directory, runs are added and deleted under it: the panel's series follows
-    (Evidently's own watcher is off; the refresher re-reads the workspace)."""
+@pytest.mark.parametrize("where", ["directory", "bucket"])
+def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(where, request, tmp_path):
+    """The UI starts over an empty workspace (a directory, or a prefix in the bucket as in the cluster); a
+    project, its dashboard and runs are then written and one run deleted under it: the panel's series
+    follows (Evidently's own watcher is off and would not see a bucket; the refresher re-reads)."""
     import uvicorn
 
     from spx.components.monitoring.ui import build_app
 
-    path = str(tmp_path / "ws")
-    ws = open_workspace(path)
-    project = ensure_project(ws, "spx-monitoring")
-    ws.save_dashboard(project.id, _dashboard())
-    t0 = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
-    first = ws.add_run(project.id, _live_snapshot(0.55, t0)).id
+    if where == "bucket":
+        store = request.getfixturevalue("store")
+        path = f"s3://{store.bucket}/evidently"
+    else:
+        path = str(tmp_path / "ws")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(build_app(path, refresh_seconds=0.2), host="127.0.0.1", port=port, log_level="warning")
@@ -178,6 +179,11 @@ def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(tm
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
+    ws = open_workspace(path)
+    project = ensure_project(ws, "spx-monitoring")
+    ws.save_dashboard(project.id, _dashboard())
+    t0 = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
+    first = ws.add_run(project.id, _live_snapshot(0.55, t0)).id
     query = {
         "series_filter": [
             {
@@ -197,14 +203,16 @@ def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(tm
 
     def wait_for(expected: list) -> None:
         deadline = time.monotonic() + 60
+        seen = None
         while time.monotonic() < deadline:
             try:
-                if values() == expected:
+                seen = values()
+                if seen == expected:
                     return
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException as exc:  # not up yet, or the project not loaded yet (404)
+                seen = exc
             time.sleep(0.2)
-        raise AssertionError(f"series {values()} never became {expected}")
+        raise AssertionError(f"series {seen} never became {expected}")
 
     try:
         wait_for([0.55])
@@ -212,7 +220,8 @@ def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(tm
         wait_for([0.55, 0.6])
         ws.delete_run(project.id, first)
         wait_for([0.6])
-        assert requests.get(f"{base}/healthz", timeout=10).json()["snapshots"] == 1
+        health = requests.get(f"{base}/healthz", timeout=10).json()
+        assert health["projects"] == 1 and health["snapshots"] == 1 and health["workspace"] == path
     finally:
         server.should_exit = True
         thread.join(timeout=30)
