@@ -491,6 +491,7 @@ def run_monitoring(
         store, start=now - timedelta(minutes=cfg.canary_window_minutes), end=now
     )
     summary["news"] = figures.news_sentiment(latest, served, cfg.lookback_days)
+    summary["latest_prediction"] = figures.latest_prediction(served)
     summary["verdict"] = figures.champion_verdict(store, ref.run_id, ref.variant)
     served_share = (summary["served_drift"] or {}).get("drift_share")
     gold_share = (summary["gold_drift"] or {}).get("drift_share")

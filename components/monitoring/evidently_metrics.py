@@ -55,6 +55,12 @@ FIGURES: dict[str, tuple[str, str]] = {
     "baseline_majority_auc": ("baseline AUC: majority class", "{:.4f}"),
     "baseline_momentum_auc": ("baseline AUC: momentum", "{:.4f}"),
     "credible_edge": ("credible edge (1 = yes)", "{:.0f}"),
+    "news_sentiment_gold": ("news sentiment, newest gold bars in the window", "{:.3f}"),
+    "news_sentiment_served": ("news sentiment the model received", "{:.3f}"),
+    "news_bars_with_articles": ("share of bars with news", "{:.3f}"),
+    "last_served_probability": ("latest served P(up)", "{:.3f}"),
+    "last_served_confidence": ("its confidence, max(p, 1-p)", "{:.3f}"),
+    "mean_served_confidence": ("mean confidence of the served predictions", "{:.3f}"),
 }
 
 

@@ -108,6 +108,33 @@ def news_sentiment(gold: pd.DataFrame, served: pd.DataFrame, lookback_days: floa
     return out
 
 
+def latest_prediction(served: pd.DataFrame) -> dict[str, Any]:
+    """The newest served prediction in the window (P(up) and the transformer's confidence, max(p, 1 - p)) and
+    the mean confidence of all of them."""
+    out: dict[str, Any] = {
+        "last_served_probability": None,
+        "last_served_confidence": None,
+        "last_served_at": None,
+        "last_served_bar": None,
+        "mean_served_confidence": None,
+    }
+    if not len(served) or "probability" not in served.columns:
+        return out
+    rows = served[pd.to_numeric(served["probability"], errors="coerce").notna()]
+    if not len(rows):
+        return out
+    prob = pd.to_numeric(rows["probability"], errors="coerce").astype(float)
+    confidence = prob.where(prob >= 0.5, 1.0 - prob)
+    last = pd.to_datetime(rows["timestamp"], utc=True).to_numpy().argmax()
+    out["last_served_probability"] = float(prob.iloc[last])
+    out["last_served_confidence"] = float(confidence.iloc[last])
+    out["last_served_at"] = pd.Timestamp(rows["timestamp"].iloc[last]).isoformat()
+    if "bar_timestamp" in rows.columns and pd.notna(rows["bar_timestamp"].iloc[last]):
+        out["last_served_bar"] = pd.Timestamp(rows["bar_timestamp"].iloc[last]).isoformat()
+    out["mean_served_confidence"] = float(confidence.mean())
+    return out
+
+
 def champion_verdict(store, run_id: str, variant: str) -> dict[str, Any] | None:
     """The champion's verdict as the selection step recorded it (``selection/{run_id}/best_model_selection.json``:
     validation interval (Bonferroni), out-of-time interval, baselines, "credible edge" or not), or None when
@@ -147,6 +174,7 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
     hit = summary.get("hit") or {}
     health = summary.get("serving_health") or {}
     news = summary.get("news") or {}
+    latest = summary.get("latest_prediction") or {}
     verdict = summary.get("verdict") or {}
     decision = summary.get("decision") or {}
     values: dict[str, Any] = {
@@ -164,6 +192,7 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
         **{k: health.get(k) for k in ("canary_error_rate", "canary_p95_latency_ms", "canary_requests")},
         **{k: health.get(k) for k in ("stable_error_rate", "stable_p95_latency_ms", "stable_requests")},
         **{k: news.get(k) for k in ("news_sentiment_gold", "news_sentiment_served", "news_bars_with_articles")},
+        **{k: latest.get(k) for k in ("last_served_probability", "last_served_confidence", "mean_served_confidence")},
     }
     if verdict:
         values.update(
@@ -183,7 +212,7 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
         )
         values["credible_edge"] = 1.0 if verdict.get("credible_edge") else 0.0
     return {
-        k: float(v)
+        k: round(float(v), 4)  # what the dashboard's counters print
         for k, v in values.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
     }
@@ -197,6 +226,7 @@ __all__ = [
     "champion_verdict",
     "canary_window",
     "figures_row",
+    "latest_prediction",
     "news_sentiment",
     "serving_health",
     "serving_roles",

@@ -35,7 +35,7 @@ from evidently.core.report import Snapshot
 from evidently.core.serialization import SnapshotModel
 from evidently.legacy.core import new_id
 from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTabModel, PanelMetric, ProjectModel
-from evidently.sdk.panels import line_plot_panel, text_panel
+from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
 from evidently.ui.storage.local.base import LocalState
 from evidently.ui.workspace import Project, Workspace
 
@@ -215,9 +215,22 @@ def build_dashboard(
     title, description = verdict_text(verdict)
     verdict_panel = text_panel(title=title, description=description, size="full")
     verdict_panel.id = _panel_id("verdict")
+    latest = counter_panel(
+        title="Latest served prediction",
+        values=[
+            _figure("last_served_probability", "P(up)"),
+            _figure("last_served_confidence", "confidence"),
+            _figure("live_hit_rate", "live hit rate"),
+        ],
+        description="the newest prediction in the last run's window, its confidence max(p, 1-p), and the live hit rate",
+        size="full",
+        aggregation="last",
+    )
+    latest.id = _panel_id("latest")
     rule = f"a feature drifts when its {method} score reaches {threshold:g}; retrain when the share reaches {drift_threshold:g}"
     overview = [
         verdict_panel,
+        latest,
         _line(
             "drift-share-served",
             "Drift share: served traffic",

@@ -211,6 +211,12 @@ def test_the_dashboard_shows_both_runs_and_the_verdict(dashboard):
     assert high > low
     assert "retrain when the share reaches 0.5" in served.subtitle
 
+    # the latest served prediction with its confidence, as of the last run
+    latest = shown["Latest served prediction"]
+    p_up = second["latest_prediction"]["last_served_probability"]
+    assert f"{round(p_up, 4):g}" in latest.text and "confidence" in latest.text
+    assert second["latest_prediction"]["last_served_confidence"] == pytest.approx(max(p_up, 1 - p_up))
+
     # the live hit rate against its floor and the majority-class baseline, two runs each
     hit = shown["Live hit rate vs floor"]
     assert set(hit.legend) == {"live hit rate", "floor (retrain below)", "majority class, same bars"}
