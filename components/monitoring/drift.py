@@ -532,7 +532,13 @@ def run_monitoring(
             drift_threshold=cfg.drift_threshold,
         )
         try:
-            summary["evidently"] = record_run(snapshots, dashboard=dashboard)
+            summary["evidently"] = record_run(
+                snapshots,
+                dashboard=dashboard,
+                run_time=now,
+                gold_table=latest_gold_key,
+                retrain=bool(decision.retrain),
+            )
         except Exception as exc:  # noqa: BLE001 - the decision is made and stored; the dashboard must not undo it
             log.error("the run's snapshots could not be written to the Evidently workspace: %s", exc)
             summary["evidently"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -556,15 +562,17 @@ def run_page(title: str, summary: dict, tag: str, drift: dict | None, note: str 
 
     e = _h.escape
     ev = summary.get("evidently") or {}
-    sid = (ev.get("snapshots") or {}).get(tag)
-    url = (ev.get("report_urls") or {}).get(tag)
-    if url:
-        where = f"<p><a id='evidently-report' href='{e(url)}'>Open the full Evidently report of this run</a></p>"
+    full = (ev.get("full_report") or {}).get(tag)
+    sid = (ev.get("snapshots") or {}).get(tag) if full else (ev.get("latest_full_report") or {}).get(tag)
+    urls = ev.get("report_urls" if full else "latest_full_report_urls") or {}
+    which = "this run" if full else "the newest full report (this run kept only its values for the dashboard)"
+    if sid and urls.get(tag):
+        where = f"<p><a id='evidently-report' href='{e(urls[tag])}'>Open the Evidently report: {e(which)}</a></p>"
     elif sid:
         where = (
-            f"<p id='evidently-report'>The full Evidently report of this run: Evidently UI (<code>spx ui</code>, "
-            f"or the chart's <code>evidently-ui</code> Service), project <b>{e(str(ev.get('project')))}</b>, "
-            f"Reports, snapshot <code>{e(sid)}</code> (workspace <code>{e(str(ev.get('workspace')))}</code>). "
+            f"<p id='evidently-report'>The Evidently report of {e(which)}: Evidently UI (<code>spx ui</code>, or "
+            f"the chart's <code>evidently-ui</code> Service), project <b>{e(str(ev.get('project')))}</b>, Reports, "
+            f"snapshot <code>{e(sid)}</code> (workspace <code>{e(str(ev.get('workspace')))}</code>). "
             "Set SPX_EVIDENTLY_UI_URL to get a link here.</p>"
         )
     elif ev.get("error"):

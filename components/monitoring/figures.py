@@ -146,7 +146,7 @@ def champion_verdict(store, run_id: str, variant: str) -> dict[str, Any] | None:
     champ = selection.get("champion")
     if not isinstance(champ, dict) or champ.get("variant") != variant:
         return None
-    row = next((r for r in selection.get("ranking") or [] if r.get("variant") == variant), {})
+    row: dict[str, Any] = next((r for r in selection.get("ranking") or [] if r.get("variant") == variant), {})
     val_ci = champ.get("val_auc_ci_bonferroni") or [None, None]
     oot_ci = champ.get("oot_auc_ci") or [None, None]
     return {

@@ -26,11 +26,14 @@ deleted by the run that writes the next ones.
 
 from __future__ import annotations
 
+import json
 import logging
+import posixpath
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
+from evidently._pydantic_compat import parse_obj_as
 from evidently.core.report import Snapshot
 from evidently.core.serialization import SnapshotModel
 from evidently.legacy.core import new_id
@@ -45,6 +48,7 @@ TAG_SERVED = "served"
 TAG_GOLD = "gold"
 TAG_LIVE = "live"
 PREDICTION_QUANTILES = (0.1, 0.5, 0.9)
+REPORTS_STATE = "spx-reports.json"  # beside the project's metadata.json; Evidently ignores it
 # fixed namespace: the project id (and every panel id) follows from a name, so each run finds the same ones
 _NAMESPACE = uuid.UUID("5f1c2b8e-7a51-4c39-9c64-2d0e6f1b7a11")
 
@@ -82,23 +86,57 @@ class MonitoringWorkspace(Workspace):
             configure_fsspec_s3()
         self.path = path
         self.state = LocalState(path)
+        self.full_reports = True  # what the next add_run keeps: the report's widgets, or values only
 
     def _add_run(self, project_id, snapshot: Snapshot):
         snapshot_id = new_id()
-        self.state.write_snapshot(project_id, snapshot_id, compact(snapshot.to_snapshot_model()))
+        model = compact(snapshot.to_snapshot_model(), full=self.full_reports)
+        self.state.write_snapshot(project_id, snapshot_id, model)
         return snapshot_id
+
+    def read_reports_state(self, project_id) -> dict:
+        """Which full reports the project holds (``spx-reports.json`` beside its metadata)."""
+        path = posixpath.join(str(project_id), REPORTS_STATE)
+        if not self.state.location.exists(path):
+            return {}
+        with self.state.location.open(path) as fh:
+            return json.load(fh)
+
+    def write_reports_state(self, project_id, state: dict) -> None:
+        with self.state.location.open(posixpath.join(str(project_id), REPORTS_STATE), "w") as fh:
+            json.dump(state, fh, indent=2)
 
 
 def open_workspace(location: str | None = None) -> MonitoringWorkspace:
     return MonitoringWorkspace(workspace_location(location))
 
 
-def compact(model: SnapshotModel) -> SnapshotModel:
-    """The snapshot without the widgets of its individual metric results (one drift plot per feature, kept
-    beside the report's own widgets; the UI's report view and the dashboard never read them)."""
+def _without_templates(obj):
+    """A widget tree without Plotly's ``layout.template`` (the default theme, ~10 KB of colour scales repeated
+    in every figure: two thirds of a drift report's bytes). Plotly draws the figures with its built-in defaults
+    instead (white background, grey grid); data, colours of the traces and titles are untouched."""
+    if isinstance(obj, dict):
+        return {
+            k: _without_templates(v)
+            for k, v in obj.items()
+            if not (k == "template" and isinstance(v, dict) and ("layout" in v or "data" in v))
+        }
+    if isinstance(obj, list):
+        return [_without_templates(v) for v in obj]
+    return obj
+
+
+def compact(model: SnapshotModel, *, full: bool = True) -> SnapshotModel:
+    """The snapshot as the workspace keeps it: never the widgets of its individual metric results (one drift
+    plot per feature, kept beside the report's own widgets; neither the report view nor the dashboard reads
+    them); the report's widgets without Plotly's theme (``full``), or none at all (values only: the dashboard
+    reads only the metric values)."""
     for result in model.metric_results.values():
         result.widget = []
-    return model
+    data = model.dict()
+    data["widgets"] = _without_templates(data["widgets"]) if full else []
+    data["tests_widgets"] = _without_templates(data["tests_widgets"]) if full else []
+    return parse_obj_as(SnapshotModel, data)
 
 
 def project_id_for(name: str) -> uuid.UUID:
@@ -370,19 +408,45 @@ def build_dashboard(
     return DashboardModel(tabs=tabs, panels=overview + per_feature)
 
 
+def full_reports_due(
+    state: dict, *, run_time: datetime, gold_table: str | None, every_hours: float, retrain: bool
+) -> dict[str, bool]:
+    """Which of a run's snapshots keep their full report (the others keep only their values, which is all the
+    dashboard reads): ``served`` when the last full one is ``every_hours`` old or older, ``gold`` when the newest
+    gold table changed (the hourly runs compare the same table until the next one arrives), both when the run
+    decided to retrain (its evidence is kept); ``live`` always (a few counters)."""
+
+    def older(entry: dict | None) -> bool:
+        if not entry or not entry.get("time"):
+            return True
+        return run_time - datetime.fromisoformat(entry["time"]) >= timedelta(hours=every_hours)
+
+    served, gold = state.get(TAG_SERVED), state.get(TAG_GOLD) or {}
+    return {
+        TAG_SERVED: retrain or older(served),
+        TAG_GOLD: retrain or gold.get("table") != gold_table,
+        TAG_LIVE: True,
+    }
+
+
 def record_run(
     snapshots: dict[str, Snapshot],
     *,
     dashboard: DashboardModel,
+    run_time: datetime,
+    gold_table: str | None = None,
+    retrain: bool = False,
     location: str | None = None,
     project: str | None = None,
     ui_url: str | None = None,
     retention_days: float | None = None,
 ) -> dict:
-    """Write a run's snapshots (``{tag: Snapshot}``) and the dashboard into the workspace; prune old snapshots.
+    """Write a run's snapshots (``{tag: Snapshot}``, full reports only where :func:`full_reports_due`) and the
+    dashboard into the workspace; prune old snapshots.
 
-    Returns what the run's summary records: the workspace, project id, each snapshot's id (and its URL in
-    the Evidently UI when ``ui_url`` is known) and how many old snapshots were deleted."""
+    Returns what the run's summary records: the workspace, project id, each snapshot's id and whether it holds
+    the full report, the newest full report of each kind, their URLs in the Evidently UI when ``ui_url`` is
+    known, and how many old snapshots were deleted."""
     from spx.core.settings import settings
 
     cfg = settings().evidently
@@ -393,24 +457,38 @@ def record_run(
     proj = ensure_project(
         ws, project, "spx-kfp monitoring: drift, live hit rate, canary health and the champion's verdict over time"
     )
-    written = {}
+    state = ws.read_reports_state(proj.id)
+    due = full_reports_due(
+        state, run_time=run_time, gold_table=gold_table, every_hours=cfg.full_report_hours, retrain=retrain
+    )
+    written, full = {}, {}
     for tag, snap in snapshots.items():
+        ws.full_reports = due.get(tag, True)
+        if not ws.full_reports:
+            snap.set_name(f"{snap.get_name() or tag} (values only)")
         ref = ws.add_run(proj.id, snap, include_data=False)
-        written[tag] = str(ref.id)
+        written[tag], full[tag] = str(ref.id), ws.full_reports
+        if ws.full_reports and tag != TAG_LIVE:
+            state[tag] = {"snapshot": str(ref.id), "time": run_time.isoformat(), "table": gold_table}
+    ws.write_reports_state(proj.id, state)
     ws.save_dashboard(proj.id, dashboard)
     removed = prune(ws, proj.id, retention_days or cfg.retention_days)
+    latest = {tag: entry["snapshot"] for tag, entry in state.items() if tag in (TAG_SERVED, TAG_GOLD)}
     out = {
         "workspace": location,
         "project": project,
         "project_id": str(proj.id),
         "snapshots": written,
+        "full_report": full,
+        "latest_full_report": latest,
         "pruned": removed,
         "ui_url": ui_url or "",
     }
     if ui_url:
         out["dashboard_url"] = dashboard_url(ui_url, proj.id)
         out["report_urls"] = {tag: report_url(ui_url, proj.id, sid) for tag, sid in written.items()}
-    log.info("Evidently workspace %s: project %s, snapshots %s", location, proj.id, written)
+        out["latest_full_report_urls"] = {tag: report_url(ui_url, proj.id, sid) for tag, sid in latest.items()}
+    log.info("Evidently workspace %s: project %s, snapshots %s (full report: %s)", location, proj.id, written, full)
     return out
 
 
@@ -422,6 +500,7 @@ __all__ = [
     "TAG_SERVED",
     "build_dashboard",
     "compact",
+    "full_reports_due",
     "configure_fsspec_s3",
     "dashboard_url",
     "ensure_project",

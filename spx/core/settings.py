@@ -230,10 +230,17 @@ class EvidentlySettings(_Group):
         "(empty: they name the project and the snapshot)",
     )
     retention_days: float = Field(
-        90.0,
+        30.0,
         gt=0,
         validation_alias=_alias("SPX_EVIDENTLY_RETENTION_DAYS"),
         description="monitoring snapshots older than this are deleted from the workspace",
+    )
+    full_report_hours: float = Field(
+        24.0,
+        ge=0,
+        validation_alias=_alias("SPX_EVIDENTLY_FULL_REPORT_HOURS"),
+        description="keep a served-traffic drift report in full at most this often (the other runs keep "
+        "their values; a run that decides to retrain always keeps its reports)",
     )
 
 

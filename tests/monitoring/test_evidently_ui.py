@@ -214,7 +214,9 @@ def test_the_dashboard_shows_both_runs_and_the_verdict(dashboard):
     # the latest served prediction with its confidence, as of the last run
     latest = shown["Latest served prediction"]
     p_up = second["latest_prediction"]["last_served_probability"]
-    assert f"{round(p_up, 4):g}" in latest.text and "confidence" in latest.text
+    shown_numbers = latest.text.split()  # the counters print two decimals
+    assert f"{round(p_up, 2):g}" in shown_numbers and "confidence" in shown_numbers
+    assert f"{round(second['hit']['hit_rate'], 2):g}" in shown_numbers
     assert second["latest_prediction"]["last_served_confidence"] == pytest.approx(max(p_up, 1 - p_up))
 
     # the live hit rate against its floor and the majority-class baseline, two runs each
@@ -264,6 +266,38 @@ def test_a_runs_report_opens_from_the_dashboard_with_its_drift_table(dashboard):
     for feature in GOLD_FEATURES:
         assert feature in text
     assert "Index binned" not in text
+
+
+EXPAND_ROW = """(() => {
+  const row = [...document.querySelectorAll('tr')].find(r => [...r.cells].some(c => c.textContent.trim() === '%s'));
+  const button = row && row.querySelector('button');
+  if (!button) return false;
+  button.click();
+  return true;
+})()"""
+
+
+@needs_chromium
+def test_a_feature_drifts_over_time_in_the_report(dashboard):
+    """Issue 18: the drift plot's x-axis read "Index binned". A person opens the run's report, expands the
+    f_ret row and sees its values against time."""
+    from .cdp import Browser
+    from .test_html_render import CHROMIUM
+
+    sid = dashboard["runs"][1]["evidently"]["snapshots"]["served"]
+    with Browser(CHROMIUM, dashboard["tmp"] / "chromium-cdp", height=1500) as page:
+        page.goto(f"{dashboard['url']}/projects/{dashboard['project_id']}/reports/{sid}")
+        page.wait(EXPAND_ROW % "f_ret", what="the f_ret row of the drift table")
+        page.wait("document.querySelectorAll('.main-svg').length > 0", what="the plot to be drawn")
+        titles = page.wait(
+            "(() => { const t = [...document.querySelectorAll('.xtitle')].map(e => e.textContent);"
+            " return t.length ? t : null; })()",
+            what="the plot's axis title",
+        )
+        page.eval("document.querySelector('.main-svg').scrollIntoView({block: 'center'})")
+        page.screenshot(SCREENSHOTS / "evidently-report-feature.png")
+    assert "Index binned" not in titles
+    assert any(t.startswith("timestamp (") for t in titles), titles
 
 
 def test_the_ui_serves_reads_and_refuses_every_write(dashboard):

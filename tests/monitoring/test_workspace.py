@@ -3,6 +3,7 @@ and the UI's view of a workspace that changes under it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -13,12 +14,15 @@ import pytest
 import requests
 from evidently import Report
 
+from spx.components.monitoring.drift import evidently_drift
 from spx.components.monitoring.evidently_metrics import FIGURES, SpxFigure
 from spx.components.monitoring.figures import champion_verdict, figures_row, serving_roles
 from spx.components.monitoring.workspace import (
     TAG_LIVE,
     build_dashboard,
+    compact,
     ensure_project,
+    full_reports_due,
     open_workspace,
     project_id_for,
     prune,
@@ -27,7 +31,13 @@ from spx.components.monitoring.workspace import (
 )
 from spx.core.processes import free_port
 
-from .helpers import GOLD_FEATURES
+from .helpers import GOLD_FEATURES, gold_frame
+
+
+def _drift_frames():
+    ref = gold_frame(3000, "2026-01-05", seed=1)
+    cur = gold_frame(600, "2026-02-05", seed=2, shift={"f_ret": 1.0})
+    return ref, cur
 
 
 def _live_snapshot(value: float, when: datetime):
@@ -60,6 +70,41 @@ def test_the_project_is_found_again_by_name_and_snapshots_are_written_compact(tm
     assert all(r.widget == [] for r in model.metric_results.values())  # per-metric widgets dropped
     assert sorted(r.value for r in model.metric_results.values()) == [0.5, 0.61]
     assert len(model.widgets) == 2  # the report's own counters stay
+
+
+def test_full_reports_lose_only_the_plotly_theme_and_values_only_snapshots_keep_the_numbers():
+    ref, cur = _drift_frames()
+    _, snapshot = evidently_drift(ref, cur, GOLD_FEATURES)
+    before = json.dumps(snapshot.to_snapshot_model().dict(), default=str)
+    full = json.dumps(compact(snapshot.to_snapshot_model()).dict(), default=str)
+    values = compact(snapshot.to_snapshot_model(), full=False)
+    assert '"template"' in before and '"template"' not in full
+    assert len(full) < len(before) / 2  # the theme and the per-metric plots were most of it
+    assert full.count("f_ret") >= len(GOLD_FEATURES) and "timestamp (" in full  # the report's plots stay
+    assert values.widgets == [] and len(json.dumps(values.dict(), default=str)) < 60_000
+    def numbers(model):
+        return {k: json.dumps(r.dict(exclude={"widget"}), default=str) for k, r in model.metric_results.items()}
+
+    assert numbers(values) == numbers(snapshot.to_snapshot_model())  # what the dashboard plots
+
+
+def test_a_full_report_is_kept_daily_for_served_traffic_and_per_new_gold_table():
+    t = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
+    due = full_reports_due({}, run_time=t, gold_table="gold/a", every_hours=24, retrain=False)
+    assert due == {"served": True, "gold": True, "live": True}  # the first run keeps everything
+    state = {"served": {"time": t.isoformat()}, "gold": {"time": t.isoformat(), "table": "gold/a"}}
+    hourly = full_reports_due(
+        state, run_time=t + timedelta(hours=1), gold_table="gold/a", every_hours=24, retrain=False
+    )
+    assert hourly == {"served": False, "gold": False, "live": True}
+    next_day = full_reports_due(
+        state, run_time=t + timedelta(hours=24), gold_table="gold/b", every_hours=24, retrain=False
+    )
+    assert next_day == {"served": True, "gold": True, "live": True}
+    retrain = full_reports_due(
+        state, run_time=t + timedelta(hours=2), gold_table="gold/a", every_hours=24, retrain=True
+    )
+    assert retrain["served"] and retrain["gold"]  # the evidence of a retrain is kept in full
 
 
 def test_snapshot_ids_carry_their_write_time_and_retention_deletes_the_old_ones(tmp_path):
