@@ -82,6 +82,7 @@ def test_full_reports_lose_only_the_plotly_theme_and_values_only_snapshots_keep_
     assert len(full) < len(before) / 2  # the theme and the per-metric plots were most of it
     assert full.count("f_ret") >= len(GOLD_FEATURES) and "timestamp (" in full  # the report's plots stay
     assert values.widgets == [] and len(json.dumps(values.dict(), default=str)) < 60_000
+
     def numbers(model):
         return {k: json.dumps(r.dict(exclude={"widget"}), default=str) for k, r in model.metric_results.items()}
 
