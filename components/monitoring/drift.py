@@ -520,8 +520,8 @@ def run_monitoring(
     )
     summary["evidently"] = None
     if cfg.write_workspace:
-        served_cols = [c["column"] for c in (summary["served_drift"] or {}).get("columns") or []]
-        gold_cols = [c["column"] for c in (summary["gold_drift"] or {}).get("columns") or []]
+        served_cols = _by_score((summary["served_drift"] or {}).get("columns") or [])
+        gold_cols = _by_score((summary["gold_drift"] or {}).get("columns") or [])
         dashboard = build_dashboard(
             served_cols or feats,
             gold_cols or feats,
@@ -552,6 +552,12 @@ def run_monitoring(
     summary["_drift_html"], summary["_gold_drift_html"] = html, ghtml
     summary["_snapshots"] = snapshots
     return summary
+
+
+def _by_score(columns: list[dict]) -> list[str]:
+    """Feature names, most drifted first (p-value tests: smallest first)."""
+    ordered = sorted(columns, key=lambda c: c["score"] if _is_pvalue(c["method"]) else -c["score"])
+    return [c["column"] for c in ordered]
 
 
 def run_page(title: str, summary: dict, tag: str, drift: dict | None, note: str | None = None) -> str:

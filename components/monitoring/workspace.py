@@ -233,6 +233,28 @@ def verdict_text(verdict: dict | None) -> tuple[str, str]:
     return title, description
 
 
+FEATURES_PER_PANEL = 10  # what a panel's legend shows without scrolling
+
+
+def _per_feature_panels(tag: str, what: str, features: list[str], threshold: float, method: str) -> list:
+    """One drift-score line per feature, ten features a panel, in the order given (the run's scores, highest
+    first: the first panel holds the features drifting most now, each with its whole history)."""
+    panels = []
+    for start in range(0, len(features), FEATURES_PER_PANEL):
+        chunk = features[start : start + FEATURES_PER_PANEL]
+        rank = "top 10 now" if start == 0 else f"{start + 1}–{start + len(chunk)} now"
+        panels.append(
+            _line(
+                f"drift-features-{tag}-{start // FEATURES_PER_PANEL}",
+                f"Drift score per feature: {what}, {rank}",
+                [PanelMetric(legend=f, tags=[tag], metric="ValueDrift", metric_labels={"column": f}) for f in chunk],
+                f"ranked by this run's {method} score; a feature drifts at {threshold:g}",
+                size="full",
+            )
+        )
+    return panels
+
+
 def build_dashboard(
     served_features: Iterable[str],
     gold_features: Iterable[str],
@@ -244,7 +266,8 @@ def build_dashboard(
     drift_threshold: float,
 ) -> DashboardModel:
     """The project's dashboard: an overview tab (verdict, drift share, live hit rate, predictions, news, canary,
-    intervals) and a tab with one drift-score line per feature. Every run rewrites it (the champion's features,
+    intervals) and a tab with one drift-score line per feature (``served_features`` and ``gold_features`` in the
+    order the panels should show them: highest current score first). Every run rewrites it (the champion's features,
     its verdict and the thresholds may have changed); panel ids stay the same.
 
     A panel draws series of one snapshot kind only (``served``, ``gold`` or ``live``): the UI puts every
@@ -379,28 +402,8 @@ def build_dashboard(
             size="full",
         ),
     ]
-    per_feature = [
-        _line(
-            "drift-features-served",
-            "Drift score per feature: served traffic",
-            [
-                PanelMetric(legend=f, tags=[TAG_SERVED], metric="ValueDrift", metric_labels={"column": f})
-                for f in served_features
-            ],
-            f"one line per feature the model receives; drifted at {threshold:g} ({method})",
-            size="full",
-        ),
-        _line(
-            "drift-features-gold",
-            "Drift score per feature: newest gold window",
-            [
-                PanelMetric(legend=f, tags=[TAG_GOLD], metric="ValueDrift", metric_labels={"column": f})
-                for f in gold_features
-            ],
-            f"one line per feature of the newest gold table; drifted at {threshold:g} ({method})",
-            size="full",
-        ),
-    ]
+    per_feature = _per_feature_panels(TAG_SERVED, "served traffic", list(served_features), threshold, method)
+    per_feature += _per_feature_panels(TAG_GOLD, "newest gold window", list(gold_features), threshold, method)
     tabs = [
         DashboardTabModel(id=_panel_id("tab:overview"), title="Overview", panels=[p.id for p in overview]),
         DashboardTabModel(id=_panel_id("tab:features"), title="Drift by feature", panels=[p.id for p in per_feature]),

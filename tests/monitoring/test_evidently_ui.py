@@ -244,9 +244,15 @@ def test_the_dashboard_shows_both_runs_and_the_verdict(dashboard):
     news = shown["News sentiment"]
     assert len(news.series["sentiment, gold bars"]) == 2 and len(news.series["bars with news"]) == 2
 
-    # one drift line per feature, for served traffic and for the newest gold window
-    for title in ("Drift score per feature: served traffic", "Drift score per feature: newest gold window"):
-        assert set(shown[title].legend) == set(GOLD_FEATURES)
+    # one drift line per feature, for served traffic and for the newest gold window, the most drifted first
+    for what in ("served traffic", "newest gold window"):
+        panel = shown[f"Drift score per feature: {what}, top 10 now"]
+        assert set(panel.legend) == set(GOLD_FEATURES)
+        assert all(len(points) == 2 for points in panel.series.values())
+    drifted = set(second["served_drift"]["drifted_columns"])
+    assert drifted == {"f_ret", "f_rsi", "f_vol"}
+    served_panel = shown["Drift score per feature: served traffic, top 10 now"]
+    assert set(served_panel.legend[:3]) == drifted  # ranked by the last run's score
 
 
 @needs_chromium

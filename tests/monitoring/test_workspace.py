@@ -141,6 +141,21 @@ def test_the_dashboard_keeps_its_panel_ids_and_states_the_verdict():
     }
     a, b = _dashboard(verdict), _dashboard(None)
     assert [p.id for p in a.panels] == [p.id for p in b.panels]  # rewritten every run, same panels
+    many = build_dashboard(
+        [f"x{i}" for i in range(23)],
+        ["g"],
+        None,
+        prediction_column="p",
+        method="ks",
+        threshold=0.01,
+        drift_threshold=0.5,
+    )
+    titles = [p.title for p in many.panels if p.title.startswith("Drift score per feature: served")]
+    assert titles == [
+        "Drift score per feature: served traffic, top 10 now",
+        "Drift score per feature: served traffic, 11–20 now",
+        "Drift score per feature: served traffic, 21–23 now",
+    ]
     title, text = verdict_text(verdict)
     assert title == "Champion lgbm_all_h30 (run r1, spx-direction v4): CREDIBLE EDGE"
     assert "[0.5120, 0.5700] (Bonferroni, k=6)" in text and "[0.5070, 0.5590]" in text and "momentum 0.5030" in text
