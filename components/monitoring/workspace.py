@@ -202,6 +202,12 @@ def _line(key: str, title: str, values: list[PanelMetric], description: str, siz
     return panel
 
 
+def _share(tag: str, what: str, legend: str, description: str) -> DashboardPanelPlot:
+    """The drift share (Evidently's ``DriftedColumnsCount``) of one kind of snapshot over time."""
+    share = PanelMetric(legend=legend, tags=[tag], metric="DriftedColumnsCount", metric_labels={"value_type": "share"})
+    return _line(f"drift-share-{tag}", f"Drift share: {what}", [share], description)
+
+
 def verdict_text(verdict: dict | None) -> tuple[str, str]:
     """(title, description) of the dashboard's verdict panel, from :func:`champion_verdict`'s record."""
     if not verdict:
@@ -292,30 +298,11 @@ def build_dashboard(
     overview = [
         verdict_panel,
         latest,
-        _line(
-            "drift-share-served",
-            "Drift share: served traffic",
-            [
-                PanelMetric(
-                    legend="served vs training reference",
-                    tags=[TAG_SERVED],
-                    metric="DriftedColumnsCount",
-                    metric_labels={"value_type": "share"},
-                ),
-            ],
-            rule,
-        ),
-        _line(
-            "drift-share-gold",
-            "Drift share: newest gold window",
-            [
-                PanelMetric(
-                    legend="newest gold vs reference",
-                    tags=[TAG_GOLD],
-                    metric="DriftedColumnsCount",
-                    metric_labels={"value_type": "share"},
-                ),
-            ],
+        _share(TAG_SERVED, "served traffic", "served vs training reference", rule),
+        _share(
+            TAG_GOLD,
+            "newest gold window",
+            "newest gold vs reference",
             f"catches a regime change even with little traffic; {rule}",
         ),
         _line(

@@ -22,18 +22,13 @@ class Browser:
     def __init__(self, chromium: str, profile: Path, width: int = 1400, height: int = 1800):
         import websocket
 
+        from .test_html_render import CHROMIUM_FLAGS
+
         profile.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
                 chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-extensions",
+                *CHROMIUM_FLAGS,
                 "--hide-scrollbars",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
