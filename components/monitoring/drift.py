@@ -442,7 +442,11 @@ def run_monitoring(
             drift_share_limit=cfg.drift_threshold,
             extra_columns=[PREDICTION_LABEL],
             extra_metrics=[QuantileValue(column=PREDICTION_COLUMN, quantile=q) for q in PREDICTION_QUANTILES]
-            + ([MeanValue(column=PREDICTION_LABEL)] if PREDICTION_LABEL in reference.columns else []),
+            + (
+                [MeanValue(column=PREDICTION_LABEL)]
+                if PREDICTION_LABEL in reference.columns and PREDICTION_LABEL in served.columns
+                else []
+            ),
             timestamp=now,
             tags=[TAG_SERVED],
             metadata=meta,
@@ -487,9 +491,13 @@ def run_monitoring(
         )
 
     summary["hit"] = live_hit_rate(served, latest, ref.horizon, ref.bar_interval)
-    summary["serving_health"] = figures.serving_health(
-        store, start=now - timedelta(minutes=cfg.canary_window_minutes), end=now
-    )
+    try:
+        summary["serving_health"] = figures.serving_health(
+            store, start=now - timedelta(minutes=cfg.canary_window_minutes), end=now
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. a log the canary loop refuses to judge; drift still decides
+        log.warning("canary vs stable health not measured: %s", exc)
+        summary["serving_health"] = {"error": f"{type(exc).__name__}: {exc}"}
     summary["news"] = figures.news_sentiment(latest, served, cfg.lookback_days)
     summary["latest_prediction"] = figures.latest_prediction(served)
     summary["verdict"] = figures.champion_verdict(store, ref.run_id, ref.variant)
@@ -550,7 +558,6 @@ def run_monitoring(
     summary["gold_drift_html"] = store.put_text(prefix + "gold_drift.html", ghtml, content_type="text/html").uri
     store.put_json(prefix + "summary.json", _jsonable(summary))
     summary["_drift_html"], summary["_gold_drift_html"] = html, ghtml
-    summary["_snapshots"] = snapshots
     return summary
 
 
@@ -606,7 +613,8 @@ def run_page(title: str, summary: dict, tag: str, drift: dict | None, note: str 
             f"{len(drift['drifted_columns'])} of {len(drift['columns'])} features drifted "
             f"({drift['n_current']} current rows vs {drift['n_reference']} reference rows).</p>"
         )
-        cols = sorted(drift["columns"], key=lambda c: -abs(c["score"]))
+        order = {name: i for i, name in enumerate(_by_score(drift["columns"]))}
+        cols = sorted(drift["columns"], key=lambda c: order[c["column"]])
         rows = "".join(
             f"<tr><td>{e(c['column'])}</td><td>{c['score']:.4f}</td><td>{c['threshold']:g}</td>"
             f"<td>{'drifted' if c['drifted'] else ''}</td></tr>"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -218,13 +218,8 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def canary_window(now: datetime, minutes: float) -> tuple[datetime, datetime]:
-    return now - timedelta(minutes=minutes), now
-
-
 __all__ = [
     "champion_verdict",
-    "canary_window",
     "figures_row",
     "latest_prediction",
     "news_sentiment",

@@ -170,3 +170,22 @@ def test_monitoring_run_end_to_end(store, tmp_path, scenario):
     else:
         assert summary["served_drift_share"] == 0.0 and summary["gold_drift_share"] == 0.0
         assert not d["retrain"] and d["reasons"] == []
+
+
+def test_a_workspace_that_cannot_be_written_loses_nothing_else(store, tmp_path, monkeypatch):
+    """The decision (and the retrain it may start) must not depend on the dashboard: with the workspace
+    unwritable the run still stores its summary and pages, and says what failed."""
+    ref_gold = seed_training_run(store, "run-a")
+    new = gold_frame(200, str(ref_gold["timestamp"].max() + pd.Timedelta(minutes=5)), seed=9, shift={"f_ret": 2.0})
+    store.put_parquet("gold/run-b/features.parquet", pd.concat([ref_gold, new], ignore_index=True))
+    _serve(store, tmp_path, new, np.full(len(new), 0.6))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the workspace should be")
+    monkeypatch.setenv("SPX_EVIDENTLY_WORKSPACE", str(blocker / "ws"))
+    now = new["timestamp"].max().to_pydatetime() + timedelta(hours=1)
+    summary = run_monitoring(store, monitor_run_id="m-blocked", cfg=MonitorConfig(gold_window_days=0.5), now=now)
+    assert summary["evidently"]["error"]
+    stored = store.get_json("monitoring/m-blocked/summary.json")
+    assert stored["decision"] == summary["decision"] and stored["served_drift_share"] > 0
+    page = store.get_bytes("monitoring/m-blocked/drift.html").decode()
+    assert "Not in the Evidently workspace" in page and "f_ret" in page
