@@ -104,6 +104,7 @@ def main() -> None:
         )
         ws.save_dashboard(project.id, dashboard)
         snapdir = Path(path) / str(project.id) / "snapshots"
+        snapdir.mkdir(parents=True, exist_ok=True)
         start = datetime(2026, 3, 1, tzinfo=timezone.utc)
         total = 0
         for hour in range(days * 24):
@@ -143,6 +144,31 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        # the same panels in-process: Evidently's own series store against the UI's (one series at a time)
+        import asyncio
+
+        from evidently.ui.service.base import SeriesFilter
+        from evidently.ui.service.storage.local.base import InMemoryDataStorage, LocalState
+
+        from spx.components.monitoring.ui import PerFilterDataStorage
+
+        state = LocalState.load(path, None)
+        stores = {
+            "evidently": InMemoryDataStorage(path, local_state=state),
+            "spx": PerFilterDataStorage(path, local_state=state),
+        }
+        in_process: dict[str, list[float]] = {name: [] for name in stores}
+        for panel in dashboard.panels:
+            if not panel.values:
+                continue
+            filters = [
+                SeriesFilter(tags=v.tags, metadata=v.metadata, metric=v.metric, metric_labels=v.metric_labels)
+                for v in panel.values
+            ]
+            for name, store in stores.items():
+                t3 = time.perf_counter()
+                asyncio.run(store.get_data_series(project.id, filters, None, None))
+                in_process[name].append(time.perf_counter() - t3)
     print(f"one monitoring run's two drift reports, {n_features} features: {one_run:.1f} s")
     print("snapshot bytes: " + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sizes.items()))
     print(f"workspace: {days} days x 24 runs ({runs * 3} snapshots): {total / 2**20:.0f} MiB of snapshot JSON")
@@ -151,6 +177,11 @@ def main() -> None:
         f"once; panels answered in median {np.median(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms "
         f"({len(timings)} panels)"
     )
+    for name, times in in_process.items():
+        print(
+            f"series store in-process, {name}: median {np.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms, "
+            f"all {len(times)} panels {sum(times):.1f} s"
+        )
     print(f"1-min load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at the end")
 
 

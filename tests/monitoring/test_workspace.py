@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import requests
 from evidently import Report
+from evidently.ui.service.base import SeriesFilter
 
 from spx.components.monitoring.drift import evidently_drift
 from spx.components.monitoring.evidently_metrics import FIGURES, SpxFigure
@@ -286,3 +287,51 @@ def test_the_ui_follows_the_workspace_new_snapshots_appear_and_pruned_ones_go(wh
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_per_filter_series_answer_what_evidently_answers(tmp_path):
+    """The UI asks Evidently's series store one panel series at a time (bench/evidently_ui.py: ten times less
+    work for a ten-feature panel); the merged answer is Evidently's own for every panel of the dashboard."""
+    import asyncio
+
+    from evidently.ui.service.storage.local.base import InMemoryDataStorage, LocalState
+
+    from spx.components.monitoring.ui import PerFilterDataStorage
+    from spx.components.monitoring.workspace import TAG_SERVED
+
+    path = str(tmp_path / "ws")
+    ws = open_workspace(path)
+    project = ensure_project(ws, "p")
+    ref, cur = _drift_frames()
+    t0 = datetime(2026, 3, 2, 16, tzinfo=timezone.utc)
+    for hour in range(3):
+        when = t0 + timedelta(hours=hour)
+        _, snap = evidently_drift(ref, cur.iloc[hour * 100 :], GOLD_FEATURES, timestamp=when, tags=[TAG_SERVED])
+        ws.add_run(project.id, snap)
+        if hour != 1:  # a run without live figures: gaps must land in the same places
+            ws.add_run(project.id, _live_snapshot(0.5 + hour / 10, when))
+    state = LocalState.load(path, None)
+    ours, theirs = PerFilterDataStorage(path, local_state=state), InMemoryDataStorage(path, local_state=state)
+
+    def by_snapshot(response):
+        ids = [s.snapshot_id for s in response.sources]
+        return {
+            (s.filter_index, tuple(sorted(s.params.items()))): {i: v for i, v in zip(ids, s.values) if v is not None}
+            for s in response.series
+        }
+
+    dashboard = _dashboard()
+    checked = 0
+    for panel in dashboard.panels:
+        if len(panel.values) < 2:
+            continue
+        filters = [
+            SeriesFilter(tags=v.tags, metadata=v.metadata, metric=v.metric, metric_labels=v.metric_labels)
+            for v in panel.values
+        ]
+        a = asyncio.run(ours.get_data_series(project.id, filters, None, None))
+        b = asyncio.run(theirs.get_data_series(project.id, filters, None, None))
+        assert by_snapshot(a) == by_snapshot(b), panel.title
+        assert [s.timestamp for s in a.sources] == sorted(s.timestamp for s in a.sources)
+        checked += bool(a.series)
+    assert checked >= 3  # the per-feature, the predictions and the hit-rate panels had points
