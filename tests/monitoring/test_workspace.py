@@ -335,3 +335,19 @@ def test_per_filter_series_answer_what_evidently_answers(tmp_path):
         assert [s.timestamp for s in a.sources] == sorted(s.timestamp for s in a.sources)
         checked += bool(a.series)
     assert checked >= 3  # the per-feature, the predictions and the hit-rate panels had points
+
+
+def test_the_workspace_is_the_bucket_in_a_pod_and_a_directory_elsewhere(monkeypatch, tmp_path):
+    """The monitoring task (a KFP pod) and the chart's UI must meet in the same place without configuration;
+    locally the workspace is a directory `spx ui` can serve beside `spx serve` (no second S3 server)."""
+    from spx.core.settings import settings
+
+    monkeypatch.setenv("SPX_BUCKET", "lake")
+    monkeypatch.setenv("SPX_HOME", str(tmp_path))
+    monkeypatch.delenv("SPX_EVIDENTLY_WORKSPACE", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert settings().evidently_workspace == str(tmp_path / "evidently")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert settings().evidently_workspace == "s3://lake/evidently"  # what templates/evidently-ui.yaml serves
+    monkeypatch.setenv("SPX_EVIDENTLY_WORKSPACE", "s3://other/ws")
+    assert settings().evidently_workspace == "s3://other/ws"
