@@ -84,6 +84,9 @@ def monitoring_dag(
         hit_rate_floor=hit_rate_floor,
         min_labeled=min_labeled,
         min_served_rows=min_served_rows,
+        canary_window_minutes=canary_window_minutes,
+        canary_max_error_rate=canary_max_error_rate,
+        canary_max_p95_latency_ms=canary_max_p95_latency_ms,
     ).set_display_name("drift + hit rate")
     drift.set_caching_options(False)
     configure(drift, cpu="500m", cpu_limit="2", memory="1G", memory_limit="4G", retry=False)

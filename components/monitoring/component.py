@@ -24,9 +24,14 @@ def detect_drift(
     drift_report: Output[HTML],
     gold_drift_report: Output[HTML],
     metrics: Output[Metrics],
+    canary_window_minutes: float = 60.0,
+    canary_max_error_rate: float = 0.01,
+    canary_max_p95_latency_ms: float = 250.0,
 ) -> bool:
     """Evidently data + prediction drift of served traffic and of the newest gold data vs the champion's
-    training reference; the live hit rate. HTML reports + metrics in the KFP UI; returns "retrain?".
+    training reference; the live hit rate; canary vs stable health. The run's snapshots go to the Evidently
+    workspace (its dashboard shows them over time); the KFP UI gets a small HTML page per comparison (the
+    numbers, and the way to the full report in the Evidently UI) and the metrics; returns "retrain?".
 
     A single (``Output``) return keeps ``dsl.If`` on it working under KFP's local runner too (2.17
     resolves only ``<task>-Output`` channels in local conditions); the reasons are in
@@ -45,6 +50,9 @@ def detect_drift(
         hit_rate_floor=hit_rate_floor,
         min_labeled=min_labeled,
         min_served_rows=min_served_rows,
+        canary_window_minutes=canary_window_minutes,
+        canary_max_error_rate=canary_max_error_rate,
+        canary_max_p95_latency_ms=canary_max_p95_latency_ms,
     )
     summary = run_monitoring(
         ObjectStore(), monitor_run_id=monitor_run_id, run_id=reference_run_id, variant=variant, cfg=cfg

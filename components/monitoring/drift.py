@@ -28,7 +28,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from spx.core import layout
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "probability"
+PREDICTION_LABEL = "prediction"  # 1 = up, 0 = down
 
 
 @dataclass
@@ -79,6 +80,11 @@ def _is_pvalue(method: str) -> bool:
     }
 
 
+def _naive_utc(ts: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (Evidently's time plots drop the zone with a warning per column otherwise)."""
+    return pd.to_datetime(ts, utc=True).dt.tz_convert("UTC").dt.tz_localize(None)
+
+
 def evidently_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -90,11 +96,24 @@ def evidently_drift(
     drift_share_limit: float = 0.5,
     prediction_method: str | None = None,
     prediction_threshold: float | None = None,
-) -> tuple[DriftResult, str]:
-    """Data drift over ``feature_columns`` (+ prediction drift) as a result and Evidently HTML."""
+    timestamp_column: str | None = "timestamp",
+    extra_metrics: Sequence[Any] = (),
+    extra_columns: Sequence[str] = (),
+    timestamp: datetime | None = None,
+    tags: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> tuple[DriftResult, Any]:
+    """Data drift over ``feature_columns`` (+ prediction drift): the numbers and Evidently's snapshot.
+
+    The snapshot is stamped ``timestamp`` (the monitoring run's time, for the dashboard's x-axis) and, when
+    both frames have ``timestamp_column``, its drift table plots the current values against that column
+    (otherwise Evidently bins them by row index: "Index binned"). ``extra_metrics`` (computed on
+    ``extra_columns`` too) are added to the same report."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
+
+    from spx.components.monitoring.evidently_metrics import PredictionDrift
 
     feats = [c for c in feature_columns if c in reference.columns and c in current.columns]
     feats = [c for c in feats if reference[c].notna().any() and current[c].notna().any()]
@@ -111,10 +130,15 @@ def evidently_drift(
     )
     if not feats and pred is None:
         raise ValueError("nothing to compare: no feature column (or prediction) present in both datasets")
-    cols = feats + ([pred] if pred else [])
+    extra = [c for c in extra_columns if c in reference.columns and c in current.columns and c not in feats]
+    cols = list(dict.fromkeys(feats + ([pred] if pred else []) + extra))
     ref = reference[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
     cur = current[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
-    dd = DataDefinition(numerical_columns=cols)
+    ts = timestamp_column if timestamp_column in reference.columns and timestamp_column in current.columns else None
+    if ts is not None:
+        ref[ts] = _naive_utc(reference[ts]).to_numpy()
+        cur[ts] = _naive_utc(current[ts]).to_numpy()
+    dd = DataDefinition(numerical_columns=cols, timestamp=ts)
     metrics: list[Any] = []
     if feats:
         metrics.append(
@@ -125,9 +149,17 @@ def evidently_drift(
     p_method = prediction_method or method
     p_threshold = threshold if prediction_threshold is None else prediction_threshold
     if pred:
-        metrics.append(ValueDrift(column=pred, method=p_method, threshold=p_threshold))
+        metrics.append(PredictionDrift(pred, method=p_method, threshold=p_threshold))
+    metrics += list(extra_metrics)
     report = Report(metrics, include_tests=False)
-    snapshot = report.run(Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd))
+    snapshot = report.run(
+        Dataset.from_pandas(cur, data_definition=dd),
+        Dataset.from_pandas(ref, data_definition=dd),
+        timestamp=timestamp,
+        tags=list(tags),
+        metadata=dict(metadata or {}),
+        name=name,
+    )
     share = None
     per_col: dict[str, ColumnDrift] = {}
     for m in snapshot.dict()["metrics"]:
@@ -157,21 +189,7 @@ def evidently_drift(
         n_current=len(cur),
         dataset_drift=bool(share is not None and share >= drift_share_limit),
     )
-    return result, snapshot.get_html_str(as_iframe=False)
-
-
-def placeholder_html(title: str, message: str, details: dict | None = None) -> str:
-    """A small self-contained page for when a comparison could not run (the artifact still opens)."""
-    import html as _h
-
-    rows = "".join(
-        f"<tr><th>{_h.escape(str(k))}</th><td>{_h.escape(str(v))}</td></tr>" for k, v in (details or {}).items()
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head>"
-        f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>{_h.escape(title)}</h1>"
-        f"<p>{_h.escape(message)}</p><table>{rows}</table></body></html>"
-    )
+    return result, snapshot
 
 
 # -- live hit rate ---------------------------------------------------------------------------------
@@ -336,6 +354,11 @@ class MonitorConfig:
     min_labeled: int = 100  # … measured on at least this many realized labels
     min_served_rows: int = 50  # below this, served drift is not computed
     prediction_drift_retrains: bool = False
+    # canary vs stable health on the dashboard: the canary step's window and rollback limits
+    canary_window_minutes: float = 60.0
+    canary_max_error_rate: float = 0.01
+    canary_max_p95_latency_ms: float = 250.0
+    write_workspace: bool = True  # add the run's snapshots to the Evidently workspace
 
 
 def _reference_frame(store, ref: Reference) -> pd.DataFrame:
@@ -347,6 +370,8 @@ def _reference_frame(store, ref: Reference) -> pd.DataFrame:
             oot = oot[["timestamp", "y_prob"]].rename(columns={"y_prob": PREDICTION_COLUMN})
             oot["timestamp"] = pd.to_datetime(oot["timestamp"], utc=True)
             gold = gold.merge(oot.drop_duplicates("timestamp"), on="timestamp", how="left")
+            # the reference for the served "prediction" (1 = up): the out-of-time predictions' side
+            gold[PREDICTION_LABEL] = (gold[PREDICTION_COLUMN] >= 0.5).where(gold[PREDICTION_COLUMN].notna())
     return gold
 
 
@@ -359,12 +384,28 @@ def run_monitoring(
     cfg: MonitorConfig | None = None,
     now: datetime | None = None,
 ) -> dict:
-    """Compute drift + hit rate, write ``monitoring/{monitor_run_id}/`` and return the summary.
+    """Compute drift, hit rate and serving health; write ``monitoring/{monitor_run_id}/`` and the Evidently
+    workspace; return the summary.
 
-    Writes ``drift.html`` (served data + prediction drift), ``gold_drift.html`` and
-    ``summary.json`` (all numbers and the retrain decision).
+    Writes ``summary.json`` (all numbers and the retrain decision) and two small pages, ``drift.html``
+    (served data + prediction drift) and ``gold_drift.html``, with the numbers and the way to the run's
+    reports in the Evidently UI; the run's snapshots (``served``, ``gold``, ``live``) go to the workspace
+    (:mod:`.workspace`), stamped ``now``.
     """
+    from evidently import Report
+    from evidently.metrics import MeanValue, QuantileValue
+
+    from spx.components.monitoring import figures
+    from spx.components.monitoring.evidently_metrics import SpxFigure
     from spx.components.monitoring.trigger import decide
+    from spx.components.monitoring.workspace import (
+        PREDICTION_QUANTILES,
+        TAG_GOLD,
+        TAG_LIVE,
+        TAG_SERVED,
+        build_dashboard,
+        record_run,
+    )
     from spx.components.serving.prediction_log import read_predictions
 
     cfg = cfg or MonitorConfig()
@@ -375,6 +416,9 @@ def run_monitoring(
         c for c in reference.columns if c not in ("timestamp", "instrument") and not c.startswith("y_")
     ]
     prefix = layout.monitoring_prefix(monitor_run_id)
+    meta = {"monitor_run_id": monitor_run_id, "reference_run_id": ref.run_id, "variant": ref.variant}
+    stamp = f"{now:%Y-%m-%d %H:%M} UTC"
+    snapshots: dict[str, Any] = {}
 
     served = read_predictions(store, start=now - timedelta(days=cfg.lookback_days), end=now)
     served = served[served["status"].isin(["ok"])] if len(served) else served
@@ -389,19 +433,32 @@ def run_monitoring(
         "config": asdict(cfg),
     }
     if len(served) >= cfg.min_served_rows:
-        res, html = evidently_drift(
-            reference, served, feats, method=cfg.method, threshold=cfg.threshold, drift_share_limit=cfg.drift_threshold
+        res, snapshots[TAG_SERVED] = evidently_drift(
+            reference,
+            served,
+            feats,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            drift_share_limit=cfg.drift_threshold,
+            extra_columns=[PREDICTION_LABEL],
+            extra_metrics=[QuantileValue(column=PREDICTION_COLUMN, quantile=q) for q in PREDICTION_QUANTILES]
+            + (
+                [MeanValue(column=PREDICTION_LABEL)]
+                if PREDICTION_LABEL in reference.columns and PREDICTION_LABEL in served.columns
+                else []
+            ),
+            timestamp=now,
+            tags=[TAG_SERVED],
+            metadata=meta,
+            name=f"served traffic vs training reference, {stamp}",
         )
         summary["served_drift"] = res.to_dict()
     else:
-        html = placeholder_html(
-            "Served-traffic drift",
-            f"Not computed: {len(served)} served predictions in the "
-            f"last {cfg.lookback_days:g} days (need {cfg.min_served_rows}).",
-            {"reference run": ref.run_id, "variant": ref.variant},
-        )
         summary["served_drift"] = None
-    drift_uri = store.put_text(prefix + "drift.html", html, content_type="text/html").uri
+        summary["served_drift_note"] = (
+            f"not computed: {len(served)} served predictions in the last {cfg.lookback_days:g} days "
+            f"(need {cfg.min_served_rows})"
+        )
 
     # newest gold vs the reference (the part of it before the window)
     latest_gold_key = newest_gold_key(store) or ref.gold_key
@@ -412,7 +469,7 @@ def run_monitoring(
     ref_before = reference[reference["timestamp"] <= cut]
     summary["latest_gold"] = latest_gold_key
     if len(current_gold) >= 2 and len(ref_before) >= 2:
-        gres, ghtml = evidently_drift(
+        gres, snapshots[TAG_GOLD] = evidently_drift(
             ref_before,
             current_gold,
             feats,
@@ -420,18 +477,30 @@ def run_monitoring(
             method=cfg.method,
             threshold=cfg.threshold,
             drift_share_limit=cfg.drift_threshold,
+            timestamp=now,
+            tags=[TAG_GOLD],
+            metadata=meta,
+            name=f"newest gold window vs reference before it, {stamp}",
         )
         summary["gold_drift"] = gres.to_dict()
     else:
-        ghtml = placeholder_html(
-            "Gold drift",
-            "Not computed: the newest gold window or the reference before it is too short.",
-            {"window rows": len(current_gold), "reference rows": len(ref_before)},
-        )
         summary["gold_drift"] = None
-    gold_uri = store.put_text(prefix + "gold_drift.html", ghtml, content_type="text/html").uri
+        summary["gold_drift_note"] = (
+            f"not computed: the newest gold window ({len(current_gold)} rows) or the reference before it "
+            f"({len(ref_before)} rows) is too short"
+        )
 
     summary["hit"] = live_hit_rate(served, latest, ref.horizon, ref.bar_interval)
+    try:
+        summary["serving_health"] = figures.serving_health(
+            store, start=now - timedelta(minutes=cfg.canary_window_minutes), end=now
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. a log the canary loop refuses to judge; drift still decides
+        log.warning("canary vs stable health not measured: %s", exc)
+        summary["serving_health"] = {"error": f"{type(exc).__name__}: {exc}"}
+    summary["news"] = figures.news_sentiment(latest, served, cfg.lookback_days)
+    summary["latest_prediction"] = figures.latest_prediction(served)
+    summary["verdict"] = figures.champion_verdict(store, ref.run_id, ref.variant)
     served_share = (summary["served_drift"] or {}).get("drift_share")
     gold_share = (summary["gold_drift"] or {}).get("drift_share")
     shares = [s for s in (served_share, gold_share) if s is not None]
@@ -450,12 +519,124 @@ def run_monitoring(
     summary["gold_drift_share"] = gold_share
     summary["prediction_drift_score"] = pred.get("score")
     summary["decision"] = decision.to_dict()
-    summary["drift_html"] = drift_uri
-    summary["gold_drift_html"] = gold_uri
     summary["summary_uri"] = store.uri(prefix + "summary.json")
+    store.put_json(prefix + "summary.json", _jsonable(summary))  # the decision first: nothing below may lose it
+
+    row = figures.figures_row(summary)
+    snapshots[TAG_LIVE] = Report([SpxFigure(column=c) for c in row], include_tests=False).run(
+        pd.DataFrame([row]), None, timestamp=now, tags=[TAG_LIVE], metadata=meta, name=f"live figures, {stamp}"
+    )
+    summary["evidently"] = None
+    if cfg.write_workspace:
+        served_cols = _by_score((summary["served_drift"] or {}).get("columns") or [])
+        gold_cols = _by_score((summary["gold_drift"] or {}).get("columns") or [])
+        dashboard = build_dashboard(
+            served_cols or feats,
+            gold_cols or feats,
+            summary["verdict"],
+            prediction_column=PREDICTION_COLUMN,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            drift_threshold=cfg.drift_threshold,
+        )
+        try:
+            summary["evidently"] = record_run(
+                snapshots,
+                dashboard=dashboard,
+                run_time=now,
+                gold_table=latest_gold_key,
+                retrain=bool(decision.retrain),
+            )
+        except Exception as exc:  # noqa: BLE001 - the decision is made and stored; the dashboard must not undo it
+            log.error("the run's snapshots could not be written to the Evidently workspace: %s", exc)
+            summary["evidently"] = {"error": f"{type(exc).__name__}: {exc}"}
+    html = run_page(
+        "Served-traffic drift", summary, TAG_SERVED, summary["served_drift"], summary.get("served_drift_note")
+    )
+    ghtml = run_page("Gold drift", summary, TAG_GOLD, summary["gold_drift"], summary.get("gold_drift_note"))
+    summary["drift_html"] = store.put_text(prefix + "drift.html", html, content_type="text/html").uri
+    summary["gold_drift_html"] = store.put_text(prefix + "gold_drift.html", ghtml, content_type="text/html").uri
     store.put_json(prefix + "summary.json", _jsonable(summary))
     summary["_drift_html"], summary["_gold_drift_html"] = html, ghtml
     return summary
+
+
+def _by_score(columns: list[dict]) -> list[str]:
+    """Feature names, most drifted first (p-value tests: smallest first)."""
+    ordered = sorted(columns, key=lambda c: c["score"] if _is_pvalue(c["method"]) else -c["score"])
+    return [c["column"] for c in ordered]
+
+
+def run_page(title: str, summary: dict, tag: str, drift: dict | None, note: str | None = None) -> str:
+    """A small self-contained page for one comparison of a monitoring run (the KFP UI's HTML artifact and
+    ``spx report``'s copy): the numbers, every feature's drift score, and the way to the full Evidently
+    report of this run in the Evidently UI (a link when ``SPX_EVIDENTLY_UI_URL`` is set)."""
+    import html as _h
+
+    e = _h.escape
+    ev = summary.get("evidently") or {}
+    full = (ev.get("full_report") or {}).get(tag)
+    sid = (ev.get("snapshots") or {}).get(tag) if full else (ev.get("latest_full_report") or {}).get(tag)
+    urls = ev.get("report_urls" if full else "latest_full_report_urls") or {}
+    which = "this run" if full else "the newest full report (this run kept only its values for the dashboard)"
+    if sid and urls.get(tag):
+        where = f"<p><a id='evidently-report' href='{e(urls[tag])}'>Open the Evidently report: {e(which)}</a></p>"
+    elif sid:
+        where = (
+            f"<p id='evidently-report'>The Evidently report of {e(which)}: Evidently UI (<code>spx ui</code>, or "
+            f"the chart's <code>evidently-ui</code> Service), project <b>{e(str(ev.get('project')))}</b>, Reports, "
+            f"snapshot <code>{e(sid)}</code> (workspace <code>{e(str(ev.get('workspace')))}</code>). "
+            "Set SPX_EVIDENTLY_UI_URL to get a link here.</p>"
+        )
+    elif ev.get("error"):
+        where = f"<p id='evidently-report'>Not in the Evidently workspace: {e(ev['error'])}</p>"
+    else:
+        where = "<p id='evidently-report'>No Evidently report for this comparison in this run.</p>"
+
+    def num(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    facts = {
+        "monitoring run": summary.get("monitor_run_id"),
+        "reference": f"run {summary.get('reference_run_id')} / {summary.get('variant')}",
+        "served window": f"{summary.get('window_start')} .. {summary.get('window_end')}",
+        "served predictions": summary.get("n_served"),
+        "newest gold table": summary.get("latest_gold"),
+        "retrain": "yes: " + "; ".join(summary["decision"]["reasons"]) if summary["decision"]["retrain"] else "no",
+    }
+    body = []
+    if drift is None:
+        body.append(f"<p id='drift-share'>{e(note or 'not computed')}</p>")
+    else:
+        body.append(
+            f"<p id='drift-share'>Drift share <b>{num(drift.get('drift_share'))}</b>: "
+            f"{len(drift['drifted_columns'])} of {len(drift['columns'])} features drifted "
+            f"({drift['n_current']} current rows vs {drift['n_reference']} reference rows).</p>"
+        )
+        order = {name: i for i, name in enumerate(_by_score(drift["columns"]))}
+        cols = sorted(drift["columns"], key=lambda c: order[c["column"]])
+        rows = "".join(
+            f"<tr><td>{e(c['column'])}</td><td>{c['score']:.4f}</td><td>{c['threshold']:g}</td>"
+            f"<td>{'drifted' if c['drifted'] else ''}</td></tr>"
+            for c in cols
+        )
+        pred = drift.get("prediction")
+        if pred:
+            rows += (
+                f"<tr><td><i>{e(pred['column'])} (prediction)</i></td><td>{pred['score']:.4f}</td>"
+                f"<td>{pred['threshold']:g}</td><td>{'drifted' if pred['drifted'] else ''}</td></tr>"
+            )
+        method = cols[0]["method"] if cols else ""
+        body.append(
+            f"<table id='drift-scores' border='1' cellpadding='4'><tr><th>column</th><th>{e(method)} score</th>"
+            f"<th>threshold</th><th></th></tr>{rows}</table>"
+        )
+    facts_html = "".join(f"<tr><th align='left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>{e(title)}</h1>"
+        f"{where}<table>{facts_html}</table>{''.join(body)}</body></html>"
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -476,6 +657,8 @@ def summary_text(summary: dict) -> str:
 
     hit = summary.get("hit") or {}
     d = summary.get("decision") or {}
+    health = summary.get("serving_health") or {}
+    verdict = summary.get("verdict") or {}
     lines = [
         f"reference: run {summary['reference_run_id']} / {summary['variant']} (horizon {summary['horizon']})",
         f"served predictions in window: {summary['n_served']}",
@@ -483,10 +666,32 @@ def summary_text(summary: dict) -> str:
         f"; prediction drift score {f(summary.get('prediction_drift_score'))}",
         f"live hit rate: {f(hit.get('hit_rate'))} on {hit.get('n_labeled', 0)} realized labels "
         f"(majority baseline {f(hit.get('majority_baseline'))})",
+    ]
+    for role in ("stable", "canary"):
+        if health.get(f"{role}_version") is not None:
+            lines.append(
+                f"{role} v{health[f'{role}_version']}: {health.get(f'{role}_requests', 0)} requests, error rate "
+                f"{f(health.get(f'{role}_error_rate'), '{:.4f}')}, p95 {f(health.get(f'{role}_p95_latency_ms'), '{:.1f}')} ms"
+            )
+    if verdict:
+        lines.append(
+            f"champion verdict: {verdict.get('verdict')} (validation [{f(verdict.get('val_auc_ci_low'))}, "
+            f"{f(verdict.get('val_auc_ci_high'))}], out-of-time [{f(verdict.get('oot_auc_ci_low'))}, "
+            f"{f(verdict.get('oot_auc_ci_high'))}])"
+        )
+    lines += [
         f"retrain: {'YES' if d.get('retrain') else 'no'}"
         + (f" — {'; '.join(d.get('reasons', []))}" if d.get("reasons") else ""),
         f"reports: {summary.get('drift_html')}, {summary.get('gold_drift_html')}",
     ]
+    ev = summary.get("evidently") or {}
+    if ev.get("error"):
+        lines.append(f"Evidently workspace NOT updated: {ev['error']}")
+    elif ev:
+        where = ev.get("dashboard_url") or f"spx ui (workspace {ev.get('workspace')})"
+        lines.append(
+            f"Evidently dashboard: {where}, project {ev.get('project')}, snapshots {', '.join(ev['snapshots'])}"
+        )
     return "\n".join(lines)
 
 
@@ -497,7 +702,7 @@ __all__ = [
     "Reference",
     "evidently_drift",
     "live_hit_rate",
-    "placeholder_html",
+    "run_page",
     "resolve_reference",
     "run_monitoring",
     "summary_text",

@@ -209,6 +209,41 @@ class SinkSettings(_Group):
     )
 
 
+class EvidentlySettings(_Group):
+    """The Evidently workspace the monitoring runs write and ``spx ui`` / the chart's UI serve."""
+
+    workspace: str = Field(
+        "",
+        validation_alias=_alias("SPX_EVIDENTLY_WORKSPACE"),
+        description="Evidently workspace of the monitoring runs: a directory or s3://bucket/prefix "
+        "(default: s3://$SPX_BUCKET/evidently in a pod, SPX_HOME/evidently elsewhere)",
+    )
+    project: str = Field(
+        "spx-monitoring",
+        validation_alias=_alias("SPX_EVIDENTLY_PROJECT"),
+        description="Evidently project the monitoring snapshots and the dashboard belong to",
+    )
+    ui_url: str = Field(
+        "",
+        validation_alias=_alias("SPX_EVIDENTLY_UI_URL"),
+        description="where users open the Evidently UI; the monitoring run's HTML pages link there "
+        "(empty: they name the project and the snapshot)",
+    )
+    retention_days: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_alias("SPX_EVIDENTLY_RETENTION_DAYS"),
+        description="monitoring snapshots older than this are deleted from the workspace",
+    )
+    full_report_hours: float = Field(
+        24.0,
+        ge=0,
+        validation_alias=_alias("SPX_EVIDENTLY_FULL_REPORT_HOURS"),
+        description="keep a served-traffic drift report in full at most this often (the other runs keep "
+        "their values; a run that decides to retrain always keeps its reports)",
+    )
+
+
 class PipelineSettings(_Group):
     component_image: str = Field(
         DEFAULT_COMPONENT_IMAGE,
@@ -370,6 +405,7 @@ class Settings(BaseModel):
     feast: FeastSettings
     serving: ServingSettings
     sink: SinkSettings
+    evidently: EvidentlySettings
     pipeline: PipelineSettings
     news: NewsSettings
     market: MarketSettings
@@ -412,6 +448,16 @@ class Settings(BaseModel):
     @property
     def logger_spill_dir(self) -> Path:
         return (self.serving.logger_spill_dir or self.home / "logger-spill").expanduser().resolve()
+
+    @property
+    def evidently_workspace(self) -> str:
+        """The Evidently workspace: as configured, else the bucket's ``evidently/`` in a pod (the monitoring
+        task and the UI Deployment both reach it), else a directory under ``SPX_HOME``."""
+        if self.evidently.workspace:
+            return self.evidently.workspace
+        if self.cluster.in_cluster:
+            return f"s3://{self.s3.bucket}/evidently"
+        return str(self.home / "evidently")
 
     @property
     def runs_dir(self) -> Path:
@@ -545,19 +591,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 def env_var_names() -> set[str]:
     """Every environment variable any setting reads (the README's configuration table is checked against it)."""
     names: set[str] = set()
-    for model in (
-        GeneralSettings,
-        S3Settings,
-        MlflowSettings,
-        FeastSettings,
-        ServingSettings,
-        SinkSettings,
-        PipelineSettings,
-        NewsSettings,
-        MarketSettings,
-        ClusterSettings,
-        DevSettings,
-    ):
+    for model in GROUPS.values():  # every group: one added later cannot escape the README's check
         for field in model.model_fields.values():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
@@ -574,6 +608,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "feast": FeastSettings,
     "serving": ServingSettings,
     "sink": SinkSettings,
+    "evidently": EvidentlySettings,
     "pipeline": PipelineSettings,
     "news": NewsSettings,
     "market": MarketSettings,

@@ -140,13 +140,16 @@ def seed_training_run(
     return gold
 
 
-def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0):
-    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor)."""
+def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0, versions=None, latencies_ms=None):
+    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor), each
+    answered by model version ``versions[k]`` (default "1") after ``latencies_ms[k]`` (default 3 ms)."""
     from datetime import timedelta
 
     out = []
     for k, (_, row) in enumerate(gold_rows.iterrows()):
         rid = f"srv-{start_index + k:06d}"
+        version = "1" if versions is None else str(versions[k])
+        latency = 3.0 if latencies_ms is None else float(latencies_ms[k])
         t = row["timestamp"].to_pydatetime() + timedelta(seconds=2)
         req = {
             "inputs": [
@@ -162,13 +165,13 @@ def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0):
         }
         resp = {
             "model_name": "spx-direction",
-            "model_version": "1",
+            "model_version": version,
             "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(probs[k])]}],
         }
         out.append(
             (
                 (headers(rid, REQUEST, t), json.dumps(req).encode()),
-                (headers(rid, RESPONSE, t + timedelta(milliseconds=3)), json.dumps(resp).encode()),
+                (headers(rid, RESPONSE, t + timedelta(milliseconds=latency)), json.dumps(resp).encode()),
             )
         )
     return out

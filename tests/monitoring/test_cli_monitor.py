@@ -25,6 +25,9 @@ def test_spx_report_and_monitor(store, tmp_path):
     assert summary["served_drift"] is None  # no traffic: not computed, and said so
     assert summary["gold_drift_share"] == 0.0 and summary["decision"]["retrain"] is False
     assert store.exists(summary["drift_html"]) and store.exists(summary["gold_drift_html"])
+    assert set(summary["evidently"]["snapshots"]) == {"gold", "live"}  # no served snapshot without traffic
+    page = store.get_bytes(summary["drift_html"]).decode()
+    assert "Not computed" in page or "not computed" in page
 
 
 def test_spx_report_without_runs_is_a_clear_error(store, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from spx.components.monitoring.drift import MonitorConfig, evidently_drift, live_hit_rate, run_monitoring
 from spx.components.monitoring.sink import PredictionSink
 from spx.components.monitoring.trigger import decide
+from spx.components.monitoring.workspace import open_workspace
 from spx.components.serving.prediction_log import parse_event
 
 from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
@@ -28,7 +30,7 @@ def _frames(shift: dict[str, float], seed: int = 3):
 
 def test_shifted_sample_drifts_exactly_on_the_shifted_columns():
     ref, cur = _frames({"f_ret": 1.0, "f_rsi": 0.8, "f_vol": -1.0})
-    res, html = evidently_drift(ref, cur, GOLD_FEATURES)
+    res, snapshot = evidently_drift(ref, cur, GOLD_FEATURES)
     assert res.drift_share == pytest.approx(0.5)
     assert sorted(res.drifted_columns) == ["f_ret", "f_rsi", "f_vol"]
     scores = {c.column: c.score for c in res.columns}
@@ -40,7 +42,28 @@ def test_shifted_sample_drifts_exactly_on_the_shifted_columns():
         res.prediction is not None and res.prediction.drifted and res.prediction.score == pytest.approx(1.0, abs=0.15)
     )
     assert res.dataset_drift is True and res.n_reference == 4000 and res.n_current == 1500
-    assert "<html" in html.lower() and "f_ret" in html
+    assert "f_ret" in snapshot.get_html_str(as_iframe=False)
+
+
+def _axis_titles(snapshot) -> list[str]:
+    """The x-axis titles of the report's rendered plots (what the report view draws)."""
+    import json
+
+    text = json.dumps([w.dict() for w in snapshot.to_snapshot_model().widgets], default=str)
+    return re.findall(r'"xaxis": \{[^{}]*"title": \{"text": "([^"]*)"', text)
+
+
+def test_drift_report_plots_the_current_values_against_time():
+    """Issue 18: the report's drift plots read "Index binned" (no timestamp reached Evidently). The data
+    definition now names the timestamp, for the features and for the prediction."""
+    ref, cur = _frames({"f_ret": 1.0})
+    _, snapshot = evidently_drift(ref, cur, GOLD_FEATURES)
+    titles = _axis_titles(snapshot)
+    assert titles and "Index binned" not in titles
+    over_time = [t for t in titles if t.startswith("timestamp (")]  # e.g. "timestamp (hour)": binned by period
+    assert len(over_time) == len(GOLD_FEATURES) + 1  # every feature and the prediction
+    _, blind = evidently_drift(ref, cur, GOLD_FEATURES, timestamp_column=None)  # what the reports did before
+    assert "Index binned" in _axis_titles(blind)
 
 
 def test_same_distribution_sample_does_not_drift():
@@ -121,6 +144,18 @@ def test_monitoring_run_end_to_end(store, tmp_path, scenario):
         assert store.exists(f"monitoring/m-{scenario}/{name}")
     stored = store.get_json(f"monitoring/m-{scenario}/summary.json")
     assert stored["decision"] == summary["decision"]
+    # the run's snapshots are in the Evidently workspace, stamped with the run's time
+    ev = summary["evidently"]
+    assert set(ev["snapshots"]) == {"served", "gold", "live"} and stored["evidently"] == ev
+    ws = open_workspace(ev["workspace"])
+    runs = {str(s) for s in ws.list_runs(ev["project_id"])}
+    assert runs == set(ev["snapshots"].values())
+    for tag, sid in ev["snapshots"].items():
+        model = ws.get_run(ev["project_id"], sid)
+        assert model.tags == [tag] and model.timestamp.replace(tzinfo=None) == now.replace(tzinfo=None)
+    # the hourly pages are small: the numbers and where the full report is, not Evidently's 4 MB bundle
+    page = store.get_bytes(f"monitoring/m-{scenario}/drift.html").decode()
+    assert len(page) < 20_000 and ev["snapshots"]["served"] in page and "f_ret" in page
     d = summary["decision"]
     if scenario == "feature_drift":
         assert summary["served_drift_share"] == pytest.approx(0.5)
@@ -135,3 +170,22 @@ def test_monitoring_run_end_to_end(store, tmp_path, scenario):
     else:
         assert summary["served_drift_share"] == 0.0 and summary["gold_drift_share"] == 0.0
         assert not d["retrain"] and d["reasons"] == []
+
+
+def test_a_workspace_that_cannot_be_written_loses_nothing_else(store, tmp_path, monkeypatch):
+    """The decision (and the retrain it may start) must not depend on the dashboard: with the workspace
+    unwritable the run still stores its summary and pages, and says what failed."""
+    ref_gold = seed_training_run(store, "run-a")
+    new = gold_frame(200, str(ref_gold["timestamp"].max() + pd.Timedelta(minutes=5)), seed=9, shift={"f_ret": 2.0})
+    store.put_parquet("gold/run-b/features.parquet", pd.concat([ref_gold, new], ignore_index=True))
+    _serve(store, tmp_path, new, np.full(len(new), 0.6))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the workspace should be")
+    monkeypatch.setenv("SPX_EVIDENTLY_WORKSPACE", str(blocker / "ws"))
+    now = new["timestamp"].max().to_pydatetime() + timedelta(hours=1)
+    summary = run_monitoring(store, monitor_run_id="m-blocked", cfg=MonitorConfig(gold_window_days=0.5), now=now)
+    assert summary["evidently"]["error"]
+    stored = store.get_json("monitoring/m-blocked/summary.json")
+    assert stored["decision"] == summary["decision"] and stored["served_drift_share"] > 0
+    page = store.get_bytes("monitoring/m-blocked/drift.html").decode()
+    assert "Not in the Evidently workspace" in page and "f_ret" in page

@@ -19,20 +19,21 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 
 
+# headless, offline, no first-run or background work (tests/monitoring/cdp.py starts Chromium the same way)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+]
+
+
 def _chromium(args: list[str], profile: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-extensions",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -100,15 +101,16 @@ def test_training_report_renders_in_headless_chromium_with_its_plots(tmp_path):
 def test_evidently_drift_report_renders_its_plotly_charts_offline(tmp_path):
     ref = gold_frame(2000, "2026-01-05", seed=1)
     cur = gold_frame(800, "2026-02-05", seed=2, shift={"f_ret": 1.0})
-    _, page = evidently_drift(ref, cur, GOLD_FEATURES, prediction_column=None)
+    _, snapshot = evidently_drift(ref, cur, GOLD_FEATURES, prediction_column=None)
     path = tmp_path / "drift.html"
-    path.write_text(page)
+    path.write_text(snapshot.get_html_str(as_iframe=False))
     dom = _chromium(["--virtual-time-budget=20000", "--dump-dom", path.as_uri()], tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     # the React app ran (the table of columns exists) and plotly drew its SVG charts
     assert "f_ret" in html and "Drift" in html
     assert html.count("main-svg") >= 2
+    assert "Index binned" not in html and "timestamp (" in html  # plotted against time (issue 18)
 
 
 def test_spx_report_writes_the_pictures_from_the_bucket(store, tmp_path):
