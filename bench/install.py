@@ -67,12 +67,22 @@ def main() -> None:
         t_check = run([str(src / ".venv" / "bin" / "spx"), "--help"], cwd=src, env=env)
         ours = t_uv + t_sync
         print(f"ours: pip install uv=={UV_VERSION} {t_uv:.1f} s + uv sync --locked --all-extras {t_sync:.1f} s")
-        print(f"      = {ours:.1f} s from a cold cache ({size_mb(src / '.venv'):,.0f} MiB venv; spx --help {t_check:.1f} s)")
+        print(
+            f"      = {ours:.1f} s from a cold cache ({size_mb(src / '.venv'):,.0f} MiB venv; spx --help {t_check:.1f} s)"
+        )
 
         if not args.no_peer:
             req = base / "requirements-all.txt"
             export = subprocess.run(
-                [str(boot / "bin" / "uv"), "export", "--frozen", "--all-extras", "--no-emit-project", "--no-hashes", "-q"],
+                [
+                    str(boot / "bin" / "uv"),
+                    "export",
+                    "--frozen",
+                    "--all-extras",
+                    "--no-emit-project",
+                    "--no-hashes",
+                    "-q",
+                ],
                 cwd=src,
                 env=env,
                 capture_output=True,
