@@ -78,6 +78,22 @@ def is_intraday(bar: pd.Timedelta) -> bool:
     return bar < pd.Timedelta(days=1)
 
 
+HALT = pd.Timedelta(minutes=60)  # a pause this long (or of two bars, whichever is longer) ends a trading run
+
+
+def halt_gap(bar: pd.Timedelta) -> pd.Timedelta:
+    return max(HALT, 2 * bar)
+
+
+def trading_runs(ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta) -> np.ndarray:
+    """Run number of each bar with ``session="all"``: a new run starts after a pause of :func:`halt_gap` or more
+    between two bar ends (a future's daily halt, the weekend, the night between two extended-hours days)."""
+    t = pd.DatetimeIndex(ts).asi8
+    if not len(t):
+        return np.zeros(0, dtype=np.int64)
+    return np.r_[0, np.cumsum(np.diff(t) >= halt_gap(bar).value)].astype(np.int64)
+
+
 @dataclass
 class PreparedBars:
     """Bars ready for features: ``bars`` (session-filtered, overnight gap taken out of OHLC),
@@ -91,6 +107,9 @@ class PreparedBars:
     minutes_to_close: np.ndarray | None
     bars_per_year: float
     session_mode: str
+    # the runs of bars a label may not leave (labels never cross their end unless asked): the regular sessions,
+    # or with session="all" the stretches between trading halts (see :func:`trading_runs`); None for daily bars
+    label_session: np.ndarray | None = None
 
 
 def prepare_bars(
@@ -104,10 +123,12 @@ def prepare_bars(
         ppy = SESSIONS_PER_YEAR / (bar / pd.Timedelta(days=1))
         return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
     if session == "all":
-        # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts
+        # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts, but labels still
+        # stop at a trading halt (the daily halt, the weekend) unless asked to cross it
         bars = bars.reset_index(drop=True)
         ppy = SESSIONS_PER_YEAR * (pd.Timedelta(hours=23) / bar)
-        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
+        runs = trading_runs(bars["timestamp"], bar)
+        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session, runs)
     sess, sched = locate(bars["timestamp"], bar, calendar)
     keep = sess >= 0
     if not keep.any():
@@ -149,6 +170,7 @@ def prepare_bars(
         mins_to_close.astype(float),
         bars_per_year(sched, sess[starts], bar),
         session,
+        sess,
     )
 
 
