@@ -1,5 +1,6 @@
-"""The vectorised moving-block bootstrap is the same method as the per-resample loop it replaced:
-same resamples (same seed), same AUC (rank-sum, ties averaged), so the same intervals."""
+"""The vectorised circular-block bootstrap is the same method as a per-resample loop: same resamples (same
+seed), same AUC (rank-sum, ties averaged), so the same intervals; intervals contain their estimate or are not
+given (issue 19)."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from spx.components.training.variants import VariantSpec, fit_estimator, make_es
 
 
 def _reference_aucs(y, score, *, block, n_boot, seed):
-    """The original implementation: materialise each resample's indices and rank it anew."""
+    """The plain implementation: materialise each resample's indices (blocks wrap around) and rank it anew."""
     y, score = np.asarray(y), np.asarray(score)
     n = len(y)
     block = max(1, min(block, n))
@@ -17,8 +18,8 @@ def _reference_aucs(y, score, *, block, n_boot, seed):
     n_blocks = int(np.ceil(n / block))
     aucs = []
     for _ in range(n_boot):
-        starts = rng.integers(0, n - block + 1, size=n_blocks)
-        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        starts = rng.integers(0, n, size=n_blocks)
+        idx = ((starts[:, None] + np.arange(block)[None, :]) % n).ravel()[:n]
         a = M.auc_score(y[idx], score[idx])
         if not np.isnan(a):
             aucs.append(a)
@@ -49,7 +50,7 @@ def test_block_multiplicities_count_the_resampled_rows():
     starts = M._block_starts(np.random.default_rng(0), n, block, 4)
     w = M._block_multiplicities(starts, n, block)
     for row, st in zip(w, starts):
-        idx = (st[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        idx = ((st[:, None] + np.arange(block)[None, :]) % n).ravel()[:n]
         np.testing.assert_array_equal(row, np.bincount(idx, minlength=n))
 
 
