@@ -54,7 +54,7 @@ def training_dag(
     start: str = "",
     end: str = "",
     market_path: str = "",
-    timestamps: str = "end",
+    timestamps: str = "auto",
     market_tz: str = "",
     session: str = "regular",
     label_cross_close: bool = False,
@@ -75,6 +75,7 @@ def training_dag(
     news_path: str = "",
     news_window_minutes: int = 60,
     news_delay_minutes: int = 0,
+    news_tz: str = "",
     news_model_location: str = "",
     news_precision: str = "int8",
     materialize_features: bool = True,
@@ -112,7 +113,7 @@ def training_dag(
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
 
     # news: every step returns "" when there is no news, and gold then trains on market features only
-    nb = news_bronze(source=news_source, start=start, end=end, path=news_path)
+    nb = news_bronze(source=news_source, start=start, end=end, path=news_path, tz=news_tz)
     nb.set_caching_options(False)
     _configure(nb, memory="1G", memory_limit="2G").set_display_name("bronze: news")
     ns = _configure(news_silver(bronze_prefix=nb.output, run_id=run), memory="1G", memory_limit="2G")

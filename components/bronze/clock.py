@@ -78,6 +78,19 @@ class Reading:
         out = f"--timestamps {self.timestamps}"
         return out + (f" --market-tz {self.market_tz}" if self.market_tz else " and no --market-tz")
 
+    def fix_from(self, given: "Reading") -> str:
+        """What to change in the options that gave ``given`` to get this reading, in words."""
+        steps = []
+        if self.timestamps != given.timestamps:
+            steps.append(f"pass --timestamps {self.timestamps}")
+        if self.market_tz != given.market_tz:
+            steps.append(
+                f"pass --market-tz {self.market_tz}"
+                if self.market_tz
+                else "drop --market-tz (the stamps are already absolute, e.g. UTC)"
+            )
+        return " and ".join(steps) or f"pass {self.flags()}"
+
 
 @dataclass
 class RawStamps:

@@ -319,8 +319,21 @@ def _spacing_problem(ends: np.ndarray, bar: pd.Timedelta, source: str) -> str:
         return ""
     spacing = pd.Timedelta(mode)
     known = next((g for g, td in GRANULARITY.items() if td == spacing), None)
-    fix = f"pass --granularity {known}" if known else f"no granularity of {spacing} is known ({sorted(GRANULARITY)})"
-    return f"{source}: most bars are {spacing} apart, not one {bar} bar: {fix}"
+    fix = (
+        f"pass --granularity {known}"
+        if known
+        else f"no granularity of {_duration(spacing)} is known ({', '.join(GRANULARITY)})"
+    )
+    return f"{source}: most bars are {_duration(spacing)} apart, not one {_duration(bar)} bar: {fix}"
+
+
+def _duration(td: pd.Timedelta) -> str:
+    seconds = int(td.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def read_stamps(
@@ -397,8 +410,9 @@ def read_stamps(
         check = check_reading(clean, raw, given, bar)
         if check.verdict == "contradicted":
             raise DataValidationError(
-                f"{source}: the stamps look like {check.best.describe()}, not {given.describe()}: pass "
-                f"{check.best.flags()}, or fix the file ({check.evidence()}; this project stores bar ENDs in UTC)"
+                f"{source}: the stamps look like {check.best.describe()}, not {given.describe()}: "
+                f"{check.best.fix_from(given)}, or fix the file ({check.evidence()}; this project stores bar ENDs "
+                "in UTC)"
             )
         if check.verdict == "unclear" and timestamps == "auto":
             raise DataValidationError(

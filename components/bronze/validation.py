@@ -135,3 +135,12 @@ def check_missing_sessions(
             )
         accepted.append((first, last, n))
     return accepted
+
+
+def quoted_bars(bars: pd.DataFrame) -> np.ndarray:
+    """True on the bars whose quote is whole: bid and ask both finite, positive, ask >= bid."""
+    if not {"bid", "ask"} <= set(bars.columns):
+        return np.zeros(len(bars), dtype=bool)
+    bid, ask = bars["bid"].to_numpy(np.float64), bars["ask"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid)

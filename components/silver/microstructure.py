@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from spx.components.bronze.validation import quoted_bars
 from spx.components.silver.table import FeatureTable, lag, rolling, sqrt_pos
 
 WINDOW = 20
@@ -50,15 +51,6 @@ def corwin_schultz_spread(high: pd.Series, low: pd.Series) -> pd.Series:
 def roll_spread(close: pd.Series, window: int = WINDOW) -> pd.Series:
     """Roll (1984) effective spread: 2*sqrt(-cov(dp_t, dp_{t-1})), 0 when the covariance is positive."""
     return pd.Series(_roll(close.to_numpy(np.float64), window), index=close.index)
-
-
-def quoted_bars(bars: pd.DataFrame) -> np.ndarray:
-    """True on the bars whose quote is whole: bid and ask both finite, positive, ask >= bid."""
-    if not {"bid", "ask"} <= set(bars.columns):
-        return np.zeros(len(bars), dtype=bool)
-    bid, ask = bars["bid"].to_numpy(np.float64), bars["ask"].to_numpy(np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid)
 
 
 def spread_sources(bars: pd.DataFrame) -> str:

@@ -132,7 +132,7 @@ def futures_like(bars: pd.DataFrame) -> pd.DataFrame:
     ext = ny_minutes(bars["timestamp"])
     outside = (ext <= 9 * 60 + 30) | (ext > 16 * 60)
     fill_volume = float(np.median(bars.loc[outside, "volume"]))
-    full = out.reindex(grid.union(out.index))
+    full = out.reindex(grid)  # real bars in the halt (17:00-18:00) and at weekends are not part of the sessions
     real = full["close"].notna()
     last = full["close"].ffill().bfill()
     for col in PRICES:
