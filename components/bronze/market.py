@@ -307,6 +307,28 @@ class StampReading:
         return f"stamps read as {self.reading.describe()} (daily bars: not checked against the open)"
 
 
+def clip_to_close(ends: np.ndarray, bar: pd.Timedelta) -> np.ndarray:
+    """Bar ends from bar starts (start + one bar), with a bar that starts inside a regular session and would end
+    after its close ended at the close: the session grid's last hourly bar (15:30-16:00), a half day's last bar.
+    Without it that bar would be stamped 16:30 and fall out of the session every day."""
+    from spx.components.bronze.sessions import CALENDAR, schedule
+
+    ok = ends != np.iinfo(np.int64).min
+    if not ok.any():
+        return ends
+    starts = ends - bar.value
+    sched = schedule(
+        CALENDAR, pd.Timestamp(int(starts[ok].min()), tz="UTC"), pd.Timestamp(int(ends[ok].max()), tz="UTC")
+    )
+    opens = sched["open"].values.astype("datetime64[ns]").view("i8")
+    closes = sched["close"].values.astype("datetime64[ns]").view("i8")
+    pos = np.clip(np.searchsorted(opens, starts, "right") - 1, 0, len(opens) - 1)
+    late = ok & (starts >= opens[pos]) & (starts < closes[pos]) & (ends > closes[pos])
+    out = ends.copy()
+    out[late] = closes[pos[late]]
+    return out
+
+
 def _spacing_problem(ends: np.ndarray, bar: pd.Timedelta, source: str) -> str:
     """A message when the bars are plainly not ``bar`` apart (the usual spacing, within a day), else ""."""
     diffs = np.diff(np.sort(ends[ends != np.iinfo(np.int64).min]))
@@ -385,6 +407,8 @@ def read_stamps(
         ends = read_as(raw, given, bar, strict=True)
     except Exception as exc:  # noqa: BLE001 - a wall-clock time that does not exist or cannot be placed
         raise DataValidationError(f"{source}: cannot read the stamps as {market_tz} wall clock ({exc})") from exc
+    if given.timestamps == "start" and intraday:
+        ends = clip_to_close(ends, bar)
     out = df.copy()
     out["timestamp"] = pd.DatetimeIndex(ends.view("datetime64[ns]")).tz_localize("UTC")
     keep = np.ones(len(out), dtype=bool)

@@ -63,15 +63,24 @@ def january(bars: pd.DataFrame) -> pd.DataFrame:
     return bars[bars["timestamp"] < "2011-02-01"].reset_index(drop=True)
 
 
-def resample(bars: pd.DataFrame, rule: str, *, offset: str | None = None) -> pd.DataFrame:
-    """OHLCV bars of ``rule`` from bar-END stamped bars, stamped with their end (what most vendors do when
-    they aggregate): bins (t - rule, t]. ``offset="30min"`` puts hourly bins on the session grid (09:30-10:30
-    ...), without it they are on the clock grid (09:00-10:00 holds 09:30-10:00 on a regular-only file)."""
-    frame = bars.set_index("timestamp")
+def resample(bars: pd.DataFrame, rule: str, *, offset: str | None = None, stamp: str = "end") -> pd.DataFrame:
+    """OHLCV bars of ``rule`` from bar-END stamped bars, the way vendors aggregate: bins (t - rule, t].
+    ``offset="30min"`` puts hourly bins on the session grid (09:30-10:30 ... 15:30-16:00), without it they are on
+    the clock grid (09:00-10:00 holds 09:30-10:00 on a regular-only file). ``stamp="end"``: the bin's end, or its
+    last bar's end when the data stops earlier (the 15:30-16:00 bar of the session grid is stamped 16:00);
+    ``stamp="start"``: the bin's start (09:30, 10:30, ... 15:30)."""
+    frame = bars.set_index("timestamp", drop=False).rename(columns={"timestamp": "last_end"})
     agg = frame.resample(rule, closed="right", label="right", offset=offset).agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum", "last_end": "last"}
     )
-    return agg.dropna(subset=["close"]).reset_index()
+    agg = agg.dropna(subset=["close"])
+    if stamp == "end":
+        agg.index = pd.DatetimeIndex(np.minimum(agg.index.asi8, pd.DatetimeIndex(agg["last_end"]).asi8)).tz_localize(
+            "UTC"
+        )
+    else:
+        agg.index = agg.index - pd.Timedelta(rule)
+    return agg.drop(columns="last_end").rename_axis("timestamp").reset_index()
 
 
 def start_stamped(bars: pd.DataFrame, bar: pd.Timedelta) -> pd.DataFrame:
