@@ -202,15 +202,44 @@ def slice_bars(bars: pd.DataFrame, start, end) -> pd.DataFrame:
     return bars if keep.all() else bars[keep].reset_index(drop=True)
 
 
+JUNCTION_JUMP = np.log(2.0)  # a price that halves or doubles where one chunk meets the next: another instrument
+
+
+def _check_junctions(tagged: pd.DataFrame, frames: list[tuple[str, pd.DataFrame]], where: str) -> None:
+    """Refuse chunks whose prices do not join: where consecutive bars come from different chunks, the close of
+    the one and the open of the next must be within a factor of 2 (SPY next to SPX, ES or a CFD is 10x off; no
+    index moves 2x between two of its own bars)."""
+    order = tagged.sort_values("timestamp", kind="stable")
+    chunk = order["_chunk"].to_numpy()
+    at = np.flatnonzero(chunk[1:] != chunk[:-1])
+    if not len(at):
+        return
+    close = order["close"].to_numpy(np.float64)
+    opens = order["open"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jump = np.abs(np.log(opens[at + 1] / close[at]))
+    bad = np.flatnonzero(jump > JUNCTION_JUMP)
+    if len(bad):
+        i = at[bad[0]]
+        stamps = order["timestamp"].to_numpy()
+        raise DataValidationError(
+            f"{where}: chunks do not join — the price goes from {close[i]:g} (bar ending {pd.Timestamp(stamps[i])}, "
+            f"{frames[chunk[i]][0]}) to {opens[i + 1]:g} ({frames[chunk[i + 1]][0]}): two instruments under one "
+            "prefix — retire the wrong one with `spx bronze retire KEY --reason ...` (see `spx bronze list`)"
+        )
+
+
 def _merge_chunks(frames: list[tuple[str, pd.DataFrame]], where: str) -> pd.DataFrame:
     """Concatenate chunks; bars stored twice (overlapping slices of one source) must agree exactly and are kept
-    once. A disagreement means two sources (or a revised history) under one prefix: refused, naming both."""
+    once. A disagreement means two sources (or a revised history) under one prefix: refused, naming both; so are
+    chunks whose prices do not join (:func:`_check_junctions`)."""
     if len(frames) == 1:
         return frames[0][1]
     tagged = pd.concat([f.assign(_chunk=i) for i, (_, f) in enumerate(frames)], ignore_index=True)
     ts = pd.to_datetime(tagged["timestamp"], utc=True)
     dup = ts.duplicated(keep=False).to_numpy()
     if not dup.any():
+        _check_junctions(tagged, frames, where)
         return tagged.drop(columns="_chunk")
     values = [c for c in tagged.columns if c not in ("timestamp", "_chunk")]
     part = tagged.loc[dup].assign(_ts=ts[dup])
@@ -225,7 +254,9 @@ def _merge_chunks(frames: list[tuple[str, pd.DataFrame]], where: str) -> pd.Data
             "(see `spx bronze list`)"
         )
     keep = ~ts.duplicated(keep="first").to_numpy()
-    return tagged.loc[keep].drop(columns="_chunk").reset_index(drop=True)
+    merged = tagged.loc[keep].reset_index(drop=True)
+    _check_junctions(merged, frames, where)
+    return merged.drop(columns="_chunk")
 
 
 def read_bronze(

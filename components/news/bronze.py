@@ -35,7 +35,7 @@ from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("gdelt", "rss", "file")
+SOURCES = ("gdelt", "rss", "file", "none")  # none: train on market features only
 BRONZE_ROOT = "bronze/news"
 
 # Column aliases accepted from news files (Kaggle-style headline datasets and our own exports).
@@ -191,6 +191,9 @@ def ingest(
     names it (GDELT and RSS define UTC and keep it)."""
     if source not in SOURCES:
         raise ValueError(f"unknown news source {source!r}; choose one of {SOURCES}")
+    if source == "none":
+        log.info("news source none: the pipeline runs on market features only")
+        return IngestResult(source, "", SkipReport())
     if source == "gdelt" and not start:
         raise ValueError("news source gdelt needs a start date (the DOC API walks the range in windows)")
     # empty bounds (the pipeline's default: all bars) mean unbounded

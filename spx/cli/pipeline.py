@@ -269,7 +269,9 @@ def register(app: typer.Typer) -> None:
         ),
         max_abs_ic: float = typer.Option(0.20, help="leakage ceiling on |validation IC|"),
         max_sharpe_excess: float = typer.Option(6.0, help="leakage ceiling on backtest Sharpe minus buy-and-hold's"),
-        news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
+        news_source: str = typer.Option(
+            "file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss | none"
+        ),
         news_path: str = typer.Option(
             "",
             help="news file (CSV/parquet/JSONL) when --news-source file (default "

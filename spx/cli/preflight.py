@@ -32,6 +32,8 @@ def _zone(name: str, option: str) -> None:
 
 def _news_lines(news_source: str, news_path: str, news_tz: str) -> list[str]:
     """The news file a ``file`` run will read: it exists, and its times carry a zone (or one is named)."""
+    if news_source not in ("file", "gdelt", "rss", "none"):
+        raise DataValidationError(f"--news-source must be file, gdelt, rss or none, got {news_source!r}")
     if news_source != "file":
         return []
     from spx.components.news.bronze import default_news_file, read_news_file
