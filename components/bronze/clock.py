@@ -107,23 +107,36 @@ class RawStamps:
         return self.absolute is None
 
 
+def _to_datetime(values: pd.Series, **kw) -> pd.Series:
+    """ISO 8601 strings parsed at C speed; anything else element by element."""
+    try:
+        return pd.to_datetime(values, format="ISO8601", **kw)
+    except (ValueError, TypeError):
+        return pd.to_datetime(values, format="mixed", **kw)
+
+
+_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+
+
 def parse_stamps(values: pd.Series) -> RawStamps:
     """The stamps of a file as written (raises ValueError/TypeError when they cannot be parsed)."""
     example = str(values.iloc[0]) if len(values) else ""
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values
     elif values.dtype == object and len(values) and pd.Timestamp(values.iloc[0]).tzinfo is not None:
-        ts = pd.to_datetime(values, utc=True, format="mixed")
-        first = pd.Timestamp(values.iloc[0])
-        utc_label = first.utcoffset() == pd.Timedelta(0)
-        absolute = ts.array.asi8.copy()
-        if utc_label:
+        text = values.astype(str)
+        for suffix in ("+00:00", "Z"):  # all written in UTC: parse the wall readings (several times faster)
+            if text.str.endswith(suffix).all():
+                wall = _to_datetime(text.str.slice(0, -len(suffix))).array.asi8.copy()
+                return RawStamps(wall, wall.copy(), "utc", example)
+        absolute = _to_datetime(values, utc=True).array.asi8.copy()
+        if pd.Timestamp(values.iloc[0]).utcoffset() == pd.Timedelta(0):
             return RawStamps(absolute.copy(), absolute, "utc", example)
-        # written with offsets: their wall readings are the instants in the offsets' own clock
-        wall = np.array([pd.Timestamp(v).tz_localize(None).value for v in values], dtype=np.int64)
+        # written with offsets: their wall readings are the stamps without the offset
+        wall = _to_datetime(values.astype(str).str.replace(_OFFSET, "", regex=True)).array.asi8.copy()
         return RawStamps(wall, absolute, "offset", example)
     else:
-        ts = pd.to_datetime(values, format="mixed")
+        ts = _to_datetime(values)
     tz = getattr(ts.dt, "tz", None)
     if tz is None:
         return RawStamps(ts.array.asi8.copy(), None, "naive", example)

@@ -109,7 +109,6 @@ class Chunk:
     first: pd.Timestamp
     last: pd.Timestamp
     retired: dict | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def list_chunks(store: ObjectStore, prefix: str) -> list[Chunk]:
@@ -478,26 +477,6 @@ def read_stamps(
     return StampReading(clean, given, check)
 
 
-def normalise_stamps(
-    df: pd.DataFrame,
-    *,
-    granularity: str,
-    source: str,
-    timestamps: str = "auto",
-    market_tz: str = "",
-    check_session: bool = True,
-) -> pd.DataFrame:
-    """:func:`read_stamps` without a window: the bars only."""
-    return read_stamps(
-        df,
-        granularity=granularity,
-        source=source,
-        timestamps=timestamps,
-        market_tz=market_tz,
-        check_session=check_session,
-    ).bars
-
-
 @dataclass
 class MarketFile:
     """A market file as read: its frame (lower-case column names), the SHA-256 of its bytes, and what was done
@@ -541,9 +520,28 @@ def open_market_file(path: str | Path) -> MarketFile:
     return MarketFile(path, df, hashlib.sha256(data).hexdigest(), notes)
 
 
-def load_file(path: str | Path) -> pd.DataFrame:
-    """The frame of :func:`open_market_file`."""
-    return open_market_file(path).frame
+def read_market_file(
+    path: str | Path,
+    *,
+    granularity: str,
+    timestamps: str = "auto",
+    market_tz: str = "",
+    start: str = "",
+    end: str = "",
+) -> tuple[MarketFile, StampReading]:
+    """A market file opened (:func:`open_market_file`) and its stamps read (:func:`read_stamps`): what bronze
+    writes and what ``spx run``'s pre-flight checks, the same way."""
+    market = open_market_file(path)
+    read = read_stamps(
+        market.frame,
+        granularity=granularity,
+        source=str(path),
+        timestamps=timestamps,
+        market_tz=market_tz,
+        start=start,
+        end=end,
+    )
+    return market, read
 
 
 # --------------------------------------------------------------------------------------------
@@ -713,15 +711,8 @@ def ingest_market(
     if source == "file":
         if not path:
             raise DataValidationError("source=file needs a path to a CSV/parquet file")
-        market = open_market_file(path)
-        read = read_stamps(
-            market.frame,
-            granularity=granularity,
-            source=str(path),
-            timestamps=timestamps,
-            market_tz=market_tz,
-            start=start,
-            end=end,
+        market, read = read_market_file(
+            path, granularity=granularity, timestamps=timestamps, market_tz=market_tz, start=start, end=end
         )
         prefix = bronze_prefix(market.dataset(read.reading), instrument, granularity)
         for note in market.notes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from spx.components.bronze.market import bar_interval, open_market_file, read_stamps, slice_bars
+from spx.components.bronze.market import bar_interval, read_market_file, slice_bars
 from spx.components.bronze.sessions import (
     CALENDAR,
     halt_gap,
@@ -58,15 +58,8 @@ def load_run_bars(
     if source == "file":
         if not path:
             raise DataValidationError("--source file needs --market-path (a CSV or parquet file of candles)")
-        market = open_market_file(path)
-        read = read_stamps(
-            market.frame,
-            granularity=granularity,
-            source=str(path),
-            timestamps=timestamps,
-            market_tz=market_tz,
-            start=start,
-            end=end,
+        market, read = read_market_file(
+            path, granularity=granularity, timestamps=timestamps, market_tz=market_tz, start=start, end=end
         )
         runs = check_missing_sessions(read.bars["timestamp"], bar, source=str(path))
         notes = list(market.notes) + [read.summary()]

@@ -8,8 +8,6 @@ chunk's bytes stay as they were (``spx.components.bronze.market.retire_chunk``).
 
 from __future__ import annotations
 
-import contextlib
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,19 +20,11 @@ if not console.is_terminal:
     console = Console(width=200)
 
 
-@contextlib.contextmanager
 def _store():
-    """An ObjectStore: ``SPX_S3_ENDPOINT`` when set, else the embedded S3 server of ``spx run`` (its data)."""
-    from spx.core.services import embedded_s3
-    from spx.core.settings import settings
-    from spx.core.storage import ObjectStore
+    """The store ``spx monitor`` uses: ``SPX_S3_ENDPOINT`` when set, else the embedded S3 server of ``spx run``."""
+    from spx.cli.monitor import _object_store
 
-    home = settings().home
-    home.mkdir(parents=True, exist_ok=True)
-    with embedded_s3(home):
-        store = ObjectStore()
-        store.ensure_bucket()
-        yield store
+    return _object_store()
 
 
 @bronze_app.command("list")
