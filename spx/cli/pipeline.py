@@ -21,22 +21,6 @@ console = Console()
 if not console.is_terminal:  # logs and CI: don't squeeze the table into 80 columns
     console = Console(width=200)
 
-PREFLIGHT = (  # the `spx run` options the pre-flight checks (spx/cli/preflight.py)
-    "source",
-    "dataset",
-    "market_path",
-    "granularity",
-    "start",
-    "end",
-    "timestamps",
-    "market_tz",
-    "session",
-    "label_cross_close",
-    "oot_frac",
-    "news_source",
-    "news_path",
-    "news_tz",
-)
 _STATUS = {"RUNNING": "[yellow]running[/]", "SUCCESS": "[green]ok[/]", "FAILURE": "[red]failed[/]"}
 
 
@@ -301,10 +285,10 @@ def register(app: typer.Typer) -> None:
         granularity, horizon_short, horizon_long = _dataset_defaults(
             source, dataset, granularity, horizon_short, horizon_long
         )
-        from spx.cli.preflight import preflight
+        from spx.cli.preflight import OPTIONS, preflight
 
         for line in preflight(
-            **{k: v for k, v in locals().items() if k in PREFLIGHT}, horizons=[horizon_short, horizon_long]
+            **{k: v for k, v in locals().items() if k in OPTIONS}, horizons=[horizon_short, horizon_long]
         ):
             console.print(line, highlight=False, markup=False)
         run_id = run_id or new_run_id()

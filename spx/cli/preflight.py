@@ -19,6 +19,22 @@ from pathlib import Path
 from spx.core.errors import DataValidationError
 
 SESSIONS = ("regular", "all")
+OPTIONS = (  # the `spx run` options :func:`preflight` takes, by name (besides the resolved horizons)
+    "source",
+    "dataset",
+    "market_path",
+    "granularity",
+    "start",
+    "end",
+    "timestamps",
+    "market_tz",
+    "session",
+    "label_cross_close",
+    "oot_frac",
+    "news_source",
+    "news_path",
+    "news_tz",
+)
 
 
 def _zone(name: str, option: str) -> None:
