@@ -69,7 +69,7 @@ def training_dag(
     start: str = "",
     end: str = "",
     market_path: str = "",
-    timestamps: str = "end",
+    timestamps: str = "auto",
     market_tz: str = "",
     session: str = "regular",
     label_cross_close: bool = False,
@@ -90,6 +90,7 @@ def training_dag(
     news_path: str = "",
     news_window_minutes: int = 60,
     news_delay_minutes: int = 0,
+    news_tz: str = "",
     news_model_location: str = "",
     news_precision: str = "int8",
     materialize_features: bool = True,
@@ -131,7 +132,7 @@ def training_dag(
     vol = _configure(silver_volatility(**silver_args)).set_display_name("silver: volatility")
 
     # news: every step returns "" when there is no news, and gold then trains on market features only
-    nb = news_bronze(source=news_source, start=start, end=end, path=news_path, cache_token=run_key)
+    nb = news_bronze(source=news_source, start=start, end=end, path=news_path, tz=news_tz, cache_token=run_key)
     nb.set_caching_options(local)
     _configure(nb, memory="1G", memory_limit="2G").set_display_name("bronze: news")
     ns = _configure(news_silver(bronze=nb.outputs["news"], run_id=run), memory="1G", memory_limit="2G")

@@ -78,6 +78,22 @@ def is_intraday(bar: pd.Timedelta) -> bool:
     return bar < pd.Timedelta(days=1)
 
 
+HALT = pd.Timedelta(minutes=60)  # a pause this long (or of two bars, whichever is longer) ends a trading run
+
+
+def halt_gap(bar: pd.Timedelta) -> pd.Timedelta:
+    return max(HALT, 2 * bar)
+
+
+def trading_runs(ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta) -> np.ndarray:
+    """Run number of each bar with ``session="all"``: a new run starts after a pause of :func:`halt_gap` or more
+    between two bar ends (a future's daily halt, the weekend, the night between two extended-hours days)."""
+    t = pd.DatetimeIndex(ts).asi8
+    if not len(t):
+        return np.zeros(0, dtype=np.int64)
+    return np.r_[0, np.cumsum(np.diff(t) >= halt_gap(bar).value)].astype(np.int64)
+
+
 @dataclass
 class PreparedBars:
     """Bars ready for features: ``bars`` (session-filtered, overnight gap taken out of OHLC),
@@ -91,6 +107,9 @@ class PreparedBars:
     minutes_to_close: np.ndarray | None
     bars_per_year: float
     session_mode: str
+    # the runs of bars a label may not leave (labels never cross their end unless asked): the regular sessions,
+    # or with session="all" the stretches between trading halts (see :func:`trading_runs`); None for daily bars
+    label_session: np.ndarray | None = None
 
 
 def prepare_bars(
@@ -104,10 +123,12 @@ def prepare_bars(
         ppy = SESSIONS_PER_YEAR / (bar / pd.Timedelta(days=1))
         return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
     if session == "all":
-        # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts
+        # every bar kept, on the clock it trades (index CFDs: ~23 h a day); no session facts, but labels still
+        # stop at a trading halt (the daily halt, the weekend) unless asked to cross it
         bars = bars.reset_index(drop=True)
         ppy = SESSIONS_PER_YEAR * (pd.Timedelta(hours=23) / bar)
-        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session)
+        runs = trading_runs(bars["timestamp"], bar)
+        return PreparedBars(bars, bars["close"].astype(float), None, None, None, None, ppy, session, runs)
     sess, sched = locate(bars["timestamp"], bar, calendar)
     keep = sess >= 0
     if not keep.any():
@@ -149,48 +170,51 @@ def prepare_bars(
         mins_to_close.astype(float),
         bars_per_year(sched, sess[starts], bar),
         session,
+        sess,
     )
 
 
 def describe_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
-    """What the time stamps of intraday bars look like against the calendar (for error messages)."""
-    ts = pd.DatetimeIndex(bars["timestamp"])
-    sess, sched = locate(ts, bar, calendar)
-    share = float((sess >= 0).mean())
-    verdict = diagnose_stamps(bars, bar, calendar)
-    return f"{share:.0%} of the bars fall in the regular session; {verdict or 'stamps look like bar ends in UTC'}"
+    """How many intraday bars fall in the regular session (for error messages)."""
+    sess, _ = locate(pd.DatetimeIndex(bars["timestamp"]), bar, calendar)
+    return (
+        f"{float((sess >= 0).mean()):.0%} of the bars fall in the regular session; market files are checked "
+        "against the calendar at ingest (components/bronze/clock.py)"
+    )
 
 
-def diagnose_stamps(bars: pd.DataFrame, bar: pd.Timedelta, calendar: str = CALENDAR) -> str:
-    """ "" when intraday stamps look like UTC bar ends; otherwise what they look like instead.
+MAX_MISSING_SESSIONS = 2  # consecutive exchange sessions without a bar that raw data may skip (a vendor's lost day)
 
-    * bar starts: many bars stamped exactly at a session open and none exactly at a close;
-    * New York wall-clock time labelled UTC: few bars in the regular session, most of them when
-      the stamps are read as New York local time."""
-    ts = pd.DatetimeIndex(bars["timestamp"])
-    if ts.tz is None:
-        return "naive time stamps (no time zone)"
-    ts = ts.tz_convert("UTC")
-    sess, sched = locate(ts, bar, calendar)
-    weight = bars["volume"].to_numpy(float) if "volume" in bars.columns else np.ones(len(ts))
-    weight = weight if weight.sum() > 0 else np.ones(len(ts))
-    in_regular = float(weight[sess >= 0].sum() / weight.sum())  # volume share: the session trades most
-    wall = ts.tz_localize(None).tz_localize("America/New_York", ambiguous="NaT", nonexistent="NaT").tz_convert("UTC")
-    ok = ~wall.isna()
-    if ok.any():
-        sess_ny, _ = locate(wall[ok], bar, calendar)
-        w_ny = weight[ok]
-        in_ny = float(w_ny[sess_ny >= 0].sum() / max(w_ny.sum(), 1e-12))
-        if in_ny > 0.8 and in_regular < 0.6:
-            return (
-                "New York wall-clock times labelled as UTC (most of the volume falls in the regular "
-                f"session only when the stamps are read as America/New_York: {in_ny:.0%} against "
-                f"{in_regular:.0%})"
-            )
-    t = ts.asi8
-    at_open = int(np.isin(t, sched["open"].values.astype("datetime64[ns]").view("i8")).sum())
-    at_close = int(np.isin(t, sched["close"].values.astype("datetime64[ns]").view("i8")).sum())
-    n_days = max(1, len(np.unique(sess[sess >= 0])) if (sess >= 0).any() else len(sched))
-    if at_open >= 0.5 * n_days and at_close <= 0.1 * at_open:
-        return f"bar-START time stamps ({at_open} bars stamped exactly at a session open, {at_close} at a close)"
-    return ""
+
+def missing_session_runs(
+    ts: pd.Series | pd.DatetimeIndex, bar: pd.Timedelta, calendar: str = CALENDAR
+) -> list[tuple[pd.Timestamp, pd.Timestamp, int]]:
+    """Runs of consecutive calendar sessions, between the first and the last bar, in which no bar falls:
+    ``(first session date, last session date, sessions)``. Holes are counted in missing **sessions**, not in
+    days, so weekends, holidays and the exchange's real closures (September 2001, January 2007, October 2012:
+    all in the calendar) are never holes. Intraday, a session has a bar when a bar ends in ``(open, close]``;
+    daily, when a bar is stamped after the previous session's close and at or before its own (a stamp at the
+    close, or at midnight UTC of the session's date)."""
+    idx = pd.DatetimeIndex(ts)
+    if not len(idx):
+        return []
+    t = idx.tz_convert("UTC").asi8
+    sched = schedule(calendar, idx.min(), idx.max())
+    opens = sched["open"].values.astype("datetime64[ns]").view("i8")
+    closes = sched["close"].values.astype("datetime64[ns]").view("i8")
+    if is_intraday(bar):
+        count = np.searchsorted(t, closes, "right") - np.searchsorted(t, opens, "right")
+        inside = (closes >= t[0]) & (opens < t[-1])  # sessions from the first bar's to the last bar's
+    else:
+        hit = np.searchsorted(closes, t, "left")  # the session each daily stamp belongs to
+        count = np.bincount(hit[hit < len(closes)], minlength=len(closes))
+        inside = (np.arange(len(closes)) >= hit.min()) & (np.arange(len(closes)) <= min(hit.max(), len(closes) - 1))
+    missing = inside & (count == 0)
+    runs: list[tuple[pd.Timestamp, pd.Timestamp, int]] = []
+    if not missing.any():
+        return runs
+    pos = np.flatnonzero(missing)
+    breaks = np.flatnonzero(np.diff(pos) > 1)
+    for lo, hi in zip(np.r_[0, breaks + 1], np.r_[breaks, len(pos) - 1]):
+        runs.append((sched.index[pos[lo]], sched.index[pos[hi]], int(hi - lo + 1)))
+    return runs

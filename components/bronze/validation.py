@@ -15,18 +15,20 @@ def validate_candles(
     df: pd.DataFrame,
     *,
     source: str,
-    max_gap: pd.Timedelta | None = None,
+    bar: pd.Timedelta | None = None,
     allowed_gaps: list[tuple[pd.Timestamp, pd.Timestamp]] | None = None,
+    max_missing_sessions: int | None = None,
 ) -> pd.DataFrame:
     """Check candles and return them with normalised dtypes, or raise :class:`DataValidationError`.
 
     Checks: schema (required columns, numeric prices), UTC timestamps, no duplicates, strictly
     increasing time, finite positive prices, high >= max(open, close, low), low <= min(open, close),
-    non-negative volume and, when ``max_gap`` is given, no hole longer than ``max_gap`` — except a
-    documented data gap (``allowed_gaps``: [from, to) windows a dataset declares missing), which is
-    accepted as long as the bars on either side are within ``max_gap`` of it. No bar is invented.
-    Naive time stamps are refused (they are not silently read as UTC).
-    ``source`` (an object URI or file name) is named in every message.
+    non-negative volume and, when ``bar`` is given, no hole of more than ``max_missing_sessions`` (default
+    :data:`~spx.components.bronze.sessions.MAX_MISSING_SESSIONS`) consecutive exchange sessions without a bar
+    (:func:`~spx.components.bronze.sessions.missing_session_runs`: weekends, holidays and real closures are in
+    the calendar, so they are no hole) — except a documented data gap (``allowed_gaps``: [from, to) windows a
+    dataset declares missing). No bar is invented. Naive time stamps are refused (they are not silently read as
+    UTC). ``source`` (an object URI or file name) is named in every message.
     """
     if not isinstance(df, pd.DataFrame) or df.empty:
         raise DataValidationError(f"{source}: no candles (empty or missing data)")
@@ -99,15 +101,46 @@ def validate_candles(
         )
     if not np.isfinite(out["volume"]).all() or (out["volume"] < 0).any():
         raise DataValidationError(f"{source}: volume has NaN/inf or negative values")
-    if max_gap is not None and len(deltas) and deltas.max() > max_gap:
-        for pos in np.flatnonzero(deltas.to_numpy() > max_gap) + 1:
-            prev, nxt = out["timestamp"].iloc[pos - 1], out["timestamp"].iloc[pos]
-            if any(
-                prev <= b and nxt >= a and a - prev <= max_gap and nxt - b <= max_gap for a, b in (allowed_gaps or [])
-            ):
-                continue  # a documented hole in the data (e.g. a month missing from the source)
+    if bar is not None:
+        check_missing_sessions(
+            out["timestamp"], bar, source=source, allowed_gaps=allowed_gaps, limit=max_missing_sessions
+        )
+    return out.reset_index(drop=True)
+
+
+def check_missing_sessions(
+    ts: pd.Series,
+    bar: pd.Timedelta,
+    *,
+    source: str,
+    allowed_gaps: list[tuple[pd.Timestamp, pd.Timestamp]] | None = None,
+    limit: int | None = None,
+) -> list[tuple[pd.Timestamp, pd.Timestamp, int]]:
+    """Refuse a run of more than ``limit`` consecutive exchange sessions without a bar (outside a documented
+    gap); return the shorter runs (accepted, for the caller to report)."""
+    from spx.components.bronze.sessions import MAX_MISSING_SESSIONS, missing_session_runs
+
+    limit = MAX_MISSING_SESSIONS if limit is None else limit
+    accepted = []
+    for first, last, n in missing_session_runs(ts, bar):
+        lo, hi = pd.Timestamp(first).tz_localize("UTC"), pd.Timestamp(last).tz_localize("UTC")
+        if any(a <= lo and hi < b for a, b in (allowed_gaps or [])):
+            continue  # a documented hole in the data (e.g. a month missing from the source)
+        if n > limit:
             raise DataValidationError(
-                f"{source}: gap of {nxt - prev} exceeds the allowed {max_gap} ({prev} -> {nxt})"
+                f"{source}: no bar in {n} consecutive exchange sessions, {first.date()} .. {last.date()} "
+                f"(the exchange was open; at most {limit} missing sessions in a row are accepted) — "
+                "give the file the missing bars, or cut it with --start/--end"
                 + ("" if not allowed_gaps else f"; documented gaps {[(str(a), str(b)) for a, b in allowed_gaps]}")
             )
-    return out.reset_index(drop=True)
+        accepted.append((first, last, n))
+    return accepted
+
+
+def quoted_bars(bars: pd.DataFrame) -> np.ndarray:
+    """True on the bars whose quote is whole: bid and ask both finite, positive, ask >= bid."""
+    if not {"bid", "ask"} <= set(bars.columns):
+        return np.zeros(len(bars), dtype=bool)
+    bid, ask = bars["bid"].to_numpy(np.float64), bars["ask"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid)

@@ -145,6 +145,69 @@ def time_features(ts: pd.Series, bar: pd.Timedelta) -> dict[str, np.ndarray]:
     return f
 
 
+VOLUME_FEATURES = (
+    "volume_ma_20_log",
+    "volume_ratio",
+    "volume_zscore",
+    "amihud_illiquidity_log",
+    "price_impact",
+    "signed_volume_imbalance",
+)
+
+
+def empty_features(cols: list[str], n_finite: np.ndarray, bars: pd.DataFrame) -> dict[str, str]:
+    """Market features that cannot be computed on these bars, with the reason: the volume family when the
+    volume is 0 on every bar (an index: four of them would be NaN on every row, the others constant), and any
+    feature with no finite value on any bar."""
+    out: dict[str, str] = {}
+    volume = bars["volume"].to_numpy(np.float64) if "volume" in bars.columns else np.zeros(len(bars))
+    if len(volume) and not (volume > 0).any():
+        for col in cols:
+            if col in VOLUME_FEATURES:
+                out[col] = "volume is 0 on every bar (an index?): the volume family is left out"
+    for col, count in zip(cols, n_finite.tolist()):
+        if count == 0 and col not in out:
+            out[col] = "no finite value on any bar"
+    return out
+
+
+def bars_per_session(prepared) -> int | None:
+    """The median number of bars a session (or, with session="all", a trading run) keeps; None for daily bars."""
+    runs = prepared.label_session if prepared.label_session is not None else prepared.session
+    if runs is None or not len(runs):
+        return None
+    return int(np.median(np.bincount(np.unique(runs, return_inverse=True)[1])))
+
+
+def label_breaks(prepared, cross_close: bool) -> str:
+    """What a label window may not cross, in words (the manifest records it)."""
+    if prepared.session is None and prepared.label_session is None:
+        return "none (daily bars: each label spans h sessions)"
+    if cross_close:
+        return "none (--label-cross-close: windows run into the next session, overnight moves included)"
+    if prepared.session is not None:
+        return "the regular session's close"
+    from spx.components.bronze.sessions import HALT
+
+    return f"a trading halt (a pause of {int(HALT / pd.Timedelta(minutes=1))} minutes or two bars between bars)"
+
+
+def no_label_message(horizons: list[int], prepared, cross_close: bool) -> str:
+    per = bars_per_session(prepared)
+    where = "session" if prepared.session is not None else "trading run"
+    if per is None or cross_close:
+        return (
+            f"gold: no row has a label for horizon(s) {horizons}: the data holds {len(prepared.close)} bars — "
+            "use a shorter horizon or more data"
+        )
+    fit = max(0, per - 2)
+    return (
+        f"gold: no row has a label for horizon(s) {horizons} bars: a label needs h + 2 bars in one {where} (the "
+        f"bar, the next one, h more) and these {where}s keep {per} bars (median) — use horizons of at most {fit} "
+        "bars (--horizon-short/--horizon-long), or --label-cross-close"
+    )
+
+
 def _ffill(x: np.ndarray) -> None:
     """Forward-fill NaNs in place (from the past only); leading NaNs stay."""
     missing = np.isnan(x)
@@ -207,11 +270,11 @@ def build_gold(
     n_market = len(feature_cols) - len(news_cols)  # news columns come last
     # one float32 block, one feature per row (pandas keeps it as the frame's single block)
     X = np.empty((len(feature_cols), n), dtype=np.float32)
-    complete = np.ones(n, dtype=bool)  # rows without a NaN in any market feature
     sources = [(table, c) for table in silver for c in table.columns if c != "timestamp"]
     sources += [(part, c) for part in derived for c in part]
     sources += [(news, c) for c in news_cols]
     has_nan = np.zeros(len(feature_cols), dtype=bool)
+    n_finite = np.zeros(len(feature_cols), dtype=np.int64)
     for j, (source, col) in enumerate(sources):
         values = source[col]
         if isinstance(values, pd.Series):  # numpy-backed columns convert without a copy; nullable ones with NaN
@@ -220,14 +283,25 @@ def build_gold(
         row = X[j]
         row[:] = values
         finite = np.isfinite(row)
-        if not finite.all():
+        n_finite[j] = int(finite.sum())
+        if n_finite[j] < n:
             row[np.isinf(row)] = np.nan
             has_nan[j] = True
-            if j < n_market:
-                complete &= finite
+    dropped = empty_features(feature_cols[:n_market], n_finite[:n_market], bars)
+    if dropped:  # a family that cannot be computed on these bars (no volume: an index) is left out, by name
+        keep_cols = np.array([c not in dropped for c in feature_cols])
+        X, has_nan = X[keep_cols], has_nan[keep_cols]
+        feature_cols = [c for c in feature_cols if c not in dropped]
+        n_market -= len(dropped)
+    if not feature_cols:
+        raise DataValidationError("gold: no feature can be computed on these bars")
+    complete = np.ones(n, dtype=bool)  # rows without a NaN in any market feature
+    for j in np.flatnonzero(has_nan[:n_market]):
+        complete &= np.isfinite(X[j])
     first_valid = int(np.argmax(complete)) if complete.any() else n
     X, ts = X[:, first_valid:], ts[first_valid:]
-    labels = make_labels(prepared.close, horizons, session=prepared.session, cross_close=label_cross_close)
+    label_runs = prepared.label_session if prepared.label_session is not None else prepared.session
+    labels = make_labels(prepared.close, horizons, session=label_runs, cross_close=label_cross_close)
     labels = labels.iloc[first_valid:].reset_index(drop=True)
     nan_cols = [j for j in np.flatnonzero(has_nan) if np.isnan(X[j]).any()]
     if nan_cols:  # NaNs after warm-up (e.g. zero-range bars): fill from the past only, column by column
@@ -238,6 +312,15 @@ def build_gold(
         if bad.any():
             keep = ~bad
             X, ts, labels = X[:, keep], ts[keep], labels[keep].reset_index(drop=True)
+    if X.shape[1] == 0:
+        raise DataValidationError(
+            f"gold: no row is left after the indicators' warm-up: the {n} bars in the "
+            f"{prepared.session_mode} session are fewer than the longest window needs (about 300 bars: the "
+            "volatility rank looks 252 bars back) — give the run more data (--start/--end)"
+        )
+    unlabelled = [h for h in horizons if not labels[label_columns(h)[0]].notna().any()]
+    if unlabelled:
+        raise DataValidationError(no_label_message(unlabelled, prepared, label_cross_close))
     leak_scores = leakage_check(X, feature_cols, labels, list(horizons), max_rank_corr=leak_max_rank_corr)
     gold = pd.DataFrame(X.T, columns=feature_cols, copy=False)  # the float32 block itself, no copy
     gold.insert(0, "timestamp", ts)
@@ -262,6 +345,8 @@ def build_gold(
         "calendar": "XNYS" if prepared.session is not None else None,
         "sessions": int(len(np.unique(prepared.session))) if prepared.session is not None else None,
         "label_cross_close": bool(label_cross_close),
+        "label_breaks": label_breaks(prepared, label_cross_close),
+        "dropped_features": dropped,
         "bars_per_year": prepared.bars_per_year,
         "leak_max_abs_rank_corr": max(leak_scores.values(), default=0.0),
     }

@@ -93,6 +93,11 @@ def build_gold_stage(
             "news": news_summary,
         }
     )
+    by_reason: dict[str, list[str]] = {}
+    for col, why in (manifest.get("dropped_features") or {}).items():
+        by_reason.setdefault(why, []).append(col)
+    for why, cols in by_reason.items():
+        progress(f"gold: {len(cols)} feature(s) left out, trained without them — {why}: {', '.join(cols)}")
     gold_uri = store.put_bytes(
         f"gold/{run_id}/features.parquet", features_parquet(gold), content_type="application/vnd.apache.parquet"
     ).uri

@@ -25,15 +25,17 @@ from spx.components.news.schema import (
     SkipReport,
     dedup_articles,
     empty_bronze_frame,
+    naive_published_example,
     normalize_articles,
     utc,
     validate_bronze,
 )
+from spx.core.errors import DataValidationError
 from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("gdelt", "rss", "file")
+SOURCES = ("gdelt", "rss", "file", "none")  # none: train on market features only
 BRONZE_ROOT = "bronze/news"
 
 # Column aliases accepted from news files (Kaggle-style headline datasets and our own exports).
@@ -179,13 +181,19 @@ def ingest(
     records: Iterable[dict[str, Any]] | None = None,
     client: Any = None,
     path: str | os.PathLike | None = None,
+    tz: str = "",
 ) -> IngestResult:
     """Collect ``source`` articles published in [start, end) into bronze.
 
     ``records`` (raw dicts) bypasses collection; otherwise ``client`` (a GdeltClient/RssClient)
-    or, for ``file``, ``path`` (default: :func:`default_news_file`) is used."""
+    or, for ``file``, ``path`` (default: :func:`default_news_file`) is used. A news file follows the rule of
+    market files: publication times without a zone are refused (naming one), or read in ``tz`` when the user
+    names it (GDELT and RSS define UTC and keep it)."""
     if source not in SOURCES:
         raise ValueError(f"unknown news source {source!r}; choose one of {SOURCES}")
+    if source == "none":
+        log.info("news source none: the pipeline runs on market features only")
+        return IngestResult(source, "", SkipReport())
     if source == "gdelt" and not start:
         raise ValueError("news source gdelt needs a start date (the DOC API walks the range in windows)")
     # empty bounds (the pipeline's default: all bars) mean unbounded
@@ -212,7 +220,20 @@ def ingest(
                 )
                 return IngestResult(source, "", report)
             records = read_news_file(path)
-    frame, report = normalize_articles(records, source=source, report=report)
+    naive_tz: str | None = "UTC"
+    if source == "file":
+        records = list(records)
+        example = naive_published_example(records) if not tz else None
+        if example is not None:
+            raise DataValidationError(
+                f"{path or 'news records'}: publication times without a time zone (e.g. {example!r}); refusing "
+                "to read them as UTC (an article at 19:00 New York would count for that day's close) — name "
+                "their zone with --news-tz ZONE (e.g. America/New_York) or write zone-aware times"
+            )
+        naive_tz = tz or None
+        if tz:
+            _check_zone(tz)
+    frame, report = normalize_articles(records, source=source, report=report, naive_tz=naive_tz)
     in_range = (frame["published_at"] >= lo) & (frame["published_at"] < hi)
     if (~in_range).any():
         log.info("%d articles outside [%s, %s) left out", int((~in_range).sum()), lo, hi)
@@ -265,6 +286,15 @@ def read_bronze(store, prefix: str, start: Any = None, end: Any = None) -> pd.Da
     if hi is not None:
         frame = frame[frame["published_at"] < hi]
     return frame.reset_index(drop=True)
+
+
+def _check_zone(tz: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DataValidationError(f"--news-tz {tz!r} is not a time zone (e.g. America/New_York, UTC)") from None
 
 
 def summary_json(result: IngestResult) -> str:

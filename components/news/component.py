@@ -22,11 +22,13 @@ def news_bronze(
     feeds: str = "",
     fetch_fulltext: bool = False,
     cache_token: str = "",
+    tz: str = "",
 ) -> str:
     """Collect news (gdelt | rss | file) published in [start, end) into write-once bronze.
 
     ``path``: news file for ``file`` (default: ``$SPX_NEWS_FILE`` or a news file in
-    ``../shared/data``); ``query``: GDELT query (default: US equity market + Fed terms);
+    ``../shared/data``); ``tz``: the zone of a file's publication times that carry none (without it such a
+    file is refused); ``query``: GDELT query (default: US equity market + Fed terms);
     ``feeds``: comma-separated RSS URLs. Returns the bronze prefix URI, or "" when no news.
     ``cache_token`` is not read: part of KFP's cache key (see ``bronze_market``)."""
     from spx.components.news.bronze import ingest
@@ -47,7 +49,7 @@ def news_bronze(
 
         urls = [u.strip() for u in feeds.split(",") if u.strip()] or list(DEFAULT_FEEDS)
         client = RssClient(feeds=urls)
-    result = ingest(source, start, end, store=store, client=client, path=path or None)
+    result = ingest(source, start, end, store=store, client=client, path=path or None, tz=tz)
     if not result.prefix:
         log.warning("no news from %s for %s..%s: the pipeline continues on market features only", source, start, end)
     log.info("news bronze summary: %s", result.as_dict())

@@ -152,11 +152,16 @@ def clean_text(value: Any) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def parse_published(value: Any) -> pd.Timestamp:
-    """A timestamp in UTC from the forms sources use; naive values are taken as UTC.
+def parse_published(value: Any, naive_tz: str | None = "UTC") -> pd.Timestamp:
+    """A timestamp in UTC from the forms sources use.
 
     Accepts datetimes, pandas timestamps, epoch seconds, ISO 8601, RFC 822 (RSS) and GDELT's
-    ``20240102T153000Z`` / ``20240102153000``. Raises :class:`MalformedArticle` ("no_date")."""
+    ``20240102T153000Z`` / ``20240102153000``. A value without a zone is read in ``naive_tz``: UTC for the
+    sources whose format defines it (GDELT's seendate, RSS), the zone the user names for a file; ``None``
+    refuses it (:class:`MalformedArticle` "naive_date": an article written at 19:00 New York and read as 19:00
+    UTC would count for that day's close — a lookahead). A wall-clock time that is ambiguous or missing at a DST
+    change is placed at the later instant (an article never counts earlier than it could have been read).
+    Raises :class:`MalformedArticle` ("no_date")."""
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         raise MalformedArticle("no_date")
     ts: pd.Timestamp | None = None
@@ -183,7 +188,11 @@ def parse_published(value: Any) -> pd.Timestamp:
         raise MalformedArticle("no_date", f"unparsable date {value!r}: {exc}") from None
     if ts is None or pd.isna(ts):
         raise MalformedArticle("no_date")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts.tzinfo is None:
+        if naive_tz is None:
+            raise MalformedArticle("naive_date", f"no time zone: {value!r}")
+        ts = ts.tz_localize(naive_tz, ambiguous=False, nonexistent="shift_forward")
+    ts = ts.tz_convert("UTC")
     if not (pd.Timestamp("1990-01-01", tz="UTC") <= ts <= pd.Timestamp("2100-01-01", tz="UTC")):
         raise MalformedArticle("no_date", f"implausible date {ts}")
     return ts
@@ -234,13 +243,14 @@ def article_id(url: str, title: str, body: str) -> str:
 # -- records -> bronze frame ------------------------------------------------------------------
 
 
-def normalize_record(record: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """One raw record (dict with title/body/published_at/url/language) to a bronze row."""
+def normalize_record(record: Mapping[str, Any], *, source: str, naive_tz: str | None = "UTC") -> dict[str, Any]:
+    """One raw record (dict with title/body/published_at/url/language) to a bronze row (naive publication times
+    read in ``naive_tz``, see :func:`parse_published`)."""
     title = clean_text(record.get("title"))
     body = clean_text(record.get("body"))
     if not title and not body:
         raise MalformedArticle("empty_text")
-    published = parse_published(record.get("published_at"))
+    published = parse_published(record.get("published_at"), naive_tz)
     url = clean_text(record.get("url"))
     return {
         "title": title,
@@ -260,7 +270,11 @@ def empty_bronze_frame() -> pd.DataFrame:
 
 
 def normalize_articles(
-    records: Iterable[Mapping[str, Any]], *, source: str, report: SkipReport | None = None
+    records: Iterable[Mapping[str, Any]],
+    *,
+    source: str,
+    report: SkipReport | None = None,
+    naive_tz: str | None = "UTC",
 ) -> tuple[pd.DataFrame, SkipReport]:
     """Records to a bronze frame, deduplicated by canonical URL and by content hash.
 
@@ -273,7 +287,7 @@ def normalize_articles(
         try:
             if not isinstance(record, Mapping):
                 raise MalformedArticle("not_a_record", type(record).__name__)
-            rows.append(normalize_record(record, source=source))
+            rows.append(normalize_record(record, source=source, naive_tz=naive_tz))
         except MalformedArticle as exc:
             report.skip(exc.reason)
             log.debug("skipped article: %s", exc)
@@ -304,6 +318,19 @@ def dedup_articles(frame: pd.DataFrame, report: SkipReport | None = None) -> pd.
     if report is not None:
         report.duplicates += before - len(out)
     return out
+
+
+def naive_published_example(records: Iterable[Mapping[str, Any]]) -> Any:
+    """The first publication time without a zone among ``records`` (None when every one has a zone or none
+    parses)."""
+    for record in records:
+        value = record.get("published_at") if isinstance(record, Mapping) else None
+        try:
+            parse_published(value, naive_tz=None)
+        except MalformedArticle as exc:
+            if exc.reason == "naive_date":
+                return value
+    return None
 
 
 def validate_bronze(frame: pd.DataFrame) -> None:

@@ -21,6 +21,14 @@ still registered (a local demo needs something to serve) but carries the verdict
 the table and ``best_model_selection.json``, and the cluster rollout refuses to canary it unless told to.
 With no eligible variant the current champion stays, and the selection says why. The previous champion
 keeps its version and gets the alias ``previous-champion`` (the rollback target).
+
+**Too little data to judge.** A verdict needs, in both the validation and the OOT block of a variant, at least
+:data:`MIN_BLOCK_SESSIONS` sessions and :data:`MIN_BLOCK_WINDOWS` independent label windows (label windows that
+share no bar: per session ``ceil(rows / (h + 1))``). Below that a block is one day's regime and a handful of
+overlapping labels: its AUC is noise (a calendar feature acting as a day id scores "leakage"), its interval is
+not given (:data:`spx.components.training.metrics.MIN_BOOT_BLOCKS`). Such a variant is marked "too little data to
+judge", the leakage ceilings are not applied to it, and when no variant of the champion horizon can be judged
+the run says so and registers nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +47,30 @@ NO_EDGE = "no credible edge"
 DEFAULT_MAX_AUC = 0.60  # FIELD-NOTES: above ~0.60 at a 30-minute horizon, audit for leakage
 DEFAULT_MAX_ABS_IC = 0.20  # Qlib's minute-level IC is ~0.035; a leak shows 0.5+
 DEFAULT_MAX_SHARPE_EXCESS = 6.0  # backtest Sharpe minus buy-and-hold's, annualised
+TOO_LITTLE = "too little data to judge"
+MIN_BLOCK_SESSIONS = 2  # sessions a validation / OOT block must touch (one session is one day's regime)
+MIN_BLOCK_WINDOWS = 10  # independent label windows in each block (= the bootstrap's minimum number of blocks)
+
+
+def data_shortfall(m: dict) -> str:
+    """Why a variant's validation or OOT block is too small to judge ("" when both are big enough, or when the
+    summary predates the counts)."""
+    short = []
+    for key, label in (("val", "validation"), ("oot", "out-of-time")):
+        sessions, windows = m.get(f"n_{key}_sessions"), m.get(f"n_{key}_windows")
+        if sessions is None or windows is None:
+            continue
+        if sessions < MIN_BLOCK_SESSIONS or windows < MIN_BLOCK_WINDOWS:
+            short.append(
+                f"{label} block {m.get(f'n_{key}', float('nan')):.0f} rows in {sessions:.0f} session(s), "
+                f"{windows:.0f} independent label windows"
+            )
+    if not short:
+        return ""
+    return (
+        "; ".join(short) + f" (a verdict needs {MIN_BLOCK_SESSIONS} sessions and {MIN_BLOCK_WINDOWS} independent "
+        "label windows in each block)"
+    )
 
 
 def _metric(m: dict, key: str) -> float:
@@ -100,7 +132,12 @@ def rank_variants(
         reasons = []
         if s["task"] != "classification":
             reasons.append("regressor: tracked for comparison, not served")
-        suspects = suspect_reasons(m, max_auc=max_auc, max_abs_ic=max_abs_ic, max_sharpe_excess=max_sharpe_excess)
+        shortfall = data_shortfall(m)
+        if shortfall:  # noise: no leakage ceiling is meaningful, no choice either
+            reasons.append(f"{TOO_LITTLE}: {shortfall}")
+            suspects = []
+        else:
+            suspects = suspect_reasons(m, max_auc=max_auc, max_abs_ic=max_abs_ic, max_sharpe_excess=max_sharpe_excess)
         reasons += suspects
         val_auc = _metric(m, "auc")
         gap = m.get("val_overfit_gap_auc", m.get("overfit_gap_auc"))
@@ -132,6 +169,14 @@ def rank_variants(
                 "overfit_gap_auc": gap,
                 "baseline_majority_auc": m["baseline_majority_auc"],
                 "baseline_momentum_auc": m["baseline_momentum_auc"],
+                "val_rows": m.get("n_val"),
+                "val_sessions": m.get("n_val_sessions"),
+                "val_windows": m.get("n_val_windows"),
+                "oot_rows": m.get("n_oot"),
+                "oot_sessions": m.get("n_oot_sessions"),
+                "oot_windows": m.get("n_oot_windows"),
+                "too_little_data": bool(shortfall),
+                "notes": s.get("notes") or {},
                 "eligible": not reasons,
                 "candidate": not reasons and not other_h,
                 "suspect": bool(suspects),
@@ -331,7 +376,14 @@ def select_champion(
             f"verdict: {verdict.upper()} ({why})"
         )
     else:
-        selection["reason"] = "no variant met the criteria; the current champion (if any) is kept"
+        at_h = [r for r in ranking if int(r["horizon"]) == selection["criteria"]["champion_horizon"]]
+        at_h = [r for r in at_h if r["task"] == "classification"] or at_h
+        if at_h and all(r["too_little_data"] for r in at_h):
+            why = next(x for x in at_h[0]["reasons"] if x.startswith(TOO_LITTLE))
+            selection["verdict"] = TOO_LITTLE
+            selection["reason"] = f"{why}; nothing is registered — give the run more sessions (--start/--end)"
+        else:
+            selection["reason"] = "no variant met the criteria; the current champion (if any) is kept"
         progress("champion: " + selection["reason"])
     uri = store.put_json(f"selection/{run_id}/best_model_selection.json", selection).uri
     return uri, selection
@@ -339,17 +391,17 @@ def select_champion(
 
 def ranking_markdown(selection: dict) -> str:
     lines = [
-        "| h | rank | variant | validation AUC | Bonferroni CI | OOT AUC | OOT 95% CI | walk-forward AUC | "
-        "majority | momentum | eligible |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| h | rank | variant | validation AUC | Bonferroni CI | val rows (sessions) | OOT AUC | OOT 95% CI | "
+        "OOT rows (sessions) | walk-forward AUC | majority | momentum | eligible |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in selection["ranking"]:
         cv = r["cv_auc_mean"] if r["cv_auc_mean"] is not None else float("nan")
         adj = r.get("val_auc_ci_bonferroni", [float("nan"), float("nan")])
         lines.append(
             f"| {r['horizon']} | {r['rank']} | {r['variant']} | {r.get('val_auc', float('nan')):.4f} | "
-            f"[{adj[0]:.3f}, {adj[1]:.3f}] | {r['oot_auc']:.4f} | [{r['oot_auc_ci'][0]:.3f}, "
-            f"{r['oot_auc_ci'][1]:.3f}] | {cv:.4f} | {r['baseline_majority_auc']:.3f} | "
+            f"{interval_text(adj)} | {block_text(r, 'val')} | {r['oot_auc']:.4f} | {interval_text(r['oot_auc_ci'])} | "
+            f"{block_text(r, 'oot')} | {cv:.4f} | {r['baseline_majority_auc']:.3f} | "
             f"{r['baseline_momentum_auc']:.4f} | {'yes' if r['eligible'] else '; '.join(r['reasons'])} |"
         )
     champ = selection.get("champion")
@@ -362,3 +414,19 @@ def ranking_markdown(selection: dict) -> str:
     else:
         lines += ["", f"**No new champion:** {selection.get('reason')}"]
     return "\n".join(lines)
+
+
+def interval_text(pair) -> str:
+    """``[lo, hi]``, or ``n/a`` where no interval is given (too short a block, or off-centre resamples)."""
+    lo, hi = (list(pair) + [float("nan"), float("nan")])[:2] if pair else (float("nan"), float("nan"))
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "n/a"
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def block_text(row: dict, which: str) -> str:
+    """``rows (sessions)`` of a ranking row's validation (``val``) or OOT (``oot``) block, "-" when unknown."""
+    rows, sessions = row.get(f"{which}_rows"), row.get(f"{which}_sessions")
+    if rows is None:
+        return "-"
+    return f"{rows:,.0f} ({sessions:.0f})" if sessions is not None else f"{rows:,.0f}"

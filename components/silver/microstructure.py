@@ -1,7 +1,10 @@
 """Microstructure proxies from bars: spread, illiquidity, price impact, order-flow imbalance, depth.
 
-Quoted spread uses bid/ask when the data has them (OANDA ``price=MBA``); otherwise the
-Corwin-Schultz (2012) high-low estimator over two consecutive bars. All windows are trailing.
+Spread, chosen per bar: the quoted spread on every bar whose bid and ask are both there (OANDA
+``price=MBA``, a file's ``bid``/``ask``), the Corwin-Schultz (2012) high-low estimator over two consecutive
+bars on the others; ``spread_source_quoted`` says which (1/0) on each bar, and :func:`spread_sources` counts
+them for the log. A few bars missing a quote side no longer switch the whole run to the estimate. All windows
+are trailing.
 Computed in float64 on numpy arrays (pandas' rolling windows), stored as float32
 (:mod:`spx.components.silver.table`).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from spx.components.bronze.validation import quoted_bars
 from spx.components.silver.table import FeatureTable, lag, rolling, sqrt_pos
 
 WINDOW = 20
@@ -49,21 +53,32 @@ def roll_spread(close: pd.Series, window: int = WINDOW) -> pd.Series:
     return pd.Series(_roll(close.to_numpy(np.float64), window), index=close.index)
 
 
+def spread_sources(bars: pd.DataFrame) -> str:
+    """Which spread each bar got, in words (for the silver log)."""
+    quoted = quoted_bars(bars)
+    if not {"bid", "ask"} <= set(bars.columns):
+        return "spread: Corwin-Schultz high-low estimate on every bar (the data has no bid/ask)"
+    n, q = len(quoted), int(quoted.sum())
+    return (
+        f"spread: quoted on {q} of {n} bars ({q / max(n, 1):.2%}), the Corwin-Schultz estimate on the other "
+        f"{n - q} (a quote side missing or crossed); spread_source_quoted marks each bar"
+    )
+
+
 def microstructure_features(bars: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
     c, h, l, o, v = (bars[k].to_numpy(np.float64) for k in ("close", "high", "low", "open", "volume"))
-    quoted = {"bid", "ask"} <= set(bars.columns) and bars[["bid", "ask"]].notna().all().all()
+    quoted = quoted_bars(bars)
     depth_cols = {"bid_size", "ask_size"} <= set(bars.columns)
     names = ["spread", "spread_source_quoted", "spread_ma", "roll_spread", "amihud_illiquidity_log"]
     names += ["price_impact", "ofi_bar", "ofi_ma", "signed_volume_imbalance"]
     names += ["quoted_depth_log", "depth_imbalance"] if depth_cols else []
     f = FeatureTable(bars, names)
-    if quoted:
+    spread = _corwin_schultz(h, l)
+    if quoted.any():
         bid, ask = bars["bid"].to_numpy(np.float64), bars["ask"].to_numpy(np.float64)
-        spread = (ask - bid) / ((bid + ask) / 2.0)
-        f["spread_source_quoted"] = 1.0
-    else:
-        spread = _corwin_schultz(h, l)
-        f["spread_source_quoted"] = 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.where(quoted, (ask - bid) / ((bid + ask) / 2.0), spread)
+    f["spread_source_quoted"] = quoted.astype(np.float64)
     f["spread"] = spread
     f["spread_ma"] = rolling(spread, window).mean().to_numpy()
     f["roll_spread"] = _roll(c, window)

@@ -43,6 +43,10 @@ def build_silver(
     prepared = prepare_bars(bars, bar, session or "regular")
     feats = FAMILIES[family](prepared.bars, bar, prepared.bars_per_year)
     uri = store.put_parquet(f"silver/{run_id}/{family}.parquet", feats).uri
+    if family == "microstructure":
+        from spx.components.silver.microstructure import spread_sources
+
+        progress(f"silver/{family}: {spread_sources(prepared.bars)}")
     progress(
         f"silver/{family}: {len(feats)} rows x {feats.shape[1] - 1} features "
         f"({len(bars) - len(prepared.bars)} bars outside the {prepared.session_mode} session left out) -> {uri}"

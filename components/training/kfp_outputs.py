@@ -50,8 +50,16 @@ MODEL_METADATA = (
 )
 
 
+def _ci(m: dict, key: str, notes: dict) -> str:
+    lo, hi = m.get(f"{key}_ci_low", float("nan")), m.get(f"{key}_ci_high", float("nan"))
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"[{lo:.4f}, {hi:.4f}]"
+    return f"not given ({notes.get(f'{key}_ci') or 'no interval'})"
+
+
 def summary_markdown(result: dict) -> str:
     m = result["metrics"]
+    notes = result.get("notes") or {}
     lines = [
         f"### {result['variant']} ({result['model_format']}, {result['task']}, horizon {result['horizon']} bars)",
         "",
@@ -68,13 +76,16 @@ def summary_markdown(result: dict) -> str:
         lines += [
             "",
             f"Validation block (what selection chooses on): AUC {m['val_auc']:.4f}, 95% CI "
-            f"[{m['val_auc_ci_low']:.4f}, {m['val_auc_ci_high']:.4f}]; the OOT block below is untouched by "
-            "the choice.",
+            f"{_ci(m, 'val_auc', notes)}; the OOT block below is untouched by the choice.",
         ]
     lines += [
         "",
-        f"OOT AUC 95% block-bootstrap CI: [{m['oot_auc_ci_low']:.4f}, {m['oot_auc_ci_high']:.4f}]"
-        f" — {'excludes' if m['oot_auc_ci_low'] > 0.5 else 'includes'} 0.5.",
+        f"OOT AUC 95% block-bootstrap CI: {_ci(m, 'oot_auc', notes)}"
+        + (
+            f" — {'excludes' if m['oot_auc_ci_low'] > 0.5 else 'includes'} 0.5."
+            if math.isfinite(m.get("oot_auc_ci_low", float("nan")))
+            else "."
+        ),
         f"Walk-forward AUC {m.get('cv_auc_mean', float('nan')):.4f} ± {m.get('cv_auc_std', float('nan')):.4f}; "
         f"train AUC {m['train_auc']:.4f} (gap {m['overfit_gap_auc']:.4f}).",
         f"Long/flat backtest (non-overlapping {result['horizon']}-bar trades, costs included): "

@@ -60,6 +60,7 @@ class VariantResult:
     n_train: int
     n_oot: int
     val_auc_boot: list | None = None  # bootstrap AUCs on the validation block (selection's Bonferroni interval)
+    notes: dict | None = None  # why an interval is not given (too short a block, resamples off-centre)
 
 
 def _score(model, spec: VariantSpec, X: np.ndarray) -> np.ndarray:
@@ -152,8 +153,10 @@ def train_variant(
     m["val_auc"] = M.auc_score(yv, s_val)
     m["val_train_auc"] = M.auc_score(y[blocks.sel_train], s_sel_tr)
     m["val_overfit_gap_auc"] = m["val_train_auc"] - m["val_auc"]
-    boot = M.block_bootstrap_aucs(yv, s_val, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
-    m["val_auc_ci_low"], m["val_auc_ci_high"] = M.bonferroni_interval(boot, 1)
+    notes: dict[str, str] = {}
+    m["val_auc_ci_low"], m["val_auc_ci_high"], boot, notes["val_auc_ci"] = M.auc_interval(
+        yv, s_val, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed
+    )
     m.update({f"val_{k}": v for k, v in M.information_coefficients(s_val, y_ret[blocks.val]).items()})
     prob_val = s_val if spec.task == "classification" else (s_val > 0).astype(float)
     m.update(
@@ -165,8 +168,8 @@ def train_variant(
         }
     )
     progress(
-        f"[{spec.name}] validation AUC {m['val_auc']:.4f} [{m['val_auc_ci_low']:.4f}, "
-        f"{m['val_auc_ci_high']:.4f}] on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)}; "
+        f"[{spec.name}] validation AUC {m['val_auc']:.4f} {_ci_text(m['val_auc_ci_low'], m['val_auc_ci_high'], notes)} "
+        f"on {len(blocks.val)} rows (model fitted on {len(blocks.sel_train)}; "
         f"fit+score {t_fit:.1f}s, metrics+bootstrap {time.perf_counter() - t0:.1f}s)"
     )
 
@@ -187,7 +190,7 @@ def train_variant(
         vals = [f[key] for f in folds if key in f and not np.isnan(f[key])]
         if vals:
             m[f"cv_{key}_mean"], m[f"cv_{key}_std"] = float(np.mean(vals)), float(np.std(vals))
-    lo, hi = M.block_bootstrap_ci(yt, s_oot, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
+    lo, hi, _, notes["oot_auc_ci"] = M.auc_interval(yt, s_oot, block=max(10, span), n_boot=cfg.n_boot, seed=cfg.seed)
     m["oot_auc_ci_low"], m["oot_auc_ci_high"] = lo, hi
     m.update({f"oot_{k}": v for k, v in M.information_coefficients(s_oot, y_ret[blocks.oot]).items()})
     for name, v in M.majority_baseline(yo, yt).items():
@@ -206,6 +209,11 @@ def train_variant(
         float(len(feats)),
     )
     m["n_val"], m["n_sel_train"] = float(len(blocks.val)), float(len(blocks.sel_train))
+    intraday = bar < pd.Timedelta(days=1)
+    for name, block in (("val", blocks.val), ("oot", blocks.oot)):
+        days = session_days(timestamps.iloc[block], intraday)
+        m[f"n_{name}_sessions"] = float(len(np.unique(days)))
+        m[f"n_{name}_windows"] = float(independent_windows(days, span))
     m["purge_bars"] = float(span)
     m["n_fit_rows"] = float(len(thin(blocks.final_train, cfg.max_fit_rows)))
     m["rows_per_year"] = float(ppy)
@@ -220,7 +228,7 @@ def train_variant(
         }
     )
     progress(
-        f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} [{lo:.4f}, {hi:.4f}] vs majority "
+        f"[{spec.name}] OOT AUC {m['oot_auc']:.4f} {_ci_text(lo, hi, notes, 'oot_auc_ci')} vs majority "
         f"{m['baseline_majority_auc']:.3f} / momentum {m['baseline_momentum_auc']:.4f}; "
         f"train AUC {m['train_auc']:.4f} (final fit+score {t_fit:.1f}s, metrics+bootstrap "
         f"{time.perf_counter() - t0:.1f}s)"
@@ -236,7 +244,31 @@ def train_variant(
         len(blocks.final_train),
         len(blocks.oot),
         val_auc_boot=[round(float(a), 6) for a in boot],
+        notes={k: v for k, v in notes.items() if v},
     )
+
+
+def _ci_text(lo: float, hi: float, notes: dict[str, str], key: str = "val_auc_ci") -> str:
+    return f"[{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else f"(no interval: {notes.get(key) or 'n/a'})"
+
+
+def session_days(timestamps: pd.Series, intraday: bool) -> np.ndarray:
+    """The session (New York date) of each row intraday; each row is its own session on daily bars."""
+    if not intraday:
+        return np.arange(len(timestamps))
+    local = pd.DatetimeIndex(timestamps).tz_convert("America/New_York").tz_localize(None)
+    return local.normalize().asi8
+
+
+def independent_windows(days: np.ndarray, span: int) -> int:
+    """Label windows that share no bar: per session ``ceil(rows / span)`` (labels of rows closer than ``span``
+    overlap; labels of different sessions never do), on daily bars ``ceil(rows / span)``."""
+    if not len(days):
+        return 0
+    _, counts = np.unique(days, return_counts=True)
+    if len(counts) == len(days):  # one row per session (daily): consecutive labels overlap across sessions
+        return int(-(-len(days) // span))
+    return int(sum(-(-c // span) for c in counts.tolist()))
 
 
 def rows_per_year(timestamps: pd.Series, manifest: dict, bar: pd.Timedelta) -> float:
@@ -524,6 +556,7 @@ def run_training(
         "val_auc_boot": result.val_auc_boot or [],
         "gold_uri": gold_uri,
         "gold_sha256": gold_sha,
+        "notes": result.notes or {},
         **tracking,
     }
     uri = store.put_json(prefix + "metrics.json", summary).uri

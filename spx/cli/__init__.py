@@ -26,7 +26,14 @@ app = typer.Typer(
     help="spx-kfp: S&P 500 short-horizon direction on Kubeflow + KServe.",
 )
 
-_COMMAND_MODULES = ("spx.cli.pipeline", "spx.cli.serve", "spx.cli.cluster", "spx.cli.news", "spx.cli.monitor")
+_COMMAND_MODULES = (
+    "spx.cli.pipeline",
+    "spx.cli.serve",
+    "spx.cli.cluster",
+    "spx.cli.news",
+    "spx.cli.monitor",
+    "spx.cli.bronze",
+)
 
 
 def _register_all() -> None:

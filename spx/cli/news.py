@@ -40,6 +40,9 @@ def ingest_cmd(
     feed: Optional[List[str]] = typer.Option(None, help="RSS feed URL (repeatable)"),
     window_hours: float = typer.Option(6.0, help="GDELT window walked per request"),
     fulltext: bool = typer.Option(False, help="GDELT: also fetch article pages for body text"),
+    tz: str = typer.Option(
+        "", "--tz", help="--source file: the zone of publication times written without one (else they are refused)"
+    ),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Collect articles published in [start, end) into write-once bronze; prints a JSON summary."""
@@ -57,7 +60,7 @@ def ingest_cmd(
 
         client = RssClient(feeds=list(feed or DEFAULT_FEEDS))
     try:
-        result = ingest(source, start, end, store=_store(), client=client, path=path)
+        result = ingest(source, start, end, store=_store(), client=client, path=path, tz=tz)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str))

@@ -94,6 +94,8 @@ class TaskBoard:
 
 
 def print_selection(selection: dict) -> None:
+    from spx.components.selection.select import block_text, interval_text
+
     table = Table(
         title=f"Variants — run {selection['run_id']} (chosen on the validation block; OOT = the untouched final block)"
     )
@@ -104,8 +106,10 @@ def print_selection(selection: dict) -> None:
         "task",
         "val AUC",
         "val CI (Bonferroni)",
+        "val rows (sess)",
         "OOT AUC",
         "OOT 95% CI",
+        "OOT rows (sess)",
         "walk-fwd AUC",
         "majority",
         "momentum",
@@ -121,9 +125,11 @@ def print_selection(selection: dict) -> None:
             r["variant"],
             r["task"][:5],
             f"{r.get('val_auc', float('nan')):.4f}",
-            f"[{adj[0]:.3f}, {adj[1]:.3f}]",
+            interval_text(adj),
+            block_text(r, "val"),
             f"{r['oot_auc']:.4f}",
-            f"[{r['oot_auc_ci'][0]:.3f}, {r['oot_auc_ci'][1]:.3f}]",
+            interval_text(r["oot_auc_ci"]),
+            block_text(r, "oot"),
             f"{cv:.4f}" if cv is not None else "-",
             f"{r['baseline_majority_auc']:.3f}",
             f"{r['baseline_momentum_auc']:.4f}",
@@ -214,10 +220,9 @@ def _print_next(selection: dict) -> None:
         highlight=False,
     )
     console.print(f"task logs: {run_dir}", highlight=False)
-    console.print(
-        "next: [bold]spx serve[/] (V2 model server on localhost) · [bold]spx report[/] · "
-        "[bold]python -m pytest -m unit[/]"
-    )
+    from spx.cli.outcome import next_hint
+
+    console.print(next_hint(selection))
 
 
 def register(app: typer.Typer) -> None:
@@ -238,7 +243,10 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option("", help="first bar to use (UTC date/time)"),
         end: str = typer.Option("", help="last bar to use (UTC date/time)"),
         timestamps: str = typer.Option(
-            "end", help="--source file: its stamps mark bar 'end' or 'start' (start is shifted to the bar end)"
+            "auto",
+            help="--source file: its stamps mark bar 'end' or 'start' (start is shifted to the bar end); 'auto': "
+            "ends, confirmed from the data (a contradiction is refused naming the option; if the data cannot tell, "
+            "you are asked)",
         ),
         market_tz: str = typer.Option(
             "",
@@ -277,7 +285,9 @@ def register(app: typer.Typer) -> None:
         ),
         max_abs_ic: float = typer.Option(0.20, help="leakage ceiling on |validation IC|"),
         max_sharpe_excess: float = typer.Option(6.0, help="leakage ceiling on backtest Sharpe minus buy-and-hold's"),
-        news_source: str = typer.Option("file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss"),
+        news_source: str = typer.Option(
+            "file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss | none"
+        ),
         news_path: str = typer.Option(
             "",
             help="news file (CSV/parquet/JSONL) when --news-source file (default "
@@ -288,6 +298,9 @@ def register(app: typer.Typer) -> None:
             "int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU) | fp32 | bf16"
         ),
         news_delay_minutes: int = typer.Option(0, help="minutes after publication before an article counts"),
+        news_tz: str = typer.Option(
+            "", help="the zone of news times written without one (e.g. America/New_York); without it they are refused"
+        ),
         materialize: bool = typer.Option(
             True, "--materialize/--no-materialize", help="materialize gold features into the Feast online store"
         ),
@@ -312,6 +325,12 @@ def register(app: typer.Typer) -> None:
         granularity, horizon_short, horizon_long = _dataset_defaults(
             source, dataset, granularity, horizon_short, horizon_long
         )
+        from spx.cli.preflight import OPTIONS, preflight
+
+        for line in preflight(
+            **{k: v for k, v in locals().items() if k in OPTIONS}, horizons=[horizon_short, horizon_long]
+        ):
+            console.print(line, highlight=False, markup=False)
         invocation = run_id or new_run_id()
         router = TaskLogRouter(settings().runs_dir / invocation)
         console.print(f"spx run {invocation}: task logs in {router.run_dir}", highlight=False)
@@ -359,6 +378,7 @@ def register(app: typer.Typer) -> None:
                     news_model_location=news_model,
                     news_precision=news_precision,
                     news_delay_minutes=news_delay_minutes,
+                    news_tz=news_tz,
                     materialize_features=materialize,
                 )
         except Exception as exc:
@@ -368,8 +388,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold red]task {failed.task} failed[/] — last lines of {failed.log_path}:")
             for line in router.last_lines(failed.task):
                 console.print("  " + line, highlight=False, markup=False)
+            from spx.cli.outcome import failure_cause
+
+            cause = failure_cause(router.last_lines(failed.task, 400)) or type(exc).__name__
             raise ServiceError(
-                f"spx run {invocation}: task {failed.task} failed ({type(exc).__name__}); full log: {failed.log_path}"
+                f"spx run {invocation}: task {failed.task} failed — {cause} (full log: {failed.log_path})"
             ) from None
         print_selection(selection)
         if json_out:

@@ -12,6 +12,7 @@ from spx.components.news.gdelt import GdeltClient
 from spx.components.news.http import PoliteSession
 from spx.components.news.schema import BRONZE_COLUMNS
 from spx.components.news.silver import SILVER_COLUMNS, build_silver, default_lexicon, silver_features, tone_scores
+from spx.core.errors import DataValidationError
 from spx.core.storage import ImmutableObjectError
 
 
@@ -55,9 +56,14 @@ def test_overlapping_file_ingest_adds_only_new(store, tmp_path):
             "link": ["https://x.com/1", "https://x.com/2", "https://x.com/3", "https://x.com/4"],
         }
     ).to_csv(path, index=False)
-    first = ingest("file", "2024-01-02", "2024-01-03", store=store, path=path)
+    # two of the times have no zone: the file is refused (not read as UTC: a lookahead on New York stamps),
+    # naming the option; nothing is written
+    with pytest.raises(DataValidationError, match=r"without a time zone \(e.g. '2024-01-02 16:00'\).*--news-tz"):
+        ingest("file", "2024-01-02", "2024-01-03", store=store, path=path)
+    assert store.list("bronze/news/") == []
+    first = ingest("file", "2024-01-02", "2024-01-03", store=store, path=path, tz="UTC")
     assert first.written == 2 and dict(first.report.skipped) == {"no_date": 1}
-    second = ingest("file", "2024-01-02", "2024-01-04", store=store, path=path)
+    second = ingest("file", "2024-01-02", "2024-01-04", store=store, path=path, tz="UTC")
     assert second.articles == 3 and second.written == 1
     assert len(read_bronze(store, second.prefix)) == 3
 
@@ -144,3 +150,25 @@ def test_build_silver_from_bronze(store, tmp_path):
     assert len(store.read_parquet(uri)) == 2
     assert build_silver(store, "", "run-1")[0] == ""
     assert build_silver(store, f"s3://{store.bucket}/bronze/news/nothing/", "run-1")[0] == ""
+
+
+def test_naive_news_times_are_read_in_the_zone_the_user_names(store, tmp_path):
+    """An article published at 19:00 New York, written without a zone: read in the named zone it is 23:00 or
+    00:00 UTC — after that day's close — not 19:00 UTC, where it would count for the close (issue 19)."""
+    path = tmp_path / "evening.csv"
+    pd.DataFrame(
+        {
+            "title": ["Futures slide after hours", "Stocks open higher"],
+            "published_at": ["2011-03-14 19:00:00", "2011-03-15 09:35:00"],
+            "url": ["https://n/1", "https://n/2"],
+        }
+    ).to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match="--news-tz"):
+        ingest("file", "2011-03-14", "2011-03-16", store=store, path=path)
+    with pytest.raises(DataValidationError, match="is not a time zone"):
+        ingest("file", "2011-03-14", "2011-03-16", store=store, path=path, tz="New York")
+    result = ingest("file", "2011-03-14", "2011-03-16", store=store, path=path, tz="America/New_York")
+    frame = read_bronze(store, result.prefix)
+    assert sorted(frame["published_at"].astype(str)) == ["2011-03-14 23:00:00+00:00", "2011-03-15 13:35:00+00:00"]
+    close = pd.Timestamp("2011-03-14 20:00", tz="UTC")  # 16:00 New York (EDT)
+    assert (frame["published_at"] > close).sum() == 2  # the evening article comes after the close it was dated on

@@ -40,7 +40,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oanda"
         (lambda d: d.assign(close=d["close"].where(d.index != 5)), "NaN/inf prices"),
         (lambda d: pd.concat([d.iloc[:10], d.iloc[9:]]).reset_index(drop=True), "duplicate timestamps"),
         (lambda d: d.iloc[[0, 1, 3, 2, 4]].reset_index(drop=True), "not strictly increasing"),
-        (lambda d: d.drop(index=range(3, 12)).reset_index(drop=True), "gap of"),
+        (lambda d: d.drop(index=range(3, 12)).reset_index(drop=True), "no bar in 9 consecutive exchange sessions"),
         (lambda d: d.assign(high=d["low"] - 1), "high/low inconsistent"),
         (lambda d: d.assign(close=["x"] * len(d)), "not numeric"),
         (lambda d: d.iloc[0:0], "no candles"),
@@ -49,7 +49,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oanda"
 def test_malformed_candles_fail_with_the_problem_and_the_object(mutate, message):
     bars = real_bars(20, start=100)
     with pytest.raises(DataValidationError, match=message) as err:
-        validate_candles(mutate(bars), source="s3://spx/bronze/x.parquet", max_gap=pd.Timedelta(days=7))
+        validate_candles(mutate(bars), source="s3://spx/bronze/x.parquet", bar=pd.Timedelta(days=1))
     assert "s3://spx/bronze/x.parquet" in str(err.value)
 
 
@@ -58,7 +58,8 @@ def test_bad_file_never_reaches_bronze_and_bronze_is_never_overwritten(store, tm
     good_path = tmp_path / "good.csv"
     good.to_csv(good_path, index=False)
     prefix_uri = ingest_market(store, source="file", path=str(good_path), instrument="SPX", granularity="D")
-    keys_before = store.list(bronze_prefix("file", "SPX", "D"))
+    assert "/bronze/market/file-good-" in prefix_uri  # the dataset is named after the file and its content
+    keys_before = store.list(prefix_uri)
     blobs_before = {k: store.get_bytes(k) for k in keys_before}
     # the same bars again: identical content, nothing written, no error
     assert ingest_market(store, source="file", path=str(good_path), instrument="SPX", granularity="D") == prefix_uri
@@ -69,14 +70,17 @@ def test_bad_file_never_reaches_bronze_and_bronze_is_never_overwritten(store, tm
     bad.to_csv(bad_path, index=False)
     with pytest.raises(DataValidationError, match="NaN/inf prices"):
         ingest_market(store, source="file", path=str(bad_path), instrument="SPX", granularity="D")
-    # same key, different content (a revised history): refused
+    # a revised history under the same file name: a dataset of its own, the first one is left as it was
     revised = good.copy()
     revised.loc[10, "close"] = revised.loc[10, "close"] + 0.25
-    revised_path = tmp_path / "revised.csv"
-    revised.to_csv(revised_path, index=False)
+    revised.to_csv(good_path, index=False)
+    revised_uri = ingest_market(store, source="file", path=str(good_path), instrument="SPX", granularity="D")
+    assert revised_uri != prefix_uri and "/bronze/market/file-good-" in revised_uri
+    assert {k: store.get_bytes(k) for k in store.list(prefix_uri)} == blobs_before
+    # the same key with different content is still refused by the store (write-once)
+    key = keys_before[0]
     with pytest.raises(ImmutableObjectError, match="refusing to overwrite"):
-        ingest_market(store, source="file", path=str(revised_path), instrument="SPX", granularity="D")
-    assert {k: store.get_bytes(k) for k in store.list(bronze_prefix("file", "SPX", "D"))} == blobs_before
+        store.put_bytes(key, b"other bytes", write_once=True)
     # missing file
     with pytest.raises(DataValidationError, match="not found"):
         ingest_market(store, source="file", path=str(tmp_path / "nope.csv"), instrument="SPX", granularity="D")
@@ -110,7 +114,9 @@ def test_an_undocumented_month_long_hole_in_minute_bars_is_still_refused(store, 
     bars = pd.read_parquet(get_dataset("spy_m1_2011q1").path())
     path = tmp_path / "spy.parquet"
     bars.to_parquet(path)
-    with pytest.raises(DataValidationError, match="gap of .* exceeds the allowed 4 days"):
+    with pytest.raises(
+        DataValidationError, match="no bar in 19 consecutive exchange sessions, 2011-02-01 .. 2011-02-28"
+    ):
         ingest_market(store, source="file", path=str(path), instrument="SPY", granularity="M1")
 
 
@@ -132,14 +138,18 @@ def test_naive_bar_start_and_new_york_wall_clock_stamps_are_refused_or_converted
 
     starts = regular.assign(timestamp=regular["timestamp"] - pd.Timedelta(minutes=1))
     starts.to_parquet(path)
-    with pytest.raises(DataValidationError, match="look like bar-START time stamps"):
+    with pytest.raises(
+        DataValidationError, match="look like bar starts, as written, not bar ends.*pass --timestamps start"
+    ):
         ingest_market(store, source="file", path=str(path), instrument="B", granularity="M1")
     uri = ingest_market(store, source="file", path=str(path), instrument="B", granularity="M1", timestamps="start")
     assert read_bronze(store, uri, granularity="M1")["timestamp"].tolist() == regular["timestamp"].tolist()
 
     wall = regular.assign(timestamp=naive["timestamp"].dt.tz_localize("UTC"))  # New York clock labelled UTC
     wall.to_parquet(path)
-    with pytest.raises(DataValidationError, match="New York wall-clock times labelled as UTC"):
+    with pytest.raises(
+        DataValidationError, match="look like bar ends, America/New_York wall clock.*--market-tz America/New_York"
+    ):
         ingest_market(store, source="file", path=str(path), instrument="C", granularity="M1")
     uri = ingest_market(
         store, source="file", path=str(path), instrument="C", granularity="M1", market_tz="America/New_York"

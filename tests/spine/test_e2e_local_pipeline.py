@@ -102,7 +102,11 @@ def test_pipeline_writes_medallion_artifacts_mlflow_runs_and_champion(e2e_run, s
     runs = client.search_runs([exp.experiment_id], filter_string="tags.pipeline_run_id = 'e2e-test'")
     assert sorted(r.data.tags["variant"] for r in runs) == sorted(VARIANT_NAMES)
     for r in runs:
-        assert {"oot_auc", "train_auc", "baseline_majority_auc", "oot_auc_ci_low"} <= set(r.data.metrics)
+        assert {"oot_auc", "train_auc", "baseline_majority_auc"} <= set(r.data.metrics)
+        # an interval is logged, or the variant's metrics.json says why there is none (a block shorter than 10
+        # bootstrap blocks: here the 60-minute OOT block of three weeks' last 10%)
+        notes = metrics[r.data.tags["variant"]].get("notes") or {}
+        assert "oot_auc_ci_low" in r.data.metrics or "too short for an interval" in notes.get("oot_auc_ci", "")
         assert r.data.params["horizon"] in {"30", "60"}
     champ = client.get_model_version_by_alias(cfg.registered_model, "champion")
     assert champ.tags["variant"] == selection["champion"]["variant"]
