@@ -377,6 +377,11 @@ class DevSettings(_Group):
         validation_alias=_alias("CI"),
         description="CI=true: a missing API server fails the cluster tier instead of skipping it",
     )
+    update_screenshots: bool = Field(
+        False,
+        validation_alias=_alias("SPX_UPDATE_SCREENSHOTS"),
+        description="tests write their browser screenshots into docs/screenshots/ (the README's) instead of a temp dir",
+    )
 
 
 class GeneralSettings(_Group):

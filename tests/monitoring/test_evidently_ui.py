@@ -30,13 +30,12 @@ from spx.components.serving.prediction_log import parse_event
 from spx.core.processes import ManagedProcess, free_port
 from spx.core.settings import S3Settings
 from spx.core.storage import ObjectStore
-from tests.support import ROOT
+from tests.support import screenshot_dir
 
 from .dom import panels, parse
 from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
 from .test_html_render import _chromium, needs_chromium
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 T1 = datetime(2026, 3, 2, 16, 0, tzinfo=timezone.utc)  # the two monitoring runs, an hour apart
 T2 = T1 + timedelta(hours=1)
 VERDICT = {
@@ -165,8 +164,7 @@ def _page(dashboard, path: str, name: str, shot: str | None = None, height: int 
     dom = _chromium(["--virtual-time-budget=30000", "--window-size=1400,2000", "--dump-dom", url], profile)
     assert dom.returncode == 0, dom.stderr[-2000:]
     if shot:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        out = SCREENSHOTS / shot
+        out = screenshot_dir(dashboard["tmp"]) / shot
         res = _chromium(
             [
                 "--virtual-time-budget=30000",
@@ -301,7 +299,7 @@ def test_a_feature_drifts_over_time_in_the_report(dashboard):
             what="the plot's axis title",
         )
         page.eval("document.querySelector('.main-svg').scrollIntoView({block: 'center'})")
-        page.screenshot(SCREENSHOTS / "evidently-report-feature.png")
+        page.screenshot(screenshot_dir(dashboard["tmp"]) / "evidently-report-feature.png")
     assert "Index binned" not in titles
     assert any(t.startswith("timestamp (") for t in titles), titles
 

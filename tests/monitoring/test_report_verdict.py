@@ -19,11 +19,11 @@ import pandas as pd
 from spx.components.monitoring.report import write_report
 from spx.components.selection.select import CREDIBLE, NO_EDGE, rank_variants, verdict_of
 from spx.components.selection.verdict import index_html, markdown, selection_markdown
+from tests.support import screenshot_dir
 
 from .test_html_render import _chromium, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 RUN = "run-verdict"
 
 # alphabetical order (a_, m_, z_) is not the rank order (m_best 1, z_mid 2, a_weak 3)
@@ -173,8 +173,7 @@ def read_page(path: Path, tmp_path: Path) -> _Text:
 
 
 def screenshot(path: Path, tmp_path: Path, name: str, size: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SHOTS / name
+    shot = screenshot_dir(tmp_path) / name
     res = _chromium([f"--screenshot={shot}", f"--window-size={size}", path.as_uri()], tmp_path / f"shot-{name}")
     assert res.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, res.stderr[-2000:]
     return shot
