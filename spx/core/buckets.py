@@ -11,7 +11,9 @@ conditional PUT (``If-None-Match: *``, :meth:`spx.core.storage.ObjectStore.put_b
 cannot express. Where the policy binds: SeaweedFS (>= 4.x, the chart's ``seaweedfs`` store and KFP's)
 enforces bucket policies for every credential, the chart's own included; MinIO applies bucket policies to
 anonymous requests only (authenticated users are governed by IAM policies), so on MinIO the conditional PUT
-remains the guard. Idempotent: a second run changes nothing.
+remains the guard. Known gap, measured on SeaweedFS 4.48: its multi-object delete (``POST ?delete``,
+``DeleteObjects``) does not evaluate the bucket policy, so only single-object deletes are refused there. Idempotent:
+a second run changes nothing.
 """
 
 from __future__ import annotations

@@ -165,9 +165,7 @@ class PipelineRunner:
                 env.append(
                     {
                         "name": pair["envVar"],
-                        "valueFrom": {
-                            "configMapKeyRef": {"name": block["configMapName"], "key": pair["configMapKey"]}
-                        },
+                        "valueFrom": {"configMapKeyRef": {"name": block["configMapName"], "key": pair["configMapKey"]}},
                     }
                 )
         res = container.get("resources", {})
@@ -243,12 +241,16 @@ class PipelineRunner:
         scope = {k: v.get("defaultValue") for k, v in root.get("inputDefinitions", {}).get("parameters", {}).items()}
         scope.update(parameters)
         overrides = overrides or {}
-        tasks = {k: v for k, v in root["dag"]["tasks"].items() if k in select or any(s.startswith(k + "/") for s in select)}
+        tasks = {
+            k: v for k, v in root["dag"]["tasks"].items() if k in select or any(s.startswith(k + "/") for s in select)
+        }
         pending = dict(tasks)
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             while pending:
                 ready = [
-                    k for k, t in pending.items() if all(d in self.runs or d not in tasks for d in t.get("dependentTasks", []))
+                    k
+                    for k, t in pending.items()
+                    if all(d in self.runs or d not in tasks for d in t.get("dependentTasks", []))
                 ]
                 if not ready:
                     raise AssertionError(f"no task can start: {sorted(pending)} wait on each other")

@@ -140,7 +140,9 @@ class Node:
     def helm(self, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
         res = subprocess.run([self.helm_bin, *args], capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and res.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr}")
+            raise AssertionError(
+                f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr}"
+            )
         return res
 
     def get(self, kind: str, namespace: str, name: str = "", selector: str = "") -> dict:
@@ -177,7 +179,11 @@ class Node:
         job = {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"spx.io/node-test": "true", **(labels or {})}},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"spx.io/node-test": "true", **(labels or {})},
+            },
             "spec": {
                 "backoffLimit": 0,
                 "template": {

@@ -25,7 +25,9 @@ def test_install_makes_every_workload_ready(release):
     node, ns = release.node, release.namespace
     deployments = {d["metadata"]["name"]: d for d in node.get("deployments", ns)["items"]}
     statefulsets = {s["metadata"]["name"]: s for s in node.get("statefulsets", ns)["items"]}
-    jobs = {j["metadata"]["name"]: j for j in node.get("jobs", ns, selector="app.kubernetes.io/instance=spx-kfp")["items"]}
+    jobs = {
+        j["metadata"]["name"]: j for j in node.get("jobs", ns, selector="app.kubernetes.io/instance=spx-kfp")["items"]
+    }
     fn = release.fullname
     assert set(deployments) == {f"{fn}-seaweedfs", f"{fn}-mlflow", f"{fn}-redis", f"{fn}-prediction-sink"}
     for name, d in deployments.items():

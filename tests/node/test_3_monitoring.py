@@ -32,7 +32,10 @@ def _store(release):
     from spx.core.storage import ObjectStore
 
     node = release.node
-    secret = {k: base64.b64decode(v).decode() for k, v in node.get("secret", release.namespace, f"{release.fullname}-s3")["data"].items()}
+    secret = {
+        k: base64.b64decode(v).decode()
+        for k, v in node.get("secret", release.namespace, f"{release.fullname}-s3")["data"].items()
+    }
     address = node.service_address(release.namespace, f"{release.fullname}-seaweedfs", "s3")
     return ObjectStore(
         S3Settings.model_construct(
@@ -73,10 +76,14 @@ def _seed_prediction_log(store, run_id: str, variant: str) -> int:
         resp = {
             "model_name": "spx-direction",
             "model_version": "1",
-            "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(rng.uniform(0.4, 0.6))]}],
+            "outputs": [
+                {"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(rng.uniform(0.4, 0.6))]}
+            ],
         }
         request = parse_event(headers(rid, REQUEST, t), json.dumps(req).encode(), time.time())
-        response = parse_event(headers(rid, RESPONSE, t + timedelta(milliseconds=5)), json.dumps(resp).encode(), time.time())
+        response = parse_event(
+            headers(rid, RESPONSE, t + timedelta(milliseconds=5)), json.dumps(resp).encode(), time.time()
+        )
         out += rows_from_pair(request, response)
     store.put_parquet(batch_key(now.date(), "node-seed"), rows_to_frame(out))
     return len(out)

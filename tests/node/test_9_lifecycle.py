@@ -54,11 +54,17 @@ def test_upgrade_keeps_data_and_secrets(pipeline_run, release):
     )  # fmt: skip
     upgrade_seconds = time.monotonic() - t0
     assert _secrets(release) == secrets_before  # random passwords kept (lookup), not regenerated
-    jobs = {j["metadata"]["name"] for j in node.get("jobs", ns, selector="app.kubernetes.io/component=buckets")["items"]}
+    jobs = {
+        j["metadata"]["name"] for j in node.get("jobs", ns, selector="app.kubernetes.io/component=buckets")["items"]
+    }
     assert jobs == {f"{fn}-buckets-2"}  # the new revision's bucket Job ran; the old one is gone
 
     # restart every stateful pod: each must find its data on its volume and log in with the kept secrets
-    for kind, name in (("deployment", f"{fn}-seaweedfs"), ("statefulset", f"{fn}-postgresql"), ("deployment", f"{fn}-mlflow")):
+    for kind, name in (
+        ("deployment", f"{fn}-seaweedfs"),
+        ("statefulset", f"{fn}-postgresql"),
+        ("deployment", f"{fn}-mlflow"),
+    ):
         node.kubectl("rollout", "restart", f"{kind}/{name}", "-n", ns)
         node.kubectl("rollout", "status", f"{kind}/{name}", "-n", ns, "--timeout=300s", timeout=330)
     keys_after = {o.object_name for o in _s3_from_host(release).list_objects("spx", recursive=True)}
