@@ -606,3 +606,22 @@ def test_mlflow_started_the_charts_way_answers_its_service_names(rendered, tmp_p
         assert requests.get(url, headers={"Host": "evil.example"}, timeout=10).status_code == 403
     finally:
         proc.stop()
+
+
+def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
+    """The chart gave MLflow `postgresql://…`: SQLAlchemy 2.1 maps that to psycopg 3, which the component image
+    does not have, so the MLflow pod crashed with "No module named 'psycopg'" on the first real node. The URI
+    names psycopg2 now; its package is in the image's locked requirements."""
+    import re
+    import shlex
+
+    from sqlalchemy.engine.url import make_url
+
+    dep = next(o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow")
+    argv = shlex.split(dep["spec"]["template"]["spec"]["containers"][0]["args"][0])
+    uri = argv[argv.index("--backend-store-uri") + 1].replace("${PGUSER}", "u").replace("${PGPASSWORD}", "p")
+    dialect = make_url(uri).get_dialect()
+    driver_package = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg", "pg8000": "pg8000"}[dialect.driver]
+    requirements = (ROOT / "images" / "component" / "requirements.txt").read_text()
+    assert re.search(rf"^{re.escape(driver_package)}==", requirements, re.M), (dialect.driver, driver_package)
+    dialect.import_dbapi()  # and it imports (the host venv holds the same lock)

@@ -91,10 +91,23 @@ def node(kubectl_bin, helm_bin):
         # a previous session's objects come back with the node's etcd: start from an empty namespace and PVs
         the_node.delete_namespace(NAMESPACE)
         the_node.pvs(10)
-        the_node.load(images)
+        # KServe's CRDs, as on a cluster with KServe installed (the chart renders a ServingRuntime); no KServe
+        # controller runs here, so InferenceServices stay inert objects
+        the_node.kubectl("apply", "--server-side", "-f", str(tools.kube_tools / "crds" / "kserve-v0.20.0"))
+        the_node.kubectl("wait", "--for=condition=established", "--timeout=60s", "crd", "--all", timeout=90)
+        # the serving image is loaded only by what runs it (serving_image below)
+        the_node.load([i for i in images if "spx-serving" not in i])
         yield the_node
     finally:
         the_node.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_image(node) -> str:
+    """The serving image, loaded into the node on first use (the transformer/predictor pods need it)."""
+    image = f"localhost/spx-serving:{kube_test_tools(ROOT).node_image_tag}"
+    node.load([image])
+    return image
 
 
 @pytest.fixture(scope="session")

@@ -79,11 +79,17 @@ class Node:
     timings: dict[str, float] = field(default_factory=dict)
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "Node":
+    def start(self, attempts: int = 3) -> "Node":
+        """``node.sh start``; retried when a component is seen "exited" right after its launch: node.sh checks a
+        component's /proc cmdline for DIR, and a check that lands before the launcher's fork has exec'd the
+        component sees the parent's command line instead (a race in node.sh, seen 2 of 5 starts here)."""
         t0 = time.monotonic()
-        res = subprocess.run(
-            [str(self.node_sh), "start", str(self.dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        for attempt in range(1, attempts + 1):
+            res = subprocess.run(
+                [str(self.node_sh), "start", str(self.dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            if res.returncode == 0 or "exited; log:" not in res.stderr or attempt == attempts:
+                break
         if res.returncode != 0:
             raise Unavailable(f"node.sh start failed ({res.returncode}):\n{res.stderr[-3000:]}")
         exports = dict(
@@ -112,7 +118,7 @@ class Node:
                 raise AssertionError(f"node.sh load {image} failed:\n{res.stderr[-3000:]}")
             loaded[image] = _podman_id(image)
             stamp.write_text(json.dumps(loaded, indent=1))
-        self.timings["image load"] = time.monotonic() - t0
+        self.timings["image load"] = self.timings.get("image load", 0.0) + time.monotonic() - t0
         return todo
 
     @staticmethod
