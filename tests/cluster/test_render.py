@@ -599,7 +599,8 @@ def test_mlflow_started_the_charts_way_answers_its_service_names(rendered, tmp_p
     )  # fmt: skip
     proc.start()
     try:
-        url = f"http://127.0.0.1:{port}/health"
+        # an API path: /health is exempt from MLflow's Host check (so probes work by pod IP)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
         for host in ("spx-kfp-mlflow.spx.svc.cluster.local:5000", "spx-kfp-mlflow:5000", "spx-kfp-mlflow.spx",
                      "localhost:5000"):  # fmt: skip
             assert requests.get(url, headers={"Host": host}, timeout=10).status_code == 200, host

@@ -42,6 +42,18 @@ SCRATCH = {
 }
 
 
+def _protojson(value):
+    """A value as KFP's driver hands it over: protobuf Struct values marshalled by Go's protojson, which writes an
+    integral number without a fraction (30, not 30.0), so an ``int`` parameter arrives as an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_protojson(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _protojson(v) for k, v in value.items()}
+    return value
+
+
 def _cpu(value: str) -> float:
     return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
 
@@ -140,7 +152,7 @@ class PipelineRunner:
                 n: {"artifacts": [{"type": d["artifactType"], "uri": f"{root}/{n}", "metadata": {}}]}
                 for n, d in out_defs["artifacts"].items()
             }
-        inputs: dict = {"parameterValues": values}
+        inputs: dict = {"parameterValues": _protojson(values)}
         if arts:
             inputs["artifacts"] = {
                 n: {"artifacts": [{k: a[k] for k in ("name", "type", "uri", "metadata") if k in a}]}
@@ -266,8 +278,16 @@ class PipelineRunner:
                 for key, fut in futures.items():
                     result = fut.result()
                     self.runs[key] = result
-                    if result.job is not None and not result.job.succeeded:
-                        raise AssertionError(f"task {key} failed; the run stops here")
+                    failed = result.job if result.job is not None and not result.job.succeeded else None
+                    failed = failed or next(
+                        (r.job for k, r in self.runs.items() if k.startswith(key + "/") and r.job and not r.job.succeeded),
+                        None,
+                    )
+                    if failed is not None:
+                        raise AssertionError(
+                            f"task {key} failed after {failed.seconds:.0f} s (pod {failed.pod_phase}); the run stops "
+                            f"here. Its log:\n{failed.logs[-5000:]}"
+                        )
         return self.runs
 
     def _run_dag(self, key: str, task: dict, params: dict, select: set[str], timeout: float) -> TaskRun:
