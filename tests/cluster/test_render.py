@@ -618,7 +618,9 @@ def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
 
     from sqlalchemy.engine.url import make_url
 
-    dep = next(o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow")
+    dep = next(
+        o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow"
+    )
     argv = shlex.split(dep["spec"]["template"]["spec"]["containers"][0]["args"][0])
     uri = argv[argv.index("--backend-store-uri") + 1].replace("${PGUSER}", "u").replace("${PGPASSWORD}", "p")
     dialect = make_url(uri).get_dialect()

@@ -140,22 +140,24 @@ def seed_training_run(
     return gold
 
 
-def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0):
-    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor)."""
+def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0, features=None, times=None):
+    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor); ``features``
+    default to GOLD_FEATURES, the request ``times`` to two seconds after each bar."""
     from datetime import timedelta
 
+    features = list(features or GOLD_FEATURES)
     out = []
     for k, (_, row) in enumerate(gold_rows.iterrows()):
         rid = f"srv-{start_index + k:06d}"
-        t = row["timestamp"].to_pydatetime() + timedelta(seconds=2)
+        t = times[k] if times is not None else row["timestamp"].to_pydatetime() + timedelta(seconds=2)
         req = {
             "inputs": [
                 {
                     "name": "features",
-                    "shape": [1, len(GOLD_FEATURES)],
+                    "shape": [1, len(features)],
                     "datatype": "FP64",
-                    "data": [float(row[c]) for c in GOLD_FEATURES],
-                    "parameters": {"feature_names": GOLD_FEATURES},
+                    "data": [float(row[c]) for c in features],
+                    "parameters": {"feature_names": features},
                 }
             ],
             "parameters": {"bar_timestamp": row["timestamp"].isoformat()},

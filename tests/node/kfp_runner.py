@@ -280,7 +280,11 @@ class PipelineRunner:
                     self.runs[key] = result
                     failed = result.job if result.job is not None and not result.job.succeeded else None
                     failed = failed or next(
-                        (r.job for k, r in self.runs.items() if k.startswith(key + "/") and r.job and not r.job.succeeded),
+                        (
+                            r.job
+                            for k, r in self.runs.items()
+                            if k.startswith(key + "/") and r.job and not r.job.succeeded
+                        ),
                         None,
                     )
                     if failed is not None:

@@ -47,9 +47,7 @@ def test_outputs_are_in_the_in_cluster_bucket(pipeline_run, release):
     keys = {o.object_name for o in client.list_objects("spx", recursive=True)}
     runs = pipeline_run.runner.runs
     bronze = runs["bronze-market"].parameters["Output"]
-    assert bronze.startswith("s3://spx/bronze/market/") and any(
-        k.startswith(bronze[len("s3://spx/") :]) for k in keys
-    )
+    assert bronze.startswith("s3://spx/bronze/market/") and any(k.startswith(bronze[len("s3://spx/") :]) for k in keys)
     for key in (
         f"silver/{run}/technical.parquet", f"silver/{run}/microstructure.parquet", f"silver/{run}/volatility.parquet",
         f"gold/{run}/features.parquet", f"gold/{run}/manifest.json",

@@ -11,7 +11,6 @@ transformer's and the sink's own pods writing the log (part 4).
 from __future__ import annotations
 
 import base64
-import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -50,41 +49,17 @@ def _store(release):
 
 def _seed_prediction_log(store, run_id: str, variant: str) -> int:
     from spx.components.serving.prediction_log import batch_key, parse_event, rows_from_pair, rows_to_frame
-    from tests.monitoring.helpers import REQUEST, RESPONSE, headers
+    from tests.monitoring.helpers import served_events
 
     gold = store.read_parquet(f"gold/{run_id}/features.parquet")
     feats = store.get_json(f"models/{run_id}/{variant}/metrics.json")["features"]
     rows = gold.tail(N_SERVED)
     now = datetime.now(timezone.utc)
-    rng = np.random.default_rng(15)
+    times = [now - timedelta(seconds=10 * (N_SERVED - k)) for k in range(len(rows))]  # in the drift window
+    probs = np.random.default_rng(15).uniform(0.4, 0.6, len(rows))
     out = []
-    for k, (_, row) in enumerate(rows.iterrows()):
-        rid = f"node-{k:05d}"
-        t = now - timedelta(seconds=10 * (N_SERVED - k))
-        req = {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": [1, len(feats)],
-                    "datatype": "FP64",
-                    "data": [float(row[c]) for c in feats],
-                    "parameters": {"feature_names": feats},
-                }
-            ],
-            "parameters": {"bar_timestamp": row["timestamp"].isoformat()},
-        }
-        resp = {
-            "model_name": "spx-direction",
-            "model_version": "1",
-            "outputs": [
-                {"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(rng.uniform(0.4, 0.6))]}
-            ],
-        }
-        request = parse_event(headers(rid, REQUEST, t), json.dumps(req).encode(), time.time())
-        response = parse_event(
-            headers(rid, RESPONSE, t + timedelta(milliseconds=5)), json.dumps(resp).encode(), time.time()
-        )
-        out += rows_from_pair(request, response)
+    for req, resp in served_events(rows, probs, features=feats, times=times):
+        out += rows_from_pair(parse_event(*req, time.time()), parse_event(*resp, time.time()))
     store.put_parquet(batch_key(now.date(), "node-seed"), rows_to_frame(out))
     return len(out)
 
