@@ -19,7 +19,8 @@ import pytest
 
 from tests.node.node import load_average
 
-pytestmark = pytest.mark.node
+# the first test of a session also starts the node, loads the images (minutes when they changed) and installs
+pytestmark = [pytest.mark.node, pytest.mark.timeout(2400)]
 
 N_SERVED = 240
 
