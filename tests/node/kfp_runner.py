@@ -108,6 +108,12 @@ class PipelineRunner:
                 value = value.replace(key, real)
         return value
 
+    def _producer(self, prefix: str, producer: str, task_name: str) -> TaskRun:
+        run = self.runs.get(prefix + producer)
+        if run is None:
+            raise AssertionError(f"{task_name} consumes an output of {producer}, which was not selected to run")
+        return run
+
     def _resolve(self, task: dict, scope: dict, prefix: str, task_name: str) -> tuple[dict, dict]:
         """(parameter values, input artifacts) of ``task`` from the pipeline inputs ``scope`` and finished runs."""
         params, arts = {}, {}
@@ -118,14 +124,16 @@ class PipelineRunner:
                 params[name] = self._placeholders(src["runtimeValue"]["constant"], task_name)
             elif "taskOutputParameter" in src:
                 ref = src["taskOutputParameter"]
-                params[name] = self.runs[prefix + ref["producerTask"]].parameters[ref["outputParameterKey"]]
+                params[name] = self._producer(prefix, ref["producerTask"], task_name).parameters[
+                    ref["outputParameterKey"]
+                ]
             else:
                 raise NotImplementedError(f"input {name} of {task_name}: {src}")
         for name, src in task.get("inputs", {}).get("artifacts", {}).items():
             if "taskOutputArtifact" not in src:
                 raise NotImplementedError(f"artifact input {name} of {task_name}: {src}")
             ref = src["taskOutputArtifact"]
-            arts[name] = self.runs[prefix + ref["producerTask"]].artifacts[ref["outputArtifactKey"]]
+            arts[name] = self._producer(prefix, ref["producerTask"], task_name).artifacts[ref["outputArtifactKey"]]
         return params, arts
 
     @staticmethod
