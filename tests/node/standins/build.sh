@@ -3,7 +3,7 @@
 # be pulled on our machines, so PostgreSQL and Redis come from Debian bookworm's packages (postgresql-15,
 # redis-server 7.0) in a debootstrapped root, wrapped to honour the official images' contract (env, uid 999,
 # entrypoint behaviour). The object store needs no stand-in: the chart's `seaweedfs` option runs the component
-# image. What a stand-in cannot catch is listed in tests/node/README.md.
+# image. What a stand-in cannot catch: docs/cluster.md, "The node tier".
 #
 # Idempotent: the base root is made once (REBUILD_BASE=1 to redo it); podman's layer cache does the rest.
 # Needs root and podman + debootstrap (scripts/build-images-offline.sh installs and configures them).
