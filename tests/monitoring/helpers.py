@@ -140,25 +140,29 @@ def seed_training_run(
     return gold
 
 
-def served_events(gold_rows: pd.DataFrame, probs, start_index: int = 0, versions=None, latencies_ms=None):
+def served_events(
+    gold_rows: pd.DataFrame, probs, start_index: int = 0, versions=None, latencies_ms=None, features=None, times=None
+):
     """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor), each
-    answered by model version ``versions[k]`` (default "1") after ``latencies_ms[k]`` (default 3 ms)."""
+    answered by model version ``versions[k]`` (default "1") after ``latencies_ms[k]`` (default 3 ms);
+    ``features`` default to GOLD_FEATURES, the request ``times`` to two seconds after each bar."""
     from datetime import timedelta
 
+    features = list(features or GOLD_FEATURES)
     out = []
     for k, (_, row) in enumerate(gold_rows.iterrows()):
         rid = f"srv-{start_index + k:06d}"
         version = "1" if versions is None else str(versions[k])
         latency = 3.0 if latencies_ms is None else float(latencies_ms[k])
-        t = row["timestamp"].to_pydatetime() + timedelta(seconds=2)
+        t = times[k] if times is not None else row["timestamp"].to_pydatetime() + timedelta(seconds=2)
         req = {
             "inputs": [
                 {
                     "name": "features",
-                    "shape": [1, len(GOLD_FEATURES)],
+                    "shape": [1, len(features)],
                     "datatype": "FP64",
-                    "data": [float(row[c]) for c in GOLD_FEATURES],
-                    "parameters": {"feature_names": GOLD_FEATURES},
+                    "data": [float(row[c]) for c in features],
+                    "parameters": {"feature_names": features},
                 }
             ],
             "parameters": {"bar_timestamp": row["timestamp"].isoformat()},

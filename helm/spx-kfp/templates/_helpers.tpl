@@ -52,19 +52,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-minio.%s.svc.cluster.local" (include "spx.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
+{{- define "spx.seaweedfsHost" -}}
+{{- printf "%s-seaweedfs.%s.svc.cluster.local" (include "spx.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{- define "spx.s3Endpoint" -}}
+{{- if and .Values.minio.enabled .Values.seaweedfs.enabled -}}
+{{- fail "minio.enabled and seaweedfs.enabled: pick one bundled object store (set minio.enabled=false)" -}}
+{{- end -}}
 {{- if .Values.s3.endpoint -}}
 {{- .Values.s3.endpoint -}}
 {{- else if .Values.minio.enabled -}}
 {{- printf "http://%s:9000" (include "spx.minioHost" .) -}}
+{{- else if .Values.seaweedfs.enabled -}}
+{{- printf "http://%s:%d" (include "spx.seaweedfsHost" .) (int .Values.seaweedfs.port) -}}
 {{- else -}}
-{{- fail "s3.endpoint is required when minio.enabled=false" -}}
+{{- fail "s3.endpoint is required when neither minio.enabled nor seaweedfs.enabled" -}}
 {{- end -}}
 {{- end -}}
 
 {{/* host[:port] of the S3 endpoint, as KServe's s3-endpoint annotation wants it */}}
 {{- define "spx.s3HostPort" -}}
 {{- include "spx.s3Endpoint" . | trimPrefix "http://" | trimPrefix "https://" | trimSuffix "/" -}}
+{{- end -}}
+
+{{/* the Host headers the MLflow server accepts (MLflow >= 3.5 refuses others): its Service's names at any port,
+     localhost for port-forwards, and mlflow.allowedHosts */}}
+{{- define "spx.mlflowAllowedHosts" -}}
+{{- $svc := printf "%s-mlflow" (include "spx.fullname" .) -}}
+{{- $hosts := list -}}
+{{- range $name := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) "localhost" "127.0.0.1" }}
+{{- $hosts = append (append $hosts $name) (printf "%s:*" $name) -}}
+{{- end -}}
+{{- concat $hosts .Values.mlflow.allowedHosts | uniq | join "," -}}
 {{- end -}}
 
 {{- define "spx.mlflowUri" -}}

@@ -1,0 +1,162 @@
+"""Fixtures of the ``node`` tier: a real one-node Kubernetes, the project's images in it, the chart installed.
+
+One node and one release per session (the tests run in file order: the chart, the pipeline's tasks, monitoring,
+then upgrade and uninstall). Where the node cannot run (not root, no ../shared/tools/k8s/node, images not built)
+the tier is skipped with what to do; under ``CI=true`` that is a failure instead. The node is stopped at the end
+of the session (its folder is kept: logs for CI, and loaded images for the next run).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from spx.core.settings import kube_test_tools
+from tests.node.node import NAMESPACE, RELEASE, Node, Unavailable, check_prerequisites, project_images
+from tests.support import ROOT
+
+CHART = ROOT / "helm" / "spx-kfp"
+VALUES = Path(__file__).with_name("values-node.yaml")
+
+
+@dataclass
+class Release:
+    node: Node
+    name: str
+    namespace: str
+    image_tag: str
+    install_seconds: float
+
+    @property
+    def fullname(self) -> str:
+        return self.name if "spx-kfp" in self.name else f"{self.name}-spx-kfp"
+
+    @property
+    def component_image(self) -> str:
+        return f"localhost/spx-component:{self.image_tag}"
+
+    @property
+    def serving_image(self) -> str:
+        return f"localhost/spx-serving:{self.image_tag}"
+
+    def helm_args(self) -> list[str]:
+        return [
+            "-n", self.namespace, "-f", str(VALUES),
+            "--set", f"images.component.tag={self.image_tag}", "--set", f"images.serving.tag={self.image_tag}",
+        ]  # fmt: skip
+
+    def task_env_from(self) -> list[dict]:
+        """What a pipeline task gets: the env ConfigMap and the S3 Secret (kfp-kubernetes use_*_as_env)."""
+        return [
+            {"configMapRef": {"name": f"{self.fullname}-env"}},
+            {"secretRef": {"name": f"{self.fullname}-s3"}},
+        ]
+
+
+@dataclass
+class PipelineRun:
+    runner: object  # tests.node.kfp_runner.PipelineRunner
+    run_id: str
+    variant: str
+    seconds: float
+
+
+def _unavailable(message: str):
+    tools = kube_test_tools(ROOT)
+    text = f"no one-node Kubernetes for the node tier: {message}"
+    if tools.ci:
+        pytest.fail(text)
+    pytest.skip(text)
+
+
+@pytest.fixture(scope="session")
+def node(kubectl_bin, helm_bin):
+    tools = kube_test_tools(ROOT)
+    node_sh = tools.kube_tools / "node" / "node.sh"
+    images = project_images(tools.node_image_tag)
+    try:
+        check_prerequisites(node_sh, images)
+    except Unavailable as exc:
+        _unavailable(str(exc))
+    tools.node_dir.mkdir(parents=True, exist_ok=True)
+    the_node = Node(tools.node_dir, node_sh, kubectl_bin, helm_bin)
+    try:
+        the_node.start()
+    except Unavailable as exc:
+        _unavailable(str(exc))
+    try:
+        # a previous session's objects come back with the node's etcd: start from an empty namespace and PVs
+        the_node.delete_namespace(NAMESPACE)
+        the_node.pvs(10)
+        # KServe's CRDs, as on a cluster with KServe installed (the chart renders a ServingRuntime); no KServe
+        # controller runs here, so InferenceServices stay inert objects
+        the_node.kubectl("apply", "--server-side", "-f", str(tools.kube_tools / "crds" / "kserve-v0.20.0"))
+        the_node.kubectl("wait", "--for=condition=established", "--timeout=60s", "crd", "--all", timeout=90)
+        # the serving image is loaded only by what runs it (serving_image below)
+        the_node.load([i for i in images if "spx-serving" not in i])
+        yield the_node
+    finally:
+        the_node.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_image(node) -> str:
+    """The serving image, loaded into the node on first use (the transformer/predictor pods need it)."""
+    image = f"localhost/spx-serving:{kube_test_tools(ROOT).node_image_tag}"
+    node.load([image])
+    return image
+
+
+@pytest.fixture(scope="session")
+def release(node):
+    """``helm install --wait --wait-for-jobs`` of the chart with the node's values, once per session."""
+    tag = kube_test_tools(ROOT).node_image_tag
+    rel = Release(node, RELEASE, NAMESPACE, tag, 0.0)
+    node.kubectl("create", "namespace", NAMESPACE)
+    t0 = time.monotonic()
+    res = node.helm(
+        "install", RELEASE, str(CHART), *rel.helm_args(), "--wait", "--wait-for-jobs", "--timeout", "15m",
+        check=False,
+    )  # fmt: skip
+    rel.install_seconds = time.monotonic() - t0
+    node.timings["helm install --wait"] = rel.install_seconds
+    if res.returncode != 0:
+        state = node.kubectl("get", "all,pvc,events", "-n", NAMESPACE, check=False).stdout
+        raise AssertionError(f"helm install failed:\n{res.stderr}\n{state[-6000:]}")
+    return rel
+
+
+# the tasks of the training pipeline run as pods: bronze -> silver (3) and news (3, "no news" in a pod: the news
+# file lives outside the image) -> gold -> one training variant -> selection -> Feast materialisation. The other
+# five variants and the deploy step (it needs KServe's controller) are not run; selection is told to expect the
+# one variant (what a pipeline compiled with one variant passes).
+PIPELINE_TASKS = {
+    "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
+    "news-bronze", "news-silver", "news-gold", "gold-features", "train-variant", "select-champion", "condition-1",
+}  # fmt: skip
+PIPELINE_PARAMS = {"run_id": "node-run", "n_boot": 200, "deploy": False, "materialize_features": True}
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(release, tmp_path_factory):
+    """The compiled training pipeline's own executors run as Jobs (tests/node/kfp_runner.py), once a session."""
+    from spx.pipelines.compile import compile_pipeline
+    from tests.node.kfp_runner import PipelineRunner
+
+    package = tmp_path_factory.mktemp("ir") / "spx-training.yaml"
+    compile_pipeline(str(package), image=release.component_image)
+    runner = PipelineRunner.from_file(
+        release.node, package, namespace=release.namespace, service_account="spx-pipeline",
+        pipeline_root="s3://spx/pipeline-root",
+    )  # fmt: skip
+    variant = runner.spec["root"]["dag"]["tasks"]["train-variant"]["inputs"]["parameters"]["variant"]
+    first_variant = variant["runtimeValue"]["constant"]
+    t0 = time.monotonic()
+    runner.run(
+        PIPELINE_PARAMS, select=PIPELINE_TASKS, overrides={"select-champion": {"expected_variants": [first_variant]}}
+    )
+    release.node.timings["pipeline tasks as pods"] = time.monotonic() - t0
+    return PipelineRun(runner, PIPELINE_PARAMS["run_id"], first_variant, time.monotonic() - t0)
