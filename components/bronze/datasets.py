@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from spx.core.choices import DATASET_NAMES
 from spx.core.errors import DataValidationError
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -97,6 +98,8 @@ ALIASES = {
     "spy-m5-2018-2020": "spy_m5_2018_2020",
 }
 DEFAULT_DATASET = "spy_m1_2011q1"
+if tuple(DATASETS) != DATASET_NAMES:  # the CLI offers DATASET_NAMES without importing this module
+    raise RuntimeError(f"spx.core.choices.DATASET_NAMES {DATASET_NAMES} != the datasets defined here {tuple(DATASETS)}")
 
 
 def get_dataset(name: str) -> Dataset:

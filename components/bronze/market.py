@@ -30,6 +30,7 @@ import pandas as pd
 import requests
 
 from spx.components.bronze.validation import validate_candles
+from spx.core.choices import TIMESTAMPS
 from spx.core.errors import DataValidationError, ObjectNotFoundError, ServiceError
 from spx.core.http import RETRY_STATUSES, RetryableHTTP, http_retrying
 from spx.core.settings import settings
@@ -317,9 +318,6 @@ def load_bundled_daily() -> pd.DataFrame:
             "volume": raw["Volume"].to_numpy(float),
         }
     )
-
-
-TIMESTAMPS = ("auto", "end", "start")
 
 
 @dataclass

@@ -26,10 +26,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from spx.core.choices import SESSIONS
 from spx.core.errors import DataValidationError
 
 CALENDAR = "XNYS"
-SESSIONS = ("regular", "all")
+
 SESSIONS_PER_YEAR = 252.0
 
 

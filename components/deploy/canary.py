@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Literal
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from spx.core.choices import SERVING_MODES
 from spx.core.errors import SpxError
 from spx.core.settings import settings
 
@@ -51,7 +52,7 @@ ANN_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 
 MODEL_FORMATS = ("xgboost", "lightgbm")
 Mode = Literal["serverless", "raw"]
-MODES = ("serverless", "raw")
+MODES = SERVING_MODES
 
 
 class RolloutError(SpxError, RuntimeError):

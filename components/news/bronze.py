@@ -30,12 +30,13 @@ from spx.components.news.schema import (
     utc,
     validate_bronze,
 )
+from spx.core.choices import NEWS_SOURCES
 from spx.core.errors import DataValidationError
 from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("gdelt", "rss", "file", "none")  # none: train on market features only
+SOURCES = NEWS_SOURCES
 BRONZE_ROOT = "bronze/news"
 
 # Column aliases accepted from news files (Kaggle-style headline datasets and our own exports).

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from spx.core.choices import PRECISIONS
 from spx.core.errors import SpxError
 from spx.core.settings import settings
 
@@ -190,9 +191,6 @@ def label_indices(id2label: dict[Any, str]) -> list[int]:
             f"model labels {dict(id2label)} are not FinBERT's three classes {LABELS}; missing {missing}"
         )
     return [by_name[label] for label in LABELS]
-
-
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class FinBertScorer:

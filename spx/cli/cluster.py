@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from spx.core.choices import ModelFormat, ServingMode
+
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -157,11 +159,11 @@ def register(app: typer.Typer) -> None:
     def deploy_cmd(
         selection_uri: Optional[str] = typer.Option(None, help="s3://…/selection/{run_id}/best_model_selection.json"),
         native_uri: Optional[str] = typer.Option(None, help="deploy this s3:// model prefix instead"),
-        model_format: str = typer.Option("xgboost", help="xgboost | lightgbm (with --native-uri)"),
+        model_format: ModelFormat = typer.Option("xgboost", help="the model's format (with --native-uri)"),
         namespace: str = typer.Option("spx", help="namespace of the InferenceService"),
         name: str = typer.Option("spx-direction", help="InferenceService name"),
         canary_percent: int = typer.Option(10, help="traffic share of the new champion"),
-        mode: str = typer.Option("serverless", help="serverless (canaryTrafficPercent) | raw (spec.canary)"),
+        mode: ServingMode = typer.Option("serverless", help="serverless (canaryTrafficPercent) or raw (spec.canary)"),
         service_account: str = typer.Option(
             "",
             help="ServiceAccount holding the S3 secret (default: $SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3)",
@@ -183,7 +185,7 @@ def register(app: typer.Typer) -> None:
         cfg = _serving_config(
             namespace,
             name,
-            mode,
+            str(mode),
             service_account,
             transformer_image,
             transformer_env_configmap,
@@ -198,7 +200,7 @@ def register(app: typer.Typer) -> None:
                     _fail(refusal)
                 candidate = ModelRef.from_selection(selection)
             elif native_uri:
-                candidate = ModelRef(native_uri=native_uri, model_format=model_format)
+                candidate = ModelRef(native_uri=native_uri, model_format=str(model_format))
             else:
                 _fail("give --selection-uri or --native-uri")
             action = deploy(_k8s_api(api_server), candidate, cfg, canary_percent, dry_run=dry_run, printer=typer.echo)
@@ -223,7 +225,7 @@ def register(app: typer.Typer) -> None:
         min_requests: int = typer.Option(100),
         namespace: str = typer.Option("spx"),
         name: str = typer.Option("spx-direction"),
-        mode: str = typer.Option("serverless"),
+        mode: ServingMode = typer.Option("serverless", help="serverless (canaryTrafficPercent) or raw (spec.canary)"),
         service_account: str = typer.Option("", help="default: $SPX_KSERVE_SERVICE_ACCOUNT, else spx-kfp-kserve-s3"),
         transformer_image: str = typer.Option(""),
         transformer_env_configmap: str = typer.Option(""),
@@ -245,7 +247,7 @@ def register(app: typer.Typer) -> None:
         cfg = _serving_config(
             namespace,
             name,
-            mode,
+            str(mode),
             service_account,
             transformer_image,
             transformer_env_configmap,

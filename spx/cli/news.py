@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from spx.core.choices import NewsSource, Precision
 from spx.core.logs import setup_cli_logging
 
 news_app = typer.Typer(
@@ -30,7 +31,7 @@ def _store():
 
 @news_app.command("ingest")
 def ingest_cmd(
-    source: str = typer.Option("file", help="gdelt | rss | file"),
+    source: NewsSource = typer.Option("file", help="where the news comes from"),
     start: str = typer.Option(..., help="range start (UTC date or datetime, inclusive)"),
     end: str = typer.Option(..., help="range end (exclusive)"),
     path: Optional[str] = typer.Option(
@@ -60,7 +61,7 @@ def ingest_cmd(
 
         client = RssClient(feeds=list(feed or DEFAULT_FEEDS))
     try:
-        result = ingest(source, start, end, store=_store(), client=client, path=path, tz=tz)
+        result = ingest(str(source), start, end, store=_store(), client=client, path=path, tz=tz)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
@@ -96,7 +97,7 @@ def score_cmd(
     window_minutes: int = typer.Option(60, help="bar window aggregated by the as-of join"),
     batch_size: int = typer.Option(32),
     max_length: int = typer.Option(128, help="tokens kept per article (truncation)"),
-    precision: str = typer.Option("fp32", help="fp32 | bf16 | int8 (dynamic quantisation; faster on CPU)"),
+    precision: Precision = typer.Option("fp32", help="int8: dynamic quantisation, faster on CPU"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Sentiment per article: FinBERT when a model is configured (cached by content hash in the bucket),
@@ -120,7 +121,7 @@ def score_cmd(
             model_location=model,
             batch_size=batch_size,
             max_length=max_length,
-            precision=precision,
+            precision=str(precision),
         )
     except ModelUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)

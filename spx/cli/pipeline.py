@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from spx.core.choices import Dataset, MarketSource, NewsSource, PipelineName, Precision, Session, Timestamps
 from spx.core.errors import ServiceError
 from spx.core.logs import setup_cli_logging
 from spx.core.settings import settings
@@ -228,8 +229,8 @@ def _print_next(selection: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        source: str = typer.Option("bundled", help="market data: bundled (a named --dataset) | file | oanda"),
-        dataset: str = typer.Option(
+        source: MarketSource = typer.Option("bundled", help="market data: bundled (a named --dataset), file, oanda"),
+        dataset: Dataset = typer.Option(
             "spy_m1_2011q1",
             help="bundled dataset: spy_m1_2011q1 (real SPY 1-minute "
             "bars, Jan+Mar 2011, ships with the project) | spy_m5_2018_2020 (real SPY "
@@ -242,7 +243,7 @@ def register(app: typer.Typer) -> None:
         ),
         start: str = typer.Option("", help="first bar to use (UTC date/time)"),
         end: str = typer.Option("", help="last bar to use (UTC date/time)"),
-        timestamps: str = typer.Option(
+        timestamps: Timestamps = typer.Option(
             "auto",
             help="--source file: its stamps mark bar 'end' or 'start' (start is shifted to the bar end); 'auto': "
             "ends, confirmed from the data (a contradiction is refused naming the option; if the data cannot tell, "
@@ -252,8 +253,8 @@ def register(app: typer.Typer) -> None:
             "",
             help="--source file: the zone its clock is in (naive stamps are refused without it), e.g. America/New_York",
         ),
-        session: str = typer.Option(
-            "regular", help="intraday bars: regular (NYSE 09:30-16:00, half days, holidays) | all"
+        session: Session = typer.Option(
+            "regular", help="intraday bars: regular (NYSE 09:30-16:00, half days, holidays) or all"
         ),
         label_cross_close: bool = typer.Option(
             False, "--label-cross-close/--no-label-cross-close", help="let a label window run past the session close"
@@ -285,8 +286,8 @@ def register(app: typer.Typer) -> None:
         ),
         max_abs_ic: float = typer.Option(0.20, help="leakage ceiling on |validation IC|"),
         max_sharpe_excess: float = typer.Option(6.0, help="leakage ceiling on backtest Sharpe minus buy-and-hold's"),
-        news_source: str = typer.Option(
-            "file", help="news: file (SPX_NEWS_FILE / ../shared/data) | gdelt | rss | none"
+        news_source: NewsSource = typer.Option(
+            "file", help="news: file (SPX_NEWS_FILE / ../shared/data), gdelt, rss, none"
         ),
         news_path: str = typer.Option(
             "",
@@ -294,8 +295,8 @@ def register(app: typer.Typer) -> None:
             "$SPX_NEWS_FILE, else ../shared/data/news/reuters_markets_2011q1.parquet)",
         ),
         news_model: str = typer.Option("", help="FinBERT: local dir or s3:// prefix (default $SPX_FINBERT_MODEL)"),
-        news_precision: str = typer.Option(
-            "int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU) | fp32 | bf16"
+        news_precision: Precision = typer.Option(
+            "int8", help="FinBERT precision: int8 (dynamic quantisation, default on CPU), fp32, bf16"
         ),
         news_delay_minutes: int = typer.Option(0, help="minutes after publication before an article counts"),
         news_tz: str = typer.Option(
@@ -322,6 +323,10 @@ def register(app: typer.Typer) -> None:
         from spx.pipelines.local import TaskLogRouter, missing_bytecode, new_run_id, run_local
 
         setup_cli_logging(logging.INFO if verbose else logging.WARNING)
+        # the choices arrive checked (typer lists the valid values on a typo); plain strings from here on
+        source, dataset, timestamps, session, news_source, news_precision = (
+            str(v) for v in (source, dataset, timestamps, session, news_source, news_precision)
+        )
         granularity, horizon_short, horizon_long = _dataset_defaults(
             source, dataset, granularity, horizon_short, horizon_long
         )
@@ -420,7 +425,7 @@ def register(app: typer.Typer) -> None:
     def compile_cmd(
         output: Optional[str] = typer.Option(None, "--output", "-o", help="default build/spx-<pipeline>.yaml"),
         image: Optional[str] = typer.Option(None, help="component image, e.g. registry/spx-component:tag"),
-        pipeline: str = typer.Option("training", help="training | monitoring"),
+        pipeline: PipelineName = typer.Option("training", help="which pipeline"),
     ) -> None:
         """Compile a pipeline to KFP IR YAML."""
         if pipeline == "training":

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from spx.core.errors import DataValidationError
 
-SESSIONS = ("regular", "all")
 OPTIONS = (  # the `spx run` options :func:`preflight` takes, by name (besides the resolved horizons)
     "source",
     "dataset",
@@ -98,9 +97,10 @@ def preflight(
 ) -> list[str]:
     """Check a run's data and options; return the lines to show, or raise :class:`DataValidationError` (one
     line) at the first problem."""
-    from spx.components.bronze.market import TIMESTAMPS, bar_interval
+    from spx.components.bronze.market import bar_interval
     from spx.components.bronze.profile import load_run_bars, profile_bars
     from spx.components.selection.select import MIN_BLOCK_SESSIONS, MIN_BLOCK_WINDOWS
+    from spx.core.choices import SESSIONS, TIMESTAMPS
 
     if session not in SESSIONS:
         raise DataValidationError(f"--session must be one of {SESSIONS}, got {session!r}")

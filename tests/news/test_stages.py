@@ -168,4 +168,5 @@ def test_cli_ingest_silver_score(store, tiny_model, tmp_path, monkeypatch):
     )
     assert res.exit_code == 2 and "not allowed" in res.output
     res = runner.invoke(news_app, ["ingest", "--source", "bogus", "--start", "2024-01-01", "--end", "2024-01-02"])
-    assert res.exit_code != 0 and "unknown news source" in res.output
+    assert res.exit_code == 2 and "'bogus' is not one of" in res.output
+    assert all(f"'{value}'" in res.output for value in ("file", "gdelt", "rss", "none"))
