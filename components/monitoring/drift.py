@@ -365,7 +365,7 @@ def run_monitoring(
     ``summary.json`` (all numbers and the retrain decision).
     """
     from spx.components.monitoring.trigger import decide
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
 
     cfg = cfg or MonitorConfig()
     now = now or datetime.now(timezone.utc)

@@ -1,5 +1,5 @@
 """Start the predictor and the transformer as local processes on loopback (``spx serve``, tests,
-bench). Both are the exact modules the cluster runs; only the host names differ.
+bench): the console scripts the images run (``spx-predictor``, ``spx-transformer``); only the host names differ.
 
 Each server is a :class:`spx.core.services.ManagedProcess`: its output goes to a size-rotated log
 file, and it can be stopped and started again on the same port (``spx serve`` supervises them). They
@@ -52,9 +52,14 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def _host() -> str:
-    from spx.core.settings import serving_settings
+    from spx.core.settings import settings
 
-    return serving_settings().host
+    return settings().serving.host
+
+
+def _script(name: str) -> str:
+    """A console script of this environment (beside its python)."""
+    return str(Path(sys.executable).with_name(name))
 
 
 def start_predictor(
@@ -69,9 +74,7 @@ def start_predictor(
     port = port or free_port()
     log_dir = Path(log_dir or model_dir)
     cmd = [
-        sys.executable,
-        "-m",
-        "spx.components.serving.predictor",
+        _script("spx-predictor"),
         "--model_dir",
         str(model_dir),
         "--model_name",
@@ -94,7 +97,7 @@ def start_transformer(
     port: int | None = None,
     log_dir: Path | None = None,
     max_feature_age_seconds: float | None = None,
-    logger_url: str | None = None,
+    prediction_log: bool = False,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 90.0,
@@ -102,9 +105,7 @@ def start_transformer(
     port = port or free_port()
     log_dir = Path(log_dir or ".")
     cmd = [
-        sys.executable,
-        "-m",
-        "spx.components.serving.transformer",
+        _script("spx-transformer"),
         "--predictor_host",
         f"127.0.0.1:{predictor_port}",
         "--model_name",
@@ -116,9 +117,8 @@ def start_transformer(
     ]
     if max_feature_age_seconds is not None:
         cmd += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
-    if logger_url:
-        cmd += ["--logger_url", logger_url]
     cmd += extra_args or []
+    env = {**(env or {}), "SPX_PREDICTION_LOG": "true" if prediction_log else "false"}
     server = ServerProcess(
         "transformer", port, cmd, log_dir / f"transformer-{port}.log", f"/v2/models/{model_name}/ready", env
     )

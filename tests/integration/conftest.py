@@ -8,8 +8,8 @@ import os
 import pandas as pd
 import pytest
 
+from spx.components.feature_store import store as F
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor
 from tests.envs import isolated_spx_env
 from tests.serving import helpers as serving_helpers

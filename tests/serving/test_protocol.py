@@ -16,8 +16,8 @@ import psutil
 import pytest
 import requests
 
+from spx.components.feature_store import store as F
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor, start_transformer
 
 SHORT = ["--header_timeout", "1", "--body_timeout", "1"]

@@ -1,9 +1,9 @@
-"""A small keep-alive HTTP/1.1 client for the transformer's calls to its predictor.
+"""The transformer's one HTTP client to its predictor (infer, metadata, readiness): :func:`client`.
 
-KServe's own REST client (httpx) costs about a millisecond of CPU per call in the transformer's
-event loop; this one writes the request bytes on a pooled connection and parses the answer with
-``httptools`` (uvicorn's parser, already a dependency through ``uvicorn[standard]``): tens of
-microseconds. It does only what the transformer needs: ``POST`` a body, return ``(status, body)``.
+With the ``client`` speed-up (``--speedups``), :class:`KeepAliveClient`: it writes the request bytes on a
+pooled connection and parses the answer with ``httptools`` (uvicorn's parser, a KServe dependency through
+``uvicorn[standard]``); without it, ``httpx`` (what KServe's own REST client uses). Both return
+``(status, body)`` and raise :class:`TransportError`; ``bench/serve.py`` measures the difference.
 
 * Connections are kept alive and reused (at most ``max_idle`` idle ones); a connection the server
   closed (idle timeout, restart) is dropped, and a request that fails on a *reused* connection
@@ -101,9 +101,10 @@ class KeepAliveClient:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return conn
 
-    def _request(self, path: str, body: bytes, headers: dict[str, str] | None) -> bytes:
+    def _request(self, method: str, path: str, body: bytes, headers: dict[str, str] | None) -> bytes:
         head = [
-            b"POST ",
+            method.encode(),
+            b" ",
             path.encode(),
             b" HTTP/1.1\r\nhost: ",
             self._host_header,
@@ -116,9 +117,11 @@ class KeepAliveClient:
         head += [b"\r\n", body]
         return b"".join(head)
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """``(status, body)`` of ``POST path``; raises :class:`TransportError`."""
-        request = self._request(path, body, headers)
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """``(status, body)`` of ``method path``; raises :class:`TransportError`."""
+        request = self._request(method, path, body, headers)
         conn: _Connection | None = None
         try:
             async with asyncio.timeout(self.timeout):
@@ -154,6 +157,35 @@ class KeepAliveClient:
             conn.close()
         return status, data
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+class HttpxClient:
+    """The same interface on ``httpx.AsyncClient`` (kept-alive connections as well)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0):
+        import httpx
+
+        self._httpx = httpx
+        self._client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=timeout)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        try:
+            answer = await self._client.request(
+                method, path, content=body, headers={"content-type": "application/json", **(headers or {})}
+            )
+        except self._httpx.HTTPError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return answer.status_code, answer.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def client(host_port: str, timeout: float, own: bool) -> KeepAliveClient | HttpxClient:
+    host, _, port = host_port.rpartition(":")
+    return (KeepAliveClient if own else HttpxClient)(host or "127.0.0.1", int(port or 80), timeout=timeout)
