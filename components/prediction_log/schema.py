@@ -49,6 +49,7 @@ def encode_rows(
     predictions: Sequence[float],
     latency_ms: float,
     bar_times_us: Sequence[int | None] | None = None,
+    status: str = OK,
 ) -> bytes:
     """The JSON lines of one answered request (``arrived``: epoch seconds), one per instance."""
     common = {
@@ -59,7 +60,7 @@ def encode_rows(
         "inference_service": inference_service,
         "namespace": namespace,
         "latency_ms": latency_ms,
-        "status": OK,
+        "status": status,
     }
     return b"".join(
         orjson.dumps(

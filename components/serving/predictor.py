@@ -84,6 +84,8 @@ class BoosterModel(Model):
         self.nthread = nthread
         self.direct_booster = direct_booster
         self.log = prediction_log
+        cluster = settings().cluster  # read once: settings() parses the environment (milliseconds)
+        self.logged_as = {"inference_service": cluster.inference_service, "namespace": cluster.namespace}
         self.feature_names: list[str] = []
         self.info: dict[str, Any] = {}
         self._booster = None
@@ -217,15 +219,13 @@ class BoosterModel(Model):
 
     def _log(self, request_id: str, arrived: float, arr: np.ndarray, proba: np.ndarray) -> None:
         """The rows of this answer in the prediction log, before it leaves (else a 503: never unlogged)."""
-        cluster = settings().cluster
         p = proba.astype(float).tolist()
         lines = encode_rows(
             request_id=request_id,
             arrived=arrived,
             model_name=self.name,
             model_version=self.model_version,
-            inference_service=cluster.inference_service,
-            namespace=cluster.namespace,
+            **self.logged_as,
             inputs=[dict(zip(self.feature_names, row)) for row in arr.tolist()],
             outputs=[{OUTPUT_NAME: x} for x in p],
             probabilities=p,

@@ -33,6 +33,7 @@ import re
 from typing import Callable
 
 import orjson
+from fastapi import Request  # module level: FastAPI resolves the route's annotations in these globals
 
 from spx.core.errors import SpxError
 from spx.core.settings import settings
@@ -166,8 +167,6 @@ class Guard:
             handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
             if handler is None:
                 raise
-            from starlette.requests import Request
-
             response = await handler(Request(scope), exc)
 
             async def nothing():
@@ -280,7 +279,7 @@ async def _ready(models: dict) -> bool:
 
 def _install(app, models: dict, dataplane) -> None:
     """Our routes and error handlers on KServe's FastAPI app (before KServe adds its own, so ours win)."""
-    from fastapi import Request, Response
+    from fastapi import Response
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
     from starlette.exceptions import HTTPException

@@ -127,6 +127,8 @@ class FeastTransformer(Model):
         self.own_client = own_client
         self._client = None  # created on the serving loop
         self.log = prediction_log
+        cluster = settings().cluster  # read once: settings() parses the environment (milliseconds)
+        self.logged_as = {"inference_service": cluster.inference_service, "namespace": cluster.namespace}
         self.threshold = threshold
         self.predictor_wait_seconds = predictor_wait_seconds
         self.feature_names: list[str] = []
@@ -379,7 +381,6 @@ class FeastTransformer(Model):
 
     def _log(self, ctx: RequestContext, data: dict, times: list[datetime], latency_ms: float) -> None:
         """One prediction-log row per instrument, written before the answer leaves (else a 503)."""
-        cluster = settings().cluster
         n = len(ctx.instruments)
         request = {"as_of": ctx.as_of_raw} if ctx.as_of_raw is not None else {}
         answers = [{k: data[k][i] for k, _ in OUTPUTS if k not in ("instrument", "features_used")} for i in range(n)]
@@ -388,8 +389,7 @@ class FeastTransformer(Model):
             arrived=ctx.arrived,
             model_name=self.name,
             model_version=data["model_version"][0],
-            inference_service=cluster.inference_service,
-            namespace=cluster.namespace,
+            **self.logged_as,
             inputs=[{"instrument": ctx.instruments[i], **request, **ctx.features[i].values} for i in range(n)],
             outputs=answers,
             probabilities=data["probability"],
