@@ -10,10 +10,10 @@ connection per client, JSON bodies. The generator shares the cores with the serv
 
 1. **Load**: the predictor (one 12-feature row per request) and the transformer (one instrument per request,
    logging on) at each client count of ``--clients``: requests/s and p50 / p99 / p99.9 over ``--duration`` s.
-2. **Speed-ups** (``--shares``): the servers restarted without each speed-up of ``--speedups`` in turn
-   (``infer``: the guard answers /infer itself; ``cork``: one write per response; ``client``: the transformer's
-   own HTTP client instead of httpx; ``booster``: the direct XGBoost call) and with none; each one's share of
-   the req/s at 8 clients.
+2. **Speed-ups** (``--shares``): servers without each speed-up of ``--speedups`` in turn (``infer``: the guard
+   answers /infer itself; ``client``: the transformer's own HTTP client instead of httpx; ``booster``: the direct
+   XGBoost call) and without any, beside the full set, in alternating short rounds: req/s, p99 and the server
+   CPU per request, whose saving is each speed-up's share.
 3. **Peers** (``--peers``): a plain KServe ``ModelServer`` with KServe's xgbserver model (bench/kserve_plain.py)
    and Seldon MLServer's XGBoost runtime (``mlserver==1.7.1``, ``mlserver-xgboost==1.7.1``, in a throwaway venv
    the bench makes with ``uv`` under ``~/.cache/spx-bench``: MLServer's pins conflict with the lock's, and it is
@@ -28,7 +28,7 @@ Targets: predictor >= 1,500 req/s at 8 clients; transformer with logging >= 1,00
 p99 <= 25 ms; the soak loses nothing and duplicates nothing.
 
     python bench/serve.py [--clients 1,8,32,64] [--duration 10] [--soak 60] [--shares] [--peers]
-                          [--speedups infer,cork,client,booster] [--load-generator auto|wrk|aiohttp]
+                          [--speedups infer,client,booster] [--load-generator auto|wrk|aiohttp]
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=60.0, help="soak seconds at 8 clients (0: skip)")
     parser.add_argument("--shares", action="store_true", help="measure each speed-up's share")
     parser.add_argument("--peers", action="store_true", help="measure plain KServe and MLServer on the same model")
-    parser.add_argument("--speedups", default="infer,cork,client,booster", help="the servers' --speedups")
+    parser.add_argument("--speedups", default="infer,client,booster", help="the servers' --speedups")
     parser.add_argument("--batches", type=int, default=20, help="predictor requests of --batch-size rows")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--load-generator", choices=["auto", "wrk", "aiohttp"], default="auto")
@@ -343,31 +343,47 @@ def main() -> int:
                 )
 
             if args.shares:
-                base = {"predictor": p8 or run_load(predictor.url + infer, lambda rid: one, 8)}
-                base["transformer"] = t8 or run_load(transformer.url + infer, inst, 8)
-                for server in (transformer, predictor):
-                    server.stop()
-                    servers.remove(server)
-                print(f"speed-up shares at 8 clients (load average {_loadavg()}):", flush=True)
-                for off in [*sorted(speedups), "all"]:
-                    ups = set() if off == "all" else speedups - {off}
-                    p, t = start(ups)
-                    line = []
+                # each variant beside the full set, measured in alternating short rounds (the same load for both)
+                rounds, seconds = 3, max(2.0, args.duration / 3)
+                print(
+                    f"speed-up shares at 8 clients, {rounds} alternating rounds of {seconds:g} s (load {_loadavg()}):"
+                )
+
+                def measure(p, t) -> dict:
+                    out = {}
                     for name, server, body, pids in (
                         ("predictor", p, lambda rid: one, (p.proc.pid,)),
                         ("transformer", t, inst, (t.proc.pid, p.proc.pid)),
                     ):
-                        r = run_load(server.url + infer, body, 8, pids)
-                        share = 1 - r["rps"] / base[name]["rps"]
-                        line.append(
-                            f"{name} {r['rps']:.0f} req/s p99 {r['p99']:.1f} ms CPU {r['cpu_ms']:.2f} ms/req "
-                            f"({share:+.0%} of req/s)"
-                        )
+                        before = _cpu_seconds(list(pids))
+                        r = _load_wrk(server.url + infer, body(None), 8, seconds, tmp, warmup=0)
+                        out[name] = (r["n"], seconds, _cpu_seconds(list(pids)) - before, r["p99"])
+                    return out
+
+                def total(parts: list[dict], name: str) -> tuple[float, float, float]:
+                    n = sum(x[name][0] for x in parts)
+                    return (
+                        n / sum(x[name][1] for x in parts),
+                        1000 * sum(x[name][2] for x in parts) / n,
+                        float(np.median([x[name][3] for x in parts])),
+                    )
+
+                for off in [*sorted(speedups), "all"]:
+                    p, t = start(set() if off == "all" else speedups - {off})
+                    a, b = [], []
+                    for _ in range(rounds):
+                        a.append(measure(predictor, transformer))
+                        b.append(measure(p, t))
                     t.stop()
                     p.stop()
+                    line = []
+                    for name in ("predictor", "transformer"):
+                        (ra, ca, qa), (rb, cb, qb) = total(a, name), total(b, name)
+                        line.append(
+                            f"{name} {rb:.0f} vs {ra:.0f} req/s, p99 {qb:.1f} vs {qa:.1f} ms, CPU {cb:.2f} vs "
+                            f"{ca:.2f} ms/req (it saves {1 - ca / cb:.0%} of the CPU per request)"
+                        )
                     print(f"  without {off:<8} " + "; ".join(line) + f"  (load {_loadavg()})", flush=True)
-                predictor, transformer = start(speedups)
-                servers += [predictor, transformer]
 
             if args.peers:
                 print(f"peers on the same model file, 8 clients (load average {_loadavg()}):", flush=True)

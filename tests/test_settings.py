@@ -51,7 +51,7 @@ def test_a_variable_named_after_a_group_is_not_read(monkeypatch, spell):
     for name in [*GROUPS, "settings", "home", "bucket", "port", "host"]:
         monkeypatch.setenv(spell(name), "junk {not: json")
     cfg = settings()
-    assert cfg.s3.bucket == "spx" and cfg.sink.port == 8085 and cfg.home.name == ".spx"
+    assert cfg.s3.bucket == "spx" and cfg.serving.log_flush_seconds == 10.0 and cfg.home.name == ".spx"
 
 
 def test_every_setting_names_its_variables():

@@ -24,6 +24,7 @@ raises :class:`LogUnavailable` and the server answers 503: no prediction is answ
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import logging
 import os
@@ -44,21 +45,19 @@ from spx.core import layout
 from spx.core.errors import ImmutableObjectError, ServiceError
 
 log = logging.getLogger(__name__)
-_METRICS: dict = {}
 
 
 class LogUnavailable(ServiceError):
     """The local log cannot take a row (full, or its disk refuses): the prediction is refused with 503."""
 
 
-def _metrics() -> dict:
-    """Prometheus metrics in the default registry (the servers' ``/metrics``), created once per process."""
-    if not _METRICS:
-        from prometheus_client import Counter, Gauge
+@functools.cache
+def _metrics():
+    """Prometheus metrics in the default registry (the servers' ``/metrics``), once per process."""
+    from prometheus_client import Counter, Gauge
 
-        _METRICS["rows"] = Counter("spx_prediction_log_rows", "prediction-log rows by outcome", ["outcome"])
-        _METRICS["pending"] = Gauge("spx_prediction_log_pending_bytes", "prediction-log bytes not yet shipped")
-    return _METRICS
+    rows = Counter("spx_prediction_log_rows", "prediction-log rows by outcome", ["outcome"])
+    return rows, Gauge("spx_prediction_log_pending_bytes", "prediction-log bytes not yet shipped")
 
 
 def _default_store():
@@ -71,25 +70,15 @@ def _default_store():
 
 class PredictionLog:
     def __init__(
-        self,
-        directory: str | Path,
-        store_factory: Callable[[], object] = _default_store,
-        flush_seconds: float = 10.0,
-        max_bytes: int = 1 << 30,
+        self, directory, store_factory: Callable[[], object] = _default_store, flush_seconds=10.0, max_bytes=1 << 30
     ):
-        self.dir = Path(directory)
-        self.flush_seconds = flush_seconds
-        self.max_bytes = max_bytes
-        self._store_factory = store_factory
-        self._store = None
-        self._lock = threading.Lock()
+        self.dir, self.flush_seconds, self.max_bytes = Path(directory), flush_seconds, max_bytes
+        self._store_factory, self._store = store_factory, None
+        self._lock, self._stop, self._thread = threading.Lock(), threading.Event(), None
         self._fd: int | None = None
         self._path: Path | None = None
         self._rows_open = 0  # rows in the open segment
-        self._written = 0  # rows written, not yet added to the Prometheus counter
         self._pending = 0  # bytes on disk not yet shipped
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._failing = False
 
     @classmethod
@@ -98,26 +87,22 @@ class PredictionLog:
         from spx.core.settings import settings
 
         cfg = settings()
-        if not cfg.serving.prediction_log:
-            return None
         serving = cfg.serving
-        return cls(
-            cfg.prediction_log_dir, flush_seconds=serving.log_flush_seconds, max_bytes=serving.log_max_bytes
-        ).open()
+        if serving.prediction_log:
+            return cls(
+                cfg.prediction_log_dir, flush_seconds=serving.log_flush_seconds, max_bytes=serving.log_max_bytes
+            ).open()
+        return None
 
     # -- the server's side ------------------------------------------------------------------------
     def open(self, background: bool = True) -> "PredictionLog":
-        """Seal dead processes' segments, open ours, start the shipping thread."""
+        """Seal dead processes' segments (their lock is free), open ours, start the shipping thread."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for path in self.dir.glob("*.open"):
+            fd = os.open(path, os.O_RDONLY)
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: its process is gone
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.rename(path, path.with_suffix(".jsonl"))
-                log.info("prediction log: sealed %s left by a process that ended", path.name)
             except (BlockingIOError, FileNotFoundError):
                 pass  # a live process owns it, or another process sealed it first
             finally:
@@ -131,8 +116,7 @@ class PredictionLog:
         return self
 
     def _open_segment(self) -> None:
-        name = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}"
-        path = self.dir / f"{name}.open"
+        path = self.dir / f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}.open"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd, self._path, self._rows_open = fd, path, 0
@@ -140,9 +124,7 @@ class PredictionLog:
     def write(self, lines: bytes, rows: int = 1) -> None:
         """Append the rows of one answered request (raises :class:`LogUnavailable`)."""
         with self._lock:
-            if self._fd is None:
-                raise LogUnavailable("the prediction log is closed")
-            if self._pending + len(lines) > self.max_bytes:
+            if self._fd is None or self._pending + len(lines) > self.max_bytes:
                 raise LogUnavailable(
                     f"the prediction log holds {self._pending} unshipped bytes in {self.dir} (limit {self.max_bytes}); "
                     "the bucket has not taken them: check the S3 endpoint"
@@ -155,7 +137,6 @@ class PredictionLog:
             if written != len(lines):  # a full disk: the torn line is skipped when shipped
                 raise LogUnavailable(f"the prediction log {self._path} took {written} of {len(lines)} bytes")
             self._rows_open += rows
-            self._written += rows
 
     # -- sealing and shipping ----------------------------------------------------------------------
     def seal(self) -> None:
@@ -180,50 +161,39 @@ class PredictionLog:
             except FileNotFoundError:
                 continue  # another process shipped it
             table = _table(data, path.name)
-            if self._store is None:
-                self._store = self._store_factory()
+            self._store = self._store or self._store_factory()
             days = pc.strftime(table["timestamp"], format="%Y-%m-%d")
             for day in pc.unique(days).to_pylist():
                 buf = io.BytesIO()
                 pq.write_table(table.filter(pc.equal(days, day)), buf)
-                key = layout.prediction_key(day, path.stem)
                 try:
-                    self._store.put_bytes(key, buf.getvalue(), write_once=True)
-                except ImmutableObjectError:  # shipped before by another pyarrow: the key holds this segment
-                    log.warning("prediction log: %s exists with other bytes; keeping it", key)
+                    self._store.put_bytes(layout.prediction_key(day, path.stem), buf.getvalue(), write_once=True)
+                except ImmutableObjectError:  # shipped before, by another pyarrow: the key holds this segment
+                    log.warning("prediction log: %s was shipped before; keeping it", path.stem)
             path.unlink(missing_ok=True)
             shipped += table.num_rows
             with self._lock:
                 self._pending = max(0, self._pending - len(data))
-        self._export(shipped)
         return shipped
-
-    def _export(self, shipped: int) -> None:
-        metrics = _metrics()
-        with self._lock:
-            written, self._written = self._written, 0
-            pending = self._pending
-        metrics["rows"].labels("written").inc(written)
-        metrics["rows"].labels("shipped").inc(shipped)
-        metrics["pending"].set(pending)
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self._cycle()
 
     def _cycle(self, deadline: float | None = None) -> None:
+        rows, pending = _metrics()
         try:
             self.seal()
-            self.ship(deadline)
+            rows.labels("shipped").inc(self.ship(deadline))
+            if self._failing:
+                log.info("prediction log: shipping again")
+            self._failing = False
         except Exception as exc:  # noqa: BLE001 - the rows stay on disk; the next cycle retries
-            _metrics()["rows"].labels("ship_failed").inc()
+            rows.labels("ship_failed").inc()
             if not self._failing:
                 log.warning("prediction log: shipping to the bucket failed (%s); rows kept in %s", exc, self.dir)
             self._failing = True
-            return
-        if self._failing:
-            log.info("prediction log: shipping again")
-        self._failing = False
+        pending.set(self._pending)
 
     def close(self, timeout: float = 20.0) -> None:
         """Stop the thread, seal, ship for up to ``timeout`` seconds; what is left is shipped by the next start."""
@@ -234,16 +204,16 @@ class PredictionLog:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
-                self._fd = None
-                if self._path is not None and not self._rows_open:
+                if not self._rows_open:
                     self._path.unlink(missing_ok=True)  # an empty segment: nothing to keep
+                self._fd = None
 
 
 def _table(data: bytes, name: str) -> pa.Table:
-    """The rows of a segment with the parquet types. A torn or damaged line (a process killed in mid-write,
-    a full disk) is skipped and reported; the other rows are kept."""
-    options = pajson.ParseOptions(explicit_schema=LINE, unexpected_field_behavior="ignore")
+    """The rows of a segment with the parquet types. A torn or damaged line (a process killed in mid-write, a
+    full disk: never answered) is skipped and reported; the other rows are kept."""
     try:
+        options = pajson.ParseOptions(explicit_schema=LINE, unexpected_field_behavior="ignore")
         table = pajson.read_json(io.BytesIO(data), parse_options=options) if data.strip() else LINE.empty_table()
     except pa.ArrowInvalid:
         rows, bad = [], 0
@@ -252,6 +222,6 @@ def _table(data: bytes, name: str) -> pa.Table:
                 rows.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 bad += 1
-        log.warning("prediction log: %s: skipped %d torn line(s) (never answered)", name, bad)
+        log.warning("prediction log: %s: skipped %d torn line(s)", name, bad)
         table = pa.Table.from_pylist(rows, schema=LINE)
     return table.select(LINE.names).cast(TABLE)

@@ -1,165 +1,80 @@
 """The transformer's one HTTP client to its predictor (infer, metadata, readiness): :func:`client`.
 
-With the ``client`` speed-up (``--speedups``), :class:`KeepAliveClient`: it writes the request bytes on a
-pooled connection and parses the answer with ``httptools`` (uvicorn's parser, a KServe dependency through
-``uvicorn[standard]``); without it, ``httpx`` (what KServe's own REST client uses). Both return
-``(status, body)`` and raise :class:`TransportError`; ``bench/serve.py`` measures the difference.
-
-* Connections are kept alive and reused (at most ``max_idle`` idle ones); a connection the server
-  closed (idle timeout, restart) is dropped, and a request that fails on a *reused* connection
-  before any byte of the answer arrived is sent once more on a new connection (inference is
-  idempotent).
-* ``timeout`` bounds the whole call (connect + answer); on expiry the connection is closed.
-* Any transport failure is raised as :class:`TransportError`; HTTP errors are returned as statuses.
+With the ``client`` speed-up (``--speedups``), :class:`KeepAliveClient`: HTTP/1.1 on pooled asyncio streams,
+reading what a KServe server answers (a status line, ``content-length``); without it, ``httpx`` (what KServe's own
+REST client uses, at several times the CPU per call: ``bench/serve.py --shares``). Both return
+``(status, body)`` and raise :class:`TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import httptools
-
 
 class TransportError(ConnectionError):
     """The request could not be sent or its answer not read (refused, reset, timeout, bad HTTP)."""
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.waiter: asyncio.Future | None = None
-        self.received = False
-        self.keep_alive = True
-        self.status = 0
-        self._body: list[bytes] = []
-
-    # asyncio.Protocol
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(TransportError(f"malformed HTTP response: {exc}"))
-            self.close()
-
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        self._fail(TransportError(f"connection closed by the server{f' ({exc})' if exc else ''}"))
-
-    # httptools callbacks
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(b"".join(self._body))
-
-    def _fail(self, exc: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        self._body = []
-        self.received = False
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        try:
-            body = await self.waiter
-        finally:
-            self.waiter = None
-        return self.status, body
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
 class KeepAliveClient:
-    """POSTs to one ``host:port`` over pooled keep-alive connections."""
+    """Requests to one ``host:port`` over kept-alive connections (at most ``max_idle`` idle ones). A request that
+    fails on a reused connection before any byte of the answer (the server closed it while idle) is sent once more
+    on a new one; ``timeout`` bounds the whole call."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0, max_idle: int = 64):
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.max_idle = max_idle
-        self._idle: list[_Connection] = []
-        self._host_header = f"{host}:{port}".encode()
-
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            _, conn = await loop.create_connection(_Connection, self.host, self.port)
-        except OSError as exc:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-        return conn
-
-    def _request(self, method: str, path: str, body: bytes, headers: dict[str, str] | None) -> bytes:
-        head = [
-            method.encode(),
-            b" ",
-            path.encode(),
-            b" HTTP/1.1\r\nhost: ",
-            self._host_header,
-            b"\r\ncontent-type: application/json\r\ncontent-length: ",
-            str(len(body)).encode(),
-            b"\r\n",
-        ]
-        for key, value in (headers or {}).items():
-            head += [key.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-        head += [b"\r\n", body]
-        return b"".join(head)
+        self.host, self.port, self.timeout, self.max_idle = host, port, timeout, max_idle
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        """``(status, body)`` of ``method path``; raises :class:`TransportError`."""
-        request = self._request(method, path, body, headers)
-        conn: _Connection | None = None
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-type: application/json\r\n"
+        request = f"{head}content-length: {len(body)}\r\n{extra}\r\n".encode("latin-1") + body
         try:
             async with asyncio.timeout(self.timeout):
                 while True:
-                    conn = None
-                    while self._idle:
-                        candidate = self._idle.pop()
-                        if not candidate.closed:
-                            conn = candidate
-                            break
-                    reused = conn is not None
-                    if conn is None:
-                        conn = await self._connect()
+                    reused = bool(self._idle)
+                    reader, writer = self._idle.pop() if reused else await self._connect()
                     try:
-                        status, data = await conn.exchange(request)
-                    except TransportError:
-                        conn.close()
-                        if reused and not conn.received:
-                            continue  # the server closed an idle connection under us: once more, fresh
+                        writer.write(request)
+                        return await self._answer(reader, writer)
+                    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                        writer.close()
+                        if not (reused and isinstance(exc, asyncio.IncompleteReadError) and not exc.partial):
+                            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+                    except BaseException:  # a timeout or a cancelled request: the connection is in an unknown state
+                        writer.close()
                         raise
-                    break
         except TimeoutError:
-            if conn is not None:
-                conn.close()
             raise TransportError(f"no answer from {self.host}:{self.port} within {self.timeout:g}s") from None
-        except asyncio.CancelledError:
-            if conn is not None:
-                conn.close()
+
+    async def _connect(self):
+        try:
+            return await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+
+    async def _answer(self, reader, writer) -> tuple[int, bytes]:
+        try:
+            lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        except asyncio.IncompleteReadError:
             raise
-        if conn.keep_alive and not conn.closed and len(self._idle) < self.max_idle:
-            self._idle.append(conn)
+        except (ValueError, IndexError, asyncio.LimitOverrunError) as exc:
+            writer.close()
+            raise TransportError(f"malformed HTTP response: {exc}") from None
+        length = fields.get("content-length")
+        body = await (reader.readexactly(int(length)) if length is not None else reader.read())
+        if length is not None and fields.get("connection", "").lower() != "close" and len(self._idle) < self.max_idle:
+            self._idle.append((reader, writer))
         else:
-            conn.close()
-        return status, data
+            writer.close()
+        return status, body
 
     async def aclose(self) -> None:
         while self._idle:
-            self._idle.pop().close()
+            self._idle.pop()[1].close()
 
 
 class HttpxClient:

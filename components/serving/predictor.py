@@ -16,7 +16,7 @@ it on the one server that answers clients) each answered row is written to the p
 leaves (:mod:`spx.components.prediction_log`).
 
 Run: ``spx-predictor --model_dir DIR [--model_name spx-direction] [--model_version N] [--http_port 8080]
-[--nthread 1] [--speedups booster,infer,cork]``.
+[--nthread 1] [--speedups booster,infer]``.
 """
 
 from __future__ import annotations

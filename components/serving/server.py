@@ -7,9 +7,10 @@ what it lacks:
 
 * **Bind address.** KServe binds 0.0.0.0; local servers bind loopback (``--host``).
 * **Only the V2 data plane.** :class:`Guard`, the outermost ASGI app: the model repository extension
-  (``/v2/repository/…``, unauthenticated load/unload) is 403, an unknown path 404, a wrong method 405 with
-  ``Allow``; ``/v2/models/{m}/versions/{v}/…`` serves the advertised version only; a request body over
-  ``--max_body_bytes`` is 413 and one slower than ``--body_timeout`` 408, both with ``Connection: close``.
+  (``/v2/repository/…``, unauthenticated load/unload) is 403, the V1 endpoints and the OpenAPI document 404;
+  ``/v2/models/{m}/versions/{v}/…`` serves the advertised version only; an ``/infer`` body over
+  ``--max_body_bytes`` is 413 and one slower than ``--body_timeout`` 408, both with ``Connection: close``. Unknown
+  paths (404) and wrong methods (405 with ``Allow``) are KServe's router's own answers, in JSON.
 * **Header limits.** uvicorn has none for httptools: a 431 above ``--max_header_bytes`` and a closed connection
   when the headers take longer than ``--header_timeout`` (a subclass of uvicorn's ``HttpToolsProtocol``).
 * **JSON everywhere.** Every error is ``{"error": ...}``; ``/infer`` decodes with KServe's own parser and any
@@ -17,10 +18,10 @@ what it lacks:
   the model metadata carries the model's ``parameters`` (the feature names); readiness is 503 JSON, and a model
   with an upstream (the transformer's predictor) is ready only while that upstream is.
 
-Speed-ups, each behind ``--speedups`` (``bench/serve.py`` measures each one's share):
-
-* ``infer``: the guard answers ``/infer`` itself (the same steps as the FastAPI route: no router, no middleware);
-* ``cork``: a response's status line and headers wait for its body, so that it leaves in one write.
+The speed-up here, behind ``--speedups`` (``bench/serve.py --shares`` measures it): ``infer``, the guard answers
+``/infer`` itself with the same steps as our FastAPI route, without the router and KServe's middleware (about
+half the predictor's CPU per request). Holding a response's head until its body (one write instead of two) saved
+8–9% and is not needed for the targets: removed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
-SPEEDUPS = ("infer", "cork", "client", "booster")  # client: transformer.py; booster: predictor.py
+SPEEDUPS = ("infer", "client", "booster")  # client: transformer.py; booster: predictor.py
 
 
 class ServingError(SpxError):
@@ -54,84 +55,64 @@ class ServingError(SpxError):
         return self.message
 
 
-# (pattern, methods, kind); m = model name, v = version
-_ROUTES = [
-    (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?/infer$"), {"POST"}, "infer"),
-    (re.compile(r"^/$"), {"GET"}, "live"),
-    (re.compile(r"^/metrics$"), {"GET"}, "metrics"),
-    (re.compile(r"^/v2/?$"), {"GET"}, "server"),
-    (re.compile(r"^/v2/health/(live|ready)$"), {"GET"}, "health"),
-    (re.compile(r"^/v2/models$"), {"GET"}, "models"),
-    (re.compile(r"^/v2/models/(?P<m>[^/]+)(/versions/(?P<v>[^/]+))?(/ready)?$"), {"GET"}, "model"),
-]
+_VERSIONED = re.compile(r"^/v2/models/([^/]+)/versions/([^/]+)(/ready|/infer)?$")
+_INFER = re.compile(r"^/v2/models/([^/]+)/infer$")
+_HIDDEN = ("/v1/", "/openapi.json", "/docs", "/redoc")  # KServe's V1 routes, FastAPI's documents
 
 
-async def _send_json(send, status: int, message: str, close: bool = False, extra: tuple = ()) -> None:
+async def _send_json(send, status: int, message: str, close: bool = False) -> None:
     body = orjson.dumps({"error": message})
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *extra]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + [(b"connection", b"close")] * close}
+    )
     await send({"type": "http.response.body", "body": body})
-
-
-def _replay(body: bytes, receive):
-    """An ASGI ``receive`` that yields the body already read, then the connection's own messages."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 class Guard:
     """The outermost ASGI app (see the module docstring); everything it lets through goes to KServe's app."""
 
     def __init__(self, app, models: dict, dataplane, args, fast_infer: bool):
-        self.app, self.models, self.dataplane = app, models, dataplane
+        self.app, self.models, self.dataplane, self.fast_infer = app, models, dataplane, fast_infer
         self.max_bytes, self.body_timeout = args.max_body_bytes, args.body_timeout
-        self.fast_infer = fast_infer
 
     async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path, method = scope["path"], scope["method"]
         if path.startswith("/v2/repository"):
             return await _send_json(send, 403, "the model repository extension (load/unload) is disabled", True)
-        for pattern, methods, kind in _ROUTES:
-            match = pattern.match(path)
-            if match is None:
-                continue
-            allowed = methods | ({"HEAD"} if "GET" in methods else set())
-            if method not in allowed:
-                message = f"method {method} is not allowed on {path}; use {' or '.join(sorted(methods))}"
-                return await _send_json(send, 405, message, True, ((b"allow", ", ".join(sorted(allowed)).encode()),))
-            name, version = match.groupdict().get("m"), match.groupdict().get("v")
-            if name is not None and name not in self.models:
-                return await _send_json(
-                    send, 404, f"model {name!r} does not exist; this server serves {list(self.models)}"
-                )
-            if version is not None:
-                served = str(getattr(self.models[name], "model_version", "") or "")
-                if version != served:
-                    message = f"version {version!r} of model {name!r} is not served; this server serves {served or '(unversioned)'}"
-                    return await _send_json(send, 404, message)
-                scope = dict(scope, path=path.replace(f"/versions/{version}", "", 1))
-                scope["raw_path"] = scope["path"].encode()
-            if kind != "infer":
-                return await self.app(scope, receive, send)
-            body = await self._body(scope, receive, send)
-            if body is None:
-                return None
-            if self.fast_infer:
-                return await self._infer(scope, body, send, name)
-            return await self.app(scope, _replay(body, receive), send)  # our FastAPI route, same steps
-        return await _send_json(send, 404, f"no such endpoint: {method} {path} (this server speaks V2 under /v2)")
+        if path.startswith(_HIDDEN):
+            return await _send_json(send, 404, f"no such endpoint: {path} (this server speaks V2 under /v2)")
+        if versioned := _VERSIONED.match(path):
+            name, version, rest = versioned.groups()
+            served = str(getattr(self.models.get(name), "model_version", "") or "")
+            if version != served:
+                message = f"version {version!r} of model {name!r} is not served; this server serves {served or 'none'}"
+                return await _send_json(send, 404, message)
+            path = f"/v2/models/{name}{rest or ''}"
+            scope = dict(scope, path=path, raw_path=path.encode())
+        infer_path = _INFER.match(path)
+        if infer_path is None or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return None
+        if not self.fast_infer:
+            return await self.app(scope, _replay(body, receive), send)  # our FastAPI route, the same steps
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            content, media_type, extra = await infer(self.dataplane, infer_path[1], body, headers)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's own exception handlers
+            handlers = self.app.exception_handlers
+            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+            if handler is None:
+                raise
+            return await (await handler(Request(scope), exc))(scope, _replay(b"", receive), send)
+        out = [(b"content-type", media_type.encode()), (b"content-length", b"%d" % len(content))]
+        out += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send({"type": "http.response.body", "body": content})
 
     async def _body(self, scope, receive, send) -> bytes | None:
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
@@ -158,25 +139,19 @@ class Guard:
         except TimeoutError:
             return await _send_json(send, 408, f"request body not received within {self.body_timeout:g} s", True)
 
-    async def _infer(self, scope, body: bytes, send, name: str) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            content, media_type, extra = await infer(self.dataplane, name, body, headers)
-        except Exception as exc:  # noqa: BLE001 - answered by the app's own exception handlers
-            handlers = self.app.exception_handlers
-            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-            if handler is None:
-                raise
-            response = await handler(Request(scope), exc)
 
-            async def nothing():
-                return {"type": "http.disconnect"}
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that yields ``body`` (already read), then the connection's own messages."""
+    sent = False
 
-            return await response(scope, nothing, send)
-        out = [(b"content-type", media_type.encode()), (b"content-length", b"%d" % len(content))]
-        out += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": out})
-        await send({"type": "http.response.body", "body": content})
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def decode(body: bytes, headers: dict, model_name: str):
@@ -280,8 +255,8 @@ async def _ready(models: dict) -> bool:
 def _install(app, models: dict, dataplane) -> None:
     """Our routes and error handlers on KServe's FastAPI app (before KServe adds its own, so ours win)."""
     from fastapi import Response
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
+    from kserve.errors import ModelNotFound
     from starlette.exceptions import HTTPException
 
     def error(status: int, message: str, headers: dict | None = None) -> ORJSONResponse:
@@ -290,28 +265,31 @@ def _install(app, models: dict, dataplane) -> None:
     async def serving_error(_, exc: ServingError):
         return error(exc.status, exc.message)
 
-    async def validation_error(_, exc: RequestValidationError):
-        return error(422, str(exc.errors()[:3]))
-
-    async def http_error(_, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail), exc.headers)
+    async def http_error(request: Request, exc: HTTPException):
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path} (this server speaks V2 under /v2)"
+        return error(exc.status_code, detail, exc.headers)
 
     app.add_exception_handler(ServingError, serving_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
 
     async def infer_route(request: Request, model_name: str):
         content, media_type, extra = await infer(dataplane, model_name, await request.body(), dict(request.headers))
         return Response(content, media_type=media_type, headers=extra)
 
+    def model(name: str):
+        if name not in models:
+            raise ModelNotFound(name)
+        return models[name]
+
     async def model_metadata(model_name: str):
-        return ORJSONResponse(models[model_name].metadata())
+        return ORJSONResponse(model(model_name).metadata())
 
     async def model_ready(model_name: str):
-        ready = await _ready({model_name: models[model_name]})
-        return (
-            ORJSONResponse({"name": model_name, "ready": True}) if ready else error(503, f"{model_name} is not ready")
-        )
+        if await _ready({model_name: model(model_name)}):
+            return ORJSONResponse({"name": model_name, "ready": True})
+        return error(503, f"{model_name} is not ready")
 
     async def server_ready():
         return ORJSONResponse({"ready": True}) if await _ready(models) else error(503, "server is not ready")
@@ -328,40 +306,13 @@ def _install(app, models: dict, dataplane) -> None:
     app.add_api_route("/v2/", server_metadata, methods=["GET"])
 
 
-def _protocol(max_header_bytes: int, header_timeout: float, cork: bool):
+def _protocol(max_header_bytes: int, header_timeout: float):
     """uvicorn's httptools protocol with a cap on the request line + headers (431) and on the time they may take
-    (the connection is closed); with ``cork`` a response's head waits for its body (one write per response)."""
+    (the connection is closed): uvicorn has neither for httptools."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class TooLarge(Exception):
         pass
-
-    class Corked:
-        """A request cycle's transport that holds the status line + headers until the body (not 100 Continue)."""
-
-        def __init__(self, transport):
-            self._transport, self._held = transport, None
-
-        def write(self, data: bytes) -> None:
-            if self._held is not None:
-                data, self._held = self._held + data, None
-                self._transport.write(data)
-            elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100" and data[-4:] == b"\r\n\r\n":
-                self._held = data
-            else:
-                self._transport.write(data)
-
-        def flush(self) -> None:
-            if self._held is not None:
-                data, self._held = self._held, None
-                self._transport.write(data)
-
-        def close(self) -> None:
-            self.flush()
-            self._transport.close()
-
-        def __getattr__(self, name):
-            return getattr(self._transport, name)
 
     class Protocol(HttpToolsProtocol):
         def connection_made(self, transport):
@@ -371,13 +322,10 @@ def _protocol(max_header_bytes: int, header_timeout: float, cork: bool):
 
         def _timed_out(self):
             self._timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+            self.transport.close()
 
         def _stop_timer(self):
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._timer = self._timer and self._timer.cancel()  # cancel() returns None
 
         def data_received(self, data: bytes) -> None:
             if self._too_large:
@@ -407,13 +355,6 @@ def _protocol(max_header_bytes: int, header_timeout: float, cork: bool):
         def on_headers_complete(self) -> None:
             self._stop_timer()
             super().on_headers_complete()
-            if cork and self.cycle is not None:
-                self.cycle.transport = Corked(self.cycle.transport)
-
-        def on_response_complete(self) -> None:
-            if self.cycle is not None and isinstance(self.cycle.transport, Corked):
-                self.cycle.transport.flush()  # a response without body bytes (HEAD)
-            super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
             if not self._too_large:
@@ -457,7 +398,7 @@ def serve(models: list, args, on_startup: tuple[Callable, ...] = (), on_shutdown
     )
     rest.config.app = Guard(app, by_name, server.dataplane, args, fast_infer="infer" in args.speedups)
     rest.config.host = args.host
-    rest.config.http = _protocol(args.max_header_bytes, args.header_timeout, cork="cork" in args.speedups)
+    rest.config.http = _protocol(args.max_header_bytes, args.header_timeout)
     import uvloop  # uvicorn[standard], a KServe dependency
 
     gc.collect()
@@ -479,17 +420,13 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--http_port", type=int, default=8080)
-    p.add_argument(
-        "--host", default="0.0.0.0", help="bind address (the image's default; local launchers pass 127.0.0.1)"
-    )
+    p.add_argument("--host", default="0.0.0.0", help="bind address (local launchers pass 127.0.0.1)")
     p.add_argument("--model_name", default=settings().mlflow.registered_model)
     p.add_argument("--max_body_bytes", type=int, default=4 << 20, help="larger request bodies: 413")
     p.add_argument("--max_header_bytes", type=int, default=64 << 10, help="a larger request line + headers: 431")
     p.add_argument("--header_timeout", type=float, default=10.0, help="headers not complete by then: connection closed")
     p.add_argument("--body_timeout", type=float, default=30.0, help="a body not complete by then: 408")
-    p.add_argument(
-        "--keep_alive_timeout", type=int, default=15, help="idle keep-alive connections are closed after this"
-    )
+    p.add_argument("--keep_alive_timeout", type=int, default=15, help="idle connections are closed after this")
     p.add_argument(
         "--speedups",
         type=lambda s: {x for x in s.split(",") if x and x != "none"},

@@ -20,7 +20,7 @@ answer leaves (the request's inputs, the features sent to the predictor, the ans
 latency; :mod:`spx.components.prediction_log`); a row that cannot be written makes the answer a 503.
 
 Run: ``spx-transformer --predictor_host HOST:PORT [--http_port 8080] [--model_name spx-direction]
-[--max_feature_age_seconds 900] [--speedups client,infer,cork]``.
+[--max_feature_age_seconds 900] [--speedups client,infer]``.
 """
 
 from __future__ import annotations
@@ -138,7 +138,12 @@ class FeastTransformer(Model):
     def load(self) -> bool:
         if self.reader is None:
             self.reader = OnlineFeatureReader(feature_store(), cache_seconds=self.feature_cache_seconds)
-        asyncio.run(self._wait_for_predictor())
+        try:
+            asyncio.run(self._wait_for_predictor())
+        except TimeoutError:
+            wait = f"{self.predictor_wait_seconds:g}s"
+            raise RuntimeError(f"no metadata from the predictor {self.predictor_host} in {wait}") from None
+        self._client = None  # that loop's connections: the serving loop opens its own
         try:  # Feast's registry and online store opened now, not on the first request
             self.reader.read("__warm_up__", self.feature_names)
         except FeatureLookupError:
@@ -149,20 +154,14 @@ class FeastTransformer(Model):
         return self.ready
 
     async def _wait_for_predictor(self) -> None:
-        """The predictor's metadata, waiting for it to start (a client of this loop only)."""
-        self._client = client(self.predictor_host, 5.0, self.own_client)
-        deadline = time.monotonic() + self.predictor_wait_seconds
-        try:
+        """The predictor's metadata, waiting up to ``predictor_wait_seconds`` for the predictor to start."""
+        async with asyncio.timeout(self.predictor_wait_seconds):
             while True:
                 try:
                     return await self.refresh_predictor_metadata()
                 except (TransportError, ServingError) as exc:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"no metadata from the predictor at {self.predictor_host}: {exc}") from None
+                    log.info("waiting for the predictor at %s: %s", self.predictor_host, exc)
                     await asyncio.sleep(0.5)
-        finally:
-            await self._client.aclose()
-            self._client = None
 
     @property
     def client(self):

@@ -404,7 +404,7 @@ def test_the_serving_commands_are_the_images_console_scripts_and_take_the_charts
     monkeypatch.setattr(predictor, "serve", lambda models, args, **kw: seen.update(args=args))
     predictor.main([a.replace("{{.Name}}", "spx-direction") for a in c["args"]])
     assert seen["model"].model_dir.as_posix() == "/mnt/models" and seen["args"].http_port == 8080
-    assert seen["args"].speedups == {"infer", "cork", "booster", "client"}
+    assert seen["args"].speedups == {"infer", "booster", "client"}
     (t,) = _isvc(objs)["spec"]["transformer"]["containers"]
     assert (
         t["command"] == ["spx-transformer"] and scripts["spx-transformer"] == "spx.components.serving.transformer:main"

@@ -31,17 +31,15 @@ UPSTREAM = {
     "kserve.protocol.dataplane.DataPlane.metadata": "4b733ff13089fe78",
     "kserve.protocol.infer_type.InferRequest.from_bytes": "5e8eda9b7377df70",
     "kserve.protocol.infer_type.InferRequest.from_inference_request": "ea0ef57d24c079c8",
-    # the protocol subclass overrides these and reads self.cycle / cycle.transport / cycle.response_complete
+    # the protocol subclass overrides these and reads self.cycle / cycle.response_complete / self.loop
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.connection_made": "6efb565ff3d36b91",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.data_received": "010a7ae59a5d3b1a",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_message_begin": "96d377fdc7c2baef",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_url": "37be44e962b04ca8",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_header": "1e86ebb6cea0458c",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
-    "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_response_complete": "64e254f28e389e76",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.send_400_response": "ae5a4a3782b646fd",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.connection_lost": "c91a4c9bf2e29c55",
-    "uvicorn.protocols.http.httptools_impl.RequestResponseCycle.send": "abdd8601b326a8da",  # writes via transport
 }
 
 

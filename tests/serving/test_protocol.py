@@ -30,7 +30,7 @@ def servers(request, serving_env, xgb_champion):
     F.materialize_logic(xgb_champion.gold_uri, xgb_champion.manifest_uri, xgb_champion.run_id)
     info = champ.resolve()
     model_dir = champ.download(info, serving_env / "models" / "protocol")
-    args = [*SHORT, "--speedups", "infer,cork,client,booster" if request.param == "all" else "none"]
+    args = [*SHORT, "--speedups", "infer,client,booster" if request.param == "all" else "none"]
     predictor = start_predictor(model_dir, info.name, log_dir=serving_env, extra_args=args)
     transformer = None
     try:
