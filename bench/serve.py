@@ -371,11 +371,13 @@ def main() -> int:
                 for off in [*sorted(speedups), "all"]:
                     p, t = start(set() if off == "all" else speedups - {off})
                     a, b = [], []
-                    for _ in range(rounds):
-                        a.append(measure(predictor, transformer))
-                        b.append(measure(p, t))
-                    t.stop()
-                    p.stop()
+                    try:
+                        for _ in range(rounds):
+                            a.append(measure(predictor, transformer))
+                            b.append(measure(p, t))
+                    finally:
+                        t.stop()
+                        p.stop()
                     line = []
                     for name in ("predictor", "transformer"):
                         (ra, ca, qa), (rb, cb, qb) = total(a, name), total(b, name)

@@ -61,7 +61,9 @@ def test_installed_kserve_and_uvicorn_are_the_pinned_releases():
     pins = dict(re.fullmatch(r"([a-z]+)(?:\[\w+\])?==([\d.]+)", r).groups() for r in serve if "==" in r)
     assert set(pins) == {"kserve", "uvicorn"}, pins
     for dist, version in pins.items():
-        assert md.version(dist) == version, f"{dist} {md.version(dist)} is installed, the adapter is written for {version}"
+        assert md.version(dist) == version, (
+            f"{dist} {md.version(dist)} is installed, the adapter is written for {version}"
+        )
 
 
 def test_the_upstream_code_the_adapter_relies_on_is_unchanged():

@@ -92,7 +92,9 @@ def test_a_connection_the_server_drops_under_a_request_is_replaced_once():
     async def run(port):
         client = KeepAliveClient("127.0.0.1", port, timeout=5)
         first = await client.request("POST", "/p", b"{}")
-        second = await client.request("POST", "/p", b'{"again": true}')  # the pooled connection dies: a fresh one answers
+        second = await client.request(
+            "POST", "/p", b'{"again": true}'
+        )  # the pooled connection dies: a fresh one answers
         return first, second
 
     first, second = asyncio.run(_with_server(server, run))
