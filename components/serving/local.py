@@ -46,7 +46,7 @@ def start_predictor(
     log_dir: Path | None = None,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 60.0,
+    timeout: float = 180.0,  # startup imports KServe (and Feast): a minute on a loaded 2-core machine
 ) -> ServerProcess:
     args = ["--model_dir", str(model_dir), "--model_name", model_name, *(extra_args or [])]
     ready = f"/v2/models/{model_name}/ready"
@@ -62,7 +62,7 @@ def start_transformer(
     prediction_log: bool = False,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 90.0,
+    timeout: float = 180.0,
 ) -> ServerProcess:
     args = ["--predictor_host", f"127.0.0.1:{predictor_port}", "--model_name", model_name, *(extra_args or [])]
     if max_feature_age_seconds is not None:

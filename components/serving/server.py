@@ -255,12 +255,14 @@ async def _ready(models: dict) -> bool:
 def _install(app, models: dict, dataplane) -> None:
     """Our routes and error handlers on KServe's FastAPI app (before KServe adds its own, so ours win)."""
     from fastapi import Response
-    from fastapi.responses import ORJSONResponse
     from kserve.errors import ModelNotFound
     from starlette.exceptions import HTTPException
 
-    def error(status: int, message: str, headers: dict | None = None) -> ORJSONResponse:
-        return ORJSONResponse({"error": message}, status_code=status, headers=headers)
+    def json(content: dict, status: int = 200, headers: dict | None = None) -> Response:
+        return Response(orjson.dumps(content), status, headers, media_type="application/json")
+
+    def error(status: int, message: str, headers: dict | None = None) -> Response:
+        return json({"error": message}, status, headers)
 
     async def serving_error(_, exc: ServingError):
         return error(exc.status, exc.message)
@@ -284,19 +286,19 @@ def _install(app, models: dict, dataplane) -> None:
         return models[name]
 
     async def model_metadata(model_name: str):
-        return ORJSONResponse(model(model_name).metadata())
+        return json(model(model_name).metadata())
 
     async def model_ready(model_name: str):
         if await _ready({model_name: model(model_name)}):
-            return ORJSONResponse({"name": model_name, "ready": True})
+            return json({"name": model_name, "ready": True})
         return error(503, f"{model_name} is not ready")
 
     async def server_ready():
-        return ORJSONResponse({"ready": True}) if await _ready(models) else error(503, "server is not ready")
+        return json({"ready": True}) if await _ready(models) else error(503, "server is not ready")
 
     async def server_metadata():
         meta = dataplane.metadata()
-        return ORJSONResponse({**meta, "extensions": [e for e in meta["extensions"] if "repository" not in e]})
+        return json({**meta, "extensions": [e for e in meta["extensions"] if "repository" not in e]})
 
     app.add_api_route("/v2/models/{model_name}/infer", infer_route, methods=["POST"])
     app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])

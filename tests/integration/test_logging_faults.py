@@ -60,8 +60,12 @@ def test_a_bucket_outage_longer_than_the_flush_interval_loses_nothing(predictor,
             assert _infer(url, f"out-{i:03d}") == 200
             served.append(f"out-{i:03d}")
             time.sleep(0.1)
+        failed = 'spx_prediction_log_rows_total{outcome="ship_failed"}'
+        deadline = time.monotonic() + 60  # a failing shipment takes boto3's retries
+        while _metric(transformer.url, failed) == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _metric(transformer.url, failed) > 0
         assert _metric(transformer.url, "spx_prediction_log_pending_bytes") > 0  # on disk, waiting
-        assert _metric(transformer.url, 'spx_prediction_log_rows_total{outcome="ship_failed"}') > 0
         s3.start()  # same port, same data
         for i in range(40, 45):
             assert _infer(url, f"out-{i:03d}") == 200

@@ -177,7 +177,7 @@ def test_a_transformer_sigkilled_under_traffic_loses_no_answered_prediction(
         transformer.proc.kill()  # everything answered so far exists only in the log's open segment
         transformer.proc.wait(timeout=30)
         before = len(served)
-        transformer.start()  # same port, same volume: seals the dead process's segment and serves
+        transformer.start(timeout=240)  # same port, same volume: seals the dead process's segment and serves
         while len(served) < before + 100:
             time.sleep(0.05)
     finally:
