@@ -28,8 +28,8 @@ def test_readme_configuration_table_lists_exactly_the_settings():
 
 
 def test_a_bad_value_is_a_config_error_naming_the_variable(monkeypatch):
-    monkeypatch.setenv("SPX_SINK_PORT", "eighty")
-    with pytest.raises(ConfigError, match="SPX_SINK_PORT.*eighty"):
+    monkeypatch.setenv("SPX_PREDICTION_LOG_FLUSH_SECONDS", "eighty")
+    with pytest.raises(ConfigError, match="SPX_PREDICTION_LOG_FLUSH_SECONDS.*eighty"):
         settings()
 
 
@@ -74,7 +74,7 @@ def test_a_group_named_variable_does_not_break_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("SPX_SINK_PORT", "eighty"),
+        ("SPX_PREDICTION_LOG_MAX_BYTES", "eighty"),
         ("SPX_S3_MAX_VOLUMES", "0"),
         ("SPX_FEAST_ONLINE_STORE", "postgres"),
         ("SPX_ALLOW_HUB_DOWNLOAD", "perhaps"),
