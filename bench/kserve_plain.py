@@ -4,8 +4,10 @@ The model is KServe's own xgbserver model (``kserve/python/xgbserver/xgbserver/m
 ``xgb.Booster(model_file=…)``, ``predict`` = ``get_predict_input`` -> ``xgb.DMatrix`` -> ``booster.predict`` ->
 ``get_predict_response``, served by ``kserve.ModelServer().start([model])`` as it ships. Two changes, both
 outside the request path: the listening address is loopback (KServe hard-codes 0.0.0.0; a bench binds
-loopback), and KServe's per-request latency log line is off (``--enable_latency_logging false``; ours logs no
-line per request either).
+loopback), and the log lines per request (KServe's latency and timing lines, uvicorn's access line) are off, as
+in ours. One change in
+``predict``: ``validate_features=False``, because the champion's file carries its feature names and the DMatrix
+built from a V2 tensor has none (xgbserver's own call then refuses the request).
 
     python bench/kserve_plain.py --model_dir DIR --model_name NAME --http_port PORT
 """
@@ -38,7 +40,7 @@ class XGBoostModel(Model):  # as kserve's xgbserver
 
     def predict(self, payload: InferRequest, headers=None):
         dmatrix = xgb.DMatrix(get_predict_input(payload), nthread=self.nthread)
-        return get_predict_response(payload, self._booster.predict(dmatrix), self.name)
+        return get_predict_response(payload, self._booster.predict(dmatrix, validate_features=False), self.name)
 
 
 class _LoopbackConfig(uvicorn.Config):
@@ -52,7 +54,9 @@ if __name__ == "__main__":
     parser.add_argument("--model_dir", required=True)
     args, _ = parser.parse_known_args()
     uvicorn.Config = _LoopbackConfig  # read by kserve's RESTServer when it starts
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     model = XGBoostModel(args.model_name, args.model_dir)
     model.load()
-    kserve.ModelServer(http_port=args.http_port, enable_grpc=False, enable_latency_logging=False).start([model])
+    server = kserve.ModelServer(http_port=args.http_port, enable_grpc=False, enable_latency_logging=False)
+    for name in ("uvicorn.access", "kserve.trace"):  # after ModelServer() has configured logging
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])

@@ -17,7 +17,8 @@ connection per client, JSON bodies. The generator shares the cores with the serv
 3. **Peers** (``--peers``): a plain KServe ``ModelServer`` with KServe's xgbserver model (bench/kserve_plain.py)
    and Seldon MLServer's XGBoost runtime (``mlserver==1.7.1``, ``mlserver-xgboost==1.7.1``, in a throwaway venv
    the bench makes with ``uv`` under ``~/.cache/spx-bench``: MLServer's pins conflict with the lock's, and it is
-   never a dependency of the product) on the same model file, with the same body and clients.
+   never a dependency of the product; ``MLSERVER_PARALLEL_WORKERS=0``, inference in the server process like ours)
+   on the same model file, with the same body and clients.
 4. **Soak** (``--soak`` s at 8 clients on the transformer): SIGKILL the transformer at 1/3 (the supervisor
    ``spx serve`` uses restarts it; the new process ships what the dead one logged) and the S3 server at 2/3
    (restarted 5 s later on the same port and data); then the transformer is stopped (it ships) and the bucket
@@ -409,7 +410,9 @@ def main() -> int:
                                 "parameters": {"uri": "./model.json"}})
                 )  # fmt: skip
                 port = free_port()
-                env = child_env(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(port),
+                # parallel_workers 0: inference in the server process, like ours (its worker processes die here:
+                # uvloop's get_event_loop refuses MLServer 1.7.1's call in a fresh process)
+                env = child_env(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(port), MLSERVER_PARALLEL_WORKERS="0",
                                 MLSERVER_GRPC_PORT=str(free_port()), MLSERVER_METRICS_PORT=str(free_port()))  # fmt: skip
                 mls = _peer(
                     "mlserver", [str(_mlserver_python().with_name("mlserver")), "start", str(mdir.parent)],

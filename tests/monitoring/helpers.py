@@ -74,8 +74,12 @@ def seed_training_run(
     return gold
 
 
-def log_served(store, directory, gold_rows: pd.DataFrame, probs, start_index: int = 0, version: str = "1") -> None:
-    """Predictions made on the given gold bars (2 s after each bar), written and shipped by the real writer."""
+def log_served(
+    store, directory, gold_rows: pd.DataFrame, probs, start_index: int = 0, versions=None, latencies_ms=None
+) -> None:
+    """Predictions made on the given gold bars (2 s after each bar), each answered by model version
+    ``versions[k]`` (default "1") after ``latencies_ms[k]`` (default 3 ms), written and shipped by the real
+    prediction-log writer (what the transformer or a predictor-only server writes)."""
     from spx.components.prediction_log import PredictionLog, encode_rows
 
     log = PredictionLog(directory, store_factory=lambda: store).open(background=False)
@@ -86,14 +90,14 @@ def log_served(store, directory, gold_rows: pd.DataFrame, probs, start_index: in
                 request_id=f"srv-{start_index + k:06d}",
                 arrived=row["timestamp"].timestamp() + 2,
                 model_name="spx-direction",
-                model_version=version,
+                model_version="1" if versions is None else str(versions[k]),
                 inference_service="spx-direction",
                 namespace="spx",
                 inputs=[{c: float(row[c]) for c in GOLD_FEATURES}],
                 outputs=[{"probability": p}],
                 probabilities=[p],
                 predictions=[float(p >= 0.5)],
-                latency_ms=3.0,
+                latency_ms=3.0 if latencies_ms is None else float(latencies_ms[k]),
                 bar_times_us=[int(row["timestamp"].timestamp() * 1e6)],
             )
         )
