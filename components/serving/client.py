@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 
 class TransportError(ConnectionError):
     """The request could not be sent or its answer not read (refused, reset, timeout, bad HTTP)."""
@@ -59,8 +61,6 @@ class KeepAliveClient:
             lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             status = int(lines[0].split(" ", 2)[1])
             fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        except asyncio.IncompleteReadError:
-            raise
         except (ValueError, IndexError, asyncio.LimitOverrunError) as exc:
             writer.close()
             raise TransportError(f"malformed HTTP response: {exc}") from None
@@ -81,19 +81,15 @@ class HttpxClient:
     """The same interface on ``httpx.AsyncClient`` (kept-alive connections as well)."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0):
-        import httpx
-
-        self._httpx = httpx
-        self._client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=timeout)
+        headers = {"content-type": "application/json"}
+        self._client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=timeout, headers=headers)
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+        self, method: str, path: str, body: bytes = b"", headers: dict | None = None
     ) -> tuple[int, bytes]:
         try:
-            answer = await self._client.request(
-                method, path, content=body, headers={"content-type": "application/json", **(headers or {})}
-            )
-        except self._httpx.HTTPError as exc:
+            answer = await self._client.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         return answer.status_code, answer.content
 
