@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model_version", default=cfg.model_version or None)
     p.add_argument("--nthread", type=int, default=cfg.predictor_nthread)
     args, _ = p.parse_known_args(argv)
-    log = PredictionLog.from_settings()
+    prediction_log = PredictionLog.from_settings()
     model = BoosterModel(
         args.model_name,
         args.model_dir,
@@ -316,10 +316,10 @@ def main(argv: list[str] | None = None) -> None:
         args.model_version,
         args.nthread,
         direct_booster="booster" in args.speedups,
-        prediction_log=log,
+        prediction_log=prediction_log,
     )
     model.load()
-    serve([model], args, on_shutdown=(log.close,) if log else ())
+    serve([model], args, on_shutdown=(prediction_log.close,) if prediction_log else ())
 
 
 if __name__ == "__main__":

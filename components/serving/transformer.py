@@ -172,10 +172,10 @@ class FeastTransformer(Model):
     async def refresh_predictor_metadata(self) -> None:
         """Learn the champion's feature order and version from the predictor's V2 metadata."""
         status, body = await self.client.request("GET", f"/v2/models/{self.name}")
-        names = (orjson.loads(body).get("parameters") or {}).get("feature_names") if status == 200 else None
+        meta = orjson.loads(body) if status == 200 else {}
+        names = (meta.get("parameters") or {}).get("feature_names")
         if not names:
             raise ServingError(f"predictor metadata lists no feature_names ({status}: {body[:200]!r})", 503)
-        meta = orjson.loads(body)
         self.feature_names = list(names)
         self.model_version = str(meta["parameters"].get("model_version") or (meta.get("versions") or [""])[0])
         log.info("predictor %s: model version %s, %d features", self.predictor_host, self.model_version, len(names))
@@ -183,8 +183,9 @@ class FeastTransformer(Model):
     async def upstream_ready(self) -> bool:
         """Ready only while the predictor is (a load balancer then stops sending this transformer traffic)."""
         try:
-            status, _ = await self.client.request("GET", f"/v2/models/{self.name}/ready")
-        except TransportError:
+            async with asyncio.timeout(5):  # a probe must not wait for the predictor's full request timeout
+                status, _ = await self.client.request("GET", f"/v2/models/{self.name}/ready")
+        except (TransportError, TimeoutError):
             return False
         return status == 200
 
@@ -445,19 +446,19 @@ def main(argv: list[str] | None = None) -> None:
         help="reuse an instrument's online feature row for this many seconds (0: read Feast on every request)",
     )
     args, _ = p.parse_known_args(argv)
-    log = PredictionLog.from_settings()
+    prediction_log = PredictionLog.from_settings()
     model = FeastTransformer(
         args.model_name,
         args.predictor_host,
         timedelta(seconds=args.max_feature_age_seconds),
-        prediction_log=log,
+        prediction_log=prediction_log,
         threshold=args.threshold,
         predictor_wait_seconds=args.predictor_wait_seconds,
         feature_cache_seconds=args.feature_cache_seconds,
         own_client="client" in args.speedups,
     )
     model.load()
-    serve([model], args, on_shutdown=(log.close,) if log else ())
+    serve([model], args, on_shutdown=(prediction_log.close,) if prediction_log else ())
 
 
 if __name__ == "__main__":
