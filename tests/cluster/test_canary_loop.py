@@ -613,7 +613,7 @@ def test_monitoring_pipeline_runs_the_canary_step_under_manage_canary(monitoring
         "SPX_BUCKET",
         "SPX_INFERENCE_SERVICE",
         "SPX_INFERENCE_MODE",
-        "SPX_PREDICTION_LOGGER_URL",
+        "SPX_PREDICTION_LOG",
     } <= env_keys
     # same wiring as the drift task
     assert k8s["secretAsEnv"] == platform["exec-detect-drift"]["secretAsEnv"]

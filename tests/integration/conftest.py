@@ -1,4 +1,4 @@
-"""Fixtures for the serving -> prediction-log integration tests: the REAL sink process, the REAL
+"""Fixtures for the serving -> prediction-log integration tests: the REAL
 predictor and Feast transformer processes, a loopback S3 server and a sqlite MLflow registry."""
 
 from __future__ import annotations
