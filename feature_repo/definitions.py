@@ -10,7 +10,7 @@ Objects: entity ``instrument``; feature views ``market_features`` and, when the 
 ``news_*`` columns, ``news_features``; both over the gold parquet (labels excluded).
 """
 
-from spx.components.serving.features import definitions
+from spx.components.feature_store.store import definitions
 from spx.core.settings import settings
 from spx.core.storage import ObjectStore
 

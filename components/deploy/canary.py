@@ -127,13 +127,15 @@ class ServingConfig:
     # empty: KServe picks kserve-xgbserver / kserve-lgbserver by model format
     runtime: str = field(default_factory=lambda: settings().pipeline.serving_runtime)
     transformer_image: str = ""  # empty: no transformer
-    transformer_env_configmap: str = ""  # envFrom for the transformer (Feast/Redis endpoints)
-    transformer_env_secret: str = ""  # envFrom for the transformer (S3 keys for the Feast registry)
+    # envFrom of the server clients call: the transformer (Feast/Redis endpoints, S3 keys for the Feast registry
+    # and the prediction log), or without one the predictor while it writes the prediction log (S3)
+    transformer_env_configmap: str = ""
+    transformer_env_secret: str = ""
     raw_deployment_mode: str = "RawDeployment"  # "Standard" is the KServe >= 0.20 spelling
-    # KServe inference logger (mode all) -> the prediction-log sink; on the transformer when there is one
-    # (its response carries the features used), else on the predictor. Default: $SPX_PREDICTION_LOGGER_URL
-    # (the chart's env ConfigMap); empty: no logger.
-    logger_url: str = field(default_factory=lambda: settings().serving.logger_url)
+    # the prediction log, written by exactly one server: the transformer when there is one, else the predictor
+    # (the spx-predictor runtime; KServe's stock runtimes log nothing). Default: $SPX_PREDICTION_LOG (the chart's
+    # env ConfigMap, monitoring.predictionLog.enabled)
+    prediction_log: bool = field(default_factory=lambda: settings().serving.prediction_log)
     min_replicas: int = 1
     max_replicas: int = 2
     predictor_resources: dict = field(
@@ -173,8 +175,8 @@ class ServingConfig:
             mode=mode or names.inference_mode or "serverless",
             service_account=service_account or names.kserve_service_account,
             transformer_image=image,
-            transformer_env_configmap=transformer_env_configmap or (names.env_configmap if image else ""),
-            transformer_env_secret=transformer_env_secret or (names.s3_secret if image else ""),
+            transformer_env_configmap=transformer_env_configmap or names.env_configmap,
+            transformer_env_secret=transformer_env_secret or names.s3_secret,
         )
 
     def __post_init__(self) -> None:
@@ -220,6 +222,11 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
     }
     if cfg.runtime:
         model_spec["runtime"] = cfg.runtime
+    if cfg.prediction_log and not cfg.transformer_image:  # the predictor answers clients: it logs
+        if cfg.runtime != "spx-predictor":
+            log.warning("runtime %r writes no prediction log; use spx-predictor or a transformer", cfg.runtime)
+        model_spec["env"] = _log_env(cfg, True)
+        model_spec["envFrom"] = _env_from(cfg)
     spec = {
         "serviceAccountName": cfg.service_account,
         "minReplicas": cfg.min_replicas,
@@ -228,8 +235,6 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
         "volumes": [TMP_VOLUME],
         "model": model_spec,
     }
-    if cfg.logger_url and not cfg.transformer_image:
-        spec["logger"] = _logger(cfg)
     return spec
 
 
@@ -242,8 +247,23 @@ def canary_predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
     return spec
 
 
-def _logger(cfg: ServingConfig) -> dict:
-    return {"mode": "all", "url": cfg.logger_url}
+def _log_env(cfg: ServingConfig, on: bool) -> list[dict]:
+    """The env of the one server that writes the prediction log: on/off explicitly (whatever the env ConfigMap
+    says), and the InferenceService and namespace its rows carry (what the canary loop filters on)."""
+    return [
+        {"name": "SPX_PREDICTION_LOG", "value": "true" if on else "false"},
+        {"name": "SPX_INFERENCE_SERVICE", "value": cfg.name},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+
+
+def _env_from(cfg: ServingConfig) -> list[dict]:
+    env_from = []
+    if cfg.transformer_env_configmap:
+        env_from.append({"configMapRef": {"name": cfg.transformer_env_configmap}})
+    if cfg.transformer_env_secret:
+        env_from.append({"secretRef": {"name": cfg.transformer_env_secret}})
+    return env_from
 
 
 def transformer_spec(cfg: ServingConfig) -> dict | None:
@@ -253,19 +273,15 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "name": "kserve-container",
         "image": cfg.transformer_image,
         # KServe appends --model_name, --predictor_host and --http_port to a custom transformer.
-        "command": ["python", "-m", "spx.components.serving.transformer"],
+        "command": ["spx-transformer"],
         "args": ["--predictor_protocol", cfg.protocol_version],
+        "env": _log_env(cfg, cfg.prediction_log),
         "resources": cfg.transformer_resources,
         "securityContext": _container_security(),
         "volumeMounts": [TMP_MOUNT],
     }
-    env_from = []
-    if cfg.transformer_env_configmap:
-        env_from.append({"configMapRef": {"name": cfg.transformer_env_configmap}})
-    if cfg.transformer_env_secret:
-        env_from.append({"secretRef": {"name": cfg.transformer_env_secret}})
-    if env_from:
-        container["envFrom"] = env_from
+    if _env_from(cfg):
+        container["envFrom"] = _env_from(cfg)
     spec = {
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
@@ -273,8 +289,6 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "volumes": [TMP_VOLUME],
         "containers": [container],
     }
-    if cfg.logger_url:
-        spec["logger"] = _logger(cfg)
     return spec
 
 

@@ -10,7 +10,7 @@
      revision, whose name comes from the InferenceService status (``status.components.predictor``: the
      traffic target flagged ``latestRevision``, else ``latestReadyRevision``, provided it is not the revision
      rolled out at 100%);
-   * else from the **prediction log** in the bucket (``spx.components.serving.prediction_log.read_predictions``):
+   * else from the **prediction log** in the bucket (``spx.components.prediction_log.read_predictions``):
      the rows of this InferenceService whose ``model_version`` is the canary model's version; errors are the
      rows whose ``status`` is not ``ok``; latency is ``latency_ms``. Rows of the stable model, of other
      InferenceServices and rows without a version are never counted as canary traffic;
@@ -150,7 +150,7 @@ def health_from_prediction_log(
     ``inference_service`` / ``namespace`` match). Errors: rows with ``status != "ok"``. p95: nearest-rank over
     the rows' ``latency_ms``; an ``ok`` row without a latency is rejected (the log is then broken).
     """
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
 
     start, end = _utc(start), _utc(end)
     if end <= start:

@@ -406,7 +406,7 @@ def run_monitoring(
         build_dashboard,
         record_run,
     )
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
 
     cfg = cfg or MonitorConfig()
     now = now or datetime.now(timezone.utc)

@@ -57,7 +57,7 @@ def serving_health(store, *, start: datetime, end: datetime, model_format: str =
     """Error rate, p95 latency and request count of the stable model and the canary (see the module doc)."""
     from spx.components.deploy.canary import ModelRef
     from spx.components.deploy.health import health_from_prediction_log
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
 
     rows = read_predictions(store, start, end, flatten=False)
     stable, canary = serving_roles(rows["model_version"]) if len(rows) else (None, None)

@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spx.core.layout import MODEL_INFO_FILE, NATIVE_FILES  # noqa: F401 - the served directory's files (also serving's)
+
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-NATIVE_FILES = {"xgboost": ("model.json", "model.ubj", "model.bst"), "lightgbm": ("model.bst", "model.txt")}
-MODEL_INFO_FILE = "spx-model.json"  # written beside the native file: tags the server reports
 
 
 @dataclass

@@ -1,22 +1,18 @@
-"""Start the predictor and the transformer as local processes on loopback (``spx serve``, tests,
-bench). Both are the exact modules the cluster runs; only the host names differ.
+"""Start the predictor and the transformer as local processes (``spx serve``, tests, bench): the console scripts
+the serving image runs (``spx-predictor``, ``spx-transformer``), bound to ``$SPX_SERVE_HOST`` (default loopback).
 
-Each server is a :class:`spx.core.services.ManagedProcess`: its output goes to a size-rotated log
-file, and it can be stopped and started again on the same port (``spx serve`` supervises them). They
-bind ``$SPX_SERVE_HOST`` (default ``127.0.0.1``)."""
+Each server is a :class:`spx.core.processes.ManagedProcess`: its output goes to a size-rotated log file, and it
+can be stopped and started again on the same port (``spx serve`` supervises them)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from spx.core.processes import ManagedProcess, free_port
-from spx.core.settings import child_env
-
-log = logging.getLogger(__name__)
+from spx.core.settings import child_env, settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,37 +20,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ServerProcess(ManagedProcess):
     """A managed server on ``port`` (``url`` is always the loopback address)."""
 
-    def __init__(self, name: str, port: int, cmd: list[str], log_path: Path, ready_path: str, env: dict | None = None):
-        self.port = port
-        super().__init__(
-            name, cmd, log_path, env=_env(env), cwd=REPO_ROOT, ready_url=f"http://127.0.0.1:{port}{ready_path}"
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-# Importing Feast (this process materializes) points prometheus_client's multiprocess mode at a temp
-# directory through these variables; a server inheriting them would store every metric value in
-# mmapped files of a directory owned (and deleted at exit) by this process, at a cost per request.
-_FEAST_PROMETHEUS_VARS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+    def __init__(self, name: str, port: int, args: list[str], log_dir: Path, ready_path: str, env: dict | None = None):
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        cmd = [str(Path(sys.executable).with_name(f"spx-{name}")), *args, "--http_port", str(port)]
+        cmd += ["--host", settings().serving.host]
+        log_path = Path(log_dir) / f"{name}-{port}.log"
+        super().__init__(name, cmd, log_path, env=_env(env), cwd=REPO_ROOT, ready_url=self.url + ready_path)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = child_env()
-    for name in _FEAST_PROMETHEUS_VARS:
+    # importing Feast (this process materializes) points prometheus_client's multiprocess mode at a directory this
+    # process owns; a server inheriting it would write every metric update to mmapped files there
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
         if Path(env.get(name, "")).name.startswith("feast_metrics_"):
             env.pop(name)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(extra or {})
-    return env
-
-
-def _host() -> str:
-    from spx.core.settings import serving_settings
-
-    return serving_settings().host
+    return {**env, **(extra or {})}
 
 
 def start_predictor(
@@ -64,28 +46,11 @@ def start_predictor(
     log_dir: Path | None = None,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 60.0,
+    timeout: float = 180.0,  # startup imports KServe (and Feast): a minute on a loaded 2-core machine
 ) -> ServerProcess:
-    port = port or free_port()
-    log_dir = Path(log_dir or model_dir)
-    cmd = [
-        sys.executable,
-        "-m",
-        "spx.components.serving.predictor",
-        "--model_dir",
-        str(model_dir),
-        "--model_name",
-        model_name,
-        "--http_port",
-        str(port),
-        "--host",
-        _host(),
-        *(extra_args or []),
-    ]
-    server = ServerProcess(
-        "predictor", port, cmd, log_dir / f"predictor-{port}.log", f"/v2/models/{model_name}/ready", env
-    )
-    return server.start(timeout=timeout)
+    args = ["--model_dir", str(model_dir), "--model_name", model_name, *(extra_args or [])]
+    ready = f"/v2/models/{model_name}/ready"
+    return ServerProcess("predictor", port or free_port(), args, log_dir or model_dir, ready, env).start(timeout)
 
 
 def start_transformer(
@@ -94,44 +59,25 @@ def start_transformer(
     port: int | None = None,
     log_dir: Path | None = None,
     max_feature_age_seconds: float | None = None,
-    logger_url: str | None = None,
+    prediction_log: bool = False,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 90.0,
+    timeout: float = 180.0,
 ) -> ServerProcess:
-    port = port or free_port()
-    log_dir = Path(log_dir or ".")
-    cmd = [
-        sys.executable,
-        "-m",
-        "spx.components.serving.transformer",
-        "--predictor_host",
-        f"127.0.0.1:{predictor_port}",
-        "--model_name",
-        model_name,
-        "--http_port",
-        str(port),
-        "--host",
-        _host(),
-    ]
+    args = ["--predictor_host", f"127.0.0.1:{predictor_port}", "--model_name", model_name, *(extra_args or [])]
     if max_feature_age_seconds is not None:
-        cmd += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
-    if logger_url:
-        cmd += ["--logger_url", logger_url]
-    cmd += extra_args or []
-    server = ServerProcess(
-        "transformer", port, cmd, log_dir / f"transformer-{port}.log", f"/v2/models/{model_name}/ready", env
-    )
-    return server.start(timeout=timeout)
+        args += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
+    env = {**(env or {}), "SPX_PREDICTION_LOG": "true" if prediction_log else "false"}
+    ready = f"/v2/models/{model_name}/ready"
+    return ServerProcess("transformer", port or free_port(), args, log_dir or ".", ready, env).start(timeout)
 
 
 @dataclass
 class LocalServing:
     predictor: ServerProcess
     transformer: ServerProcess | None = None
-    extra: dict = field(default_factory=dict)
 
     def stop(self) -> None:
         if self.transformer is not None:
-            self.transformer.stop()
+            self.transformer.stop()  # first: it ships its prediction log
         self.predictor.stop()

@@ -4,21 +4,27 @@ Loads the model directory the way KServe's ``kserve-xgbserver`` / ``kserve-lgbse
 (``xgb.Booster(model_file=…)`` on ``model.json``/``.ubj``/``.bst``; ``lgb.Booster(model_file=…)`` on
 the LightGBM text file), on the KServe SDK model server. Those two runtime packages are not on
 PyPI, so this module is the runtime: the cluster's ServingRuntime runs our serving image with
-``python -m spx.components.serving.predictor --model_dir /mnt/models`` (the storage initializer puts
-``storageUri`` = the version's ``native_uri`` there).
+``spx-predictor --model_dir /mnt/models`` (the storage initializer puts ``storageUri`` = the version's
+``native_uri`` there).
 
 Input: one tensor (any name) of datatype FP32 or FP64 and shape ``[n, n_features]`` in the
 champion's feature order; no NaN/inf. Output ``probability`` (shape ``[n]``): P(up), exactly what
 the booster (and the scikit-learn wrapper's ``predict_proba(X)[:, 1]``) returns.
 
-Run: ``python -m spx.components.serving.predictor --model_dir DIR [--model_name spx-direction]
-[--model_version N] [--http_port 8080] [--nthread 1]``.
+With ``SPX_PREDICTION_LOG=true`` (an InferenceService without a transformer: the chart and the deploy step set
+it on the one server that answers clients) each answered row is written to the prediction log before the answer
+leaves (:mod:`spx.components.prediction_log`).
+
+Run: ``spx-predictor --model_dir DIR [--model_name spx-direction] [--model_version N] [--http_port 8080]
+[--nthread 1] [--speedups booster,infer]``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +32,9 @@ import numpy as np
 from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
-from spx.components.selection.champion import MODEL_INFO_FILE, NATIVE_FILES
-from spx.components.serving.http_common import ServingError, run_server, server_kwargs, server_parser
+from spx.components.prediction_log import LogUnavailable, PredictionLog, encode_rows
+from spx.components.serving.server import ServingError, parser, serve
+from spx.core.layout import MODEL_INFO_FILE, NATIVE_FILES
 from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
@@ -67,12 +74,18 @@ class BoosterModel(Model):
         model_format: str | None = None,
         model_version: str | None = None,
         nthread: int = 1,
+        direct_booster: bool = True,
+        prediction_log: PredictionLog | None = None,
     ):
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.model_format = model_format
         self.model_version = model_version
         self.nthread = nthread
+        self.direct_booster = direct_booster
+        self.log = prediction_log
+        cluster = settings().cluster  # read once: settings() parses the environment (milliseconds)
+        self.logged_as = {"inference_service": cluster.inference_service, "namespace": cluster.namespace}
         self.feature_names: list[str] = []
         self.info: dict[str, Any] = {}
         self._booster = None
@@ -88,7 +101,7 @@ class BoosterModel(Model):
             import xgboost as xgb
 
             self._booster = xgb.Booster(params={"nthread": self.nthread}, model_file=str(path))
-            self._xgb_predict = _dense_predictor(self._booster)
+            self._xgb_predict = _dense_predictor(self._booster) if self.direct_booster else None
             names = list(self._booster.feature_names or [])
             n_features = self._booster.num_features()
         else:
@@ -185,10 +198,13 @@ class BoosterModel(Model):
         return self._booster.predict(arr, num_threads=self.nthread)
 
     def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        arrived = time.time()
         arr = self.matrix(payload)
         proba = np.asarray(self.predict_proba(arr))
         if proba.ndim != 1:
             raise ServingError(f"model returned shape {list(proba.shape)}; a binary classifier is expected", status=500)
+        if self.log is not None:
+            self._log(payload.id or (headers or {}).get("x-request-id") or str(uuid.uuid4()), arrived, arr, proba)
         out = InferOutput(
             name=OUTPUT_NAME, shape=[int(proba.shape[0])], datatype="FP32" if proba.dtype == np.float32 else "FP64"
         )
@@ -200,6 +216,26 @@ class BoosterModel(Model):
             infer_outputs=[out],
             use_binary_outputs=payload.use_binary_outputs,
         )
+
+    def _log(self, request_id: str, arrived: float, arr: np.ndarray, proba: np.ndarray) -> None:
+        """The rows of this answer in the prediction log, before it leaves (else a 503: never unlogged)."""
+        p = proba.astype(float).tolist()
+        lines = encode_rows(
+            request_id=request_id,
+            arrived=arrived,
+            model_name=self.name,
+            model_version=self.model_version,
+            **self.logged_as,
+            inputs=[dict(zip(self.feature_names, row)) for row in arr.tolist()],
+            outputs=[{OUTPUT_NAME: x} for x in p],
+            probabilities=p,
+            predictions=[float(x >= 0.5) for x in p],
+            latency_ms=(time.time() - arrived) * 1000.0,
+        )
+        try:
+            self.log.write(lines, len(p))
+        except LogUnavailable as exc:
+            raise ServingError(str(exc), 503) from None
 
 
 def _dense_predictor(booster):
@@ -266,15 +302,24 @@ def _flatten(data: Any) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = settings().serving
-    parser = server_parser(__doc__)
-    parser.add_argument("--model_dir", default=str(cfg.model_dir))
-    parser.add_argument("--model_format", choices=sorted(NATIVE_FILES), default=None)
-    parser.add_argument("--model_version", default=cfg.model_version or None)
-    parser.add_argument("--nthread", type=int, default=cfg.predictor_nthread)
-    args, _ = parser.parse_known_args(argv)
-    model = BoosterModel(args.model_name, args.model_dir, args.model_format, args.model_version, args.nthread)
+    p = parser(__doc__)
+    p.add_argument("--model_dir", default=str(cfg.model_dir))
+    p.add_argument("--model_format", choices=sorted(NATIVE_FILES), default=None)
+    p.add_argument("--model_version", default=cfg.model_version or None)
+    p.add_argument("--nthread", type=int, default=cfg.predictor_nthread)
+    args, _ = p.parse_known_args(argv)
+    prediction_log = PredictionLog.from_settings()
+    model = BoosterModel(
+        args.model_name,
+        args.model_dir,
+        args.model_format,
+        args.model_version,
+        args.nthread,
+        direct_booster="booster" in args.speedups,
+        prediction_log=prediction_log,
+    )
     model.load()
-    run_server([model], args.http_port, args.max_body_bytes, **server_kwargs(args))
+    serve([model], args, on_shutdown=(prediction_log.close,) if prediction_log else ())
 
 
 if __name__ == "__main__":

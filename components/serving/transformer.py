@@ -15,15 +15,17 @@ predictor over V2. ``postprocess`` answers, per instrument: ``prediction`` (``up
 ``model_version``, ``features_used`` (JSON object), ``feature_time``, ``feature_age_seconds`` and
 ``latency_ms`` (time spent in this transformer, including the Feast lookup and the predictor call).
 
-With ``--logger_url`` every request and response is also POSTed, asynchronously, as a KServe
-logger CloudEvent (see :mod:`spx.components.serving.cloudevents`).
+With ``SPX_PREDICTION_LOG=true`` each answered instrument is a row of the prediction log, written before the
+answer leaves (the request's inputs, the features sent to the predictor, the answer, the model version, the
+latency; :mod:`spx.components.prediction_log`); a row that cannot be written makes the answer a 503.
 
-Run: ``python -m spx.components.serving.transformer --predictor_host HOST:PORT [--http_port 8080]
-[--model_name spx-direction] [--max_feature_age_seconds 900] [--logger_url URL]``.
+Run: ``spx-transformer --predictor_host HOST:PORT [--http_port 8080] [--model_name spx-direction]
+[--max_feature_age_seconds 900] [--speedups client,infer]``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -36,12 +38,11 @@ import orjson
 from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
-from spx.components.serving.cloudevents import InferenceLogger
-from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, feature_store
-from spx.components.serving.http_client import KeepAliveClient, TransportError
-from spx.components.serving.http_common import ServingError, run_server, server_kwargs, server_parser
-from spx.core.errors import ServiceError
-from spx.core.processes import NotReady, poll
+from spx.components.prediction_log import LogUnavailable, PredictionLog, encode_rows
+from spx.components.serving.client import TransportError, client
+from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader, OnlineFeatures, feature_store
+from spx.components.serving.server import ServingError, parser, serve
+from spx.core.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ DEFAULT_FEATURE_CACHE_SECONDS = 1.0
 class RequestContext:
     request_id: str
     started: float
+    arrived: float  # epoch seconds
     instruments: list[str]
     as_of: datetime
     requested_outputs: bool = False  # the request names its outputs
-    features: list[str] = field(default_factory=list)  # features_used: one JSON object per instrument
-    feature_times: list[datetime] = field(default_factory=list)
+    as_of_raw: Any = None  # as given in the request (logged)
+    features: list[OnlineFeatures] = field(default_factory=list)  # per instrument, as sent to the predictor
 
 
 def parse_time(value: Any) -> datetime:
@@ -102,14 +104,6 @@ def _strings(tensor) -> list[str]:
         raise ServingError(f"input {tensor.name!r} holds a value that is not valid UTF-8") from None
 
 
-def _not_ready_on(fn, errors) -> None:
-    """Run ``fn``; the listed errors mean "not ready yet" to :func:`spx.core.processes.poll`."""
-    try:
-        fn()
-    except errors as exc:
-        raise NotReady(str(exc)) from exc
-
-
 class FeastTransformer(Model):
     def __init__(
         self,
@@ -117,11 +111,12 @@ class FeastTransformer(Model):
         predictor_host: str,
         max_feature_age: timedelta,
         feature_reader: OnlineFeatureReader | None = None,
-        inference_logger: InferenceLogger | None = None,
+        prediction_log: PredictionLog | None = None,
         threshold: float = 0.5,
         predictor_wait_seconds: float = 120.0,
         feature_cache_seconds: float = DEFAULT_FEATURE_CACHE_SECONDS,
         predictor_timeout: float = 60.0,
+        own_client: bool = True,
     ):
         super().__init__(name)
         self.predictor_host = predictor_host
@@ -129,8 +124,11 @@ class FeastTransformer(Model):
         self.reader = feature_reader
         self.feature_cache_seconds = feature_cache_seconds
         self.predictor_timeout = predictor_timeout
-        self._client: KeepAliveClient | None = None
-        self.logger = inference_logger
+        self.own_client = own_client
+        self._client = None  # created on the serving loop
+        self.log = prediction_log
+        cluster = settings().cluster  # read once: settings() parses the environment (milliseconds)
+        self.logged_as = {"inference_service": cluster.inference_service, "namespace": cluster.namespace}
         self.threshold = threshold
         self.predictor_wait_seconds = predictor_wait_seconds
         self.feature_names: list[str] = []
@@ -140,47 +138,56 @@ class FeastTransformer(Model):
     def load(self) -> bool:
         if self.reader is None:
             self.reader = OnlineFeatureReader(feature_store(), cache_seconds=self.feature_cache_seconds)
-        self.refresh_predictor_metadata(wait=self.predictor_wait_seconds)
-        self._warm_up()
-        self.ready = True
-        return self.ready
-
-    def _warm_up(self) -> None:
-        """Load Feast's registry and open the online store now, not on the first request."""
         try:
+            asyncio.run(self._wait_for_predictor())
+        except TimeoutError:
+            wait = f"{self.predictor_wait_seconds:g}s"
+            raise RuntimeError(f"no metadata from the predictor {self.predictor_host} in {wait}") from None
+        self._client = None  # that loop's connections: the serving loop opens its own
+        try:  # Feast's registry and online store opened now, not on the first request
             self.reader.read("__warm_up__", self.feature_names)
         except FeatureLookupError:
             pass  # expected: no such instrument (or nothing materialized yet)
         except Exception as exc:  # noqa: BLE001 - serving starts anyway; requests will say why
             log.warning("feature store warm-up failed: %s", exc)
+        self.ready = True
+        return self.ready
 
-    def refresh_predictor_metadata(self, wait: float = 0.0) -> None:
+    async def _wait_for_predictor(self) -> None:
+        """The predictor's metadata, waiting up to ``predictor_wait_seconds`` for the predictor to start."""
+        async with asyncio.timeout(self.predictor_wait_seconds):
+            while True:
+                try:
+                    return await self.refresh_predictor_metadata()
+                except (TransportError, ServingError) as exc:
+                    log.info("waiting for the predictor at %s: %s", self.predictor_host, exc)
+                    await asyncio.sleep(0.5)
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client(self.predictor_host, self.predictor_timeout, self.own_client)
+        return self._client
+
+    async def refresh_predictor_metadata(self) -> None:
         """Learn the champion's feature order and version from the predictor's V2 metadata."""
-        import httpx
+        status, body = await self.client.request("GET", f"/v2/models/{self.name}")
+        meta = orjson.loads(body) if status == 200 else {}
+        names = (meta.get("parameters") or {}).get("feature_names")
+        if not names:
+            raise ServingError(f"predictor metadata lists no feature_names ({status}: {body[:200]!r})", 503)
+        self.feature_names = list(names)
+        self.model_version = str(meta["parameters"].get("model_version") or (meta.get("versions") or [""])[0])
+        log.info("predictor %s: model version %s, %d features", self.predictor_host, self.model_version, len(names))
 
-        url = f"http://{self.predictor_host}/v2/models/{self.name}"
-
-        def read() -> None:
-            resp = httpx.get(url, timeout=5)
-            resp.raise_for_status()
-            meta = resp.json()
-            params = meta.get("parameters") or {}
-            names = params.get("feature_names")
-            if not names:
-                raise NotReady(f"predictor metadata at {url} lists no feature_names")
-            self.feature_names = list(names)
-            self.model_version = str(params.get("model_version") or (meta.get("versions") or [""])[0])
-
-        try:  # the predictor may still be starting: the one polling policy (spx.core.processes.poll)
-            poll(
-                lambda: _not_ready_on(read, httpx.HTTPError),
-                timeout=wait,
-                interval=0.5,
-                what=f"predictor metadata at {url}",
-            )
-        except ServiceError as exc:
-            raise RuntimeError(f"cannot read predictor metadata from {url}: {exc}") from exc
-        log.info("predictor %s: model version %s, %d features", url, self.model_version, len(self.feature_names))
+    async def upstream_ready(self) -> bool:
+        """Ready only while the predictor is (a load balancer then stops sending this transformer traffic)."""
+        try:
+            async with asyncio.timeout(5):  # a probe must not wait for the predictor's full request timeout
+                status, _ = await self.client.request("GET", f"/v2/models/{self.name}/ready")
+        except (TransportError, TimeoutError):
+            return False
+        return status == 200
 
     # -- metadata ----------------------------------------------------------------------
     def get_input_types(self) -> list[dict]:
@@ -210,8 +217,8 @@ class FeastTransformer(Model):
         }
 
     # -- request path --------------------------------------------------------------------
-    def preprocess(self, payload: InferRequest | dict, headers: dict | None = None) -> InferRequest:
-        started = time.perf_counter()
+    def preprocess(self, payload: InferRequest | dict, headers: dict | None = None) -> dict:
+        started, arrived = time.perf_counter(), time.time()
         if isinstance(payload, dict):
             raise ServingError("this server speaks the V2 protocol: POST /v2/models/{name}/infer")
         headers = headers if headers is not None else {}
@@ -251,9 +258,11 @@ class FeastTransformer(Model):
         ctx = RequestContext(
             request_id=request_id,
             started=started,
+            arrived=arrived,
             instruments=instruments,
             as_of=as_of,
             requested_outputs=bool(getattr(payload, "request_outputs", None)),
+            as_of_raw=as_of_raw,
         )
         rows = []
         for instrument in instruments:
@@ -276,12 +285,9 @@ class FeastTransformer(Model):
                     f"(limit {self.max_feature_age.total_seconds():.0f}s); run materialization",
                     422,
                 )
-            ctx.features.append(found.values_json)
-            ctx.feature_times.append(found.event_time)
+            ctx.features.append(found)
             rows.extend(found.row)
         headers[CTX_KEY] = ctx
-        if self.logger is not None:
-            self.logger.emit(request_id, "request", _request_doc(payload, request_id), endpoint="transformer")
         # the V2 request to the predictor, as the JSON document it is sent as (see predict)
         return {
             "id": request_id,
@@ -296,25 +302,20 @@ class FeastTransformer(Model):
         }
 
     async def predict(self, payload, headers=None, response_headers=None) -> dict:
-        """POST the V2 request to the predictor over a kept-alive connection (KServe's REST client
-        does the same through httpx at several times the CPU cost); its V2 JSON answer."""
-        if self._client is None:
-            host, _, port = self.predictor_host.rpartition(":")
-            self._client = KeepAliveClient(host or "127.0.0.1", int(port or 80), timeout=self.predictor_timeout)
+        """POST the V2 request to the predictor; its V2 JSON answer."""
         forwarded = {k: headers[k] for k in FORWARDED_HEADERS if headers and k in headers}
+        path = f"/v2/models/{self.name}/infer"
         try:
-            status, body = await self._client.post(f"/v2/models/{self.name}/infer", orjson.dumps(payload), forwarded)
+            status, body = await self.client.request("POST", path, orjson.dumps(payload), forwarded)
         except TransportError as exc:
             raise ServingError(f"predictor unreachable at {self.predictor_host}: {exc}", 503) from None
         if status != 200:
-            if 400 <= status < 500:
-                # the champion may have changed under us: learn its features again
+            if 400 <= status < 500:  # the champion may have changed under us: learn its features again
                 try:
-                    self.refresh_predictor_metadata()
-                except Exception:  # noqa: BLE001
+                    await self.refresh_predictor_metadata()
+                except (TransportError, ServingError):
                     pass
-            detail = body[:500].decode("utf-8", "replace")
-            raise ServingError(f"predictor answered {status}: {detail}", 502)
+            raise ServingError(f"predictor answered {status}: {body[:500].decode('utf-8', 'replace')}", 502)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -330,7 +331,8 @@ class FeastTransformer(Model):
                 f"predictor returned {proba.shape[0]} probabilities for {len(ctx.instruments)} instruments", 502
             )
         version = str(result.get("model_version") or self.model_version or "")
-        ages = [(ctx.as_of - t).total_seconds() for t in ctx.feature_times]
+        times = [f.event_time for f in ctx.features]
+        ages = [(ctx.as_of - t).total_seconds() for t in times]
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
         n = len(ctx.instruments)
         values = {
@@ -340,8 +342,8 @@ class FeastTransformer(Model):
             "confidence": np.maximum(proba, 1.0 - proba),
             "signal_strength": np.abs(2.0 * proba - 1.0),
             "model_version": [version] * n,
-            "features_used": ctx.features,
-            "feature_time": [t.isoformat() for t in ctx.feature_times],
+            "features_used": [f.values_json for f in ctx.features],
+            "feature_time": [t.isoformat() for t in times],
             "feature_age_seconds": np.asarray(ages, dtype=np.float64),
             "latency_ms": np.full(n, latency_ms, dtype=np.float64),
         }
@@ -358,8 +360,8 @@ class FeastTransformer(Model):
             "outputs": [{"name": name, "shape": [n], "datatype": dtype, "data": data[name]} for name, dtype in OUTPUTS],
             "parameters": parameters,
         }
-        if self.logger is not None:
-            self.logger.emit(ctx.request_id, "response", doc, endpoint="transformer")
+        if self.log is not None:
+            self._log(ctx, data, times, latency_ms)
         if not ctx.requested_outputs:
             return doc
         # outputs named in the request: KServe's InferResponse, on which the server selects them
@@ -376,6 +378,29 @@ class FeastTransformer(Model):
             infer_outputs=outputs,
             parameters=parameters,
         )
+
+    def _log(self, ctx: RequestContext, data: dict, times: list[datetime], latency_ms: float) -> None:
+        """One prediction-log row per instrument, written before the answer leaves (else a 503)."""
+        n = len(ctx.instruments)
+        request = {"as_of": ctx.as_of_raw} if ctx.as_of_raw is not None else {}
+        answers = [{k: data[k][i] for k, _ in OUTPUTS if k not in ("instrument", "features_used")} for i in range(n)]
+        lines = encode_rows(
+            request_id=ctx.request_id,
+            arrived=ctx.arrived,
+            model_name=self.name,
+            model_version=data["model_version"][0],
+            **self.logged_as,
+            inputs=[{"instrument": ctx.instruments[i], **request, **ctx.features[i].values} for i in range(n)],
+            outputs=answers,
+            probabilities=data["probability"],
+            predictions=[1.0 if p == "up" else 0.0 for p in data["prediction"]],
+            latency_ms=latency_ms,
+            bar_times_us=[int(t.timestamp() * 1e6) for t in times],
+        )
+        try:
+            self.log.write(lines, n)
+        except LogUnavailable as exc:
+            raise ServingError(str(exc), 503) from None
 
 
 def _probabilities(answer: dict) -> np.ndarray:
@@ -406,77 +431,34 @@ OUTPUTS = [
 ]
 
 
-def _request_doc(payload: InferRequest, request_id: str) -> dict:
-    inputs = []
-    for t in payload.inputs:
-        data = t.data.tolist() if isinstance(t.data, np.ndarray) else t.data
-        data = [d.decode() if isinstance(d, bytes) else d for d in data] if isinstance(data, list) else data
-        inputs.append({"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": data})
-    return {"id": request_id, "inputs": inputs}
-
-
 def main(argv: list[str] | None = None) -> None:
-    from kserve.predictor_config import PredictorConfig
-
-    from spx.core.settings import serving_settings, set_environ, settings
-
     cfg = settings()
-    parser = server_parser(__doc__)
-    parser.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
-    parser.add_argument("--predictor_protocol", default="v2", choices=["v2"])
-    parser.add_argument("--max_feature_age_seconds", type=float, default=cfg.serving.max_feature_age_seconds)
-    parser.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
-    parser.add_argument("--logger_url", "--logger-url", dest="logger_url", default=cfg.serving.logger_url or None)
-    parser.add_argument(
-        "--logger_spill_dir",
-        default=None,
-        help="where unacknowledged log events are spilled (default $SPX_LOGGER_SPILL_DIR)",
-    )
-    parser.add_argument("--logger_retry_seconds", type=float, default=30.0)
-    parser.add_argument("--inference_service", default=cfg.cluster.inference_service)
-    parser.add_argument("--feast_home", default=None, help="directory of the local SQLite online store")
-    parser.add_argument("--predictor_wait_seconds", type=float, default=120.0)
-    parser.add_argument(
+    p = parser(__doc__)
+    p.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
+    p.add_argument("--predictor_protocol", default="v2", choices=["v2"])
+    p.add_argument("--max_feature_age_seconds", type=float, default=cfg.serving.max_feature_age_seconds)
+    p.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")
+    p.add_argument("--predictor_wait_seconds", type=float, default=120.0)
+    p.add_argument(
         "--feature_cache_seconds",
         type=float,
         default=DEFAULT_FEATURE_CACHE_SECONDS,
         help="reuse an instrument's online feature row for this many seconds (0: read Feast on every request)",
     )
-    args, _ = parser.parse_known_args(argv)
-    if args.feast_home:
-        set_environ(SPX_FEAST_HOME=args.feast_home)
-    serving = serving_settings()
-    logger = None
-    if args.logger_url:
-        logger = InferenceLogger(
-            args.logger_url,
-            args.inference_service,
-            token=serving.sink_token,
-            spill_dir=args.logger_spill_dir or serving.logger_spill_dir,
-            retry_seconds=args.logger_retry_seconds,
-        )
+    args, _ = p.parse_known_args(argv)
+    prediction_log = PredictionLog.from_settings()
     model = FeastTransformer(
         args.model_name,
         args.predictor_host,
         timedelta(seconds=args.max_feature_age_seconds),
-        inference_logger=logger,
+        prediction_log=prediction_log,
         threshold=args.threshold,
         predictor_wait_seconds=args.predictor_wait_seconds,
         feature_cache_seconds=args.feature_cache_seconds,
+        own_client="client" in args.speedups,
     )
     model.load()
-    # predictor_health_check: the transformer is ready only while its predictor is (KServe's own check)
-    run_server(
-        [model],
-        args.http_port,
-        args.max_body_bytes,
-        predictor_config=PredictorConfig(
-            predictor_host=args.predictor_host, predictor_protocol="v2", predictor_health_check=True
-        ),
-        on_startup=[logger.start] if logger else None,
-        on_shutdown=[logger.close] if logger else None,
-        **server_kwargs(args),
-    )
+    serve([model], args, on_shutdown=(prediction_log.close,) if prediction_log else ())
 
 
 if __name__ == "__main__":

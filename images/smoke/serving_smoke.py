@@ -1,7 +1,7 @@
 """Smoke test run INSIDE the serving image (stdin of `podman run -i ... python -`), no network.
 
 Trains a small XGBoost booster on synthetic data, starts the real KServe V2 predictor
-(`python -m spx.components.serving.predictor`) on the container's loopback, waits for
+(the image's `spx-predictor` console script) on the container's loopback, waits for
 /v2/health/ready, sends one V2 infer request and checks the probabilities equal the booster's own.
 Exit code 0 only if every check holds; the server is always stopped.
 """
@@ -39,15 +39,15 @@ def main() -> int:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "spx.components.serving.predictor",
+            "spx-predictor",
             "--model_dir",
             str(model_dir),
             "--http_port",
             str(port),
             "--model_name",
             "spx-direction",
+            "--host",
+            "127.0.0.1",
         ]
     )
     base = f"http://127.0.0.1:{port}"

@@ -1,5 +1,4 @@
-"""``spx sink``, ``spx monitor``, ``spx report``, ``spx ui``: prediction log, drift + retrain, pictures, the
-Evidently dashboard."""
+"""``spx monitor``, ``spx report``, ``spx ui``: drift + retrain, pictures, the Evidently dashboard."""
 
 from __future__ import annotations
 
@@ -24,36 +23,6 @@ def _object_store():
         store = ObjectStore()
         store.ensure_bucket()
         yield store
-
-
-def sink(
-    host: Optional[str] = typer.Option(
-        None, help="bind address (default $SPX_SERVE_HOST = 127.0.0.1; 0.0.0.0 in a pod, which needs a token)"
-    ),
-    port: int = typer.Option(8085),
-    wal_dir: Optional[Path] = typer.Option(
-        None,
-        help="write-ahead log directory (default $SPX_SINK_WAL_DIR = "
-        "$SPX_HOME/sink-wal, as spx serve; keep it on a volume)",
-    ),
-    batch_rows: int = typer.Option(500, help="write a parquet batch once this many rows are buffered"),
-    flush_interval: float = typer.Option(30.0, help="…or at least this often (seconds)"),
-    pair_timeout: float = typer.Option(300.0, help="write a request/response without its partner after this"),
-):
-    """Run the prediction-log sink (the KServe logger URL / `spx serve --logger-url`). Writers present
-    `Authorization: Bearer $SPX_SINK_TOKEN`."""
-    from spx.components.monitoring.sink import serve
-    from spx.core.settings import serving_settings
-
-    cfg = serving_settings()
-    serve(
-        host=host or cfg.host,
-        port=port,
-        wal_dir=wal_dir or cfg.sink_wal_dir,
-        batch_rows=batch_rows,
-        flush_interval=flush_interval,
-        pair_timeout=pair_timeout,
-    )
 
 
 def monitor(
@@ -198,7 +167,6 @@ def ui(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sink")(sink)
     app.command("monitor")(monitor)
     app.command("report")(report)
     app.command("ui")(ui)

@@ -5,31 +5,22 @@ its native file from the object store (as KServe's storage initializer would), m
 champion's gold run into the local Feast online store, starts the predictor and the transformer
 (the same modules the cluster runs) and prints how to call them. Ctrl-C stops both.
 
-Every served prediction is logged: by default ``spx serve`` also starts the prediction-log sink
-(``spx.components.monitoring.sink``, the process the cluster's sink Deployment runs) on loopback, points
-the transformer's KServe-logger CloudEvents at it (authenticated with ``$SPX_SINK_TOKEN``, or a token
-made up for this run), and on exit stops it, which flushes the last batch to
-``predictions/date=…/*.parquet`` in the bucket. ``--logger-url URL`` sends the events to an external
-sink instead; ``--no-log-predictions`` logs nothing.
+Every served prediction is logged (``--no-log-predictions``: none): the transformer writes each answered
+prediction to its local log (``$SPX_PREDICTION_LOG_DIR``, default ``$SPX_HOME/prediction-log``) before the
+answer leaves and ships it to ``predictions/date=…/*.parquet`` in the bucket every
+``$SPX_PREDICTION_LOG_FLUSH_SECONDS`` and when it stops.
 
-All three processes bind ``$SPX_SERVE_HOST`` (default ``127.0.0.1``) and are supervised: one that
-exits is restarted on the same port with exponential backoff while the others keep serving (the
-transformer spills log events to disk while the sink is away and replays them when it is back).
-Their output goes to size-rotated logs under ``$SPX_HOME/serving/logs``.
+Both processes bind ``$SPX_SERVE_HOST`` (default ``127.0.0.1``) and are supervised: one that exits is
+restarted on the same port with exponential backoff (a restarted transformer ships what its predecessor
+logged). Their output goes to size-rotated logs under ``$SPX_HOME/serving/logs``.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import signal
-import socket
-import sys
 import threading
-import time
 import uuid
-from contextlib import closing
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -88,18 +79,13 @@ def serve(
     ),
     max_feature_age: float = typer.Option(900.0, help="seconds after which features count as stale (422)"),
     log_predictions: bool = typer.Option(
-        True, "--log-predictions/--no-log-predictions", help="start the prediction-log sink and log every prediction"
+        True, "--log-predictions/--no-log-predictions", help="log every prediction to the bucket"
     ),
-    logger_url: Optional[str] = typer.Option(
-        None, "--logger-url", help="an external sink: POST KServe logger CloudEvents here (no local sink is started)"
-    ),
-    sink_port: int = typer.Option(8085, help="port of the local prediction-log sink (busy: a free one)"),
-    sink_flush_interval: float = typer.Option(30.0, help="seconds between the local sink's parquet batches"),
     check: bool = typer.Option(False, "--check", help="send one request to each server, print, stop"),
 ) -> None:
     """Serve the MLflow champion on the KServe V2 protocol (predictor + Feast transformer)."""
+    from spx.components.feature_store import store as features
     from spx.components.selection import champion
-    from spx.components.serving import features
     from spx.components.serving.local import LocalServing, start_predictor, start_transformer
     from spx.core.services import embedded_s3
     from spx.core.settings import settings
@@ -122,11 +108,8 @@ def serve(
             transformer=transformer,
             materialize=materialize,
             max_feature_age=max_feature_age,
-            logger_url=logger_url,
             check=check,
             log_predictions=log_predictions,
-            sink_port=sink_port,
-            sink_flush_interval=sink_flush_interval,
         )
 
 
@@ -145,11 +128,8 @@ def _serve(
     transformer,
     materialize,
     max_feature_age,
-    logger_url,
     check,
     log_predictions=True,
-    sink_port=8085,
-    sink_flush_interval=30.0,
 ) -> None:
     info = champion.resolve(version=model_version)
     model_dir = cfg.home / "serving" / "models" / info.name / info.version
@@ -170,25 +150,8 @@ def _serve(
     log_dir = cfg.home / "serving" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     from spx.core.processes import Supervisor
-    from spx.core.settings import serving_settings
 
-    serving = serving_settings()
-    # the writers' token: the configured one, else one made up for this run (the sink and the
-    # transformer get it through their environment)
-    token = serving.sink_token or secrets.token_urlsafe(24)
-    child_env = {"SPX_SINK_TOKEN": token}
-    sink = None
-    if transformer and log_predictions and not logger_url:
-        sink = start_sink(serving.sink_wal_dir, log_dir, sink_port, flush_interval=sink_flush_interval, token=token)
-        logger_url = f"{sink.url}/"
-    elif not serving.sink_token:
-        child_env = {}
-    try:
-        running = LocalServing(start_predictor(model_dir, info.name, predictor_port, log_dir))
-    except BaseException:
-        if sink is not None:
-            _stop_sink(sink)
-        raise
+    running = LocalServing(start_predictor(model_dir, info.name, predictor_port, log_dir))
     try:
         if transformer:
             running.transformer = start_transformer(
@@ -197,128 +160,43 @@ def _serve(
                 port,
                 log_dir,
                 max_feature_age_seconds=max_feature_age,
-                logger_url=logger_url if log_predictions else None,
-                env=child_env,
+                prediction_log=log_predictions,
             )
         typer.echo(
             _examples(info, running.predictor.url, running.transformer.url if running.transformer else None, as_of)
         )
         typer.echo(f"logs: {log_dir} (rotated at 10 MB, 3 kept)")
-        typer.echo(_log_destination(sink, logger_url if (transformer and log_predictions) else None))
+        logged = transformer and log_predictions
+        typer.echo(_log_destination(cfg) if logged else "prediction log: off")
         if check:
             request_id = _check(info, running, as_of)
-            if sink is not None and request_id:
-                _wait_logged(sink, 2)
-                running.stop()
-                _stop_sink(sink)
-                sink = None
+            if logged and request_id:
+                running.stop()  # the transformer ships its log when it stops
                 _report_logged(request_id)
             return
         typer.echo("Ctrl-C to stop.")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        children = [c for c in (sink, running.predictor, running.transformer) if c is not None]
+        children = [c for c in (running.predictor, running.transformer) if c is not None]
         supervisor = Supervisor(children, report=lambda line: typer.echo(line, err=True))
         while not stop.is_set():
             supervisor.check()
             stop.wait(0.5)
     finally:
-        # the transformer first: its logger sends (or spills) what it holds before the sink flushes
-        running.stop()
-        if sink is not None:
-            _stop_sink(sink)
+        running.stop()  # the transformer first: it ships what it logged
 
 
-def _port_free(port: int) -> bool:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def start_sink(
-    wal_dir: Path,
-    log_dir: Path,
-    port: int = 8085,
-    flush_interval: float = 30.0,
-    timeout: float = 60.0,
-    token: str | None = None,
-):
-    """The prediction-log sink (``python -m spx.components.monitoring.sink``) on ``$SPX_SERVE_HOST``
-    (loopback by default), WAL in ``wal_dir``, writers authenticated with ``token``."""
-    from spx.components.serving.local import ServerProcess
-    from spx.core.processes import free_port
-    from spx.core.settings import serving_settings
-
-    if not _port_free(port):
-        new = free_port()
-        typer.echo(f"port {port} is busy; the prediction-log sink listens on {new}")
-        port = new
-    cmd = [
-        sys.executable,
-        "-m",
-        "spx.components.monitoring.sink",
-        "--host",
-        serving_settings().host,
-        "--port",
-        str(port),
-        "--wal-dir",
-        str(wal_dir),
-        "--flush-interval",
-        str(flush_interval),
-    ]
-    server = ServerProcess(
-        "sink",
-        port,
-        cmd,
-        Path(log_dir) / f"sink-{port}.log",
-        "/healthz",
-        env={"SPX_SINK_TOKEN": token} if token else None,
-    )
-    try:
-        return server.start(timeout=timeout)
-    except RuntimeError as exc:
-        raise RuntimeError(f"the prediction-log sink did not start: {exc}") from None
-
-
-def _stop_sink(sink) -> None:
-    """SIGTERM: the sink flushes its buffer to the bucket (anything unflushed stays in its WAL)."""
-    sink.stop(timeout=60.0)
-    typer.echo(f"prediction-log sink stopped (flushed); its log: {sink.log_path}")
-
-
-def _log_destination(sink, logger_url: str | None) -> str:
-    from spx.core.settings import settings
-
-    if logger_url is None:
-        return "prediction log: off"
-    if sink is None:
-        return f"prediction log: KServe logger CloudEvents -> {logger_url} (external sink)"
-    bucket = settings().s3.bucket
+def _log_destination(cfg) -> str:
     return (
-        f"prediction log: KServe logger CloudEvents -> sink {sink.url} -> s3://{bucket}/predictions/"
-        f"date=YYYY-MM-DD/*.parquet (batches every flush interval and on exit; "
-        f"read with spx.components.serving.prediction_log.read_predictions)"
+        f"prediction log: {cfg.prediction_log_dir} -> s3://{cfg.s3.bucket}/predictions/date=YYYY-MM-DD/*.parquet "
+        f"(every {cfg.serving.log_flush_seconds:g} s and on exit; read with "
+        "spx.components.prediction_log.read_predictions)"
     )
-
-
-def _wait_logged(sink, n_events: int, timeout: float = 20.0) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = requests.get(f"{sink.url}/healthz", timeout=5).json()
-        if health.get("accepted", 0) + health.get("duplicates", 0) >= n_events:
-            return
-        time.sleep(0.1)
-    typer.echo(f"the sink acknowledged fewer than {n_events} events within {timeout:.0f}s", err=True)
 
 
 def _report_logged(request_id: str) -> None:
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
     from spx.core.storage import ObjectStore
 
     log = read_predictions(ObjectStore(), flatten=False)

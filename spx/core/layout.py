@@ -18,6 +18,10 @@ SILVER, GOLD, MODELS, SELECTION, MONITORING, PREDICTIONS, FEAST = (
     "feast",
 )
 
+# a served model's directory (storageUri): the native file, one of these per format, and the tags beside it
+NATIVE_FILES = {"xgboost": ("model.json", "model.ubj", "model.bst"), "lightgbm": ("model.bst", "model.txt")}
+MODEL_INFO_FILE = "spx-model.json"  # written by selection beside the native file: what the predictor reports
+
 
 def bronze_market_prefix(source: str, instrument: str, granularity: str) -> str:
     return f"{BRONZE_MARKET}/{source}/{instrument}/{granularity}/"
@@ -69,3 +73,8 @@ def variants_in(keys: list[str], run_id: str) -> list[str]:
     """Variant names of ``run_id`` among listed keys (``models/{run_id}/{variant}/…``)."""
     prefix = models_prefix(run_id)
     return sorted({k[len(prefix) :].split("/", 1)[0] for k in keys if k.startswith(prefix) and k.count("/") >= 3})
+
+
+def prediction_key(day: str, batch: str) -> str:
+    """One parquet batch of the prediction log: ``day`` YYYY-MM-DD (UTC), ``batch`` unique per writer segment."""
+    return f"{PREDICTIONS}/date={day}/{batch}.parquet"

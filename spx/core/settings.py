@@ -1,7 +1,7 @@
 """Every setting of spx, typed, in one place: the only module that reads the environment.
 
 The same component code runs locally (``spx run`` sets the environment) and in the cluster (a Secret and
-a ConfigMap injected by the pipeline). Settings are grouped (S3, MLflow, Feast, serving, sink, pipeline,
+a ConfigMap injected by the pipeline). Settings are grouped (S3, MLflow, Feast, serving, pipeline,
 news, market, cluster, dev); each field names the environment variable(s) it is read from, and the README's
 configuration table is checked against these models by a test. CLI options and server flags take their
 defaults from here.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -122,20 +121,30 @@ class ServingSettings(_Group):
     host: str = Field(
         "127.0.0.1",
         validation_alias=_alias("SPX_SERVE_HOST"),
-        description="address spx serve's predictor, transformer and sink bind to (loopback; the "
-        "images pass --host 0.0.0.0)",
+        description="address spx serve's predictor and transformer bind to (loopback; the images pass --host 0.0.0.0)",
     )
-    sink_token: SecretStr = Field(
-        SecretStr(""),
-        validation_alias=_alias("SPX_SINK_TOKEN"),
-        description="shared token the sink's writers present (Authorization: Bearer); "
-        "spx serve makes one per run when unset",
+    prediction_log: bool = Field(
+        False,
+        validation_alias=_alias("SPX_PREDICTION_LOG"),
+        description="log every prediction this server answers (the chart and the deploy step set it on the one "
+        "server that answers clients: the transformer, else the predictor)",
     )
-    logger_spill_dir: Path | None = Field(
+    log_dir: Path | None = Field(
         None,
-        validation_alias=_alias("SPX_LOGGER_SPILL_DIR"),
-        description="where the transformer's logger spills events the sink has "
-        "not acknowledged (default SPX_HOME/logger-spill)",
+        validation_alias=_alias("SPX_PREDICTION_LOG_DIR"),
+        description="the server's local prediction log, shipped to the bucket (default SPX_HOME/prediction-log)",
+    )
+    log_flush_seconds: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=_alias("SPX_PREDICTION_LOG_FLUSH_SECONDS"),
+        description="seconds between the prediction log's parquet batches to the bucket",
+    )
+    log_max_bytes: int = Field(
+        1 << 30,
+        gt=0,
+        validation_alias=_alias("SPX_PREDICTION_LOG_MAX_BYTES"),
+        description="unshipped prediction-log bytes above which a server answers 503 (the bucket is away)",
     )
     model_dir: Path = Field(
         Path("/mnt/models"),
@@ -159,11 +168,6 @@ class ServingSettings(_Group):
         validation_alias=_alias("SPX_MAX_FEATURE_AGE_SECONDS"),
         description="transformer: refuse online features older than this",
     )
-    logger_url: str = Field(
-        "",
-        validation_alias=_alias("SPX_PREDICTION_LOGGER_URL", "SPX_INFERENCE_LOGGER_URL"),
-        description="transformer: prediction-log sink URL (empty: no logging)",
-    )
     manifest_uri: str = Field(
         "", validation_alias=_alias("SPX_MANIFEST_URI"), description="Feast CLI repo: gold manifest.json to serve"
     )
@@ -174,38 +178,6 @@ class ServingSettings(_Group):
         "WARNING",
         validation_alias=_alias("SPX_TRACE_LOG_LEVEL"),
         description="log level of the model servers' access/trace loggers",
-    )
-
-
-class SinkSettings(_Group):
-    host: str = Field(
-        "",
-        validation_alias=_alias("SPX_SINK_HOST"),
-        description="prediction-log sink: bind address (default SPX_SERVE_HOST, i.e. loopback)",
-    )
-    port: int = Field(
-        8085, ge=1, le=65535, validation_alias=_alias("SPX_SINK_PORT"), description="prediction-log sink: port"
-    )
-    wal_dir: Path | None = Field(
-        None, validation_alias=_alias("SPX_SINK_WAL_DIR"), description="default: SPX_HOME/sink-wal"
-    )
-    batch_rows: int = Field(
-        500,
-        ge=1,
-        validation_alias=_alias("SPX_SINK_BATCH_ROWS"),
-        description="prediction-log sink: rows per parquet batch",
-    )
-    flush_interval: float = Field(
-        30.0,
-        gt=0,
-        validation_alias=_alias("SPX_SINK_FLUSH_INTERVAL"),
-        description="prediction-log sink: seconds between flushes",
-    )
-    pair_timeout: float = Field(
-        300.0,
-        gt=0,
-        validation_alias=_alias("SPX_SINK_PAIR_TIMEOUT"),
-        description="prediction-log sink: seconds to wait for a request/response pair",
     )
 
 
@@ -412,7 +384,7 @@ class GeneralSettings(_Group):
 
 class Settings(BaseModel):
     """Every group, each read only from the variables its fields name. A plain model, not a settings
-    source itself: no group is bound to a variable of its own name (``S3=…`` or ``sink=…`` in a shell is
+    source itself: no group is bound to a variable of its own name (``S3=…`` or ``serving=…`` in a shell is
     not ours to read)."""
 
     model_config = ConfigDict(frozen=True)
@@ -422,7 +394,6 @@ class Settings(BaseModel):
     mlflow: MlflowSettings
     feast: FeastSettings
     serving: ServingSettings
-    sink: SinkSettings
     evidently: EvidentlySettings
     pipeline: PipelineSettings
     news: NewsSettings
@@ -460,12 +431,8 @@ class Settings(BaseModel):
         return self.feast.registry or str(self.feast_home / "registry.db")
 
     @property
-    def sink_wal_dir(self) -> Path:
-        return (self.sink.wal_dir or self.home / "sink-wal").expanduser().resolve()
-
-    @property
-    def logger_spill_dir(self) -> Path:
-        return (self.serving.logger_spill_dir or self.home / "logger-spill").expanduser().resolve()
+    def prediction_log_dir(self) -> Path:
+        return (self.serving.log_dir or self.home / "prediction-log").expanduser().resolve()
 
     @property
     def evidently_workspace(self) -> str:
@@ -496,26 +463,6 @@ class Settings(BaseModel):
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "SPX_HOME": str(self.home),
         }
-
-
-@dataclass(frozen=True)
-class ServingView:
-    """What the model servers, the logger and the sink need, resolved (defaults under ``SPX_HOME``)."""
-
-    host: str
-    sink_token: str
-    sink_wal_dir: Path
-    logger_spill_dir: Path
-
-
-def serving_settings() -> ServingView:
-    cfg = settings()
-    return ServingView(
-        host=cfg.serving.host,
-        sink_token=cfg.serving.sink_token.get_secret_value(),
-        sink_wal_dir=cfg.sink_wal_dir,
-        logger_spill_dir=cfg.logger_spill_dir,
-    )
 
 
 def cluster_names() -> ClusterSettings:
@@ -625,7 +572,6 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "mlflow": MlflowSettings,
     "feast": FeastSettings,
     "serving": ServingSettings,
-    "sink": SinkSettings,
     "evidently": EvidentlySettings,
     "pipeline": PipelineSettings,
     "news": NewsSettings,

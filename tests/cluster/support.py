@@ -44,3 +44,19 @@ def render(helm_bin: str, extra: list[str]) -> list[dict]:
         helm_bin, "template", "spx-kfp", str(CHART), "--namespace", "spx", "--kube-version", K8S_VERSION, *api, *extra
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def loggers(isvc: dict) -> list[str]:
+    """The places in an InferenceService whose server writes the prediction log (``SPX_PREDICTION_LOG`` on);
+    fails on any KServe ``logger`` (its agent logger: no retries, no token, a second copy of each prediction)."""
+
+    def walk(node, path: str) -> list[str]:
+        if isinstance(node, dict):
+            assert "logger" not in node, f"a KServe logger at {path}"
+            on = [path] if {"name": "SPX_PREDICTION_LOG", "value": "true"} in (node.get("env") or []) else []
+            return on + [p for k, v in node.items() for p in walk(v, f"{path}.{k}")]
+        if isinstance(node, list):
+            return [p for i, v in enumerate(node) for p in walk(v, f"{path}[{i}]")]
+        return []
+
+    return walk(isvc.get("spec") or {}, "spec")

@@ -2,7 +2,7 @@
 
 The InferenceService lives in the loopback Kubernetes API peer (tests/cluster/conftest.py) and is created and
 canaried by the real ``deploy``; the prediction log is written into the real loopback S3 server by the real
-sink (``PredictionSink`` + ``parse_event``) from KServe-logger CloudEvents, then read back by the loop.
+writer (``PredictionLog``, the rows a server writes per answer), then read back by the loop.
 """
 
 from __future__ import annotations
@@ -37,20 +37,12 @@ from tests.support import ROOT
 
 NS, NAME = "spx", "spx-direction"
 PATH = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"
-SINK_URL = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
 V1 = ModelRef("s3://spx/models/run-1/xgb_base/", "xgboost", "1", "xgb_base")
 V2 = ModelRef("s3://spx/models/run-2/lgbm_news/", "lightgbm", "2", "lgbm_news")
 V3 = ModelRef("s3://spx/models/run-3/xgb_news/", "xgboost", "3", "xgb_news")
 TH = HealthThresholds(max_error_rate=0.05, max_p95_latency_ms=250.0, min_requests=100)
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
-REQUEST = "org.kubeflow.serving.inference.request"
-RESPONSE = "org.kubeflow.serving.inference.response"
 IMAGE = "registry.example.com/spx/spx-component:9.9.9"
-
-
-@pytest.fixture(autouse=True)
-def _logger_url(monkeypatch):
-    monkeypatch.setenv("SPX_PREDICTION_LOGGER_URL", SINK_URL)
 
 
 def cfg(mode: str = "serverless") -> ServingConfig:
@@ -105,49 +97,30 @@ def served(
     return out
 
 
-def _headers(rid: str, typ: str, when: datetime, isvc: str) -> dict:
-    return {
-        "Content-Type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": rid,
-        "ce-type": typ,
-        "ce-source": "http://localhost:9081/",
-        "ce-time": when.isoformat().replace("+00:00", "Z"),
-        "ce-inferenceservicename": isvc,
-        "ce-namespace": NS,
-        "ce-endpoint": "",
-    }
-
-
 def write_log(store, tmp_path, traffic: list[dict]) -> None:
-    """KServe-logger events for ``traffic`` through the real sink into the bucket."""
-    from spx.components.monitoring.sink import PredictionSink
-    from spx.components.serving.prediction_log import parse_event
+    """The rows of ``traffic`` through the real prediction-log writer into the bucket (an error row as a logger
+    that marks failed answers would write it: status "error")."""
+    from spx.components.prediction_log import PredictionLog, encode_rows
 
-    sink = PredictionSink(
-        tmp_path / f"wal-{time.monotonic_ns()}", store_factory=lambda: store, batch_rows=100_000, flush_interval=3600
-    ).start(background=False)
-    try:
-        for row in traffic:
-            req = {"inputs": [{"name": "instrument", "shape": [1], "datatype": "BYTES", "data": ["SPX500_USD"]}]}
-            if row["error"]:
-                resp = {"model_name": NAME, "model_version": row["version"], "error": "predictor failed"}
-            else:
-                resp = {
-                    "model_name": NAME,
-                    "model_version": row["version"],
-                    "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [0.56]}],
-                }
-            if row["version"] is None:
-                resp.pop("model_version")
-            t = row["t"]
-            for headers, body in (
-                (_headers(row["rid"], REQUEST, t, row["isvc"]), req),
-                (_headers(row["rid"], RESPONSE, t + timedelta(milliseconds=row["latency_ms"]), row["isvc"]), resp),
-            ):
-                assert sink.accept(parse_event(headers, json.dumps(body).encode(), time.time())) == "accepted"
-    finally:
-        sink.close()
+    log = PredictionLog(tmp_path / f"log-{time.monotonic_ns()}", store_factory=lambda: store).open(background=False)
+    for row in traffic:
+        log.write(
+            encode_rows(
+                request_id=row["rid"],
+                arrived=row["t"].timestamp(),
+                model_name=NAME,
+                model_version=row["version"],
+                inference_service=row["isvc"],
+                namespace=NS,
+                inputs=[{"instrument": "SPX500_USD"}],
+                outputs=[{"probability": 0.56}],
+                probabilities=[0.56],
+                predictions=[1.0],
+                latency_ms=row["latency_ms"],
+                status="error" if row["error"] else "ok",
+            )
+        )
+    log.close()
     assert [k for k in store.list("predictions/") if k.endswith(".parquet")]
 
 
@@ -656,7 +629,7 @@ def test_monitoring_pipeline_runs_the_canary_step_under_manage_canary(monitoring
         "SPX_BUCKET",
         "SPX_INFERENCE_SERVICE",
         "SPX_INFERENCE_MODE",
-        "SPX_PREDICTION_LOGGER_URL",
+        "SPX_PREDICTION_LOG",
     } <= env_keys
     # same wiring as the drift task
     assert k8s["secretAsEnv"] == platform["exec-detect-drift"]["secretAsEnv"]

@@ -23,6 +23,7 @@ from spx.components.deploy.canary import (
     load_selection,
     promote,
 )
+from tests.cluster.support import loggers
 
 NS, NAME = "spx", "spx-direction"
 PATH = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"
@@ -81,7 +82,7 @@ def test_first_deploy_creates_the_inference_service(kube_api, custom_api):
     assert "canaryTrafficPercent" not in predictor
     transformer = body["spec"]["transformer"]["containers"][0]
     assert transformer["image"] == "registry.local/spx-serving:0.1.0"
-    assert transformer["command"] == ["python", "-m", "spx.components.serving.transformer"]
+    assert transformer["command"] == ["spx-transformer"]  # the serving image's console script
     assert transformer["envFrom"] == [{"configMapRef": {"name": "spx-kfp-serving-env"}}]
     ann = body["metadata"]["annotations"]
     assert ann["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -414,17 +415,17 @@ def test_cli_deploy_and_promote(kube_api, tmp_path):
     assert bad.exit_code == 2 and "--prediction-log" in bad.output
 
 
-SINK = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
-
-
 @pytest.mark.parametrize("mode", ["serverless", "raw"])
-def test_inference_logger_survives_canary_promote_and_rollback(kube_api, custom_api, mode):
-    """The deploy step creates the InferenceService with the transformer's logger -> the prediction-log
-    sink; canary patches, promotion and rollback never touch spec.transformer, so the logger stays."""
-    c = cfg(mode, logger_url=SINK)
+def test_only_the_transformer_logs_through_canary_promote_and_rollback(kube_api, custom_api, mode):
+    """The deploy step writes the prediction log at exactly one server, by construction: the transformer (its rows
+    carry the features the model received); canary patches, promotion and rollback leave spec.transformer alone.
+    Before: a KServe agent logger on the transformer beside the transformer's own logger (two rows each)."""
+    c = cfg(mode, prediction_log=True)
     created = deploy(custom_api, V1, c, backoff_seconds=0)
-    assert created.body["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}
-    assert "logger" not in created.body["spec"]["predictor"]  # logged once, where the features are visible
+    assert loggers(created.body) == ["spec.transformer.containers[0]"]
+    env = {e["name"]: e for e in created.body["spec"]["transformer"]["containers"][0]["env"]}
+    assert env["SPX_INFERENCE_SERVICE"]["value"] == NAME  # what the canary loop filters the rows on
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     for step in (
         lambda: deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0),
         lambda: promote(custom_api, HEALTHY, TH, c, backoff_seconds=0),
@@ -433,22 +434,23 @@ def test_inference_logger_survives_canary_promote_and_rollback(kube_api, custom_
     ):
         step()
         assert "transformer" not in (kube_api.calls[-1].body or {}).get("spec", {})
-        assert stored(kube_api)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK}
+        assert loggers(stored(kube_api)) == ["spec.transformer.containers[0]"]
     assert json.loads(stored(kube_api)["metadata"]["annotations"][ANN_STABLE])["native_uri"] == V2.native_uri
-
-
-def test_inference_logger_on_the_predictor_without_a_transformer(kube_api, custom_api, monkeypatch):
-    monkeypatch.setenv("SPX_PREDICTION_LOGGER_URL", SINK)  # the chart's env ConfigMap sets it
-    c = ServingConfig(namespace=NS, name=NAME)
-    assert c.logger_url == SINK
-    deploy(custom_api, V1, c, backoff_seconds=0)
-    assert stored(kube_api)["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
-    deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0)
-    assert kube_api.calls[-1].body["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
-    promote(custom_api, HEALTHY, TH, c, backoff_seconds=0)
-    assert stored(kube_api)["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
-    monkeypatch.delenv("SPX_PREDICTION_LOGGER_URL")
     from spx.components.deploy.canary import inference_service
 
-    plain = ServingConfig(namespace=NS, name=NAME)
-    assert plain.logger_url == "" and "logger" not in inference_service(V1, plain)["spec"]["predictor"]
+    assert not loggers(inference_service(V1, cfg(mode, prediction_log=False)))  # logging off: no server logs
+
+
+def test_without_a_transformer_the_predictor_logs(kube_api, custom_api, monkeypatch):
+    monkeypatch.setenv("SPX_PREDICTION_LOG", "true")  # the chart's env ConfigMap sets it
+    c = ServingConfig(namespace=NS, name=NAME, mode="raw", runtime="spx-predictor", transformer_env_secret="spx-kfp-s3")
+    assert c.prediction_log
+    deploy(custom_api, V1, c, backoff_seconds=0)
+    assert loggers(stored(kube_api)) == ["spec.predictor.model"]
+    assert stored(kube_api)["spec"]["predictor"]["model"]["envFrom"] == [{"secretRef": {"name": "spx-kfp-s3"}}]
+    deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0)  # the canary predictor logs its share
+    assert loggers(stored(kube_api)) == ["spec.predictor.model", "spec.canary[0].predictor.model"]
+    monkeypatch.delenv("SPX_PREDICTION_LOG")
+    from spx.components.deploy.canary import inference_service
+
+    assert not loggers(inference_service(V1, ServingConfig(namespace=NS, name=NAME)))

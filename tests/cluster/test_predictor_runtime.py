@@ -12,7 +12,7 @@ def test_chart_renders_spx_predictor_runtime_and_points_the_isvc_and_pipeline_at
     objs = render(helm_bin, ["--set", "inferenceService.model.storageUri=s3://spx/models/r/xgb_base/"])
     (rt,) = _by_kind(objs, "ServingRuntime", "spx-predictor")
     container = rt["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "spx.components.serving.predictor"]
+    assert container["command"] == ["spx-predictor"]
     assert "--model_dir=/mnt/models" in container["args"] and "--model_name={{.Name}}" in container["args"]
     assert {f["name"] for f in rt["spec"]["supportedModelFormats"]} == {"xgboost", "lightgbm"}
     assert all(f["autoSelect"] is False for f in rt["spec"]["supportedModelFormats"])

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.cluster.kserve_schema import UNVERIFIED, schema_for_object, unverified_paths
-from tests.cluster.support import CHART, K8S_VERSION, ROOT, helm, render
+from tests.cluster.support import CHART, K8S_VERSION, ROOT, helm, loggers, render
 
 MODEL = "s3://spx/models/run-1/xgb_base/"
 CANARY = "s3://spx/models/run-2/lgbm_news/"
@@ -59,10 +59,11 @@ CASES = {
     ]
     + WITH_MODEL,
     "seaweedfs": ["--set", "minio.enabled=false", "--set", "seaweedfs.enabled=true", "--set", "feast.enabled=true"],
-    "no-sink": VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.sink.enabled=false"],
-    "no-transformer+sink-emptydir": VALUES["k3d"]
+    "no-log": VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.predictionLog.enabled=false"],
+    "no-transformer": VALUES["k3d"]
     + WITH_MODEL
-    + ["--set", "inferenceService.transformer.enabled=false", "--set", "monitoring.sink.persistence.enabled=false"],
+    + WITH_CANARY
+    + ["--set", "inferenceService.transformer.enabled=false"],
 }
 
 
@@ -171,9 +172,6 @@ def test_default_install_contents(rendered):
         ("ConfigMap", "kfp-launcher"),
         ("ServiceAccount", "spx-kfp-kserve-s3"),
         ("Secret", "spx-kfp-s3"),
-        ("Deployment", "spx-kfp-prediction-sink"),
-        ("Service", "spx-kfp-prediction-sink"),
-        ("PersistentVolumeClaim", "spx-kfp-prediction-sink"),
     ]:
         assert expected in kinds, expected
     # no model yet: the deploy step creates the InferenceService from the first champion
@@ -235,7 +233,7 @@ def test_inference_service_modes_and_canary(rendered):
         assert predictor["model"]["protocolVersion"] == "v2"
         assert predictor["serviceAccountName"] == "spx-kfp-kserve-s3"
         container = isvc["spec"]["transformer"]["containers"][0]
-        assert container["command"] == ["python", "-m", "spx.components.serving.transformer"]
+        assert container["command"] == ["spx-transformer"]
         assert container["image"] == "spx-serving:dev"
 
 
@@ -295,7 +293,7 @@ def test_pod_security_and_resources_everywhere(rendered, case):
                 assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
                 assert {"requests", "limits"} <= set(c.get("resources", {})), name
                 assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
-    assert seen >= 8  # minio, buckets, postgresql, mlflow, redis, prediction sink, kfp-upload, check (+ serving)
+    assert seen >= 8  # minio, buckets, postgresql, mlflow, redis, evidently ui, kfp-upload, check (+ serving)
 
 
 def test_pipeline_rbac_is_least_privilege(rendered, manifests):
@@ -357,67 +355,71 @@ def test_job_script_matches_the_cli(rendered):
             assert flag in help_text, (command, flag)
 
 
-SINK_URL = "http://spx-kfp-prediction-sink.spx.svc.cluster.local/"
+LOGGED_AT = {
+    "kind+model": ["spec.transformer.containers[0]"],
+    "kind+canary": ["spec.transformer.containers[0]"],
+    "k3d+canary": ["spec.transformer.containers[0]"],
+    "external-s3": ["spec.transformer.containers[0]"],
+    "no-log": [],
+    "no-transformer": ["spec.predictor.model", "spec.canary[0].predictor.model"],
+}
 
 
-def test_prediction_sink_and_the_inference_logger(rendered, monkeypatch):
-    """The sink runs the real module with its real flags, keeps its WAL on a PVC, and the InferenceService
-    logger (on the transformer) posts to its Service; the deploy step gets the same URL from the ConfigMap."""
-    import spx.components.monitoring.sink as sink_mod
+@pytest.mark.parametrize("case", sorted(LOGGED_AT))
+def test_exactly_one_server_writes_the_prediction_log(rendered, case):
+    """By construction one logger per InferenceService: the transformer (its rows carry the features the model
+    received), else the predictor (and a raw-mode canary predictor for its share), never KServe's agent logger.
+    Before: the agent logger on the transformer and the transformer's own logger both logged (two rows each),
+    and with a sink token the agent's events got 401 while the transformer had no token: nothing was logged."""
+    objs = rendered[case]
+    isvc = _isvc(objs)
+    assert loggers(isvc) == LOGGED_AT[case]
+    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+    assert env["SPX_PREDICTION_LOG"] == ("false" if case == "no-log" else "true")  # what the deploy step follows
+    for where in LOGGED_AT[case]:
+        container = isvc
+        for part in where.replace("]", "").replace("[", ".").split("."):
+            container = container[int(part)] if part.isdigit() else container[part]
+        values = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+        assert values["SPX_INFERENCE_SERVICE"] == isvc["metadata"]["name"]  # the canary loop filters on these
+        assert values["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        refs = {next(iter(e.values()))["name"] for e in container["envFrom"]}
+        assert refs == {"spx-kfp-env", "spx-kfp-s3" if case != "external-s3" else "kfp-s3"}  # S3 for shipping
 
+
+def test_the_serving_commands_are_the_images_console_scripts_and_take_the_charts_args(rendered, monkeypatch):
+    """The ServingRuntime and the transformer run spx-predictor / spx-transformer (pyproject [project.scripts]),
+    whose parsers accept the args the chart gives plus those KServe appends."""
+    import tomllib
+
+    from spx.components.serving import predictor, transformer
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     objs = rendered["kind+model"]
-    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
-    pod = dep["spec"]["template"]["spec"]
-    (c,) = pod["containers"]
-    assert c["command"] == ["python", "-m", "spx.components.monitoring.sink"]
-    assert c["image"] == "spx-component:dev"
-    # the sink's own argument parser accepts the args and gets the values
+    (runtime,) = [o for o in objs if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == "spx-predictor"]
+    (c,) = runtime["spec"]["containers"]
+    assert c["command"] == ["spx-predictor"] and scripts["spx-predictor"] == "spx.components.serving.predictor:main"
     seen = {}
-    monkeypatch.setattr(sink_mod, "serve", lambda *a, **kw: seen.update(args=a, kwargs=kw))
-    sink_mod.main(c["args"])
-    assert seen["args"] == ("0.0.0.0", 8085, "/var/lib/spx-sink", 500, 30.0, 300.0, "predictions")
-    # no monitoring.sink.tokenSecret by default: KServe's agent logger cannot send a token
-    assert seen["kwargs"] == {"token": None, "allow_anonymous": True}
-    assert not any(e.get("name") == "SPX_SINK_TOKEN" for e in c.get("env", []))
-    assert "--wal-dir=/var/lib/spx-sink" in c["args"] and "--host=0.0.0.0" in c["args"]
-    assert {"name": "wal", "mountPath": "/var/lib/spx-sink"} in c["volumeMounts"]
-    wal = next(v for v in pod["volumes"] if v["name"] == "wal")
-    assert wal == {"name": "wal", "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-sink"}}
-    assert {e.get("configMapRef", e.get("secretRef"))["name"] for e in c["envFrom"]} == {"spx-kfp-env", "spx-kfp-s3"}
-    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
-    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
-    pvc = next(
-        o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink"
+    monkeypatch.setattr(predictor.BoosterModel, "load", lambda self: seen.update(model=self))
+    monkeypatch.setattr(predictor, "serve", lambda models, args, **kw: seen.update(args=args))
+    predictor.main([a.replace("{{.Name}}", "spx-direction") for a in c["args"]])
+    assert seen["model"].model_dir.as_posix() == "/mnt/models" and seen["args"].http_port == 8080
+    assert seen["args"].speedups == {"infer", "booster", "client"}
+    (t,) = _isvc(objs)["spec"]["transformer"]["containers"]
+    assert (
+        t["command"] == ["spx-transformer"] and scripts["spx-transformer"] == "spx.components.serving.transformer:main"
     )
-    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    isvc = _isvc(objs)
-    assert isvc["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
-    assert "logger" not in isvc["spec"]["predictor"]
-    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
-    assert env["data"]["SPX_PREDICTION_LOGGER_URL"] == SINK_URL
-    # disabled: no sink objects, no logger, an empty URL for the deploy step
-    off = rendered["no-sink"]
-    assert not [o for o in off if "prediction-sink" in o["metadata"]["name"]]
-    assert "logger" not in json.dumps(_isvc(off))
-    env = next(o for o in off if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
-    assert env["data"]["SPX_PREDICTION_LOGGER_URL"] == ""
-    # no transformer: the predictor logs; no persistence: an emptyDir WAL and no PVC
-    objs = rendered["no-transformer+sink-emptydir"]
-    isvc = _isvc(objs)
-    assert "transformer" not in isvc["spec"] and isvc["spec"]["predictor"]["logger"]["url"] == SINK_URL
-    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim" and "sink" in o["metadata"]["name"]]
-    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-prediction-sink")
-    assert {"name": "wal", "emptyDir": {}} in dep["spec"]["template"]["spec"]["volumes"]
+    monkeypatch.setattr(transformer.FeastTransformer, "load", lambda self: seen.update(model=self))
+    monkeypatch.setattr(transformer, "serve", lambda models, args, **kw: seen.update(args=args))
+    transformer.main([*t["args"], "--model_name", "spx-direction", "--predictor_host", "p:80", "--http_port", "8080"])
+    assert seen["model"].predictor_host == "p:80" and seen["args"].host == "0.0.0.0"
 
 
-def test_sink_values_are_checked_by_the_schema(helm_bin):
+def test_prediction_log_values_are_checked_by_the_schema(helm_bin):
     for bad in (
-        ["--set", "monitoring.sink.bogus=1"],
-        ["--set", "monitoring.sink.batchRows=0"],
-        ["--set", "monitoring.sink.persistence.size=lots"],
+        ["--set", "monitoring.predictionLog.bogus=1"],
+        ["--set", "monitoring.predictionLog.flushSeconds=0"],
+        ["--set", "monitoring.sink.enabled=true"],  # the sink is gone: an old values file says so
     ):
         res = helm(helm_bin, "template", "x", str(CHART), *bad, check=False)
         assert res.returncode != 0 and "schema" in res.stderr, (bad, res.stderr)
@@ -459,25 +461,21 @@ def test_raw_overlay_switches_mode(manifests):
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
 
 
-def test_manifests_mirror_the_prediction_sink(manifests):
+def test_manifests_wire_one_logger(manifests):
     for path in ("manifests/base", "manifests/overlays/raw", "manifests/overlays/serverless-canary"):
         objs = manifests[path]
-        names = _kinds(objs)
-        for kind in ("Deployment", "Service", "PersistentVolumeClaim"):
-            assert (kind, "spx-kfp-prediction-sink") in names, (path, kind)
-        assert _isvc(objs)["spec"]["transformer"]["logger"] == {"mode": "all", "url": SINK_URL}
-    dep = next(o for o in manifests["manifests/base"] if o["kind"] == "Deployment")
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
-    assert c["command"] == ["python", "-m", "spx.components.monitoring.sink"]
-    assert c["securityContext"]["allowPrivilegeEscalation"] is False
-    svc = next(o for o in manifests["manifests/base"] if o["kind"] == "Service")
-    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        isvc = _isvc(objs)
+        assert loggers(isvc) == ["spec.transformer.containers[0]"], path
+        assert isvc["spec"]["transformer"]["containers"][0]["command"] == ["spx-transformer"]
+        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        assert env["SPX_PREDICTION_LOG"] == "true" and "SPX_PREDICTION_LOGGER_URL" not in env
+        runtimes = [o for o in objs if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == "spx-predictor"]
+        assert [rt["spec"]["containers"][0]["command"] for rt in runtimes] == [["spx-predictor"]]
 
 
-def test_read_only_root_filesystem_and_sink_storage_class(rendered):
+def test_read_only_root_filesystem(rendered):
     """Issue 11, defect 11: the InferenceService's and ServingRuntimes' containers run with a read-only root
-    filesystem (an emptyDir on /tmp the only writable path); the kind/k3d values name the StorageClass of the
-    prediction sink's volume like the other volumes'."""
+    filesystem (an emptyDir on /tmp the only writable path: the prediction log lives there too)."""
     objs = rendered["k3d+canary"]
     isvc = _isvc(objs)
     containers = [
@@ -491,13 +489,6 @@ def test_read_only_root_filesystem_and_sink_storage_class(rendered):
     for c in containers:
         assert c["securityContext"]["readOnlyRootFilesystem"] is True, c.get("name")
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], c.get("name")
-    for values, storage_class in (("kind", "standard"), ("k3d", "local-path")):
-        (pvc,) = [
-            o
-            for o in rendered[values]
-            if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "spx-kfp-prediction-sink"
-        ]
-        assert pvc["spec"]["storageClassName"] == storage_class
 
 
 # ---------------------------------------------- defects a real node showed (issue 15), each checked offline too

@@ -1,4 +1,4 @@
-"""Fixtures for the serving -> prediction-log integration tests: the REAL sink process, the REAL
+"""Fixtures for the serving -> prediction-log integration tests: the REAL
 predictor and Feast transformer processes, a loopback S3 server and a sqlite MLflow registry."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 import pandas as pd
 import pytest
 
+from spx.components.feature_store import store as F
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor
 from tests.envs import isolated_spx_env
 from tests.serving import helpers as serving_helpers

@@ -1,79 +1,13 @@
-"""Builders for KServe inference-logger events (as KServe's agent sends them: binary CloudEvents)."""
+"""Builders for the monitoring tests: a synthetic training run in the bucket, and served predictions written
+through the real prediction-log writer (what the transformer or predictor-only server writes)."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta, timezone
-
-REQUEST = "org.kubeflow.serving.inference.request"
-RESPONSE = "org.kubeflow.serving.inference.response"
-FEATURES = ["ret_1", "rsi_14", "vol_20"]
-
-
-def v2_request(rid: str, rows: list[list[float]], bar_ts: str | None = None) -> dict:
-    body = {
-        "id": rid,
-        "inputs": [
-            {
-                "name": "input-0",
-                "shape": [len(rows), len(rows[0])],
-                "datatype": "FP32",
-                "data": [v for r in rows for v in r],
-                "parameters": {"feature_names": FEATURES},
-            }
-        ],
-    }
-    if bar_ts is not None:
-        body["parameters"] = {"bar_timestamp": bar_ts}
-    return body
-
-
-def v2_response(rid: str, probs: list[float], model: str = "spx-direction", version: str = "3") -> dict:
-    return {
-        "id": rid,
-        "model_name": model,
-        "model_version": version,
-        "outputs": [
-            {
-                "name": "probability",
-                "shape": [len(probs)],
-                "datatype": "FP32",
-                "data": probs,
-            }
-        ],
-    }
-
-
-def headers(rid: str, typ: str, when: datetime, isvc: str = "spx-direction") -> dict:
-    return {
-        "Content-Type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": rid,
-        "ce-type": typ,
-        "ce-source": "http://localhost:9081/",
-        "ce-time": when.isoformat().replace("+00:00", "Z"),
-        "ce-inferenceservicename": isvc,
-        "ce-namespace": "spx",
-        "ce-endpoint": "",
-    }
-
-
-def event_pair(i: int, base: datetime | None = None) -> tuple[tuple[dict, bytes], tuple[dict, bytes]]:
-    base = base or datetime(2026, 3, 2, 14, 30, tzinfo=timezone.utc)
-    rid = f"req-{i:05d}"
-    t = base + timedelta(seconds=i)
-    req = v2_request(rid, [[0.001 * i, 50.0 + i % 7, 0.1]], bar_ts=(t - timedelta(minutes=1)).isoformat())
-    resp = v2_response(rid, [((i * 37) % 100) / 100.0])
-    return (
-        (headers(rid, REQUEST, t), json.dumps(req).encode()),
-        (headers(rid, RESPONSE, t + timedelta(milliseconds=4)), json.dumps(resp).encode()),
-    )
-
+import numpy as np
+import pandas as pd
 
 # -- a synthetic "training run" in the bucket, laid out as docs/ARCHITECTURE.md says ----------------
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 GOLD_FEATURES = ["f_ret", "f_rsi", "f_vol", "f_macd", "f_atr", "f_news"]
 
@@ -140,42 +74,41 @@ def seed_training_run(
     return gold
 
 
-def served_events(
-    gold_rows: pd.DataFrame, probs, start_index: int = 0, versions=None, latencies_ms=None, features=None, times=None
-):
-    """Logger events for predictions made on the given gold bars (features as a V2 [1, F] tensor), each
-    answered by model version ``versions[k]`` (default "1") after ``latencies_ms[k]`` (default 3 ms);
-    ``features`` default to GOLD_FEATURES, the request ``times`` to two seconds after each bar."""
-    from datetime import timedelta
-
+def log_served(
+    store,
+    directory,
+    gold_rows: pd.DataFrame,
+    probs,
+    start_index: int = 0,
+    versions=None,
+    latencies_ms=None,
+    features=None,
+    times=None,
+) -> None:
+    """Predictions made on the given gold bars, each answered by model version ``versions[k]`` (default "1")
+    after ``latencies_ms[k]`` (default 3 ms), written and shipped by the real prediction-log writer (what the
+    transformer or a predictor-only server writes). ``features`` default to GOLD_FEATURES, the request
+    ``times`` (datetimes) to two seconds after each bar."""
     features = list(features or GOLD_FEATURES)
-    out = []
+    from spx.components.prediction_log import PredictionLog, encode_rows
+
+    log = PredictionLog(directory, store_factory=lambda: store).open(background=False)
     for k, (_, row) in enumerate(gold_rows.iterrows()):
-        rid = f"srv-{start_index + k:06d}"
-        version = "1" if versions is None else str(versions[k])
-        latency = 3.0 if latencies_ms is None else float(latencies_ms[k])
-        t = times[k] if times is not None else row["timestamp"].to_pydatetime() + timedelta(seconds=2)
-        req = {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": [1, len(features)],
-                    "datatype": "FP64",
-                    "data": [float(row[c]) for c in features],
-                    "parameters": {"feature_names": features},
-                }
-            ],
-            "parameters": {"bar_timestamp": row["timestamp"].isoformat()},
-        }
-        resp = {
-            "model_name": "spx-direction",
-            "model_version": version,
-            "outputs": [{"name": "probability", "shape": [1], "datatype": "FP64", "data": [float(probs[k])]}],
-        }
-        out.append(
-            (
-                (headers(rid, REQUEST, t), json.dumps(req).encode()),
-                (headers(rid, RESPONSE, t + timedelta(milliseconds=latency)), json.dumps(resp).encode()),
+        p = float(probs[k])
+        log.write(
+            encode_rows(
+                request_id=f"srv-{start_index + k:06d}",
+                arrived=times[k].timestamp() if times is not None else row["timestamp"].timestamp() + 2,
+                model_name="spx-direction",
+                model_version="1" if versions is None else str(versions[k]),
+                inference_service="spx-direction",
+                namespace="spx",
+                inputs=[{c: float(row[c]) for c in features}],
+                outputs=[{"probability": p}],
+                probabilities=[p],
+                predictions=[float(p >= 0.5)],
+                latency_ms=3.0 if latencies_ms is None else float(latencies_ms[k]),
+                bar_times_us=[int(row["timestamp"].timestamp() * 1e6)],
             )
         )
-    return out
+    log.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import numpy as np
@@ -11,12 +10,10 @@ import pandas as pd
 import pytest
 
 from spx.components.monitoring.drift import MonitorConfig, evidently_drift, live_hit_rate, run_monitoring
-from spx.components.monitoring.sink import PredictionSink
 from spx.components.monitoring.trigger import decide
 from spx.components.monitoring.workspace import open_workspace
-from spx.components.serving.prediction_log import parse_event
 
-from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
+from .helpers import GOLD_FEATURES, gold_frame, log_served, seed_training_run
 
 
 def _frames(shift: dict[str, float], seed: int = 3):
@@ -109,16 +106,6 @@ def test_live_hit_rate_joins_on_the_bar_and_reports_the_baseline():
     assert out["up_rate"] == pytest.approx(6 / 9) and out["majority_baseline"] == pytest.approx(6 / 9)
 
 
-def _serve(store, tmp_path, rows: pd.DataFrame, probs) -> None:
-    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000, flush_interval=3600).start(
-        background=False
-    )
-    for req, resp in served_events(rows, probs):
-        sink.accept(parse_event(*req, time.time()))
-        sink.accept(parse_event(*resp, time.time()))
-    sink.close()
-
-
 @pytest.mark.parametrize("scenario", ["feature_drift", "hit_rate_collapse", "healthy"])
 def test_monitoring_run_end_to_end(store, tmp_path, scenario):
     ref_gold = seed_training_run(store, "run-a")
@@ -129,7 +116,7 @@ def test_monitoring_run_end_to_end(store, tmp_path, scenario):
     y = new["y_up_h1"].to_numpy()
     sign = -1.0 if scenario == "hit_rate_collapse" else 1.0
     probs = np.clip(0.5 + sign * 0.05 * (y - 0.5) + rng.normal(0, 0.05, len(y)), 0, 1)
-    _serve(store, tmp_path, new, probs)
+    log_served(store, tmp_path / "log", new, probs)
     now = new["timestamp"].max().to_pydatetime() + timedelta(hours=1)
     cfg = MonitorConfig(lookback_days=7, gold_window_days=2.5, min_labeled=100)
     summary = run_monitoring(store, monitor_run_id=f"m-{scenario}", cfg=cfg, now=now)
@@ -178,7 +165,7 @@ def test_a_workspace_that_cannot_be_written_loses_nothing_else(store, tmp_path, 
     ref_gold = seed_training_run(store, "run-a")
     new = gold_frame(200, str(ref_gold["timestamp"].max() + pd.Timedelta(minutes=5)), seed=9, shift={"f_ret": 2.0})
     store.put_parquet("gold/run-b/features.parquet", pd.concat([ref_gold, new], ignore_index=True))
-    _serve(store, tmp_path, new, np.full(len(new), 0.6))
+    log_served(store, tmp_path / "log", new, np.full(len(new), 0.6))
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the workspace should be")
     monkeypatch.setenv("SPX_EVIDENTLY_WORKSPACE", str(blocker / "ws"))

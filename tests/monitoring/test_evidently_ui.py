@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,17 +22,15 @@ import requests
 from typer.testing import CliRunner
 
 from spx.cli import app
-from spx.components.monitoring.sink import PredictionSink
 from spx.components.monitoring.ui import request_allowed
 from spx.components.monitoring.workspace import open_workspace, project_id_for
-from spx.components.serving.prediction_log import parse_event
 from spx.core.processes import ManagedProcess, free_port
 from spx.core.settings import S3Settings
 from spx.core.storage import ObjectStore
 from tests.support import screenshot_dir
 
 from .dom import panels, parse
-from .helpers import GOLD_FEATURES, gold_frame, seed_training_run, served_events
+from .helpers import GOLD_FEATURES, gold_frame, log_served, seed_training_run
 from .test_html_render import _chromium, needs_chromium
 
 T1 = datetime(2026, 3, 2, 16, 0, tzinfo=timezone.utc)  # the two monitoring runs, an hour apart
@@ -61,7 +58,7 @@ def _with_news(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def _serve(store, wal: Path, rows: pd.DataFrame, start_index: int) -> None:
-    """Log served predictions as the sink does; in the last hour before each run both models serve, the
+    """Log served predictions with the real prediction-log writer; in the last hour before each run both models serve, the
     canary (version 2) slower than the stable model (version 1)."""
     y = rows["y_up_h1"].to_numpy()
     probs = np.clip(0.5 + 0.05 * (y - 0.5) + np.random.default_rng(start_index).normal(0, 0.05, len(y)), 0, 1)
@@ -69,12 +66,7 @@ def _serve(store, wal: Path, rows: pd.DataFrame, start_index: int) -> None:
     recent = (rows["timestamp"] > run_time - pd.Timedelta(minutes=55)).to_numpy()
     versions = np.where(recent & (np.arange(len(rows)) % 2 == 1), "2", "1")
     latencies = np.where(versions == "2", 40.0, 3.0) + np.arange(len(rows)) % 5
-    sink = PredictionSink(wal, store_factory=lambda: store, batch_rows=100_000, flush_interval=3600)
-    sink.start(background=False)
-    for req, resp in served_events(rows, probs, start_index=start_index, versions=versions, latencies_ms=latencies):
-        sink.accept(parse_event(*req, time.time()))
-        sink.accept(parse_event(*resp, time.time()))
-    sink.close()
+    log_served(store, wal, rows, probs, start_index=start_index, versions=versions, latencies_ms=latencies)
 
 
 def _monitor(as_of: datetime) -> dict:

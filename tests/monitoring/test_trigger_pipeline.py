@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -73,11 +72,9 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
     """KFP's SubprocessRunner runs the compiled components; drift -> dsl.If -> the KFP API call."""
     from kfp import local
 
-    from spx.components.monitoring.sink import PredictionSink
-    from spx.components.serving.prediction_log import parse_event
     from spx.pipelines.monitoring import monitoring_pipeline
 
-    from .helpers import gold_frame, seed_training_run, served_events
+    from .helpers import gold_frame, log_served, seed_training_run
 
     ref = seed_training_run(store, "run-a")
     new = gold_frame(
@@ -87,13 +84,7 @@ def test_monitoring_pipeline_runs_locally_and_starts_training_when_drifted(store
         shift={"f_ret": 1.5, "f_rsi": 1.5, "f_vol": 1.5, "f_macd": 1.5},
     )
     store.put_parquet("gold/run-b/features.parquet", pd.concat([ref, new], ignore_index=True))
-    sink = PredictionSink(tmp_path / "wal", store_factory=lambda: store, batch_rows=10_000, flush_interval=3600).start(
-        background=False
-    )
-    for req, resp in served_events(new, np.full(len(new), 0.55)):
-        sink.accept(parse_event(*req, time.time()))
-        sink.accept(parse_event(*resp, time.time()))
-    sink.close()
+    log_served(store, tmp_path / "log", new, np.full(len(new), 0.55))
 
     root = tmp_path / "kfp-local"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)

@@ -30,7 +30,7 @@ def test_install_makes_every_workload_ready(release):
         j["metadata"]["name"]: j for j in node.get("jobs", ns, selector="app.kubernetes.io/instance=spx-kfp")["items"]
     }
     fn = release.fullname
-    assert set(deployments) == {f"{fn}-seaweedfs", f"{fn}-mlflow", f"{fn}-redis", f"{fn}-prediction-sink"}
+    assert set(deployments) == {f"{fn}-seaweedfs", f"{fn}-mlflow", f"{fn}-redis", f"{fn}-evidently-ui"}
     for name, d in deployments.items():
         assert d["status"].get("readyReplicas") == d["spec"]["replicas"], (name, d["status"])
     assert set(statefulsets) == {f"{fn}-postgresql"}

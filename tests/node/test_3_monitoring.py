@@ -48,9 +48,8 @@ def _store(release):
     )
 
 
-def _seed_prediction_log(store, run_id: str, variant: str) -> int:
-    from spx.components.serving.prediction_log import batch_key, parse_event, rows_from_pair, rows_to_frame
-    from tests.monitoring.helpers import served_events
+def _seed_prediction_log(store, run_id: str, variant: str, directory) -> int:
+    from tests.monitoring.helpers import log_served
 
     gold = store.read_parquet(f"gold/{run_id}/features.parquet")
     feats = store.get_json(f"models/{run_id}/{variant}/metrics.json")["features"]
@@ -58,20 +57,17 @@ def _seed_prediction_log(store, run_id: str, variant: str) -> int:
     now = datetime.now(timezone.utc)
     times = [now - timedelta(seconds=10 * (N_SERVED - k)) for k in range(len(rows))]  # in the drift window
     probs = np.random.default_rng(15).uniform(0.4, 0.6, len(rows))
-    out = []
-    for req, resp in served_events(rows, probs, features=feats, times=times):
-        out += rows_from_pair(parse_event(*req, time.time()), parse_event(*resp, time.time()))
-    store.put_parquet(batch_key(now.date(), "node-seed"), rows_to_frame(out))
-    return len(out)
+    log_served(store, directory, rows, probs, features=feats, times=times)
+    return len(rows)
 
 
 def test_the_drift_task_runs_as_a_pod_on_the_logged_predictions(pipeline_run, release, tmp_path):
-    from spx.components.serving.prediction_log import read_predictions
+    from spx.components.prediction_log import read_predictions
     from spx.pipelines.monitoring import compile_monitoring
     from tests.node.kfp_runner import PipelineRunner
 
     store = _store(release)
-    seeded = _seed_prediction_log(store, pipeline_run.run_id, pipeline_run.variant)
+    seeded = _seed_prediction_log(store, pipeline_run.run_id, pipeline_run.variant, tmp_path / "prediction-log")
     assert len(read_predictions(store, start=datetime.now(timezone.utc) - timedelta(days=1))) == seeded
 
     package = tmp_path / "spx-monitoring.yaml"

@@ -11,13 +11,13 @@ import sys
 import pandas as pd
 import pytest
 
+from spx.components.prediction_log import read_predictions
 from spx.components.serving.local import REPO_ROOT
-from spx.components.serving.prediction_log import read_predictions
 from spx.core.processes import free_port
 
 
 def test_spx_serve_check(serving_env, xgb_champion, serving_store):
-    port, predictor_port, sink_port = free_port(), free_port(), free_port()
+    port, predictor_port = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(
         [
@@ -32,8 +32,6 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
             str(predictor_port),
             "--max-feature-age",
             "3600",
-            "--sink-port",
-            str(sink_port),
         ],
         capture_output=True,
         text=True,
@@ -50,9 +48,9 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
     assert f"S3 endpoint {os.environ['SPX_S3_ENDPOINT']} (bucket {os.environ['SPX_BUCKET']})" in out
     # each server's output went to its own (size-rotated) log under $SPX_HOME/serving/logs
     logs = {p.name.split("-")[0] for p in (serving_env / "serving" / "logs").glob("*.log")}
-    assert {"predictor", "transformer", "sink"} <= logs, logs
-    # the prediction-log sink ran beside the servers; on exit it flushed the check request to the bucket
-    assert f"sink http://127.0.0.1:{sink_port} -> s3://{os.environ['SPX_BUCKET']}/predictions/" in out
+    assert {"predictor", "transformer"} <= logs, logs
+    # the transformer logged the check request before answering and shipped it to the bucket when it stopped
+    assert f"-> s3://{os.environ['SPX_BUCKET']}/predictions/date=YYYY-MM-DD/*.parquet" in out
     assert "prediction log check: request spx-serve-check-" in out and "logged" in out
     request_id = out.split("prediction log check: request ", 1)[1].split()[0]
     log = read_predictions(serving_store, flatten=False)
@@ -65,27 +63,20 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
     assert 0.0 <= row["probability"] <= 1.0 and pd.notna(row["timestamp"])
 
 
-def test_spx_serve_check_with_an_external_sink_or_none(serving_env, xgb_champion, serving_store):
-    """--logger-url: no local sink, events go there; --no-log-predictions: nothing is logged."""
+def test_spx_serve_check_without_the_prediction_log(serving_env, xgb_champion, serving_store):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    base = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600"]
-    dead = f"http://127.0.0.1:{free_port()}/"
-    for extra, expect in (
-        (["--logger-url", dead], f"-> {dead} (external sink)"),
-        (["--no-log-predictions"], "prediction log: off"),
-    ):
-        proc = subprocess.run(
-            base + ["--port", str(free_port()), "--predictor-port", str(free_port()), *extra],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO_ROOT,
-            timeout=300,
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-4000:]
-        assert expect in out and "transformer check: 200" in out
-        assert "prediction-log sink stopped" not in out and "prediction log check" not in out
+    cmd = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600", "--no-log-predictions"]
+    proc = subprocess.run(
+        cmd + ["--port", str(free_port()), "--predictor-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "prediction log: off" in out and "transformer check: 200" in out and "prediction log check" not in out
 
 
 @pytest.mark.unit

@@ -1,5 +1,5 @@
-"""The serving hot path's own pieces, against real servers and a real booster: the transformer's
-keep-alive client to the predictor, the predictor's direct XGBoost call, the logger's batching."""
+"""The serving speed-ups' own pieces, against real servers and a real booster: the transformer's keep-alive
+client to the predictor (``--speedups client``), the predictor's direct XGBoost call (``booster``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from spx.components.serving.http_client import KeepAliveClient, TransportError
+from spx.components.serving.client import KeepAliveClient, TransportError
 
 
 class _Server:
@@ -72,9 +72,10 @@ def test_keep_alive_client_reuses_one_connection_and_forwards_headers():
     async def run(port):
         client = KeepAliveClient("127.0.0.1", port, timeout=5)
         answers = [
-            await client.post("/v2/models/m/infer", b'{"n": %d}' % i, {"x-request-id": f"r{i}"}) for i in range(5)
+            await client.request("POST", "/v2/models/m/infer", b'{"n": %d}' % i, {"x-request-id": f"r{i}"})
+            for i in range(5)
         ]
-        client.close()
+        await client.aclose()
         return answers
 
     answers = asyncio.run(_with_server(server, run))
@@ -90,8 +91,10 @@ def test_a_connection_the_server_drops_under_a_request_is_replaced_once():
 
     async def run(port):
         client = KeepAliveClient("127.0.0.1", port, timeout=5)
-        first = await client.post("/p", b"{}")
-        second = await client.post("/p", b'{"again": true}')  # the pooled connection dies: a fresh one answers
+        first = await client.request("POST", "/p", b"{}")
+        second = await client.request(
+            "POST", "/p", b'{"again": true}'
+        )  # the pooled connection dies: a fresh one answers
         return first, second
 
     first, second = asyncio.run(_with_server(server, run))
@@ -105,7 +108,7 @@ def test_connection_close_answers_are_not_pooled_and_failures_are_transport_erro
 
     async def run(port):
         client = KeepAliveClient("127.0.0.1", port, timeout=5)
-        answers = [await client.post("/p", b"{}") for _ in range(3)]
+        answers = [await client.request("POST", "/p", b"{}") for _ in range(3)]
         assert not client._idle
         return answers
 
@@ -115,7 +118,7 @@ def test_connection_close_answers_are_not_pooled_and_failures_are_transport_erro
     async def refused():
         from spx.core.processes import free_port
 
-        await KeepAliveClient("127.0.0.1", free_port(), timeout=2).post("/p", b"{}")
+        await KeepAliveClient("127.0.0.1", free_port(), timeout=2).request("POST", "/p", b"{}")
 
     with pytest.raises(TransportError, match="cannot connect"):
         asyncio.run(refused())
@@ -126,7 +129,8 @@ def test_connection_close_answers_are_not_pooled_and_failures_are_transport_erro
 
         srv = await asyncio.start_server(never, "127.0.0.1", 0)
         try:
-            await KeepAliveClient("127.0.0.1", srv.sockets[0].getsockname()[1], timeout=0.3).post("/p", b"{}")
+            port = srv.sockets[0].getsockname()[1]
+            await KeepAliveClient("127.0.0.1", port, timeout=0.3).request("POST", "/p", b"{}")
         finally:
             srv.close()
 
@@ -153,83 +157,3 @@ def test_direct_xgboost_call_equals_inplace_predict(tmp_path, dtype):
         got = predict(arr)
         assert got.dtype == np.float32 and got.shape == (len(rows),)
         np.testing.assert_array_equal(got, booster.inplace_predict(np.ascontiguousarray(arr), validate_features=False))
-
-
-class _EventSink:
-    """A real HTTP server on loopback that acknowledges CloudEvents batches and keeps their ids."""
-
-    def __init__(self):
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.ids: list[str] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                sink.ids += [e["id"] for e in json.loads(body)]
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_logger_close_during_the_linger_sends_the_held_batch(tmp_path):
-    """Events the sender has taken off the queue while it waits for the batch to fill are still
-    sent when the server shuts down (close() used to cancel the sender and lose them)."""
-    from spx.components.serving.cloudevents import InferenceLogger
-
-    sink = _EventSink()
-
-    async def run():
-        logger = InferenceLogger(sink.url, "svc", spill_dir=tmp_path / "spill", linger=2.0, namespace="ns")
-        await logger.start()
-        for i in range(5):
-            logger.emit(f"r{i}", "request", {"id": f"r{i}", "inputs": []})
-        await asyncio.sleep(0.3)  # the sender holds the 5 events and lingers for more
-        assert logger._queue.qsize() == 0
-        await logger.close()
-        return logger.stats()
-
-    try:
-        stats = asyncio.run(run())
-    finally:
-        sink.stop()
-    assert sorted(sink.ids) == [f"r{i}" for i in range(5)]
-    assert stats["emitted"] == 5 and stats["sent"] == 5 and stats["spilled"] == 0 and stats["dropped"] == 0
-
-
-def test_logged_event_record_is_the_dataclass_as_a_dict():
-    from dataclasses import asdict
-
-    from spx.components.serving.prediction_log import REQUEST_TYPE, LoggedEvent
-
-    event = LoggedEvent(
-        id="r1",
-        type=REQUEST_TYPE,
-        time="2026-01-05T15:30:00+00:00",
-        source="s",
-        inference_service="svc",
-        namespace="ns",
-        component="transformer",
-        data={"inputs": [{"name": "instrument", "data": ["SPX500_USD"]}]},
-        received_at=1.5,
-        extra={"endpoint": "transformer"},
-    )
-    record = event.to_record()
-    assert record == asdict(event)
-    assert record["extra"] is not event.extra

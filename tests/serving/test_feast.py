@@ -9,7 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from spx.components.serving import features as F
+from spx.components.feature_store import store as F
+from spx.components.serving.features import FeatureLookupError, OnlineFeatureReader
 from tests.serving.helpers import FEATURES, gold_frame, manifest
 
 
@@ -31,13 +32,13 @@ def test_apply_and_materialize_from_s3(serving_env, serving_store, tmp_path):
     assert not any(c.startswith("y_") for cols in views.values() for c in cols), "labels must not be served"
     assert store.get_entity("instrument").join_key == "instrument"
 
-    reader = F.OnlineFeatureReader(store)
+    reader = OnlineFeatureReader(store)
     latest = _latest(frame)
     for inst in frame["instrument"].unique():
         got = reader.read(inst, FEATURES)
         assert got.values == pytest.approx(latest.loc[inst, FEATURES].astype(float).to_dict())
         assert got.event_time == latest.loc[inst, "timestamp"].to_pydatetime()
-    with pytest.raises(F.FeatureLookupError) as err:
+    with pytest.raises(FeatureLookupError) as err:
         reader.read("NOT_AN_INSTRUMENT", FEATURES)
     assert err.value.status == 404
 
@@ -49,9 +50,9 @@ def test_news_columns_may_be_absent_and_newer_run_replaces_rows(serving_env, ser
     store = F.feature_store(home=tmp_path / "feast")
     summary = F.apply_and_materialize(uri, manifest(market), store=store)
     assert summary["feature_views"] == [F.MARKET_VIEW]
-    reader = F.OnlineFeatureReader(store)
-    with pytest.raises(F.FeatureLookupError) as err:
-        F.OnlineFeatureReader(store).read("SPX500_USD", FEATURES)
+    reader = OnlineFeatureReader(store)
+    with pytest.raises(FeatureLookupError) as err:
+        OnlineFeatureReader(store).read("SPX500_USD", FEATURES)
     assert err.value.status == 503  # the champion needs news features nobody materialized
 
     # a newer gold run: its newest bar replaces the old one in the online store
@@ -71,8 +72,8 @@ def test_cached_reads_serve_a_newer_materialization_after_the_cache_time(serving
     F.apply_and_materialize(
         serving_store.put_parquet("gold/feast-e/features.parquet", first).uri, manifest(market), store=store
     )
-    cached = F.OnlineFeatureReader(store, cache_seconds=1.5)
-    uncached = F.OnlineFeatureReader(store)
+    cached = OnlineFeatureReader(store, cache_seconds=1.5)
+    uncached = OnlineFeatureReader(store)
     old = cached.read("SPX500_USD", market)
     assert old.event_time == _latest(first).loc["SPX500_USD", "timestamp"].to_pydatetime()
     assert old.row == [old.values[c] for c in market] and json.loads(old.values_json) == old.values
@@ -91,7 +92,7 @@ def test_cached_reads_serve_a_newer_materialization_after_the_cache_time(serving
     assert got.event_time == newest
     assert got.values == pytest.approx(_latest(later).loc["SPX500_USD", market].astype(float).to_dict())
     # misses are not cached: an instrument is looked up again on every request
-    with pytest.raises(F.FeatureLookupError):
+    with pytest.raises(FeatureLookupError):
         cached.read("NOT_YET", market)
     assert ("NOT_YET", tuple(market)) not in cached._cache
 
@@ -103,15 +104,15 @@ def test_missing_value_is_a_422(serving_env, serving_store, tmp_path):
     uri = serving_store.put_parquet("gold/feast-d/features.parquet", frame).uri
     store = F.feature_store(home=tmp_path / "feast")
     F.apply_and_materialize(uri, manifest(), store=store)
-    with pytest.raises(F.FeatureLookupError) as err:
-        F.OnlineFeatureReader(store).read(inst, FEATURES)
+    with pytest.raises(FeatureLookupError) as err:
+        OnlineFeatureReader(store).read(inst, FEATURES)
     assert err.value.status == 422 and "ret_1" in str(err.value)
 
 
 def test_kfp_component_runs_locally(serving_env, serving_store, tmp_path, monkeypatch):
     from kfp import local
 
-    from spx.components.serving.component import feast_materialize
+    from spx.components.feature_store.component import feast_materialize
 
     frame = gold_frame(n_bars=40, seed=8)
     gold_uri = serving_store.put_parquet("gold/feast-kfp/features.parquet", frame).uri
@@ -125,5 +126,5 @@ def test_kfp_component_runs_locally(serving_env, serving_store, tmp_path, monkey
     summary = json.loads(task.output)
     assert summary["run_id"] == "feast-kfp"
     assert set(summary["instruments"]) == set(frame["instrument"])
-    got = F.OnlineFeatureReader(F.feature_store(home=tmp_path / "feast-kfp")).read("SPX500_USD", FEATURES)
+    got = OnlineFeatureReader(F.feature_store(home=tmp_path / "feast-kfp")).read("SPX500_USD", FEATURES)
     assert got.values == pytest.approx(_latest(frame).loc["SPX500_USD", FEATURES].astype(float).to_dict())

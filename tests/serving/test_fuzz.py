@@ -15,8 +15,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spx.components.feature_store import store as F
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import REPO_ROOT, start_predictor, start_transformer
 
 SPEC = REPO_ROOT.parent / "shared" / "specs" / "open-inference-protocol" / "open_inference_rest.yaml"

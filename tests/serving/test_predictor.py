@@ -162,7 +162,7 @@ BAD = [
         b'{"inputs":[{"name":"f","datatype":"FP64","shape":[1,12],"data":[NaN,0,0,0,0,0,0,0,0,0,0,0]}]}',
         {},
         400,
-        "not valid JSON",
+        "NaN",  # KServe's parser (pydantic) reads the literal; the model refuses the value
     ),
     (
         "non-numeric data",

@@ -16,23 +16,26 @@ import psutil
 import pytest
 import requests
 
+from spx.components.feature_store import store as F
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor, start_transformer
 
 SHORT = ["--header_timeout", "1", "--body_timeout", "1"]
 
 
-@pytest.fixture(scope="module")
-def servers(serving_env, xgb_champion):
+@pytest.fixture(scope="module", params=["all", "none"])
+def servers(request, serving_env, xgb_champion):
+    """Both servers with every speed-up (the default) and with none (KServe's FastAPI route, uvicorn's writes,
+    httpx, inplace_predict): the same behaviour either way."""
     F.materialize_logic(xgb_champion.gold_uri, xgb_champion.manifest_uri, xgb_champion.run_id)
     info = champ.resolve()
     model_dir = champ.download(info, serving_env / "models" / "protocol")
-    predictor = start_predictor(model_dir, info.name, log_dir=serving_env, extra_args=SHORT)
+    args = [*SHORT, "--speedups", "infer,client,booster" if request.param == "all" else "none"]
+    predictor = start_predictor(model_dir, info.name, log_dir=serving_env, extra_args=args)
     transformer = None
     try:
         transformer = start_transformer(
-            predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600, extra_args=SHORT
+            predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600, extra_args=args
         )
         yield {"predictor": predictor, "transformer": transformer, "info": info, "champion": xgb_champion}
     finally:

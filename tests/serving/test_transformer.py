@@ -1,12 +1,10 @@
 """The full chain on loopback: Feast (materialized from S3 into SQLite) -> transformer -> predictor,
-called with tritonclient and plain HTTP; bad requests; stale features; CloudEvents to a sink."""
+called with tritonclient and plain HTTP; bad requests; stale features; every answer in the prediction log."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -14,48 +12,10 @@ import pytest
 import requests
 import tritonclient.http as http
 
+from spx.components.feature_store import store as F
+from spx.components.prediction_log import read_predictions
 from spx.components.selection import champion as champ
-from spx.components.serving import features as F
 from spx.components.serving.local import start_predictor, start_transformer
-from spx.core.processes import free_port
-
-
-class Sink:
-    """A real HTTP server on loopback recording the CloudEvents the transformer's logger posts (as
-    CloudEvents JSON batches, decoded with the cloudevents SDK)."""
-
-    def __init__(self):
-        self.events: list[dict] = []
-        self.posts: list[dict] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                from cloudevents.http import from_dict
-
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                sink.posts.append(headers)
-                for item in json.loads(body):
-                    event = from_dict(item)
-                    sink.events.append(
-                        {"attributes": dict(event.get_attributes()), "body": event.get_data(), "headers": headers}
-                    )
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +23,21 @@ def stack(serving_env, xgb_champion):
     summary = F.materialize_logic(xgb_champion.gold_uri, xgb_champion.manifest_uri, xgb_champion.run_id)
     info = champ.resolve()
     model_dir = champ.download(info, serving_env / "models" / "champion")
-    sink = Sink()
     predictor = start_predictor(model_dir, info.name, log_dir=serving_env)
     transformer = None
     try:
         transformer = start_transformer(
-            predictor.port, info.name, log_dir=serving_env, max_feature_age_seconds=3600, logger_url=sink.url
+            predictor.port,
+            info.name,
+            log_dir=serving_env,
+            max_feature_age_seconds=3600,
+            prediction_log=True,
+            env={"SPX_PREDICTION_LOG_FLUSH_SECONDS": "0.5"},
         )
         yield {
             "predictor": predictor,
             "transformer": transformer,
             "info": info,
-            "sink": sink,
             "champion": xgb_champion,
             "summary": json.loads(summary),
         }
@@ -82,7 +45,6 @@ def stack(serving_env, xgb_champion):
         if transformer is not None:
             transformer.stop()
         predictor.stop()
-        sink.stop()
 
 
 def _text(values) -> list[str]:
@@ -246,47 +208,53 @@ def test_bad_requests_then_a_good_one(stack):
     assert {o["name"]: o["data"] for o in resp.json()["outputs"]}["instrument"] == ["NAS100_USD"]
 
 
-def test_cloudevents_reach_the_sink(stack):
-    sink, name = stack["sink"], stack["info"].name
+def test_each_answer_is_a_row_of_the_prediction_log(stack, serving_store):
+    """The row holds what the client got: the instrument asked for, the features the model received, the
+    answer, the model version, the request time and the latency (shipped within the flush interval)."""
+    ch, name = stack["champion"], stack["info"].name
     url = f"{stack['transformer'].url}/v2/models/{name}/infer"
     body = {
-        "id": "req-ce-1",
-        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["US30_USD"]}],
+        "id": "req-log-1",
+        "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [2], "data": ["US30_USD", "SPX500_USD"]}],
     }
-    assert requests.post(url, json=body, timeout=10).status_code == 200
-    deadline = time.monotonic() + 10
-    mine = []
+    resp = requests.post(url, json=body, timeout=10)
+    assert resp.status_code == 200, resp.text
+    answer = {o["name"]: o["data"] for o in resp.json()["outputs"]}
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        mine = [e for e in list(sink.events) if e["attributes"].get("id") == "req-ce-1"]
-        if len(mine) == 2:
+        rows = read_predictions(serving_store)
+        rows = rows[rows["request_id"] == "req-log-1"]
+        if len(rows) == 2:
             break
-        time.sleep(0.05)
-    assert len(mine) == 2, sink.events[-4:]
-    by_type = {e["attributes"]["type"]: e for e in mine}
-    request = by_type["org.kubeflow.serving.inference.request"]
-    response = by_type["org.kubeflow.serving.inference.response"]
-    for event in (request, response):
-        assert event["attributes"]["inferenceservicename"] == "spx-direction"
-        assert event["attributes"]["specversion"] == "1.0"
-        assert event["attributes"]["source"]
-        assert event["headers"]["content-type"] == "application/cloudevents-batch+json"
-    assert request["body"]["inputs"][0]["data"] == ["US30_USD"]
-    outputs = {o["name"]: o["data"] for o in response["body"]["outputs"]}
-    assert outputs["instrument"] == ["US30_USD"] and 0.0 <= outputs["probability"][0] <= 1.0
-    assert json.loads(outputs["features_used"][0])  # features reach the monitoring sink
+        time.sleep(0.2)
+    assert list(rows["row_index"]) == [0, 1], rows
+    for k, (_, row) in enumerate(rows.iterrows()):
+        assert row["instrument"] == answer["instrument"][k]
+        assert {c: row[c] for c in ch.features} == json.loads(answer["features_used"][k])
+        assert row["probability"] == answer["probability"][k]
+        assert row["prediction"] == (1.0 if answer["prediction"][k] == "up" else 0.0)
+        assert row["model_version"] == ch.version and row["model_name"] == name and row["status"] == "ok"
+        assert row["bar_timestamp"] == pd.Timestamp(answer["feature_time"][k])
+        assert 0 < row["latency_ms"] <= answer["latency_ms"][k] + 1
+        assert json.loads(row["outputs"])["confidence"] == answer["confidence"][k]
 
 
-def test_dead_logger_sink_never_fails_predictions(serving_env, stack):
-    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
+def test_no_answer_without_its_log_row(serving_env, stack):
+    """A transformer whose log cannot take a row (here: over its size limit) answers 503, never a 200 that
+    is not logged (before: the logger dropped events and the prediction was answered anyway)."""
     transformer = start_transformer(
-        stack["predictor"].port, stack["info"].name, log_dir=serving_env, max_feature_age_seconds=3600, logger_url=dead
+        stack["predictor"].port,
+        stack["info"].name,
+        log_dir=serving_env,
+        max_feature_age_seconds=3600,
+        prediction_log=True,
+        env={"SPX_PREDICTION_LOG_MAX_BYTES": "100", "SPX_PREDICTION_LOG_DIR": str(serving_env / "tiny-log")},
     )
     try:
         url = f"{transformer.url}/v2/models/{stack['info'].name}/infer"
         body = {"inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": ["SPX500_USD"]}]}
-        for _ in range(20):
-            resp = requests.post(url, json=body, timeout=10)
-            assert resp.status_code == 200, resp.text
+        resp = requests.post(url, json=body, timeout=10)
+        assert resp.status_code == 503 and "unshipped bytes" in resp.json()["error"], resp.text
     finally:
         transformer.stop()
 

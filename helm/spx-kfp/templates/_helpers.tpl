@@ -175,13 +175,23 @@ model:
       drop: ["ALL"]
   volumeMounts:
     - {name: tmp, mountPath: /tmp}
+  {{- if .log }}
+  # no transformer: the predictor answers clients, so it writes the prediction log (S3 from the env)
+  env:
+    {{- include "spx.predictionLogEnv" (dict "on" true "isvc" .isvc) | nindent 4 }}
+  envFrom:
+    - configMapRef: {name: {{ .fn }}-env}
+    - secretRef: {name: {{ .s3Secret }}}
+  {{- end }}
 {{- end -}}
 
-{{- /* The prediction-log sink's in-cluster URL (the KServe logger target); empty when disabled. */}}
-{{- define "spx.sinkUrl" -}}
-{{- if .Values.monitoring.sink.enabled -}}
-{{- printf "http://%s-prediction-sink.%s.svc.cluster.local/" (include "spx.fullname" .) .Release.Namespace -}}
-{{- end -}}
+{{- /* The env of the one server that writes the prediction log (the transformer, else the predictor): on or
+       off explicitly, and the InferenceService and namespace its rows carry (the canary loop filters on them). */}}
+{{- define "spx.predictionLogEnv" -}}
+- {name: SPX_PREDICTION_LOG, value: {{ .on | toString | quote }}}
+- {name: SPX_INFERENCE_SERVICE, value: {{ .isvc.name | quote }}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 {{- end }}
 
 

@@ -1,8 +1,8 @@
 """KFP v2 component: Feast apply + materialize the newest gold rows into the online store.
 
 Runs after each training run (the lead's pipeline wires it after the gold/selection steps).
-The logic lives in :func:`spx.components.serving.features.materialize_logic`; the online store is
-chosen by the environment (SQLite locally, Redis in the cluster; see features.repo_config).
+The logic lives in :func:`spx.components.feature_store.store.materialize_logic`; the online store is
+chosen by the environment (SQLite locally, Redis in the cluster; see store.repo_config).
 """
 
 from spx.core.component import spx_component
@@ -14,6 +14,6 @@ def feast_materialize(gold_uri: str, manifest_uri: str, run_id: str) -> str:
 
     Returns a JSON summary: feature views, feature columns, window, newest bar per instrument.
     """
-    from spx.components.serving.features import materialize_logic
+    from spx.components.feature_store.store import materialize_logic
 
     return materialize_logic(gold_uri, manifest_uri, run_id)
