@@ -110,7 +110,7 @@ else
       || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   done
   # the build backend for the project itself (pip's isolated build inside the image)
-  runlog "$WORK/wheels.log" "$PY" -m pip download -q -d "$WHEELS" "setuptools>=64" wheel \
+  runlog "$WORK/wheels.log" "$PY" -m pip download -q -d "$WHEELS" "setuptools>=70.1" \
     || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   ls "$WHEELS"/torch-2.13.0+cpu-*.whl >/dev/null || { echo "no torch 2.13.0+cpu wheel in $WHEELS" >&2; exit 1; }
   echo "$want" > "$stamp"
