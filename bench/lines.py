@@ -23,7 +23,6 @@ INFRA = {
     "components/serving/client.py": "all",  # the transformer's HTTP client
     "components/serving/local.py": "all",  # local processes
     "components/prediction_log/writer.py": {"LogUnavailable", "_metrics", "_default_store", "PredictionLog"},
-    "images/smoke/serving_smoke.py": "all",
     "components/serving/predictor.py": {"_dense_predictor"},  # the direct booster call (a speed-up)
     # the former plane (for counting an older checkout)
     "components/serving/http_common.py": "all",

@@ -167,15 +167,15 @@ run podman run --rm --network=none "$C" spx --help > /dev/null && echo "spx --he
 run podman run --rm --network=none "$C" python -c \
   "import spx.components.training.train, spx.pipelines.training, torch, xgboost, lightgbm, talib; print('imports ok, torch', torch.__version__)"
 run podman run --rm --network=none "$C" sh -c 'spx compile -o /tmp/spx-training.yaml && test -s /tmp/spx-training.yaml'
-echo "+ podman run -i --network=none $C python - < images/smoke/component_smoke.py"
-podman run --rm -i --network=none "$C" python - < images/smoke/component_smoke.py > "$WORK/smoke-component.log" 2>&1 \
+echo "+ podman run -i --network=none $C python - < tests/smoke/component_smoke.py"
+podman run --rm -i --network=none "$C" python - < tests/smoke/component_smoke.py > "$WORK/smoke-component.log" 2>&1 \
   || { tail -30 "$WORK/smoke-component.log" >&2; exit 1; }
 tail -1 "$WORK/smoke-component.log"
 run podman run --rm --network=none "$S" --help > /dev/null && echo "transformer --help: ok"
 run podman run --rm --network=none --entrypoint python "$S" -m spx.components.serving.predictor --help > /dev/null \
   && echo "predictor --help: ok"
-echo "+ podman run -i --network=none --entrypoint python $S - < images/smoke/serving_smoke.py"
-podman run --rm -i --network=none --entrypoint python "$S" - < images/smoke/serving_smoke.py \
+echo "+ podman run -i --network=none --entrypoint python $S - < tests/smoke/serving_smoke.py"
+podman run --rm -i --network=none --entrypoint python "$S" - < tests/smoke/serving_smoke.py \
   > "$WORK/smoke-serving.log" 2>&1 || { tail -30 "$WORK/smoke-serving.log" >&2; exit 1; }
 grep '^serving smoke OK' "$WORK/smoke-serving.log"
 say "all images built and checked"

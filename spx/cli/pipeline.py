@@ -117,6 +117,12 @@ def print_selection(selection: dict) -> None:
         "eligible",
     ):
         table.add_column(col)
+    # the table names each reason by its head ("too little data to judge"); the full text follows the table
+    # once per distinct reason, with the variants it applies to (a reason repeated on six wrapped rows hid the table)
+    why_not: dict[str, list[str]] = {}
+    for r in selection["ranking"]:
+        for why in r["reasons"]:
+            why_not.setdefault(why, []).append(r["variant"])
     for r in selection["ranking"]:
         cv = r["cv_auc_mean"]
         adj = r.get("val_auc_ci_bonferroni") or [float("nan"), float("nan")]
@@ -134,9 +140,11 @@ def print_selection(selection: dict) -> None:
             f"{cv:.4f}" if cv is not None else "-",
             f"{r['baseline_majority_auc']:.3f}",
             f"{r['baseline_momentum_auc']:.4f}",
-            "yes" if r["eligible"] else "; ".join(r["reasons"]),
+            "yes" if r["eligible"] else "; ".join(dict.fromkeys(why.split(":", 1)[0] for why in r["reasons"])),
         )
     console.print(table)
+    for why, variants in why_not.items():
+        console.print(f"  {', '.join(variants)}: {why}", highlight=False)
     news = selection.get("news")
     if news is not None:
         if news.get("news_features"):

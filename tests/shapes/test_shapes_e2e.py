@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,7 +93,7 @@ def test_six_sessions_of_futures_with_quote_gaps_are_too_little_to_judge(store, 
     assert "more sessions" in last and "spx serve" not in last
     manifest = store.get_json(f"gold/{selection['run_id']}/manifest.json")
     assert manifest["label_cross_close"] is False and "trading halt" in manifest["label_breaks"]
-    silver_log = (tmp_path / "spx-home" / "runs" / selection["run_id"] / "silver-microstructure.log").read_text()
+    silver_log = (Path(selection["run_dir"]) / "silver-microstructure.log").read_text()
     assert "the Corwin-Schultz estimate on the other" in silver_log and "spread: quoted on" in silver_log
     # nothing registered in MLflow
     import mlflow
