@@ -136,31 +136,19 @@ def definitions(
     entity = Entity(
         name=ENTITY, join_keys=[ENTITY], value_type=ValueType.STRING, description="traded instrument, e.g. SPX500_USD"
     )
-    views = []
-    if market:
-        views.append(
-            FeatureView(
-                name=MARKET_VIEW,
-                entities=[entity],
-                ttl=ttl,
-                online=True,
-                schema=[Field(name=c, dtype=Float64) for c in market],
-                source=source,
-                tags={"owner": "spx", "kind": "market"},
-            )
+    views = [
+        FeatureView(
+            name=name,
+            entities=[entity],
+            ttl=ttl,
+            online=True,
+            schema=[Field(name=c, dtype=Float64) for c in columns],
+            source=source,
+            tags={"owner": "spx", "kind": kind},
         )
-    if news:
-        views.append(
-            FeatureView(
-                name=NEWS_VIEW,
-                entities=[entity],
-                ttl=ttl,
-                online=True,
-                schema=[Field(name=c, dtype=Float64) for c in news],
-                source=source,
-                tags={"owner": "spx", "kind": "news"},
-            )
-        )
+        for name, kind, columns in ((MARKET_VIEW, "market", market), (NEWS_VIEW, "news", news))
+        if columns
+    ]
     return FeatureDefinitions(
         entity=entity, views=views, feature_columns=market + news, market_columns=market, news_columns=news
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from spx.components.training.kfp_outputs import MODEL_METADATA
 from spx.core import layout
 
 log = logging.getLogger(__name__)
@@ -195,21 +196,7 @@ def figures_row(summary: dict[str, Any]) -> dict[str, float]:
         **{k: latest.get(k) for k in ("last_served_probability", "last_served_confidence", "mean_served_confidence")},
     }
     if verdict:
-        values.update(
-            {
-                k: verdict.get(k)
-                for k in (
-                    "val_auc",
-                    "val_auc_ci_low",
-                    "val_auc_ci_high",
-                    "oot_auc",
-                    "oot_auc_ci_low",
-                    "oot_auc_ci_high",
-                    "baseline_majority_auc",
-                    "baseline_momentum_auc",
-                )
-            }
-        )
+        values.update({k: verdict.get(k) for k in MODEL_METADATA})  # the same figures the model carries
         values["credible_edge"] = 1.0 if verdict.get("credible_edge") else 0.0
     return {
         k: round(float(v), 4)  # what the dashboard's counters print
