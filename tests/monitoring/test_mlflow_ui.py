@@ -29,6 +29,7 @@ from spx.components.selection.select import CREDIBLE, NO_EDGE, select_champion
 from spx.components.silver.microstructure import microstructure_features
 from spx.components.silver.technical import technical_features
 from spx.components.silver.volatility import volatility_features
+from spx.components.training.kfp_outputs import MODEL_METADATA
 from spx.components.training.train import TrainConfig, run_training
 from spx.components.training.variants import VariantSpec
 from spx.core.processes import ManagedProcess, free_port
@@ -44,16 +45,7 @@ pytestmark = [pytest.mark.integration, needs_chromium]
 RUN = "mlflow-ui"
 SPEC = VariantSpec("xgb_base_h1", "xgboost", "classification", "base", 1)
 FIGURES = ("roc", "calibration", "importance", "equity")
-INTERVALS = (
-    "val_auc",
-    "val_auc_ci_low",
-    "val_auc_ci_high",
-    "oot_auc",
-    "oot_auc_ci_low",
-    "oot_auc_ci_high",
-    "baseline_majority_auc",
-    "baseline_momentum_auc",
-)
+INTERVALS = MODEL_METADATA  # both AUCs, their intervals and the baselines: what the KFP Model states too
 # MLflow 3.17's UI opens its (LLM) assistant panel on a first visit; a person closes it once and the UI remembers
 # that in localStorage. Set before the app's scripts run (Page.addScriptToEvaluateOnNewDocument).
 ASSISTANT_CLOSED = (
