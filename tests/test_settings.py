@@ -120,3 +120,21 @@ print(s3fs.S3FileSystem().ls("{bucket}"))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"{bucket}/k.txt" in proc.stdout
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_mlflow_sends_no_usage_events_from_our_processes(tmp_path, exported):
+    """MLflow 3 sends usage events to mlflow-telemetry.io by default; it stays quiet only in CI or under pytest, so
+    every earlier test passed while `spx run`, the component pods and the chart's MLflow server phoned home. A
+    stage process (and the CLI, and every child it starts) exports MLFLOW_DISABLE_TELEMETRY=true; MLflow's own
+    check says so in a clean environment (no CI or pytest variable). Without the export it is on: the check can
+    fail."""
+    code = (
+        "from spx.core.logs import stage_logging\n"
+        + ("stage_logging('test')\n" if exported else "")
+        + "from mlflow.telemetry.utils import is_telemetry_disabled\nprint(is_telemetry_disabled())"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPX_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == str(exported)

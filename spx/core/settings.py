@@ -462,6 +462,9 @@ class Settings(BaseModel):
             "FEAST_S3_ENDPOINT_URL": s3.endpoint_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "SPX_HOME": str(self.home),
+            # MLflow >= 3 sends usage events to mlflow-telemetry.io unless told not to; nothing of ours phones home
+            # (set MLFLOW_DISABLE_TELEMETRY=false yourself to allow it: a value already set wins)
+            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
 

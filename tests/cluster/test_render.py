@@ -619,3 +619,13 @@ def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
     requirements = (ROOT / "images" / "component" / "requirements.txt").read_text()
     assert re.search(rf"^{re.escape(driver_package)}==", requirements, re.M), (dialect.driver, driver_package)
     dialect.import_dbapi()  # and it imports (the host venv holds the same lock)
+
+
+def test_the_charts_mlflow_server_sends_no_usage_events(rendered):
+    """MLflow 3's server (and the UI it serves) sends usage events to mlflow-telemetry.io unless
+    MLFLOW_DISABLE_TELEMETRY is set; the chart's Deployment had no such variable."""
+    dep = next(
+        o for o in rendered["default"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "spx-kfp-mlflow"
+    )
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
