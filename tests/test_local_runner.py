@@ -85,3 +85,30 @@ def test_task_threads_are_the_cores_shared_by_the_two_concurrent_trainings(threa
         assert env == {}  # a setting given by the user is kept
     else:
         assert int(env["SPX_THREADS"]) >= 1
+
+
+def test_a_task_forked_from_the_warm_interpreter_reports_its_cpu_even_beside_another(tmp_path):
+    """CPU per task comes from this process's children's CPU, which two overlapping tasks share; a fork of the
+    warm interpreter is not this process's child, and its client prints the task's CPU instead."""
+    from spx.pipelines.warm import PREFIX
+
+    router = TaskLogRouter(tmp_path / "run")
+    threads_started = threading.Barrier(2)
+
+    def task(name: str, line: str) -> None:
+        router.write(f"16:00:01.000 - INFO - Executing task '{name}'\n")
+        threads_started.wait()
+        router.write(line)
+        router.write(f"16:00:09.000 - INFO - Task '{name}' finished with status SUCCESS\n")
+
+    warm = f"{PREFIX} task process 4242 was forked from the warm interpreter (36 modules preloaded): 2.50 s CPU\n"
+    threads = [
+        threading.Thread(target=task, args=("news-silver", warm)),
+        threading.Thread(target=task, args=("silver-technical", "fresh interpreter output\n")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert router.tasks["news-silver"].cpu_seconds == pytest.approx(2.5, abs=0.01)
+    assert router.tasks["silver-technical"].cpu_seconds is None  # shared the machine, not a fork: unknown
