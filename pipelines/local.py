@@ -237,7 +237,8 @@ def _kfp_output_to(router: TaskLogRouter) -> Iterator[None]:
 TASK_LIBRARIES = ("pandas", "mlflow", "sklearn", "xgboost", "kfp")
 
 # What the warm interpreter (spx.pipelines.warm) imports for the task processes, in the order the tasks need
-# them (it imports one between requests). Taken from `PYTHONPROFILEIMPORTTIME=1 spx run`: every module a
+# them (it imports one between requests): the first WARM_EAGER at once, the rest once a task has asked (a
+# rerun whose tasks all come from KFP's cache imports only those). Taken from `PYTHONPROFILEIMPORTTIME=1 spx run`: every module a
 # default run's tasks import that costs more than ~20 ms. Not kfp.dsl.executor_main itself (each task runs it
 # as __main__), not feast (it imports torch, ~6 s, for its one task) nor torch (FinBERT, when configured).
 WARM_PRELOAD = (
@@ -250,7 +251,7 @@ WARM_PRELOAD = (
     "spx.core.settings",
     "spx.core.storage",
     "spx.core.artifacts",
-    "spx.core.logs",
+    "spx.core.logs",  # (WARM_EAGER: up to here at once; every task imports these)
     "exchange_calendars",
     "spx.components.bronze.market",
     "spx.components.news.bronze",
@@ -281,6 +282,7 @@ WARM_PRELOAD = (
     "spx.components.selection.select",
     "spx.components.selection.champion",
 )
+WARM_EAGER = WARM_PRELOAD.index("spx.core.logs") + 1
 
 
 def missing_bytecode(modules: tuple[str, ...] = TASK_LIBRARIES) -> list[str]:
@@ -428,6 +430,30 @@ def _prepare_mlflow(cfg: Settings, bucket: str) -> None:
         mlflow.create_experiment(cfg.mlflow_experiment, artifact_location=f"s3://{bucket}/mlflow")
 
 
+# the top-level tasks that use MLflow (the training loop, the selection): they wait for _prepare_mlflow
+MLFLOW_TASKS = ("for-loop-", "select-champion")
+
+
+def needs_mlflow(task: str) -> bool:
+    return task.startswith(MLFLOW_TASKS)
+
+
+@contextlib.contextmanager
+def _mlflow_prepared(cfg: Settings, bucket: str) -> Iterator[Callable[[str], None]]:
+    """Prepare MLflow (:func:`_prepare_mlflow`: ~2 s importing MLflow, ~2 s creating a new database) beside
+    the first tasks, which do not use it; yields the hook that holds an MLflow task until it is done."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spx-mlflow-prepare") as pool:
+        ready = pool.submit(_prepare_mlflow, cfg, bucket)
+
+        def before(task: str) -> None:
+            if needs_mlflow(task):
+                ready.result()  # raises what preparing raised: the task fails with it
+
+        yield before
+
+
 def run_local(
     *,
     run_id: str = "",
@@ -467,12 +493,17 @@ def run_local(
         if cfg.pipeline.warm_start:  # forks of one interpreter that imports the libraries while tasks run
             router.run_dir.mkdir(parents=True, exist_ok=True)
             python = stack.enter_context(
-                warm_interpreter(list(WARM_PRELOAD), process_env(), str(router.run_dir / "warm-interpreter.log"))
+                warm_interpreter(
+                    list(WARM_PRELOAD), process_env(), str(router.run_dir / "warm-interpreter.log"), WARM_EAGER
+                )
             )
         store = ObjectStore()
         store.ensure_bucket()
-        _prepare_mlflow(cfg, store.bucket)
-        stack.enter_context(local_runner_patches(workers=top_level_workers(cfg), python=python))
+        workers = top_level_workers(cfg)
+        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket))
+        if workers == 1:  # KFP's own orchestrator: no hook before a task
+            before(MLFLOW_TASKS[0])
+        stack.enter_context(local_runner_patches(workers=workers, python=python, before_task=before))
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(cfg.home / "kfp-local"),

@@ -60,9 +60,12 @@ def _nothing(*_args: Any, **_kwargs: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_runner_patches(*, workers: int, python: str | None) -> Iterator[None]:
+def local_runner_patches(
+    *, workers: int, python: str | None, before_task: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Run KFP's local runner with top-level tasks ``workers`` at a time (1: KFP's own orchestrator) and each
-    task's ``python -m …`` run by ``python`` (None: KFP's, ``sys.executable``)."""
+    task's ``python -m …`` run by ``python`` (None: KFP's, ``sys.executable``). ``before_task(name)`` runs in
+    a top-level task's worker before the task (e.g. to wait for something only some tasks need)."""
     from kfp.local import logging_utils, subprocess_task_handler
     from kfp.local.orchestrator import enhanced_dag_orchestrator as eo
 
@@ -78,7 +81,7 @@ def local_runner_patches(*, workers: int, python: str | None) -> Iterator[None]:
 
     def run_dag(**kwargs: Any):
         if workers > 1 and kwargs.get("parent_io_store") is None:
-            return run_dag_concurrently(workers=workers, sequential=original_dag, **kwargs)
+            return run_dag_concurrently(workers=workers, sequential=original_dag, before_task=before_task, **kwargs)
         return original_dag(**kwargs)
 
     @contextlib.contextmanager
@@ -114,6 +117,7 @@ def run_dag_concurrently(
     unique_pipeline_id: str,
     fail_stack: list[str],
     parent_io_store: Any = None,
+    before_task: Callable[[str], None] | None = None,
 ) -> tuple[dict, Any]:
     """KFP's ``run_enhanced_dag`` for a top-level DAG, with independent tasks ``workers`` at a time."""
     from kfp.local import graph_utils, io, status
@@ -156,6 +160,8 @@ def run_dag_concurrently(
     upstream = {name: set(spec.dependent_tasks) & tasks.keys() for name, spec in tasks.items()}
 
     def run(name: str) -> tuple[dict, Any]:
+        if before_task is not None:
+            before_task(name)
         if kinds[name] == "loop":
             failed = eo._run_parallel_for_task(
                 task_name=name,

@@ -156,9 +156,10 @@ class _Server:
     """Accept task requests, fork a child per request, report its exit; import ``preload`` while idle, from
     the first request on. A ``module:function`` entry also calls that function (a cache to fill once)."""
 
-    def __init__(self, socket_path: str, preload: list[str], log) -> None:
+    def __init__(self, socket_path: str, preload: list[str], log, eager: int = 0) -> None:
         self.log = log
         self.pending = list(preload)
+        self.eager = eager  # how many of ``preload`` to import before any task asks
         self.preloaded = 0
         self.children: dict[int, tuple[socket.socket, float]] = {}  # pid -> connection, start time
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -170,7 +171,7 @@ class _Server:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd
         self.stopping = False
-        self.asked = False  # preloading starts with the first task: a fully cached run costs no imports
+        self.asked = False  # the rest waits for the first task: a fully cached run imports only the first few
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the tasks; the runner stops us after them
         self.selector = selectors.DefaultSelector()
@@ -186,7 +187,7 @@ class _Server:
             if self.stopping:
                 for pid in self.children:
                     _kill(pid, signal.SIGTERM)
-            idle = bool(self.pending) and self.asked and not self.stopping
+            idle = bool(self.pending) and (self.asked or self.preloaded < self.eager) and not self.stopping
             for key, _ in self.selector.select(0 if idle else 1.0):
                 if key.data == "accept":
                     job = self._accept()
@@ -338,17 +339,18 @@ def _run_child(request: dict) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def serve(socket_path: str, preload: list[str], log_path: str | None = None) -> None:
+def serve(socket_path: str, preload: list[str], log_path: str | None = None, eager: int = 0) -> None:
     log_file = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else sys.stderr
 
     def log(message: str) -> None:
         log_file.write(f"{time.strftime('%H:%M:%S')} warm[{os.getpid()}] {message}\n")
 
-    server = _Server(socket_path, preload, log)
+    server = _Server(socket_path, preload, log, eager)
     log(f"serving on {socket_path}; preloading {len(preload)} modules while idle")
     job = server.serve()
     if job is None:
-        log("stopped")
+        own = os.times()
+        log(f"stopped; {server.preloaded} preloaded, own CPU {own.user + own.system:.2f} s")
         return
     if log_file is not sys.stderr:
         log_file.close()
@@ -356,10 +358,11 @@ def serve(socket_path: str, preload: list[str], log_path: str | None = None) -> 
 
 
 @contextlib.contextmanager
-def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str) -> Iterator[str]:
-    """Start a warm server that preloads ``preload`` (in that order, between requests) with environment
-    ``env``; yield the path of an executable that runs ``-m module args…`` as a fork of it. Stopped (its running
-    tasks terminated) and its private directory removed on exit."""
+def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str, eager: int = 0) -> Iterator[str]:
+    """Start a warm server with environment ``env`` that preloads ``preload`` in that order, between requests:
+    the first ``eager`` at once, the rest from the first request on; yield the path of an executable that runs
+    ``-m module args…`` as a fork of it. Stopped (its running tasks terminated) and its private directory
+    removed on exit."""
     import shlex
     import shutil
     import subprocess
@@ -377,7 +380,7 @@ def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str) -> 
     os.chmod(python, 0o700)
     with open(log_path, "a", encoding="utf-8") as log_file:
         server = subprocess.Popen(
-            [sys.executable, "-m", "spx.pipelines.warm", "serve", sock, log_path, *preload],
+            [sys.executable, "-m", "spx.pipelines.warm", "serve", sock, log_path, str(eager), *preload],
             env={**env, "_KFP_RUNTIME": "true"},  # as the task's shell sets it: kfp imports its runtime half
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -402,9 +405,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["client"]:
         sys.exit(client(argv[1], argv[2], argv[3:]))
     if argv[:1] == ["serve"]:
-        serve(argv[1], argv[3:], argv[2] or None)
+        serve(argv[1], argv[4:], argv[2] or None, int(argv[3]))
         return
-    raise SystemExit("usage: warm.py client SOCKET PYTHON ARGS… | serve SOCKET LOG MODULE…")
+    raise SystemExit("usage: warm.py client SOCKET PYTHON ARGS… | serve SOCKET LOG EAGER MODULE…")
 
 
 if __name__ == "__main__":

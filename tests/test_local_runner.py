@@ -112,3 +112,24 @@ def test_a_task_forked_from_the_warm_interpreter_reports_its_cpu_even_beside_ano
         t.join(10)
     assert router.tasks["news-silver"].cpu_seconds == pytest.approx(2.5, abs=0.01)
     assert router.tasks["silver-technical"].cpu_seconds is None  # shared the machine, not a fork: unknown
+
+
+def test_the_tasks_held_for_mlflow_are_the_pipelines_mlflow_tasks():
+    """spx run prepares MLflow beside the first tasks and holds only the top-level tasks that use it: every
+    top-level task whose component (or sub-DAG) runs train-variant or select-champion, and no other."""
+    from spx.pipelines.local import needs_mlflow
+    from spx.pipelines.options import CompileOptions
+    from spx.pipelines.training import build_training_pipeline
+
+    spec = build_training_pipeline(CompileOptions(local=True)).pipeline_spec
+    components = dict(spec.components.items())
+
+    def runs(component: str) -> set[str]:
+        inner = components[component]
+        if inner.WhichOneof("implementation") != "dag":
+            return {component}
+        return set().union(*(runs(t.component_ref.name) for t in inner.dag.tasks.values()))
+
+    mlflow_components = {"comp-train-variant", "comp-select-champion"}
+    for name, task in spec.root.dag.tasks.items():
+        assert needs_mlflow(name) == bool(runs(task.component_ref.name) & mlflow_components), name

@@ -70,11 +70,12 @@ def _payload(proc: subprocess.CompletedProcess) -> dict:
 
 def test_a_forked_task_gets_its_argv_env_cwd_output_and_exit_code(tmp_path):
     mods = _probe_dir(tmp_path)
-    with warm_interpreter(["numpy"], process_env(), str(tmp_path / "warm.log")) as python:
-        time.sleep(0.5)
-        assert "preloaded" not in (tmp_path / "warm.log").read_text()  # nothing imported before a task asks
+    with warm_interpreter(["csv", "numpy"], process_env(), str(tmp_path / "warm.log"), eager=1) as python:
+        _wait_for("preloaded csv", tmp_path / "warm.log")  # the eager part, before any task
+        time.sleep(0.3)
+        assert "numpy" not in (tmp_path / "warm.log").read_text()  # the rest waits for a task to ask
         early = _run(python, ["0"], mods)
-        _wait_preloaded(tmp_path / "warm.log", 1)
+        _wait_for("preloading done: 2 modules", tmp_path / "warm.log")
         ok = _run(python, ["0", "a b"], mods)
         again = _run(python, ["0"], mods)
         code = _run(python, ["7"], mods)
@@ -91,7 +92,7 @@ def test_a_forked_task_gets_its_argv_env_cwd_output_and_exit_code(tmp_path):
     assert code.returncode == 7
     assert failed.returncode == 1 and "ValueError: probe failed as asked" in failed.stderr
     log = (tmp_path / "warm.log").read_text()
-    assert "preloaded numpy" in log and "(exit 7)" in log and "stopped" in log
+    assert "preloaded numpy" in log and "(exit 7)" in log and "stopped; 2 preloaded" in log
 
 
 def test_without_a_server_the_task_runs_in_a_fresh_interpreter(tmp_path):
@@ -135,8 +136,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait_preloaded(log: Path, count: int) -> None:
+def _wait_for(text: str, log: Path) -> None:
     deadline = time.monotonic() + 60
-    while f"preloading done: {count} modules" not in (log.read_text() if log.exists() else ""):
-        assert time.monotonic() < deadline, "the warm interpreter did not finish preloading"
+    while text not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, f"the warm interpreter's log never said {text!r}"
         time.sleep(0.05)
