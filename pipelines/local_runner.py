@@ -103,6 +103,23 @@ def local_runner_patches(
             setattr(module, name, value)
 
 
+def priority_order(upstream: dict[str, set[str]], kfp_order: list[str]) -> list[str]:
+    """The order ready tasks start in when workers are short: the longest chain of tasks still to come first
+    (a task that gates many others, like the run id, goes before a leaf), then the most tasks downstream,
+    then KFP's own order. Durations are unknown before a run, so a chain counts its tasks."""
+    downstream: dict[str, set[str]] = {name: set() for name in upstream}
+    for name, ups in upstream.items():
+        for up in ups:
+            downstream[up].add(name)
+    depth: dict[str, int] = {}
+    below: dict[str, set[str]] = {}
+    for name in reversed(kfp_order):  # sinks first: everything downstream of a task comes later in KFP's order
+        depth[name] = 1 + max((depth[d] for d in downstream[name]), default=0)
+        below[name] = set().union(*(below[d] | {d} for d in downstream[name]))
+    index = {name: i for i, name in enumerate(kfp_order)}
+    return sorted(kfp_order, key=lambda n: (-depth[n], -len(below[n]), index[n]))
+
+
 def run_dag_concurrently(
     *,
     workers: int,
@@ -156,8 +173,8 @@ def run_dag_concurrently(
         return "task"
 
     kinds = {name: kind(spec) for name, spec in tasks.items()}
-    order = list(reversed(graph_utils.topological_sort_tasks(tasks)))  # KFP's order (it pops from the right)
     upstream = {name: set(spec.dependent_tasks) & tasks.keys() for name, spec in tasks.items()}
+    order = priority_order(upstream, list(reversed(graph_utils.topological_sort_tasks(tasks))))
 
     def run(name: str) -> tuple[dict, Any]:
         if before_task is not None:

@@ -133,3 +133,26 @@ def test_the_tasks_held_for_mlflow_are_the_pipelines_mlflow_tasks():
     mlflow_components = {"comp-train-variant", "comp-select-champion"}
     for name, task in spec.root.dag.tasks.items():
         assert needs_mlflow(name) == bool(runs(task.component_ref.name) & mlflow_components), name
+
+
+def test_ready_tasks_start_longest_chain_first_then_the_one_gating_most():
+    """Two workers, three tasks ready at once: the run id (it gates almost everything) and the head of the
+    longest chain (the news chain) go first; a leaf goes last, whatever order KFP's sort happened to give."""
+    from spx.pipelines.local_runner import priority_order
+
+    upstream = {
+        "leaf": set(),
+        "bronze": set(),
+        "news-bronze": set(),
+        "run-id": set(),
+        "news-silver": {"news-bronze", "run-id"},
+        "news-gold": {"news-silver", "run-id"},
+        "silver": {"bronze", "run-id"},
+        "gold": {"silver", "news-gold", "run-id"},
+        "train": {"gold", "run-id"},
+    }
+    kfp_order = ["leaf", "bronze", "news-bronze", "run-id", "silver", "news-silver", "news-gold", "gold", "train"]
+    order = priority_order(upstream, kfp_order)
+    assert order[:3] == ["run-id", "news-bronze", "bronze"] and order.index("leaf") > order.index("gold")
+    assert order.index("news-silver") < order.index("silver")  # on the longer chain
+    assert sorted(order) == sorted(kfp_order)
