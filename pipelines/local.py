@@ -413,24 +413,7 @@ def _thread_env(cfg: Settings) -> dict[str, str]:
     return {"SPX_THREADS": str(max(1, _cores() // LOCAL_CONCURRENCY))}
 
 
-def _prepare_mlflow(cfg: Settings, bucket: str) -> None:
-    """Create the local MLflow database and the experiment before the training tasks start: two of them run
-    at once, and two processes creating one SQLite schema (or one experiment) race. Only when the database
-    does not exist yet: a later run pays nothing here."""
-    uri = cfg.mlflow_tracking_uri
-    if not uri.startswith("sqlite:///"):
-        return
-    db = Path(uri[len("sqlite:///") :])
-    if db.exists():
-        return
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(cfg.mlflow_experiment) is None:
-        mlflow.create_experiment(cfg.mlflow_experiment, artifact_location=f"s3://{bucket}/mlflow")
-
-
-# the top-level tasks that use MLflow (the training loop, the selection): they wait for _prepare_mlflow
+# the top-level tasks that use MLflow (the training loop, the selection): they wait for its database
 MLFLOW_TASKS = ("for-loop-", "select-champion")
 
 
@@ -439,19 +422,41 @@ def needs_mlflow(task: str) -> bool:
 
 
 @contextlib.contextmanager
-def _mlflow_prepared(cfg: Settings, bucket: str) -> Iterator[Callable[[str], None]]:
-    """Prepare MLflow (:func:`_prepare_mlflow`: ~2 s importing MLflow, ~2 s creating a new database) beside
-    the first tasks, which do not use it; yields the hook that holds an MLflow task until it is done."""
-    import concurrent.futures
+def _mlflow_prepared(cfg: Settings, bucket: str, python: str | None, log_path: Path) -> Iterator[Callable[[str], None]]:
+    """Create a new local MLflow database and experiment (``spx.pipelines.mlflow_db``: ~2 s importing MLflow,
+    ~2 s creating the schema) in a process of its own beside the first tasks, which do not use MLflow; yields
+    the hook that holds an MLflow task until it has finished (and fails that task if it failed)."""
+    import subprocess
+    import threading
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spx-mlflow-prepare") as pool:
-        ready = pool.submit(_prepare_mlflow, cfg, bucket)
+    from spx.pipelines.mlflow_db import needs_preparing
 
-        def before(task: str) -> None:
-            if needs_mlflow(task):
-                ready.result()  # raises what preparing raised: the task fails with it
+    if not needs_preparing(cfg):
+        yield lambda task: None
+        return
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "spx.pipelines.mlflow_db", bucket],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    lock = threading.Lock()
 
+    def before(task: str) -> None:
+        if not needs_mlflow(task):
+            return
+        with lock:
+            code = proc.wait()
+        if code != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise RuntimeError(f"creating the MLflow database failed (exit {code}, {log_path}): {tail[0]}")
+
+    try:
         yield before
+    finally:
+        if proc.poll() is None:
+            proc.wait()
 
 
 def run_local(
@@ -500,7 +505,8 @@ def run_local(
         store = ObjectStore()
         store.ensure_bucket()
         workers = top_level_workers(cfg)
-        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket))
+        router.run_dir.mkdir(parents=True, exist_ok=True)
+        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket, python, router.run_dir / "mlflow-prepare.log"))
         if workers == 1:  # KFP's own orchestrator: no hook before a task
             before(MLFLOW_TASKS[0])
         stack.enter_context(local_runner_patches(workers=workers, python=python, before_task=before))

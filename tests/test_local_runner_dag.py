@@ -129,3 +129,27 @@ def test_the_patches_are_undone(kfp_local):
         logging_utils.indented_print,
     )
     assert after == before
+
+
+def test_mlflow_is_prepared_beside_the_first_tasks_and_holds_only_mlflow_tasks(tmp_path, monkeypatch):
+    """A new local MLflow database is created in a process of its own; the training loop and the selection wait
+    for it, other tasks do not; if creating it fails, the task that needs it fails with the reason."""
+    from spx.core.settings import settings
+    from spx.pipelines.local import _mlflow_prepared
+
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with _mlflow_prepared(settings(), "spx", None, tmp_path / "prepare.log") as before:
+        before("bronze-market")  # returns at once
+        before("for-loop-1")  # waits for the database
+        assert db.exists()
+    with _mlflow_prepared(settings(), "spx", None, tmp_path / "again.log") as before:  # exists: nothing to do
+        before("select-champion")
+    assert not (tmp_path / "again.log").exists()
+
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
+    with _mlflow_prepared(settings(), "spx", None, tmp_path / "broken.log") as before:
+        before("news-gold")
+        with pytest.raises(RuntimeError, match="creating the MLflow database failed"):
+            before("select-champion")
