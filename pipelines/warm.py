@@ -351,7 +351,11 @@ def serve(socket_path: str, preload: list[str], log_path: str | None = None, eag
     if job is None:
         own = os.times()
         log(f"stopped; {server.preloaded} preloaded, own CPU {own.user + own.system:.2f} s")
-        return
+        if log_file is not sys.stderr:
+            log_file.close()
+        sys.stderr.flush()
+        # nothing else of the server's to flush or finalize: skip tearing down the preloaded modules (~0.4 s)
+        os._exit(0)
     if log_file is not sys.stderr:
         log_file.close()
     _run_child(job)  # the forked child: runs the task, then exits as any interpreter does
