@@ -98,8 +98,6 @@ def task_timeline(run_dir: Path) -> dict[str, tuple[float, float, float | None]]
     spent importing (the sum of the top-level imports PYTHONPROFILEIMPORTTIME reported)."""
     out: dict[str, tuple[float, float, float | None]] = {}
     for log in run_dir.glob("*.log"):
-        if log.name == "warm-interpreter.log":
-            continue
         start = end = None
         imports = 0
         for line in log.read_text(errors="replace").splitlines():
@@ -147,7 +145,7 @@ def run_once(home: str, extra: list[str], label: str, env_extra: dict[str, str],
             f"  wall: start-up {first - epoch0:.1f} s (imports, S3 server, run key, compile), tasks {last - first:.1f} s, "
             f"end {epoch1 - last:.1f} s (summary, stopping the servers)"
         )
-    warm = run_dir / "warm-interpreter.log" if run_dir else None
+    warm = run_dir / "runner" / "warm-interpreter.log" if run_dir else None
     if warm is not None and warm.exists() and (w := WARM_CPU.search(warm.read_text())) is not None:
         print(f"  warm interpreter (preloading for the tasks): {float(w.group(1)):.1f} s CPU")
     print(f"  {'task':<34} {'starts':>7} {'wall':>7} {'cpu':>8}" + (f" {'imports':>8}" if imports else ""))

@@ -413,6 +413,8 @@ def _thread_env(cfg: Settings) -> dict[str, str]:
     return {"SPX_THREADS": str(max(1, _cores() // LOCAL_CONCURRENCY))}
 
 
+RUNNER_LOGS = "runner"  # under a run's log folder: the warm interpreter's and the MLflow preparation's logs
+
 # the top-level tasks that use MLflow (the training loop, the selection): they wait for its database
 MLFLOW_TASKS = ("for-loop-", "select-champion")
 
@@ -495,18 +497,18 @@ def run_local(
         stack.enter_context(patched_environ({**_thread_env(cfg), **LOCAL_TASK_ENV}))
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
         python = None
+        runner_logs = router.run_dir / RUNNER_LOGS  # the runner's own logs, beside the tasks' <task>.log files
+        runner_logs.mkdir(parents=True, exist_ok=True)
         if cfg.pipeline.warm_start:  # forks of one interpreter that imports the libraries while tasks run
-            router.run_dir.mkdir(parents=True, exist_ok=True)
             python = stack.enter_context(
                 warm_interpreter(
-                    list(WARM_PRELOAD), process_env(), str(router.run_dir / "warm-interpreter.log"), WARM_EAGER
+                    list(WARM_PRELOAD), process_env(), str(runner_logs / "warm-interpreter.log"), WARM_EAGER
                 )
             )
         store = ObjectStore()
         store.ensure_bucket()
         workers = top_level_workers(cfg)
-        router.run_dir.mkdir(parents=True, exist_ok=True)
-        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket, python, router.run_dir / "mlflow-prepare.log"))
+        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket, python, runner_logs / "mlflow-prepare.log"))
         if workers == 1:  # KFP's own orchestrator: no hook before a task
             before(MLFLOW_TASKS[0])
         stack.enter_context(local_runner_patches(workers=workers, python=python, before_task=before))
