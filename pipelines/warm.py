@@ -339,11 +339,12 @@ def _run_child(request: dict) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def serve(socket_path: str, preload: list[str], log_path: str | None = None, eager: int = 0) -> None:
-    log_file = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else sys.stderr
+def serve(socket_path: str, preload: list[str], eager: int = 0) -> None:
+    """The server (its log: stderr). Returns only in a forked child, after running its task."""
 
     def log(message: str) -> None:
-        log_file.write(f"{time.strftime('%H:%M:%S')} warm[{os.getpid()}] {message}\n")
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} warm[{os.getpid()}] {message}\n")
+        sys.stderr.flush()
 
     server = _Server(socket_path, preload, log, eager)
     log(f"serving on {socket_path}; preloading {len(preload)} modules while idle")
@@ -351,26 +352,26 @@ def serve(socket_path: str, preload: list[str], log_path: str | None = None, eag
     if job is None:
         own = os.times()
         log(f"stopped; {server.preloaded} preloaded, own CPU {own.user + own.system:.2f} s")
-        if log_file is not sys.stderr:
-            log_file.close()
-        sys.stderr.flush()
         # nothing else of the server's to flush or finalize: skip tearing down the preloaded modules (~0.4 s)
         os._exit(0)
-    if log_file is not sys.stderr:
-        log_file.close()
     _run_child(job)  # the forked child: runs the task, then exits as any interpreter does
 
 
 @contextlib.contextmanager
-def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str, eager: int = 0) -> Iterator[str]:
+def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str, eager: int = 0) -> Iterator[str | None]:
     """Start a warm server with environment ``env`` that preloads ``preload`` in that order, between requests:
     the first ``eager`` at once, the rest from the first request on; yield the path of an executable that runs
-    ``-m module args…`` as a fork of it. Stopped (its running tasks terminated) and its private directory
-    removed on exit."""
+    ``-m module args…`` as a fork of it (None, with a warning, when the server does not start: the tasks then
+    run in fresh interpreters). The server is a :class:`~spx.core.processes.ManagedProcess` (its own process
+    group, log ``log_path``): stopped with its running tasks on exit, its private directory removed."""
+    import logging
     import shlex
     import shutil
-    import subprocess
     import tempfile
+    from pathlib import Path
+
+    from spx.core.errors import ServiceError
+    from spx.core.processes import ManagedProcess, NotReady
 
     folder = tempfile.mkdtemp(prefix="spx-warm-")  # mode 0700: only this user reaches the socket
     sock = os.path.join(folder, "sock")
@@ -382,26 +383,29 @@ def warm_interpreter(preload: list[str], env: dict[str, str], log_path: str, eag
             f'{shlex.quote(sock)} {shlex.quote(sys.executable)} "$@"\n'
         )
     os.chmod(python, 0o700)
-    with open(log_path, "a", encoding="utf-8") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "spx.pipelines.warm", "serve", sock, log_path, str(eager), *preload],
-            env={**env, "_KFP_RUNTIME": "true"},  # as the task's shell sets it: kfp imports its runtime half
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+
+    def listening() -> None:
+        if not os.path.exists(sock):
+            raise NotReady(f"no socket {sock} yet")
+
+    server = ManagedProcess(
+        "warm interpreter",
+        [sys.executable, "-m", "spx.pipelines.warm", "serve", sock, str(eager), *preload],
+        log_path=Path(log_path),
+        env={**env, "_KFP_RUNTIME": "true"},  # as the task's shell sets it: kfp imports its runtime half
+        ready=listening,
+        ready_timeout=30,
+    )
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock) and server.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)  # bound: the first task's client then connects (or falls back) at once
-        yield python
-    finally:
-        server.terminate()
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            server.start()
+        except ServiceError as exc:
+            logging.getLogger(__name__).warning("no warm interpreter, tasks start fresh interpreters: %s", exc)
+            yield None
+        else:
+            yield python
+    finally:
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -409,9 +413,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["client"]:
         sys.exit(client(argv[1], argv[2], argv[3:]))
     if argv[:1] == ["serve"]:
-        serve(argv[1], argv[4:], argv[2] or None, int(argv[3]))
+        serve(argv[1], argv[3:], int(argv[2]))
         return
-    raise SystemExit("usage: warm.py client SOCKET PYTHON ARGS… | serve SOCKET LOG EAGER MODULE…")
+    raise SystemExit("usage: warm.py client SOCKET PYTHON ARGS… | serve SOCKET EAGER MODULE…")
 
 
 if __name__ == "__main__":
