@@ -238,9 +238,10 @@ TASK_LIBRARIES = ("pandas", "mlflow", "sklearn", "xgboost", "kfp")
 
 # What the warm interpreter (spx.pipelines.warm) imports for the task processes, in the order the tasks need
 # them (it imports one between requests): the first WARM_EAGER at once, the rest once a task has asked (a
-# rerun whose tasks all come from KFP's cache imports only those). Taken from `PYTHONPROFILEIMPORTTIME=1 spx run`: every module a
-# default run's tasks import that costs more than ~20 ms. Not kfp.dsl.executor_main itself (each task runs it
-# as __main__), not feast (it imports torch, ~6 s, for its one task) nor torch (FinBERT, when configured).
+# rerun whose tasks all come from KFP's cache imports only those). Taken from `PYTHONPROFILEIMPORTTIME=1
+# spx run`: every module a default run's tasks import that costs more than ~20 ms. Not
+# kfp.dsl.executor_main itself (each task runs it as __main__), not feast (~6 s with the torch it imports,
+# for its one task: torch would then sit in every training process) nor torch (FinBERT, when configured).
 WARM_PRELOAD = (
     "kfp.dsl.executor",
     "kfp.dsl.kfp_config",
@@ -497,7 +498,7 @@ def run_local(
         stack.enter_context(patched_environ({**_thread_env(cfg), **LOCAL_TASK_ENV}))
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
         python = None
-        runner_logs = router.run_dir / RUNNER_LOGS  # the runner's own logs, beside the tasks' <task>.log files
+        runner_logs = router.run_dir / RUNNER_LOGS  # the runner's own logs, apart from the tasks' <task>.log
         runner_logs.mkdir(parents=True, exist_ok=True)
         if cfg.pipeline.warm_start:  # forks of one interpreter that imports the libraries while tasks run
             python = stack.enter_context(

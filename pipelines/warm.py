@@ -24,7 +24,8 @@ and refuses to fork when one is running (then the client runs a fresh interprete
 busy importing for too long or the command is not ``-m <module>``, the client ``exec``s the real
 interpreter instead: the task runs exactly as before, only slower.
 
-Stdlib only: the client runs with ``-I -S`` (no site-packages).
+The client and the server are stdlib only (the client runs with ``-I -S``: no site-packages);
+:func:`warm_interpreter` starts the server as a :class:`~spx.core.processes.ManagedProcess`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Iterator
 
 PREFIX = "[spx warm start]"
 _HEADER = struct.Struct("!I")
-_CONNECT_TIMEOUT_S = 120.0  # the server imports between requests; the longest import (feast) takes ~10 s busy
+_CONNECT_TIMEOUT_S = 120.0  # the server imports between requests: one import (MLflow's SQL store) is ~1-6 s
 
 
 # ------------------------------------------------------------------------------------------------ protocol
@@ -52,14 +53,15 @@ _CONNECT_TIMEOUT_S = 120.0  # the server imports between requests; the longest i
 def _send(sock: socket.socket, payload: dict, fds: tuple[int, ...] = ()) -> None:
     data = json.dumps(payload).encode()
     message = _HEADER.pack(len(data)) + data
-    if fds:
-        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        sock.sendall(message)
+    sent = 0
+    if fds:  # the descriptors travel with the first bytes
+        sent = sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    sock.sendall(message[sent:])
 
 
 def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """One message and the file descriptors sent with it; ``(None, [])`` when the peer closed."""
+    """The one message a connection's peer sends, and the file descriptors sent with it; ``(None, [])`` when
+    the peer closed. (Bytes past the message are dropped: for a peer that sends several, see :func:`_read`.)"""
     fds: list[int] = []
     chunks = b""
     need = _HEADER.size
@@ -85,6 +87,17 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]
     return json.loads(chunks[_HEADER.size : need]), fds
 
 
+def _read(reader) -> dict | None:
+    """The next message from a buffered reader over a socket (the server's several to a client); None when
+    the peer closed."""
+    header = reader.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(header)
+    body = reader.read(length)
+    return json.loads(body) if len(body) == length else None
+
+
 # ------------------------------------------------------------------------------------------------ client
 
 
@@ -101,8 +114,8 @@ def client(socket_path: str, python: str, argv: list[str]) -> int:
             {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()},  # noqa: TID251 - relayed, not read
             (0, 1, 2),
         )
-        sock.settimeout(_CONNECT_TIMEOUT_S)
-        started, _ = _recv(sock)  # the child's pid, or a refusal
+        reader = sock.makefile("rb")  # the pid and the exit may arrive in one read: buffered
+        started = _read(reader)  # the child's pid, or a refusal
     except OSError as exc:
         sock.close()
         return _fallback(python, argv, f"no warm interpreter ({exc.__class__.__name__}: {exc})")
@@ -120,7 +133,8 @@ def client(socket_path: str, python: str, argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
     sock.settimeout(None)
-    ended, _ = _recv(sock)
+    ended = _read(reader)
+    reader.close()
     sock.close()
     if ended is None:
         print(f"{PREFIX} the warm interpreter went away while task process {pid} ran", file=sys.stderr)

@@ -141,3 +141,23 @@ def _wait_for(text: str, log: Path) -> None:
     while text not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline, f"the warm interpreter's log never said {text!r}"
         time.sleep(0.05)
+
+
+def test_the_pid_and_the_exit_arriving_in_one_read_are_both_delivered():
+    """A task that ends before its client reads the pid: the server's two messages reach the client in one
+    read, and the second is not lost (the client would say the server went away and fail the task)."""
+    import socket
+
+    from spx.pipelines.warm import _read, _send
+
+    server, client = socket.socketpair()
+    with server, client:
+        _send(server, {"pid": 4242})
+        _send(server, {"status": 0, "cpu": 0.25, "preloaded": 3})
+        server.shutdown(socket.SHUT_WR)
+        time.sleep(0.1)  # both are in the client's buffer before it reads
+        reader = client.makefile("rb")
+        assert _read(reader) == {"pid": 4242}
+        assert _read(reader) == {"status": 0, "cpu": 0.25, "preloaded": 3}
+        assert _read(reader) is None  # then the server closed
+        reader.close()
