@@ -6,9 +6,14 @@ then executes the *same* components with ``kfp.local.SubprocessRunner`` in this 
 What KFP's local runner (kfp 2.17, ``kfp/local/orchestrator/enhanced_dag_orchestrator.py``) does and does
 not do, and what this module adds:
 
-* It runs a DAG's tasks **one after another** in topological order; the only concurrency it has is the
-  iterations of a ``dsl.ParallelFor``, on a thread pool of at most two workers
-  (``ParallelExecutor.conservative_max``). The training variants are such a loop, so two train at a time.
+* It runs a DAG's tasks **one after another** in topological order; its only concurrency is the iterations
+  of a ``dsl.ParallelFor``, on a thread pool of at most two workers (``ParallelExecutor.conservative_max``),
+  and every task is a fresh ``python`` that imports its libraries again. ``spx run`` changes both for the
+  run (``spx.pipelines.local_runner``): independent top-level tasks run side by side (the news chain beside
+  the market chain, Feast beside the training loop; ``SPX_LOCAL_CONCURRENCY``), the training variants stay
+  two at a time, and each task process is a fork of a warm interpreter that imported the libraries once
+  (``spx.pipelines.warm``; ``SPX_WARM_START=false`` turns it off). The components and their command lines
+  are unchanged.
 * It **caches** task outputs (``local.init(enable_caching=True)``, since kfp 2.17) under
   ``$SPX_HOME/kfp-local/.kfp_cache``, keyed on each task's component, command and inputs. The pipeline
   passes :func:`run_key` — a fingerprint of the parameters, the code and the input files — to the run id and
@@ -17,8 +22,8 @@ not do, and what this module adds:
   cache hits through the root logger. :class:`TaskLogRouter` takes that stream instead: each task's lines
   go to ``$SPX_HOME/runs/<invocation>/<task>.log`` and the caller gets one :class:`TaskEvent` when a task
   starts and one when it ends or comes from the cache, to show a compact table (``spx run``) or to echo
-  everything (``spx run --verbose``). Lines are attributed by thread, so the two concurrent training tasks
-  keep separate logs.
+  everything (``spx run --verbose``). Lines are attributed by thread, so concurrent tasks keep separate
+  logs.
 """
 
 from __future__ import annotations
@@ -42,9 +47,12 @@ from typing import Any, Callable, Iterator, TextIO
 
 from spx.core import layout
 from spx.core.services import embedded_s3
-from spx.core.settings import Settings, export_library_env, patched_environ, settings
+from spx.core.settings import Settings, export_library_env, patched_environ, process_env, settings
 from spx.core.storage import ObjectStore
+from spx.pipelines.local_runner import local_runner_patches
 from spx.pipelines.options import CompileOptions
+from spx.pipelines.warm import PREFIX as WARM_PREFIX
+from spx.pipelines.warm import warm_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task (\S+) cache hit \(key=")
 _VARIANT = re.compile(r'"variant":\s*"([A-Za-z0-9_.-]+)"')
+_WARM_CPU = re.compile(re.escape(WARM_PREFIX) + r" task process \d+ .*: ([\d.]+) s CPU")
 
 
 @dataclass
@@ -61,7 +70,9 @@ class TaskEvent:
     status: str  # RUNNING | SUCCESS | FAILURE | CACHED
     seconds: float = 0.0
     log_path: Path | None = None
-    cpu_seconds: float | None = None  # None while another task ran at the same time (CPU is per process tree)
+    # None when another task ran at the same time and the task's process was not a fork of the warm
+    # interpreter (which reports each task's CPU): this process's children's CPU cannot be split per task
+    cpu_seconds: float | None = None
     detail: str = ""  # e.g. the variant a training task trained
 
 
@@ -77,6 +88,7 @@ class _Running:
     cpu_started: float
     file: TextIO
     alone: bool = True
+    warm_cpu: float | None = None  # the task process's CPU as the warm interpreter reported it
 
 
 @dataclass
@@ -131,6 +143,8 @@ class TaskLogRouter(io.TextIOBase):
             running.file.write(line + "\n")
             if not running.event.detail and (v := _VARIANT.search(line)) is not None:
                 running.event.detail = v.group(1)
+            if (w := _WARM_CPU.search(line)) is not None:
+                running.warm_cpu = float(w.group(1))
         if (m := _END.search(line)) is not None and running is not None:
             self._close(tid, m.group(2).upper())
         elif (m := _CACHED.search(line)) is not None:
@@ -159,7 +173,11 @@ class TaskLogRouter(io.TextIOBase):
         event = running.event
         event.status = status
         event.seconds = time.perf_counter() - running.started
-        event.cpu_seconds = _children_cpu() - running.cpu_started if running.alone else None
+        own = _children_cpu() - running.cpu_started if running.alone else None  # incl. its shell and client
+        if running.warm_cpu is not None:  # a fork of the warm interpreter: its CPU, plus its shell's if known
+            event.cpu_seconds = running.warm_cpu + (own or 0.0)
+        else:
+            event.cpu_seconds = own
         self.on_event(event)
 
     def _cached(self, task: str) -> None:
@@ -217,6 +235,55 @@ def _kfp_output_to(router: TaskLogRouter) -> Iterator[None]:
 
 
 TASK_LIBRARIES = ("pandas", "mlflow", "sklearn", "xgboost", "kfp")
+
+# What the warm interpreter (spx.pipelines.warm) imports for the task processes, in the order the tasks need
+# them (it imports one between requests): the first WARM_EAGER at once, the rest once a task has asked (a
+# rerun whose tasks all come from KFP's cache imports only those). Taken from `PYTHONPROFILEIMPORTTIME=1
+# spx run`: every module a default run's tasks import that costs more than ~20 ms. Not
+# kfp.dsl.executor_main itself (each task runs it as __main__), not feast (~6 s with the torch it imports,
+# for its one task: torch would then sit in every training process) nor torch (FinBERT, when configured).
+WARM_PRELOAD = (
+    "kfp.dsl.executor",
+    "kfp.dsl.kfp_config",
+    "kfp.dsl.utils",
+    "pandas",
+    "pyarrow.parquet",
+    "pyarrow.dataset",
+    "spx.core.settings",
+    "spx.core.storage",
+    "spx.core.artifacts",
+    "spx.core.logs",  # (WARM_EAGER: up to here at once; every task imports these)
+    "exchange_calendars",
+    "spx.components.bronze.market",
+    "spx.components.news.bronze",
+    "spx.components.silver.stage",
+    "spx.components.news.silver",
+    "textblob.en",
+    "spx.components.news.gold",
+    "spx.components.gold.stage",
+    "spx.components.training.variants",
+    "spx.components.training.train",
+    "spx.components.training.kfp_outputs",
+    "spx.components.training.visuals",
+    "xgboost",
+    "lightgbm",
+    "matplotlib.pyplot",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "sqlalchemy.dialects.sqlite",
+    "mlflow.xgboost",
+    "mlflow.lightgbm",
+    "mlflow.sklearn",
+    "mlflow.pyfunc.loaders",
+    "mlflow.pyfunc.scoring_server",
+    # log_model checks the model's pip requirements against the installed packages: it maps every installed
+    # distribution's files to its modules first (~1 s a training task; MLflow caches it per process)
+    "mlflow.utils.requirements_utils:_init_packages_to_modules_map",
+    "git",
+    "spx.components.selection.select",
+    "spx.components.selection.champion",
+)
+WARM_EAGER = WARM_PRELOAD.index("spx.core.logs") + 1
 
 
 def missing_bytecode(modules: tuple[str, ...] = TASK_LIBRARIES) -> list[str]:
@@ -319,6 +386,22 @@ def run_key(params: dict[str, Any], cfg: Settings | None = None) -> str:
 
 LOCAL_CONCURRENCY = 2  # kfp.local's ParallelExecutor runs at most two loop iterations at once
 
+# the task processes of a local run: MLflow's usage telemetry off (it fetches its config over the network
+# when a run starts and flushes at exit: ~3 s of a training task's wall time, and a local run phones no one)
+LOCAL_TASK_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def top_level_workers(cfg: Settings) -> int:
+    """How many of the pipeline's top-level tasks run at once: ``SPX_LOCAL_CONCURRENCY``, else the cores
+    (at least 2: most tasks use one core, and the news chain is as long as the market chain)."""
+    return cfg.pipeline.local_concurrency or max(2, _cores())
+
 
 def _thread_env(cfg: Settings) -> dict[str, str]:
     """``SPX_THREADS`` for the task processes when it is unset: this machine's cores shared by the training
@@ -328,27 +411,55 @@ def _thread_env(cfg: Settings) -> dict[str, str]:
     count on these tables: every metric of the six variants compared equal)."""
     if cfg.pipeline.threads:
         return {}
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"SPX_THREADS": str(max(1, cores // LOCAL_CONCURRENCY))}
+    return {"SPX_THREADS": str(max(1, _cores() // LOCAL_CONCURRENCY))}
 
 
-def _prepare_mlflow(cfg: Settings, bucket: str) -> None:
-    """Create the local MLflow database and the experiment before the training tasks start: two of them run
-    at once, and two processes creating one SQLite schema (or one experiment) race. Only when the database
-    does not exist yet: a later run pays nothing here."""
-    uri = cfg.mlflow_tracking_uri
-    if not uri.startswith("sqlite:///"):
+RUNNER_LOGS = "runner"  # under a run's log folder: the warm interpreter's and the MLflow preparation's logs
+
+# the top-level tasks that use MLflow (the training loop, the selection): they wait for its database
+MLFLOW_TASKS = ("for-loop-", "select-champion")
+
+
+def needs_mlflow(task: str) -> bool:
+    return task.startswith(MLFLOW_TASKS)
+
+
+@contextlib.contextmanager
+def _mlflow_prepared(cfg: Settings, bucket: str, python: str | None, log_path: Path) -> Iterator[Callable[[str], None]]:
+    """Create a new local MLflow database and experiment (``spx.pipelines.mlflow_db``: ~2 s importing MLflow,
+    ~2 s creating the schema) in a process of its own beside the first tasks, which do not use MLflow; yields
+    the hook that holds an MLflow task until it has finished (and fails that task if it failed)."""
+    import subprocess
+    import threading
+
+    from spx.pipelines.mlflow_db import needs_preparing
+
+    if not needs_preparing(cfg):
+        yield lambda task: None
         return
-    db = Path(uri[len("sqlite:///") :])
-    if db.exists():
-        return
-    import mlflow
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "spx.pipelines.mlflow_db", bucket],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    lock = threading.Lock()
 
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(cfg.mlflow_experiment) is None:
-        mlflow.create_experiment(cfg.mlflow_experiment, artifact_location=f"s3://{bucket}/mlflow")
+    def before(task: str) -> None:
+        if not needs_mlflow(task):
+            return
+        with lock:
+            code = proc.wait()
+        if code != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise RuntimeError(f"creating the MLflow database failed (exit {code}, {log_path}): {tail[0]}")
+
+    try:
+        yield before
+    finally:
+        if proc.poll() is None:
+            proc.wait()
 
 
 def run_local(
@@ -382,11 +493,26 @@ def run_local(
         router.echo = sys.stdout
     started = time.perf_counter()
     key = run_key(params, cfg) if cache else ""
-    with embedded_s3(cfg.home) as endpoint, patched_environ(_thread_env(cfg)):
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(embedded_s3(cfg.home))
+        stack.enter_context(patched_environ({**_thread_env(cfg), **LOCAL_TASK_ENV}))
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
+        python = None
+        runner_logs = router.run_dir / RUNNER_LOGS  # the runner's own logs, apart from the tasks' <task>.log
+        runner_logs.mkdir(parents=True, exist_ok=True)
+        if cfg.pipeline.warm_start:  # forks of one interpreter that imports the libraries while tasks run
+            python = stack.enter_context(
+                warm_interpreter(
+                    list(WARM_PRELOAD), process_env(), str(runner_logs / "warm-interpreter.log"), WARM_EAGER
+                )
+            )
         store = ObjectStore()
         store.ensure_bucket()
-        _prepare_mlflow(cfg, store.bucket)
+        workers = top_level_workers(cfg)
+        before = stack.enter_context(_mlflow_prepared(cfg, store.bucket, python, runner_logs / "mlflow-prepare.log"))
+        if workers == 1:  # KFP's own orchestrator: no hook before a task
+            before(MLFLOW_TASKS[0])
+        stack.enter_context(local_runner_patches(workers=workers, python=python, before_task=before))
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(cfg.home / "kfp-local"),

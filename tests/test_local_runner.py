@@ -85,3 +85,74 @@ def test_task_threads_are_the_cores_shared_by_the_two_concurrent_trainings(threa
         assert env == {}  # a setting given by the user is kept
     else:
         assert int(env["SPX_THREADS"]) >= 1
+
+
+def test_a_task_forked_from_the_warm_interpreter_reports_its_cpu_even_beside_another(tmp_path):
+    """CPU per task comes from this process's children's CPU, which two overlapping tasks share; a fork of the
+    warm interpreter is not this process's child, and its client prints the task's CPU instead."""
+    from spx.pipelines.warm import PREFIX
+
+    router = TaskLogRouter(tmp_path / "run")
+    threads_started = threading.Barrier(2)
+
+    def task(name: str, line: str) -> None:
+        router.write(f"16:00:01.000 - INFO - Executing task '{name}'\n")
+        threads_started.wait()
+        router.write(line)
+        router.write(f"16:00:09.000 - INFO - Task '{name}' finished with status SUCCESS\n")
+
+    warm = f"{PREFIX} task process 4242 was forked from the warm interpreter (36 modules preloaded): 2.50 s CPU\n"
+    threads = [
+        threading.Thread(target=task, args=("news-silver", warm)),
+        threading.Thread(target=task, args=("silver-technical", "fresh interpreter output\n")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert router.tasks["news-silver"].cpu_seconds == pytest.approx(2.5, abs=0.01)
+    assert router.tasks["silver-technical"].cpu_seconds is None  # shared the machine, not a fork: unknown
+
+
+def test_the_tasks_held_for_mlflow_are_the_pipelines_mlflow_tasks():
+    """spx run prepares MLflow beside the first tasks and holds only the top-level tasks that use it: every
+    top-level task whose component (or sub-DAG) runs train-variant or select-champion, and no other."""
+    from spx.pipelines.local import needs_mlflow
+    from spx.pipelines.options import CompileOptions
+    from spx.pipelines.training import build_training_pipeline
+
+    spec = build_training_pipeline(CompileOptions(local=True)).pipeline_spec
+    components = dict(spec.components.items())
+
+    def runs(component: str) -> set[str]:
+        inner = components[component]
+        if inner.WhichOneof("implementation") != "dag":
+            return {component}
+        return set().union(*(runs(t.component_ref.name) for t in inner.dag.tasks.values()))
+
+    mlflow_components = {"comp-train-variant", "comp-select-champion"}
+    for name, task in spec.root.dag.tasks.items():
+        assert needs_mlflow(name) == bool(runs(task.component_ref.name) & mlflow_components), name
+
+
+def test_ready_tasks_start_longest_chain_first_then_the_one_gating_most():
+    """Two workers, three tasks ready at once: the run id (it gates almost everything) and the head of the
+    longest chain (the news chain) go first; a leaf goes last, whatever order KFP's sort happened to give."""
+    from spx.pipelines.local_runner import priority_order
+
+    upstream = {
+        "leaf": set(),
+        "bronze": set(),
+        "news-bronze": set(),
+        "run-id": set(),
+        "news-silver": {"news-bronze", "run-id"},
+        "news-gold": {"news-silver", "run-id"},
+        "silver": {"bronze", "run-id"},
+        "gold": {"silver", "news-gold", "run-id"},
+        "train": {"gold", "run-id"},
+    }
+    kfp_order = ["leaf", "bronze", "news-bronze", "run-id", "silver", "news-silver", "news-gold", "gold", "train"]
+    order = priority_order(upstream, kfp_order)
+    assert order[:3] == ["run-id", "news-bronze", "bronze"] and order.index("leaf") > order.index("gold")
+    assert order.index("news-silver") < order.index("silver")  # on the longer chain
+    assert sorted(order) == sorted(kfp_order)

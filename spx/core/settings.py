@@ -244,6 +244,19 @@ class PipelineSettings(_Group):
     threads: int = Field(
         0, ge=0, validation_alias=_alias("SPX_THREADS"), description="XGBoost/LightGBM threads (0: all cores)"
     )
+    warm_start: bool = Field(
+        True,
+        validation_alias=_alias("SPX_WARM_START"),
+        description="spx run: fork each task process from one interpreter that imported the libraries once "
+        "(false: a fresh interpreter per task, as KFP's SubprocessRunner starts them)",
+    )
+    local_concurrency: int = Field(
+        0,
+        ge=0,
+        validation_alias=_alias("SPX_LOCAL_CONCURRENCY"),
+        description="spx run: tasks of the pipeline's top level run at once when independent (0: the cores, at "
+        "least 2; 1: one after another, as KFP's local runner does)",
+    )
 
 
 class NewsSettings(_Group):
@@ -546,6 +559,12 @@ def set_environ(**values: str) -> None:
 def s3_endpoint_configured() -> bool:
     """True when ``SPX_S3_ENDPOINT`` names an existing S3 server (else local mode starts one)."""
     return bool(os.environ.get("SPX_S3_ENDPOINT"))
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """This process's environment exactly as a child started now inherits it (no settings resolved), then
+    ``overrides``."""
+    return {**os.environ, **{k: str(v) for k, v in overrides.items()}}
 
 
 def child_env(**overrides: str) -> dict[str, str]:
