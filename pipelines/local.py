@@ -386,10 +386,6 @@ def run_key(params: dict[str, Any], cfg: Settings | None = None) -> str:
 
 LOCAL_CONCURRENCY = 2  # kfp.local's ParallelExecutor runs at most two loop iterations at once
 
-# the task processes of a local run: MLflow's usage telemetry off (it fetches its config over the network
-# when a run starts and flushes at exit: ~3 s of a training task's wall time, and a local run phones no one)
-LOCAL_TASK_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
-
 
 def _cores() -> int:
     import os
@@ -495,7 +491,7 @@ def run_local(
     key = run_key(params, cfg) if cache else ""
     with contextlib.ExitStack() as stack:
         endpoint = stack.enter_context(embedded_s3(cfg.home))
-        stack.enter_context(patched_environ({**_thread_env(cfg), **LOCAL_TASK_ENV}))
+        stack.enter_context(patched_environ(_thread_env(cfg)))
         export_library_env(cfg)  # MLflow/Feast/boto3 in the task subprocesses see the same settings
         python = None
         runner_logs = router.run_dir / RUNNER_LOGS  # the runner's own logs, apart from the tasks' <task>.log
