@@ -130,19 +130,28 @@ def release(node):
 
 
 # the tasks of the training pipeline run as pods: bronze -> silver (3) and news (3, "no news" in a pod: the news
-# file lives outside the image) -> gold -> one training variant -> selection -> Feast materialisation. The other
-# five variants and the deploy step (it needs KServe's controller) are not run; selection is told to expect the
-# one variant (what a pipeline compiled with one variant passes).
+# file lives outside the image) -> gold -> plan-variants -> the ParallelFor's FIRST iteration only (one training
+# variant: the node has 2 cores; the other five items are planned, not trained) -> selection (told to expect that
+# one variant, what a pipeline compiled with one variant passes) -> Feast materialisation and the deploy step (raw
+# mode, allowed without an edge: the bundled quarter is too little data to show one), which creates the
+# InferenceService through the API as the pipeline's ServiceAccount; no KServe controller reconciles it here
+# (tests/node/test_4_serving.py runs what it specifies).
 PIPELINE_TASKS = {
     "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
-    "news-bronze", "news-silver", "news-gold", "gold-features", "train-variant", "select-champion", "condition-1",
+    "news-bronze", "news-silver", "news-gold", "gold-features", "plan-variants", "for-loop-1", "select-champion",
+    "condition-2", "condition-3",
 }  # fmt: skip
-PIPELINE_PARAMS = {"run_id": "node-run", "n_boot": 200, "deploy": False, "materialize_features": True}
+PIPELINE_PARAMS = {
+    "run_id": "node-run", "n_boot": 200, "materialize_features": True,
+    "deploy": True, "deploy_without_edge": True, "serving_mode": "raw", "namespace": NAMESPACE,
+}  # fmt: skip
+TRAIN_TASK = "for-loop-1/iteration-0/train-variant"
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(release, tmp_path_factory):
     """The compiled training pipeline's own executors run as Jobs (tests/node/kfp_runner.py), once a session."""
+    from spx.components.training.variants import VARIANTS
     from spx.pipelines.compile import compile_pipeline
     from tests.node.kfp_runner import PipelineRunner
 
@@ -152,11 +161,13 @@ def pipeline_run(release, tmp_path_factory):
         release.node, package, namespace=release.namespace, service_account="spx-pipeline",
         pipeline_root="s3://spx/pipeline-root",
     )  # fmt: skip
-    variant = runner.spec["root"]["dag"]["tasks"]["train-variant"]["inputs"]["parameters"]["variant"]
-    first_variant = variant["runtimeValue"]["constant"]
+    first_variant = VARIANTS[0][0]
     t0 = time.monotonic()
     runner.run(
-        PIPELINE_PARAMS, select=PIPELINE_TASKS, overrides={"select-champion": {"expected_variants": [first_variant]}}
+        PIPELINE_PARAMS,
+        select=PIPELINE_TASKS,
+        overrides={"select-champion": {"expected_variants": [first_variant]}},
+        iterations={"for-loop-1": 1},
     )
     release.node.timings["pipeline tasks as pods"] = time.monotonic() - t0
     return PipelineRun(runner, PIPELINE_PARAMS["run_id"], first_variant, time.monotonic() - t0)
