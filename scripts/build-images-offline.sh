@@ -94,7 +94,8 @@ podman run --rm --network=none "$BASE" python --version
 say "4. wheelhouse $WHEELS: the files images/*/requirements.txt name (exported from uv.lock), fetched on the host"
 stamp=$WHEELS/.stamp
 bash scripts/lock-export.sh --check   # the requirement files are the lock's, or stop here
-want=$(cat images/component/requirements.txt images/serving/requirements.txt | sha256sum | cut -d' ' -f1)
+want=$(cat images/component/requirements.txt images/serving/requirements.txt tests/node/standins/kserve-storage.txt \
+  | sha256sum | cut -d' ' -f1)
 if [ "${REFRESH_WHEELS:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "up to date for images/*/requirements.txt: $(find "$WHEELS" -name '*.whl' | wc -l) wheels"
 else
@@ -109,6 +110,10 @@ else
       -r "$WORK/download-$image.txt" \
       || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   done
+  # KServe's storage-initializer code for the node tier's predictor pods (tests/node/standins/kserve-storage.txt)
+  runlog "$WORK/wheels.log" "$PY" -m pip download -q --no-deps --require-hashes -d "$WHEELS" \
+    -r tests/node/standins/kserve-storage.txt \
+    || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   # the build backend for the project itself (pip's isolated build inside the image)
   runlog "$WORK/wheels.log" "$PY" -m pip download -q -d "$WHEELS" "setuptools>=70.1" \
     || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
