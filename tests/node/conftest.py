@@ -48,6 +48,30 @@ class Release:
             "--set", f"images.component.tag={self.image_tag}", "--set", f"images.serving.tag={self.image_tag}",
         ]  # fmt: skip
 
+    def store(self):
+        """The project's ObjectStore on the host, through the object store's ClusterIP, with the release's Secret."""
+        import base64
+
+        from pydantic import SecretStr
+
+        from spx.core.settings import S3Settings
+        from spx.core.storage import ObjectStore
+
+        secret = {
+            k: base64.b64decode(v).decode()
+            for k, v in self.node.get("secret", self.namespace, f"{self.fullname}-s3")["data"].items()
+        }
+        address = self.node.service_address(self.namespace, f"{self.fullname}-seaweedfs", "s3")
+        return ObjectStore(
+            S3Settings.model_construct(
+                endpoint_url=f"http://{address}",
+                access_key=secret["AWS_ACCESS_KEY_ID"],
+                secret_key=SecretStr(secret["AWS_SECRET_ACCESS_KEY"]),
+                region="us-east-1",
+                bucket="spx",
+            )
+        )
+
     def task_env_from(self) -> list[dict]:
         """What a pipeline task gets: the env ConfigMap and the S3 Secret (kfp-kubernetes use_*_as_env)."""
         return [
@@ -171,3 +195,52 @@ def pipeline_run(release, tmp_path_factory):
     )
     release.node.timings["pipeline tasks as pods"] = time.monotonic() - t0
     return PipelineRun(runner, PIPELINE_PARAMS["run_id"], first_variant, time.monotonic() - t0)
+
+
+@dataclass
+class Served:
+    isvc: dict
+    objects: list
+    transformer: str  # ClusterIP:80 of the transformer's Service
+    predictor: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def served(pipeline_run, release, serving_image):
+    """The InferenceService the deploy step created, run the way KServe's controller would in raw mode
+    (tests/node/kserve_emulator.py): predictor with the storage initializer, transformer, their Services."""
+    from tests.node.kserve_emulator import kserve_storage_files, raw_deployment
+
+    node, ns = release.node, release.namespace
+    isvc = node.get("inferenceservice", ns, PIPELINE_PARAMS.get("isvc_name", "spx-direction"))
+    runtime = node.get("servingruntime", ns, isvc["spec"]["predictor"]["model"]["runtime"])
+    account = node.get("serviceaccount", ns, isvc["spec"]["predictor"]["serviceAccountName"])
+    (secret_ref,) = account.get("secrets", [])
+    secret = node.get("secret", ns, secret_ref["name"])
+    try:
+        code = kserve_storage_files(ROOT / "images" / "wheelhouse")
+    except FileNotFoundError as exc:
+        _unavailable(str(exc))
+    objects = raw_deployment(isvc, runtime, secret, serving_image, code)
+    t0 = time.monotonic()
+    node.apply(*objects)
+    name = isvc["metadata"]["name"]
+    for component in ("predictor", "transformer"):
+        res = node.kubectl(
+            "rollout", "status", f"deployment/{name}-{component}", "-n", ns, "--timeout=300s", timeout=330, check=False
+        )
+        if res.returncode != 0:
+            logs = node.kubectl(
+                "logs", f"deployment/{name}-{component}", "-n", ns, "--all-containers", check=False
+            ).stdout
+            raise AssertionError(f"{name}-{component} not ready:\n{res.stderr}\n{logs[-4000:]}")
+    seconds = time.monotonic() - t0
+    node.timings["served model as pods"] = seconds
+    return Served(
+        isvc,
+        objects,
+        node.service_address(ns, f"{name}-transformer", 80),
+        node.service_address(ns, f"{name}-predictor", 80),
+        seconds,
+    )

@@ -21,6 +21,8 @@ DOCUMENTED_LEFTOVERS = {
     # `helm test`'s pod: Helm never deletes hook pods on uninstall, and the chart keeps it after a run (delete
     # policy before-hook-creation) so that `helm test --logs` and `kubectl logs` can show its lines
     ("Pod", "spx-kfp-check"),
+    # created by the pipeline's deploy step, not by the chart: `spx deploy` / `spx promote` own it
+    ("InferenceService", "spx-direction"),
 }
 # what every namespace has, and what the tests themselves created (labelled spx.io/node-test)
 NOT_THE_CHARTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
