@@ -619,3 +619,37 @@ def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
     requirements = (ROOT / "images" / "component" / "requirements.txt").read_text()
     assert re.search(rf"^{re.escape(driver_package)}==", requirements, re.M), (dialect.driver, driver_package)
     dialect.import_dbapi()  # and it imports (the host venv holds the same lock)
+
+
+def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered):
+    """Issue 15 (the node tier): the transformer kept the prediction log's unshipped rows on its /tmp emptyDir; a
+    pod deleted while the bucket was away took them with it. The chart now gives the one writing server a claim
+    (kept on uninstall), names it in the env ConfigMap for the deploy step, and mounts it where the log lives."""
+    for case, writer in (("kind+model", "transformer"), ("no-transformer", "predictor")):
+        objs = rendered[case]
+        (claim,) = [
+            o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
+        ]
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        assert env["SPX_PREDICTION_LOG_CLAIM"] == claim["metadata"]["name"] == "spx-kfp-prediction-log"
+        isvc = _isvc(objs)
+        pod = isvc["spec"][writer]
+        container = pod["containers"][0] if writer == "transformer" else pod["model"]
+        assert {"name": "prediction-log", "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-log"}} in pod[
+            "volumes"
+        ]
+        assert {"name": "prediction-log", "mountPath": "/var/lib/spx/prediction-log"} in container["volumeMounts"]
+        assert {"name": "SPX_PREDICTION_LOG_DIR", "value": "/var/lib/spx/prediction-log"} in container["env"]
+        assert pod["securityContext"]["fsGroup"] == 10001
+        # a pod of the install consumes it, so that it binds where the storage class waits for a first consumer
+        # (kind, k3d, the node tier): `helm install --wait` waits for every claim to be bound
+        job = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-buckets-1")
+        assert {
+            "name": "prediction-log",
+            "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-log", "readOnly": True},
+        } in job["spec"]["template"]["spec"]["volumes"]
+    # logging off: no claim, nothing mounted
+    objs = rendered["no-log"]
+    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]]
+    assert "prediction-log" not in json.dumps(_isvc(objs)["spec"])
