@@ -621,11 +621,11 @@ def test_mlflows_backend_store_driver_is_in_the_component_image(rendered):
     dialect.import_dbapi()  # and it imports (the host venv holds the same lock)
 
 
-def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered):
+def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered, helm_bin):
     """Issue 15 (the node tier): the transformer kept the prediction log's unshipped rows on its /tmp emptyDir; a
     pod deleted while the bucket was away took them with it. The chart now gives the one writing server a claim
     (kept on uninstall), names it in the env ConfigMap for the deploy step, and mounts it where the log lives."""
-    for case, writer in (("kind+model", "transformer"), ("no-transformer", "predictor")):
+    for case, writer in (("k3d+model", "transformer"), ("no-transformer", "predictor")):
         objs = rendered[case]
         (claim,) = [
             o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
@@ -649,7 +649,17 @@ def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered):
             "name": "prediction-log",
             "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-log", "readOnly": True},
         } in job["spec"]["template"]["spec"]["volumes"]
-    # logging off: no claim, nothing mounted
-    objs = rendered["no-log"]
-    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]]
-    assert "prediction-log" not in json.dumps(_isvc(objs)["spec"])
+    # logging off, or serverless mode (Knative refuses PVCs unless its features are declared on): no claim, the
+    # emptyDir; the env ConfigMap still carries the key the deploy step reads, empty
+    for case in ("no-log", "kind+model"):
+        objs = rendered[case]
+        assert not [
+            o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
+        ], case
+        assert "prediction-log" not in json.dumps(_isvc(objs)["spec"]), case
+        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        assert env["SPX_PREDICTION_LOG_CLAIM"] == "", case
+    serverless = render(
+        helm_bin, VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.predictionLog.persistence.serverless=true"]
+    )
+    assert "spx-kfp-prediction-log" in json.dumps(_isvc(serverless)["spec"]["transformer"])

@@ -43,7 +43,8 @@ KSERVE_STORAGE_WHEEL = "kserve_storage-0.21.0-py3-none-any.whl"
 KSERVE_STORAGE_SHA256 = "94b4ffb8d7b3d1e3c744ac171061c8838966097f76ffcda4199204ce7f7fc5f1"
 # KServe's initializer entrypoint: src_uri dest_path pairs -> Storage.download_files
 INITIALIZER = """import sys
-from kserve_storage import Storage, logger
+from kserve_storage import Storage, configure_logging, logger
+configure_logging()
 args = sys.argv[1:]
 logger.info("Initializing, args: %s", args)
 Storage.download_files(args[0::2], args[1::2])

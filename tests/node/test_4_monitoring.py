@@ -77,3 +77,24 @@ def test_the_drift_task_runs_as_a_pod_on_the_logged_predictions(served, pipeline
     assert store.exists(report) and report.startswith("s3://spx/pipeline-root/spx-monitoring/")
     print(f"\ndrift task as a pod: {seconds:.0f} s, {seeded} served rows, drift share {summary['drift_share']:.2f}, "
           f"decision {summary['decision']} ({load_average()})")  # fmt: skip
+
+
+def test_the_evidently_ui_pod_serves_the_runs_snapshots(release):
+    """The chart's Evidently UI (templates/evidently-ui.yaml) reads the workspace the drift task just wrote to the
+    bucket (it re-reads every refreshSeconds, 30 s) and serves it read-only through its Service. Runs after the
+    drift test (file order). What it cannot catch: the browser side (tests/monitoring/test_evidently_ui.py)."""
+    import requests
+
+    address = release.node.service_address(release.namespace, f"{release.fullname}-evidently-ui", "http")
+    deadline, health = time.monotonic() + 90, {}
+    while time.monotonic() < deadline:
+        health = requests.get(f"http://{address}/healthz", timeout=10).json()
+        if health.get("snapshots"):
+            break
+        time.sleep(3)
+    assert health.get("snapshots", 0) > 0 and health["refresh_error"] is None, health
+    assert health["workspace"].startswith("s3://spx/"), health
+    projects = requests.get(f"http://{address}/api/projects", timeout=10)
+    assert projects.status_code == 200 and projects.json(), projects.text[:500]
+    refused = requests.post(f"http://{address}/api/projects", json={"name": "x"}, timeout=10)
+    assert refused.status_code == 403  # read-only: writes never reach Evidently

@@ -207,10 +207,11 @@ model:
 {{- end }}
 {{- end }}
 
-{{- /* the claim the prediction log's writer keeps its local log on; empty: the pod's /tmp emptyDir */}}
+{{- /* the claim the prediction log's writer keeps its local log on; empty: the pod's /tmp emptyDir (logging
+       off, persistence off, or serverless mode where Knative's PVC features were not declared enabled) */}}
 {{- define "spx.predictionLogClaim" -}}
 {{- $pl := .Values.monitoring.predictionLog -}}
-{{- if and $pl.enabled $pl.persistence.enabled -}}
+{{- if and $pl.enabled $pl.persistence.enabled (or (eq .Values.inferenceService.mode "raw") $pl.persistence.serverless) -}}
 {{ include "spx.fullname" . }}-prediction-log
 {{- end -}}
 {{- end }}
