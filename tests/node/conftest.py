@@ -159,7 +159,7 @@ def release(node):
 # one variant, what a pipeline compiled with one variant passes) -> Feast materialisation and the deploy step (raw
 # mode, allowed without an edge: the bundled quarter is too little data to show one), which creates the
 # InferenceService through the API as the pipeline's ServiceAccount; no KServe controller reconciles it here
-# (tests/node/test_4_serving.py runs what it specifies).
+# (tests/node/test_3_serving.py runs what it specifies).
 PIPELINE_TASKS = {
     "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
     "news-bronze", "news-silver", "news-gold", "gold-features", "plan-variants", "for-loop-1", "select-champion",

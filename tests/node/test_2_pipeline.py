@@ -2,7 +2,7 @@
 the executor input a launcher passes) as Jobs under the pipeline's ServiceAccount with the chart's Secret and
 ConfigMap (tests/node/kfp_runner.py), on the bundled data: bronze -> silver -> gold -> the variants' plan -> one
 iteration of the ParallelFor (one variant) -> selection -> Feast, and the deploy step (it creates the
-InferenceService through the API; tests/node/test_4_serving.py runs what that object specifies). Outputs land in the in-cluster bucket, the run in the in-cluster MLflow, the champion alias is set.
+InferenceService through the API; tests/node/test_3_serving.py runs what that object specifies). Outputs land in the in-cluster bucket, the run in the in-cluster MLflow, the champion alias is set.
 
 What KFP's launcher/driver would add, and this does not test, is in tests/node/kfp_runner.py's docstring (the
 real Go launcher and driver, ML Metadata, caching, Argo's controller and retries, the KFP API). The launcher
