@@ -30,6 +30,7 @@ ENV_CONFIGMAP_KEYS = (
     "SPX_INFERENCE_SERVICE",
     "SPX_INFERENCE_MODE",
     "SPX_PREDICTION_LOG",  # the deploy step: does the server clients call write the prediction log
+    "SPX_PREDICTION_LOG_CLAIM",  # the deploy step: the claim that server keeps its local log on ("": emptyDir)
     "SPX_SERVING_RUNTIME",
     # release-dependent object names the deploy/canary steps put on the InferenceService
     "SPX_K8S_S3_SECRET",

@@ -94,7 +94,8 @@ podman run --rm --network=none "$BASE" python --version
 say "4. wheelhouse $WHEELS: the files images/*/requirements.txt name (exported from uv.lock), fetched on the host"
 stamp=$WHEELS/.stamp
 bash scripts/lock-export.sh --check   # the requirement files are the lock's, or stop here
-want=$(cat images/component/requirements.txt images/serving/requirements.txt | sha256sum | cut -d' ' -f1)
+want=$(cat images/component/requirements.txt images/serving/requirements.txt tests/node/standins/kserve-storage.txt \
+  | sha256sum | cut -d' ' -f1)
 if [ "${REFRESH_WHEELS:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "up to date for images/*/requirements.txt: $(find "$WHEELS" -name '*.whl' | wc -l) wheels"
 else
@@ -109,6 +110,10 @@ else
       -r "$WORK/download-$image.txt" \
       || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   done
+  # KServe's storage-initializer code for the node tier's predictor pods (tests/node/standins/kserve-storage.txt)
+  runlog "$WORK/wheels.log" "$PY" -m pip download -q --no-deps --require-hashes -d "$WHEELS" \
+    -r tests/node/standins/kserve-storage.txt \
+    || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
   # the build backend for the project itself (pip's isolated build inside the image)
   runlog "$WORK/wheels.log" "$PY" -m pip download -q -d "$WHEELS" "setuptools>=70.1" \
     || { grep -v 'is ignored' "$WORK/wheels.log" | tail -30 >&2; exit 1; }
@@ -163,6 +168,27 @@ check_lock() {  # image requirements.txt: what pip has installed is exactly the 
 }
 check_lock "$C" images/component/requirements.txt
 check_lock "$S" images/serving/requirements.txt
+check_source() {  # image: the project installed in it is this tree's (a stale layer would serve old code)
+  local manifest
+  manifest=$("$PY" - <<'PYEOF'
+import hashlib, pathlib
+for root, prefix in (("spx", "spx"), ("components", "spx/components"), ("pipelines", "spx/pipelines")):
+    for f in sorted(pathlib.Path(root).rglob("*.py")):
+        if "__pycache__" not in f.parts and not (root == "spx" and f.parts[1] in ("components", "pipelines")):
+            print(hashlib.sha256(f.read_bytes()).hexdigest(), prefix + "/" + f.relative_to(root).as_posix())
+PYEOF
+)
+  echo "$manifest" | podman run --rm -i --network=none --entrypoint python "$1" -c '
+import hashlib, pathlib, sys, spx
+site = pathlib.Path(spx.__file__).parent.parent
+bad = [p for h, p in (line.split() for line in sys.stdin if line.strip())
+       if not (site / p).is_file() or hashlib.sha256((site / p).read_bytes()).hexdigest() != h]
+sys.exit(f"{len(bad)} project files differ from the tree, e.g. {bad[:3]}" if bad else 0)' \
+    || { echo "$1 does not hold this tree's code (a stale layer?): rebuild with NO_CACHE=1" >&2; exit 1; }
+  echo "$1 holds this tree's code ($(echo "$manifest" | wc -l) files)"
+}
+check_source "$C"
+check_source "$S"
 run podman run --rm --network=none "$C" spx --help > /dev/null && echo "spx --help: ok"
 run podman run --rm --network=none "$C" python -c \
   "import spx.components.training.train, spx.pipelines.training, torch, xgboost, lightgbm, talib; print('imports ok, torch', torch.__version__)"

@@ -136,6 +136,10 @@ class ServingConfig:
     # (the spx-predictor runtime; KServe's stock runtimes log nothing). Default: $SPX_PREDICTION_LOG (the chart's
     # env ConfigMap, monitoring.predictionLog.enabled)
     prediction_log: bool = field(default_factory=lambda: settings().serving.prediction_log)
+    # the claim that server keeps its local log on (rows not yet shipped outlive a deleted pod); default
+    # $SPX_PREDICTION_LOG_CLAIM (the chart's env ConfigMap); empty: the pod's /tmp emptyDir, which a deleted pod
+    # takes with it
+    prediction_log_claim: str = field(default_factory=lambda: settings().cluster.prediction_log_claim)
     min_replicas: int = 1
     max_replicas: int = 2
     predictor_resources: dict = field(
@@ -203,6 +207,28 @@ def _container_security() -> dict:
 
 TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+# the prediction log's own volume (a claim), where the one server that writes it keeps the rows it has not shipped
+LOG_DIR = "/var/lib/spx/prediction-log"
+LOG_VOLUME_NAME = "prediction-log"
+SERVING_GID = 10001  # the serving image's group: fsGroup makes the claim writable for it
+
+
+def _log_storage(cfg: "ServingConfig", spec: dict, container: dict) -> None:
+    """Put the prediction log on ``cfg.prediction_log_claim`` (when set) in ``spec``'s pod and ``container``.
+
+    On the pod's /tmp emptyDir the log survives container restarts but goes with the pod: a pod deleted while the
+    bucket is away (or killed past its grace period) took the rows it had answered and not yet shipped. On a claim
+    the next pod (or a replica beside it) finds the dead process's segments and ships them."""
+    if not cfg.prediction_log_claim:
+        return
+    spec["volumes"] = [
+        *spec["volumes"],
+        {"name": LOG_VOLUME_NAME, "persistentVolumeClaim": {"claimName": cfg.prediction_log_claim}},
+    ]
+    spec["securityContext"] = {**spec["securityContext"], "fsGroup": SERVING_GID}
+    container["volumeMounts"] = [*container["volumeMounts"], {"name": LOG_VOLUME_NAME, "mountPath": LOG_DIR}]
+    container["env"] = [*container.get("env", []), {"name": "SPX_PREDICTION_LOG_DIR", "value": LOG_DIR}]
+
 
 # KServe >= 0.20 spec.canary (RawDeployment/"Standard"): the CRD requires predictor.model.name, KServe's
 # validation requires predictor.name and rejects maxReplicas on a canary predictor (trafficPercent sizes it).
@@ -235,6 +261,8 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
         "volumes": [TMP_VOLUME],
         "model": model_spec,
     }
+    if "env" in model_spec:  # this predictor writes the log
+        _log_storage(cfg, spec, model_spec)
     return spec
 
 
@@ -289,6 +317,8 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "volumes": [TMP_VOLUME],
         "containers": [container],
     }
+    if cfg.prediction_log:
+        _log_storage(cfg, spec, container)
     return spec
 
 

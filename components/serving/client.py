@@ -98,5 +98,8 @@ class HttpxClient:
 
 
 def client(host_port: str, timeout: float, own: bool) -> KeepAliveClient | HttpxClient:
-    host, _, port = host_port.rpartition(":")
+    """A client for ``host[:port]`` (port 80 when none: KServe passes ``--predictor_host <isvc>-predictor.<ns>``)."""
+    host, sep, port = host_port.rpartition(":")
+    if not sep:
+        host, port = host_port, ""
     return (KeepAliveClient if own else HttpxClient)(host or "127.0.0.1", int(port or 80), timeout=timeout)

@@ -434,7 +434,7 @@ OUTPUTS = [
 def main(argv: list[str] | None = None) -> None:
     cfg = settings()
     p = parser(__doc__)
-    p.add_argument("--predictor_host", required=True, help="host:port of the V2 predictor")
+    p.add_argument("--predictor_host", required=True, help="host[:port] of the V2 predictor (port 80 by default)")
     p.add_argument("--predictor_protocol", default="v2", choices=["v2"])
     p.add_argument("--max_feature_age_seconds", type=float, default=cfg.serving.max_feature_age_seconds)
     p.add_argument("--threshold", type=float, default=0.5, help="P(up) at or above which we say up")

@@ -314,6 +314,12 @@ class ClusterSettings(_Group):
         validation_alias=_alias("SPX_KSERVE_SERVICE_ACCOUNT"),
         description="model server's ServiceAccount carrying the S3 Secret (chart: `<release>-kserve-s3`)",
     )
+    prediction_log_claim: str = Field(
+        "",
+        validation_alias=_alias("SPX_PREDICTION_LOG_CLAIM"),
+        description="PersistentVolumeClaim the server that writes the prediction log keeps its local log on, so that "
+        "rows not yet shipped outlive a deleted pod (chart: `<release>-prediction-log`; empty: the pod's /tmp emptyDir)",
+    )
     inference_service: str = Field(
         "spx-direction",
         validation_alias=_alias("SPX_INFERENCE_SERVICE"),

@@ -19,6 +19,7 @@ from spx.components.deploy.canary import (
     deploy,
     health_from_prometheus,
     health_from_records,
+    inference_service,
     judge,
     load_selection,
     promote,
@@ -37,14 +38,8 @@ TH = HealthThresholds(max_error_rate=0.01, max_p95_latency_ms=250.0, min_request
 
 
 def cfg(mode="serverless", **kw) -> ServingConfig:
-    return ServingConfig(
-        namespace=NS,
-        name=NAME,
-        mode=mode,
-        transformer_image="registry.local/spx-serving:0.1.0",
-        transformer_env_configmap="spx-kfp-serving-env",
-        **kw,
-    )
+    kw.setdefault("transformer_image", "registry.local/spx-serving:0.1.0")
+    return ServingConfig(namespace=NS, name=NAME, mode=mode, transformer_env_configmap="spx-kfp-serving-env", **kw)
 
 
 def quiet(_text: str) -> None:
@@ -454,3 +449,31 @@ def test_without_a_transformer_the_predictor_logs(kube_api, custom_api, monkeypa
     from spx.components.deploy.canary import inference_service
 
     assert not loggers(inference_service(V1, ServingConfig(namespace=NS, name=NAME)))
+
+
+@pytest.mark.parametrize("mode", ["serverless", "raw"])
+def test_the_log_writer_keeps_its_local_log_on_the_claim(mode):
+    """Issue 15 (the node tier): the writer's local log was on the pod's /tmp emptyDir, which a deleted pod takes
+    with it: a transformer pod deleted while the bucket was away lost every row it had answered and not shipped.
+    With the chart's claim (SPX_PREDICTION_LOG_CLAIM) the server that writes the log keeps it there, and only it."""
+    claim = "spx-kfp-prediction-log"
+    isvc = inference_service(V1, cfg(mode, prediction_log=True, prediction_log_claim=claim))
+    t = isvc["spec"]["transformer"]
+    (c,) = t["containers"]
+    assert {"name": "prediction-log", "persistentVolumeClaim": {"claimName": claim}} in t["volumes"]
+    assert {"name": "prediction-log", "mountPath": "/var/lib/spx/prediction-log"} in c["volumeMounts"]
+    assert {"name": "SPX_PREDICTION_LOG_DIR", "value": "/var/lib/spx/prediction-log"} in c["env"]
+    assert t["securityContext"]["fsGroup"] == 10001  # the serving image's group may write the claim
+    pred = isvc["spec"]["predictor"]
+    assert all("persistentVolumeClaim" not in v for v in pred["volumes"])  # the predictor does not log here
+    # without a transformer the predictor writes the log, so the claim goes there
+    alone = inference_service(V1, cfg(mode, prediction_log=True, prediction_log_claim=claim, transformer_image=""))
+    assert {"name": "prediction-log", "persistentVolumeClaim": {"claimName": claim}} in alone["spec"]["predictor"][
+        "volumes"
+    ]
+    assert {"name": "prediction-log", "mountPath": "/var/lib/spx/prediction-log"} in alone["spec"]["predictor"][
+        "model"
+    ]["volumeMounts"]
+    # no claim configured: the emptyDir as before (and said in docs/monitoring.md)
+    plain = inference_service(V1, cfg(mode, prediction_log=True, prediction_log_claim=""))
+    assert plain["spec"]["transformer"]["volumes"] == [{"name": "tmp", "emptyDir": {}}]

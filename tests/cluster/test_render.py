@@ -629,3 +629,47 @@ def test_the_charts_mlflow_server_sends_no_usage_events(rendered):
     )
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered, helm_bin):
+    """Issue 15 (the node tier): the transformer kept the prediction log's unshipped rows on its /tmp emptyDir; a
+    pod deleted while the bucket was away took them with it. The chart now gives the one writing server a claim
+    (kept on uninstall), names it in the env ConfigMap for the deploy step, and mounts it where the log lives."""
+    for case, writer in (("k3d+model", "transformer"), ("no-transformer", "predictor")):
+        objs = rendered[case]
+        (claim,) = [
+            o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
+        ]
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        assert env["SPX_PREDICTION_LOG_CLAIM"] == claim["metadata"]["name"] == "spx-kfp-prediction-log"
+        isvc = _isvc(objs)
+        pod = isvc["spec"][writer]
+        container = pod["containers"][0] if writer == "transformer" else pod["model"]
+        assert {"name": "prediction-log", "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-log"}} in pod[
+            "volumes"
+        ]
+        assert {"name": "prediction-log", "mountPath": "/var/lib/spx/prediction-log"} in container["volumeMounts"]
+        assert {"name": "SPX_PREDICTION_LOG_DIR", "value": "/var/lib/spx/prediction-log"} in container["env"]
+        assert pod["securityContext"]["fsGroup"] == 10001
+        # a pod of the install consumes it, so that it binds where the storage class waits for a first consumer
+        # (kind, k3d, the node tier): `helm install --wait` waits for every claim to be bound
+        job = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-buckets-1")
+        assert {
+            "name": "prediction-log",
+            "persistentVolumeClaim": {"claimName": "spx-kfp-prediction-log", "readOnly": True},
+        } in job["spec"]["template"]["spec"]["volumes"]
+    # logging off, or serverless mode (Knative refuses PVCs unless its features are declared on): no claim, the
+    # emptyDir; the env ConfigMap still carries the key the deploy step reads, empty
+    for case in ("no-log", "kind+model"):
+        objs = rendered[case]
+        assert not [
+            o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
+        ], case
+        assert "prediction-log" not in json.dumps(_isvc(objs)["spec"]), case
+        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        assert env["SPX_PREDICTION_LOG_CLAIM"] == "", case
+    serverless = render(
+        helm_bin, VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.predictionLog.persistence.serverless=true"]
+    )
+    assert "spx-kfp-prediction-log" in json.dumps(_isvc(serverless)["spec"]["transformer"])

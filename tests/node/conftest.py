@@ -48,6 +48,30 @@ class Release:
             "--set", f"images.component.tag={self.image_tag}", "--set", f"images.serving.tag={self.image_tag}",
         ]  # fmt: skip
 
+    def store(self):
+        """The project's ObjectStore on the host, through the object store's ClusterIP, with the release's Secret."""
+        import base64
+
+        from pydantic import SecretStr
+
+        from spx.core.settings import S3Settings
+        from spx.core.storage import ObjectStore
+
+        secret = {
+            k: base64.b64decode(v).decode()
+            for k, v in self.node.get("secret", self.namespace, f"{self.fullname}-s3")["data"].items()
+        }
+        address = self.node.service_address(self.namespace, f"{self.fullname}-seaweedfs", "s3")
+        return ObjectStore(
+            S3Settings.model_construct(
+                endpoint_url=f"http://{address}",
+                access_key=secret["AWS_ACCESS_KEY_ID"],
+                secret_key=SecretStr(secret["AWS_SECRET_ACCESS_KEY"]),
+                region="us-east-1",
+                bucket="spx",
+            )
+        )
+
     def task_env_from(self) -> list[dict]:
         """What a pipeline task gets: the env ConfigMap and the S3 Secret (kfp-kubernetes use_*_as_env)."""
         return [
@@ -130,19 +154,28 @@ def release(node):
 
 
 # the tasks of the training pipeline run as pods: bronze -> silver (3) and news (3, "no news" in a pod: the news
-# file lives outside the image) -> gold -> one training variant -> selection -> Feast materialisation. The other
-# five variants and the deploy step (it needs KServe's controller) are not run; selection is told to expect the
-# one variant (what a pipeline compiled with one variant passes).
+# file lives outside the image) -> gold -> plan-variants -> the ParallelFor's FIRST iteration only (one training
+# variant: the node has 2 cores; the other five items are planned, not trained) -> selection (told to expect that
+# one variant, what a pipeline compiled with one variant passes) -> Feast materialisation and the deploy step (raw
+# mode, allowed without an edge: the bundled quarter is too little data to show one), which creates the
+# InferenceService through the API as the pipeline's ServiceAccount; no KServe controller reconciles it here
+# (tests/node/test_3_serving.py runs what it specifies).
 PIPELINE_TASKS = {
     "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
-    "news-bronze", "news-silver", "news-gold", "gold-features", "train-variant", "select-champion", "condition-1",
+    "news-bronze", "news-silver", "news-gold", "gold-features", "plan-variants", "for-loop-1", "select-champion",
+    "condition-2", "condition-3",
 }  # fmt: skip
-PIPELINE_PARAMS = {"run_id": "node-run", "n_boot": 200, "deploy": False, "materialize_features": True}
+PIPELINE_PARAMS = {
+    "run_id": "node-run", "n_boot": 200, "materialize_features": True,
+    "deploy": True, "deploy_without_edge": True, "serving_mode": "raw", "namespace": NAMESPACE,
+}  # fmt: skip
+TRAIN_TASK = "for-loop-1/iteration-0/train-variant"
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(release, tmp_path_factory):
     """The compiled training pipeline's own executors run as Jobs (tests/node/kfp_runner.py), once a session."""
+    from spx.components.training.variants import VARIANTS
     from spx.pipelines.compile import compile_pipeline
     from tests.node.kfp_runner import PipelineRunner
 
@@ -152,11 +185,62 @@ def pipeline_run(release, tmp_path_factory):
         release.node, package, namespace=release.namespace, service_account="spx-pipeline",
         pipeline_root="s3://spx/pipeline-root",
     )  # fmt: skip
-    variant = runner.spec["root"]["dag"]["tasks"]["train-variant"]["inputs"]["parameters"]["variant"]
-    first_variant = variant["runtimeValue"]["constant"]
+    first_variant = VARIANTS[0][0]
     t0 = time.monotonic()
     runner.run(
-        PIPELINE_PARAMS, select=PIPELINE_TASKS, overrides={"select-champion": {"expected_variants": [first_variant]}}
+        PIPELINE_PARAMS,
+        select=PIPELINE_TASKS,
+        overrides={"select-champion": {"expected_variants": [first_variant]}},
+        iterations={"for-loop-1": 1},
     )
     release.node.timings["pipeline tasks as pods"] = time.monotonic() - t0
     return PipelineRun(runner, PIPELINE_PARAMS["run_id"], first_variant, time.monotonic() - t0)
+
+
+@dataclass
+class Served:
+    isvc: dict
+    objects: list
+    transformer: str  # ClusterIP:80 of the transformer's Service
+    predictor: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def served(pipeline_run, release, serving_image):
+    """The InferenceService the deploy step created, run the way KServe's controller would in raw mode
+    (tests/node/kserve_emulator.py): predictor with the storage initializer, transformer, their Services."""
+    from tests.node.kserve_emulator import kserve_storage_files, raw_deployment
+
+    node, ns = release.node, release.namespace
+    isvc = node.get("inferenceservice", ns, PIPELINE_PARAMS.get("isvc_name", "spx-direction"))
+    runtime = node.get("servingruntime", ns, isvc["spec"]["predictor"]["model"]["runtime"])
+    account = node.get("serviceaccount", ns, isvc["spec"]["predictor"]["serviceAccountName"])
+    (secret_ref,) = account.get("secrets", [])
+    secret = node.get("secret", ns, secret_ref["name"])
+    try:
+        code = kserve_storage_files(ROOT / "images" / "wheelhouse")
+    except FileNotFoundError as exc:
+        _unavailable(str(exc))
+    objects = raw_deployment(isvc, runtime, secret, serving_image, code)
+    t0 = time.monotonic()
+    node.apply(*objects)
+    name = isvc["metadata"]["name"]
+    for component in ("predictor", "transformer"):
+        res = node.kubectl(
+            "rollout", "status", f"deployment/{name}-{component}", "-n", ns, "--timeout=300s", timeout=330, check=False
+        )
+        if res.returncode != 0:
+            logs = node.kubectl(
+                "logs", f"deployment/{name}-{component}", "-n", ns, "--all-containers", check=False
+            ).stdout
+            raise AssertionError(f"{name}-{component} not ready:\n{res.stderr}\n{logs[-4000:]}")
+    seconds = time.monotonic() - t0
+    node.timings["served model as pods"] = seconds
+    return Served(
+        isvc,
+        objects,
+        node.service_address(ns, f"{name}-transformer", 80),
+        node.service_address(ns, f"{name}-predictor", 80),
+        seconds,
+    )

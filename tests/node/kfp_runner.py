@@ -1,8 +1,11 @@
 """Run a compiled KFP pipeline's own task containers as Kubernetes Jobs, without a KFP backend (node tier).
 
 What KFP's driver does for each task is done here, from the compiled IR alone (nothing pipeline-specific):
-resolve the task's inputs (pipeline parameters, constants, upstream outputs; sub-DAGs of ``dsl.If`` with their
-``triggerPolicy`` condition), build the executor input a launcher passes (parameter values with the
+resolve the task's inputs (pipeline parameters, constants, upstream outputs typed by their producer's output
+definition; sub-DAGs of ``dsl.If`` with their ``triggerPolicy`` condition; ``dsl.ParallelFor`` sub-DAGs with their
+``parameterIterator``: one iteration per item of the list parameter, the item bound to the ``itemInput`` and read
+through the ``parseJson(string_value)["key"]`` selectors the compiler emits, the enclosing DAG's inputs through
+``componentInputParameter`` / ``componentInputArtifact``), build the executor input a launcher passes (parameter values with the
 component's defaults, input artifacts with their URIs and types, output parameter files under
 ``/tmp/kfp/outputs``, output artifact URIs under the pipeline root, ``/tmp/kfp_outputs/output_metadata.json``),
 and turn the executor into a pod: the IR's image, command and arguments behind the launcher stand-in
@@ -13,7 +16,8 @@ the scratch volumes KFP's Argo compiler adds (/s3, /gcs, /minio, /.local, /.cach
 What this does NOT test, which only a KFP install would: the real driver and launcher binaries (their Go
 S3 client, ML Metadata, caching), Argo's workflow controller and executor (WorkflowTaskResults, retries with
 backoff — here a failed task fails the run at once), pod-spec patches KFP computes at run time, and the KFP
-API server (upload, runs, recurring runs). CPU requests are capped at ``cpu_request_cap`` so that tasks fit a
+API server (upload, runs, recurring runs), and parallel iterations of a ParallelFor (run here one after another,
+and only as many as ``iterations`` allows). CPU requests are capped at ``cpu_request_cap`` so that tasks fit a
 2-core node (KFP would leave them Pending there); limits and memory are the IR's.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,12 +64,13 @@ def _cpu(value: str) -> float:
 
 @dataclass
 class TaskRun:
-    name: str  # the IR's task key (e.g. "condition-1/feast-materialize")
+    name: str  # the IR's task key (e.g. "condition-2/feast-materialize")
     job: JobResult | None = None
     parameters: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
     executor_input: dict = field(default_factory=dict)
     skipped: str = ""  # why, when a condition was false
+    job_key: str = ""  # a sub-DAG: the inner task whose job failed
 
 
 @dataclass
@@ -114,8 +119,36 @@ class PipelineRunner:
             raise AssertionError(f"{task_name} consumes an output of {producer}, which was not selected to run")
         return run
 
-    def _resolve(self, task: dict, scope: dict, prefix: str, task_name: str) -> tuple[dict, dict]:
-        """(parameter values, input artifacts) of ``task`` from the pipeline inputs ``scope`` and finished runs."""
+    def _output_type(self, prefix: str, producer: str, key: str) -> str:
+        """The producer's declared type of its output parameter ``key`` (``STRING``, ``LIST``, …)."""
+        dag = self.spec["root"]["dag"]["tasks"]
+        for part in [p for p in prefix.split("/") if p and not p.startswith("iteration-")]:
+            dag = self.component(dag[part])["dag"]["tasks"]
+        outs = self.component(dag[producer]).get("outputDefinitions", {}).get("parameters", {})
+        return outs.get(key, {}).get("parameterType", "STRING")
+
+    @staticmethod
+    def _typed(value, parameter_type: str):
+        """A parameter as KFP's launcher records it: the output file's text parsed by its declared type."""
+        if isinstance(value, str) and parameter_type not in ("STRING", ""):
+            return json.loads(value)
+        return value
+
+    @staticmethod
+    def _select(value, selector: str):
+        """``parameterExpressionSelector``, the CEL KFP's compiler emits for a loop item's fields:
+        ``parseJson(string_value)["key"]`` (and ``[n]``), on the item as its JSON text."""
+        m = re.fullmatch(r"parseJson\(string_value\)((?:\[(?:\"[^\"]*\"|\d+)\])*)", selector.strip())
+        if not m:
+            raise NotImplementedError(f"parameterExpressionSelector {selector!r}")
+        out = json.loads(value if isinstance(value, str) else json.dumps(value))
+        for part in re.findall(r"\[(\"[^\"]*\"|\d+)\]", m.group(1)):
+            out = out[json.loads(part)]
+        return out
+
+    def _resolve(self, task: dict, scope: dict, prefix: str, task_name: str, art_scope: dict | None = None):
+        """(parameter values, input artifacts) of ``task`` from the enclosing DAG's inputs ``scope`` /
+        ``art_scope`` and finished runs."""
         params, arts = {}, {}
         for name, src in task.get("inputs", {}).get("parameters", {}).items():
             if "componentInputParameter" in src:
@@ -124,16 +157,22 @@ class PipelineRunner:
                 params[name] = self._placeholders(src["runtimeValue"]["constant"], task_name)
             elif "taskOutputParameter" in src:
                 ref = src["taskOutputParameter"]
-                params[name] = self._producer(prefix, ref["producerTask"], task_name).parameters[
-                    ref["outputParameterKey"]
-                ]
+                value = self._producer(prefix, ref["producerTask"], task_name).parameters[ref["outputParameterKey"]]
+                params[name] = self._typed(
+                    value, self._output_type(prefix, ref["producerTask"], ref["outputParameterKey"])
+                )
             else:
                 raise NotImplementedError(f"input {name} of {task_name}: {src}")
+            if "parameterExpressionSelector" in src:
+                params[name] = self._select(params[name], src["parameterExpressionSelector"])
         for name, src in task.get("inputs", {}).get("artifacts", {}).items():
-            if "taskOutputArtifact" not in src:
+            if "taskOutputArtifact" in src:
+                ref = src["taskOutputArtifact"]
+                arts[name] = self._producer(prefix, ref["producerTask"], task_name).artifacts[ref["outputArtifactKey"]]
+            elif "componentInputArtifact" in src:
+                arts[name] = (art_scope or {})[src["componentInputArtifact"]]
+            else:
                 raise NotImplementedError(f"artifact input {name} of {task_name}: {src}")
-            ref = src["taskOutputArtifact"]
-            arts[name] = self._producer(prefix, ref["producerTask"], task_name).artifacts[ref["outputArtifactKey"]]
         return params, arts
 
     @staticmethod
@@ -229,11 +268,18 @@ class PipelineRunner:
         return spec, launcher_cm
 
     # -- running -----------------------------------------------------------------------------
+    @staticmethod
+    def job_name(key: str, run_id: str) -> str:
+        """A task's Job name: its own name, the iteration index inside a ParallelFor, the run id."""
+        parts = key.split("/")
+        index = [p.removeprefix("iteration-") for p in parts if p.startswith("iteration-")]
+        return re.sub(r"[^a-z0-9-]", "-", "-".join([parts[-1], *index, run_id]))[:63].strip("-")
+
     def _run_container(self, key: str, task: dict, params: dict, arts: dict, timeout: float) -> TaskRun:
         component = self.component(task)
         run = TaskRun(key)
         run.executor_input = self.executor_input(component, key, params, arts)
-        job_name = re.sub(r"[^a-z0-9-]", "-", f"{key.split('/')[-1]}-{self.run_id}")[:63].strip("-")
+        job_name = self.job_name(key, self.run_id)
         spec, cm = self.pod_spec(component["executorLabel"], run.executor_input, job_name)
         run.job = self.node.run_job(
             self.namespace, job_name, spec, timeout=timeout, labels={"spx.io/run": self.run_id}, extra=[cm]
@@ -252,72 +298,95 @@ class PipelineRunner:
         *,
         select: set[str],
         overrides: dict[str, dict] | None = None,
+        iterations: dict[str, int] | None = None,
         timeout: float = 1200,
     ) -> dict[str, TaskRun]:
-        """Run the root DAG's tasks named in ``select`` (sub-DAG tasks as ``condition-1/feast-materialize``, or the
-        whole sub-DAG by its name), each once its selected dependencies are done; ``overrides`` replace resolved
-        input parameters of a task. A task consuming an output of an unselected task is an error."""
+        """Run the root DAG's tasks named in ``select`` (sub-DAG tasks as ``condition-2/feast-materialize``, or the
+        whole sub-DAG by its name), each as soon as its selected dependencies are done; ``overrides`` replace
+        resolved input parameters of a task; ``iterations`` runs only the first N items of a ParallelFor (by its
+        task name; the others are recorded as not run). A task consuming an output of an unselected task is an
+        error; a failed task stops the run."""
         root = self.spec["root"]
         scope = {k: v.get("defaultValue") for k, v in root.get("inputDefinitions", {}).get("parameters", {}).items()}
         scope.update(parameters)
-        overrides = overrides or {}
+        overrides, iterations = overrides or {}, iterations or {}
         tasks = {
             k: v for k, v in root["dag"]["tasks"].items() if k in select or any(s.startswith(k + "/") for s in select)
         }
         pending = dict(tasks)
+        running: dict = {}
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-            while pending:
-                ready = [
+            while pending or running:
+                for key in [
                     k
                     for k, t in pending.items()
                     if all(d in self.runs or d not in tasks for d in t.get("dependentTasks", []))
-                ]
-                if not ready:
-                    raise AssertionError(f"no task can start: {sorted(pending)} wait on each other")
-                futures = {}
-                for key in ready:
+                ]:
                     task = pending.pop(key)
                     params, arts = self._resolve(task, scope, "", key)
                     params.update(overrides.get(key, {}))
                     if "dag" in self.component(task):
-                        futures[key] = pool.submit(self._run_dag, key, task, params, select, timeout)
+                        fut = pool.submit(self._run_dag, key, task, params, arts, select, iterations, timeout)
                     else:
-                        futures[key] = pool.submit(self._run_container, key, task, params, arts, timeout)
-                for key, fut in futures.items():
+                        fut = pool.submit(self._run_container, key, task, params, arts, timeout)
+                    running[fut] = key
+                if not running:
+                    raise AssertionError(f"no task can start: {sorted(pending)} wait on each other")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    key = running.pop(fut)
                     result = fut.result()
                     self.runs[key] = result
                     failed = result.job if result.job is not None and not result.job.succeeded else None
-                    failed = failed or next(
-                        (
-                            r.job
-                            for k, r in self.runs.items()
-                            if k.startswith(key + "/") and r.job and not r.job.succeeded
-                        ),
-                        None,
-                    )
                     if failed is not None:
+                        for other in running:
+                            other.cancel()
                         raise AssertionError(
-                            f"task {key} failed after {failed.seconds:.0f} s (pod {failed.pod_phase}); the run stops "
-                            f"here. Its log:\n{failed.logs[-5000:]}"
+                            f"task {result.job_key or key} failed after {failed.seconds:.0f} s (pod "
+                            f"{failed.pod_phase}); the run stops here. Its log:\n{failed.logs[-5000:]}"
                         )
         return self.runs
 
-    def _run_dag(self, key: str, task: dict, params: dict, select: set[str], timeout: float) -> TaskRun:
+    def _run_dag(
+        self, key: str, task: dict, params: dict, arts: dict, select: set[str], iterations: dict, timeout: float
+    ) -> TaskRun:
+        """A sub-DAG: ``dsl.If`` (its condition on the resolved inputs) or ``dsl.ParallelFor`` (one pass over the
+        inner tasks per item); inner tasks run in their dependency order, one after another."""
         cond = task.get("triggerPolicy", {}).get("condition")
         if cond and not self._condition(cond, params):
             return TaskRun(key, skipped=f"condition {cond} is false")
-        inner = self.component(task)["dag"]["tasks"]
         done = TaskRun(key)
-        for name, sub in inner.items():  # the project's condition DAGs hold one task each; order by dependencies
-            full = f"{key}/{name}"
-            if key not in select and full not in select:
-                continue
-            sub_params, sub_arts = self._resolve(sub, params, f"{key}/", full)
-            result = self._run_container(full, sub, sub_params, sub_arts, timeout)
-            self.runs[full] = result
-            if result.job is not None and not result.job.succeeded:
-                done.job = result.job
-                return done
+        loop = task.get("parameterIterator")
+        if loop is None:
+            passes = [(f"{key}/", params)]
+        else:
+            items = params[loop["items"]["inputParameter"]]
+            if isinstance(items, str):
+                items = json.loads(items)
+            limit = iterations.get(key, len(items))
+            passes = [(f"{key}/iteration-{i}/", {**params, loop["itemInput"]: item}) for i, item in enumerate(items)]
+            done.parameters = {"items": items, "iterations_run": min(limit, len(items))}
+            passes = passes[:limit]
+        inner = self.component(task)["dag"]["tasks"]
+        for prefix, scope in passes:
+            finished: set[str] = set()
+            while len(finished) < len(inner):
+                name = next(
+                    n
+                    for n, t in inner.items()
+                    if n not in finished and all(d in finished for d in t.get("dependentTasks", []))
+                )
+                finished.add(name)
+                full = prefix + name
+                if key not in select and f"{key}/{name}" not in select:
+                    continue
+                sub = inner[name]
+                sub_params, sub_arts = self._resolve(sub, scope, prefix, full, arts)
+                result = self._run_container(full, sub, sub_params, sub_arts, timeout)
+                self.runs[full] = result
+                if result.job is not None and not result.job.succeeded:
+                    done.job, done.job_key = result.job, full
+                    return done
         return done
 
     def summary(self) -> list[str]:

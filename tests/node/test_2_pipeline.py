@@ -1,7 +1,8 @@
 """The training pipeline's tasks as pods: the compiled IR's own executor containers (image, command, arguments,
 the executor input a launcher passes) as Jobs under the pipeline's ServiceAccount with the chart's Secret and
-ConfigMap (tests/node/kfp_runner.py), on the bundled data: bronze -> silver -> gold -> one variant -> selection ->
-Feast. Outputs land in the in-cluster bucket, the run in the in-cluster MLflow, the champion alias is set.
+ConfigMap (tests/node/kfp_runner.py), on the bundled data: bronze -> silver -> gold -> the variants' plan -> one
+iteration of the ParallelFor (one variant) -> selection -> Feast, and the deploy step (it creates the
+InferenceService through the API; tests/node/test_3_serving.py runs what that object specifies). Outputs land in the in-cluster bucket, the run in the in-cluster MLflow, the champion alias is set.
 
 What KFP's launcher/driver would add, and this does not test, is in tests/node/kfp_runner.py's docstring (the
 real Go launcher and driver, ML Metadata, caching, Argo's controller and retries, the KFP API). The launcher
@@ -16,24 +17,34 @@ import json
 
 import pytest
 
+from tests.node.conftest import TRAIN_TASK
 from tests.node.node import load_average
 
 # the first test of a session also starts the node, loads the images (minutes when they changed) and installs
 pytestmark = [pytest.mark.node, pytest.mark.timeout(2400)]
 
 
+TASK_PODS = (
+    "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
+    "news-bronze", "news-silver", "news-gold", "gold-features", "plan-variants", TRAIN_TASK, "select-champion",
+    "condition-2/feast-materialize", "condition-3/deploy-op",
+)  # fmt: skip
+
+
 def test_the_pipeline_tasks_complete_as_pods(pipeline_run, release):
     runs = pipeline_run.runner.runs
-    for key in (
-        "resolve-run-id", "bronze-market", "silver-technical", "silver-microstructure", "silver-volatility",
-        "news-bronze", "news-silver", "news-gold", "gold-features", "train-variant", "select-champion",
-        "condition-1/feast-materialize",
-    ):  # fmt: skip
+    for key in TASK_PODS:
         assert runs[key].job is not None and runs[key].job.succeeded, key
     assert runs["resolve-run-id"].parameters["Output"] == pipeline_run.run_id
+    # the ParallelFor: plan-variants planned every variant; its first item was trained, the others not
+    from spx.components.training.variants import VARIANTS
+
+    loop = runs["for-loop-1"].parameters
+    assert [i["variant"] for i in loop["items"]] == [v[0] for v in VARIANTS] and loop["iterations_run"] == 1
+    assert runs[TRAIN_TASK].executor_input["inputs"]["parameterValues"]["variant"] == pipeline_run.variant
     # every task ran under the pipeline's ServiceAccount, in the component image the IR names
     pods = release.node.get("pods", release.namespace, selector=f"spx.io/run={pipeline_run.runner.run_id}")["items"]
-    assert len(pods) == 12
+    assert len(pods) == len(TASK_PODS)
     assert {p["spec"]["serviceAccountName"] for p in pods} == {"spx-pipeline"}
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {release.component_image}
     print(f"\n{len(pods)} task pods in {pipeline_run.seconds:.0f} s ({load_average()}):\n  "
@@ -102,7 +113,7 @@ print(redis.Redis(host=host, port=int(port)).dbsize())
 
 
 def test_feast_materialised_into_the_in_cluster_redis(pipeline_run, release):
-    summary = json.loads(pipeline_run.runner.runs["condition-1/feast-materialize"].parameters["Output"])
+    summary = json.loads(pipeline_run.runner.runs["condition-2/feast-materialize"].parameters["Output"])
     assert summary, summary
     res = release.node.pod_job(
         release.namespace, "node-redis-probe", release.component_image, ["python", "-c", REDIS_PROBE],

@@ -18,9 +18,12 @@ pytestmark = [pytest.mark.node, pytest.mark.timeout(2400)]
 DOCUMENTED_LEFTOVERS = {
     ("PersistentVolumeClaim", "spx-kfp-seaweedfs"),  # the object store's data (bronze is never deleted)
     ("PersistentVolumeClaim", "data-spx-kfp-postgresql-0"),  # the StatefulSet's claim: MLflow's runs and registry
+    ("PersistentVolumeClaim", "spx-kfp-prediction-log"),  # answered predictions the writer may not have shipped yet
     # `helm test`'s pod: Helm never deletes hook pods on uninstall, and the chart keeps it after a run (delete
     # policy before-hook-creation) so that `helm test --logs` and `kubectl logs` can show its lines
     ("Pod", "spx-kfp-check"),
+    # created by the pipeline's deploy step, not by the chart: `spx deploy` / `spx promote` own it
+    ("InferenceService", "spx-direction"),
 }
 # what every namespace has, and what the tests themselves created (labelled spx.io/node-test)
 NOT_THE_CHARTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from spx.components.serving.client import KeepAliveClient, TransportError
+from spx.components.serving.client import HttpxClient, KeepAliveClient, TransportError, client
 
 
 class _Server:
@@ -64,6 +64,27 @@ async def _with_server(server: _Server, fn):
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+@pytest.mark.parametrize("own", [True, False])
+@pytest.mark.parametrize(
+    ("given", "host", "port"),
+    [
+        # what KServe's controller passes a transformer: the predictor Service's name, no port (80). The node tier
+        # found the transformer crashing at start on it: int("spx-direction-predictor.spx")
+        ("spx-direction-predictor.spx", "spx-direction-predictor.spx", 80),
+        ("127.0.0.1:8081", "127.0.0.1", 8081),
+        ("predictor.ns.svc.cluster.local:80", "predictor.ns.svc.cluster.local", 80),
+    ],
+)
+def test_the_predictor_host_kserve_passes(given, host, port, own):
+    c = client(given, 5.0, own)
+    assert isinstance(c, KeepAliveClient if own else HttpxClient)
+    if own:
+        assert (c.host, c.port) == (host, port)
+    else:
+        url = c._client.base_url
+        assert (url.host, url.port or 80) == (host, port)
 
 
 def test_keep_alive_client_reuses_one_connection_and_forwards_headers():

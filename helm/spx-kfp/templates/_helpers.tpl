@@ -151,9 +151,16 @@ securityContext:
   runAsNonRoot: true
   seccompProfile:
     type: RuntimeDefault
+  {{- if and .log .claim }}
+  fsGroup: 10001
+  {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
+  {{- if and .log .claim }}
+  - name: prediction-log
+    persistentVolumeClaim: {claimName: {{ .claim }}}
+  {{- end }}
 model:
   {{- if .canary }}
   name: kserve-container
@@ -175,10 +182,13 @@ model:
       drop: ["ALL"]
   volumeMounts:
     - {name: tmp, mountPath: /tmp}
+    {{- if and .log .claim }}
+    - {name: prediction-log, mountPath: /var/lib/spx/prediction-log}
+    {{- end }}
   {{- if .log }}
   # no transformer: the predictor answers clients, so it writes the prediction log (S3 from the env)
   env:
-    {{- include "spx.predictionLogEnv" (dict "on" true "isvc" .isvc) | nindent 4 }}
+    {{- include "spx.predictionLogEnv" (dict "on" true "isvc" .isvc "claim" .claim) | nindent 4 }}
   envFrom:
     - configMapRef: {name: {{ .fn }}-env}
     - secretRef: {name: {{ .s3Secret }}}
@@ -192,6 +202,18 @@ model:
 - {name: SPX_INFERENCE_SERVICE, value: {{ .isvc.name | quote }}}
 - name: POD_NAMESPACE
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- if and .on .claim }}
+- {name: SPX_PREDICTION_LOG_DIR, value: /var/lib/spx/prediction-log}
+{{- end }}
+{{- end }}
+
+{{- /* the claim the prediction log's writer keeps its local log on; empty: the pod's /tmp emptyDir (logging
+       off, persistence off, or serverless mode where Knative's PVC features were not declared enabled) */}}
+{{- define "spx.predictionLogClaim" -}}
+{{- $pl := .Values.monitoring.predictionLog -}}
+{{- if and $pl.enabled $pl.persistence.enabled (or (eq .Values.inferenceService.mode "raw") $pl.persistence.serverless) -}}
+{{ include "spx.fullname" . }}-prediction-log
+{{- end -}}
 {{- end }}
 
 
