@@ -5,6 +5,8 @@ Built for real (uv build, no isolation: setuptools from this environment; the im
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,23 +21,25 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
+    # built from a copy of what the images copy (pyproject.toml, README.md, spx, components, pipelines) with a
+    # clean environment: no build/ or egg-info left in the checkout, and nothing an earlier test left in this
+    # process's environment reaches the build (in the full suite it once failed there and passed alone)
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("spx", "components", "pipelines"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(src), "LANG": "C.UTF-8"}
+    uv = str(Path(sys.executable).parent / "uv")
     proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "uv"),
-            "build",
-            "--wheel",
-            "--no-build-isolation",
-            "-q",
-            "-o",
-            str(out),
-            str(ROOT),
-        ],
+        [uv, "build", "--wheel", "--no-build-isolation", "--python", sys.executable, "-o", str(out), str(src)],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
+        cwd=src,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = out.glob("spx_kfp-*.whl")
     with zipfile.ZipFile(path) as whl:
         return whl.namelist()

@@ -170,5 +170,18 @@ def test_spx_serve_restarts_a_killed_transformer_and_logs_every_answered_predict
     out = log_path.read_text()
     assert "transformer exited" in out and "transformer restarted" in out, out[-3000:]
     assert proc.returncode == 0, out[-3000:]
+    # a transformer stopping ships for up to 20 s; on a loaded machine what it could not ship stays in its local log
+    # for the next start (PredictionLog.close): do what that start does, so the count below is the guarantee's
+    left = sorted(p.name for p in (tmp_path / "log").glob("*.*"))
+    if left:
+        from spx.components.prediction_log.writer import PredictionLog
+
+        PredictionLog(tmp_path / "log", store_factory=lambda: store).open(background=False).close()
     log = read_predictions(store, raw=True)
-    assert sorted(log["request_id"]) == sorted(served), out[-2000:]  # each answered one, exactly once
+    got = list(log["request_id"])
+    missing, doubled = set(served) - set(got), len(got) - len(set(got))
+    assert not missing and doubled == 0 and set(got) <= set(served), (
+        f"{len(served)} answered, {len(got)} rows: {len(missing)} missing (e.g. {sorted(missing)[:5]}), "
+        f"{doubled} duplicated, {len(set(got) - set(served))} never answered; left for the next start: {left}\n"
+        + out[-2000:]
+    )  # each answered one, exactly once
