@@ -422,7 +422,13 @@ def log_to_mlflow(
         mlflow.log_dict(result.importance, "feature_importance.json")
         label = label_columns(spec.horizon)[0 if spec.task == "classification" else 1]
         if gold is not None:
-            mlflow.log_input(gold_dataset(gold, gold_uri, gold_sha256, run_id), context="training")
+            dataset = gold_dataset(gold, gold_uri, gold_sha256, run_id)
+            try:
+                mlflow.log_input(dataset, context="training")
+            except mlflow.exceptions.MlflowException as exc:  # two variants registering the same gold table at once
+                if "UNIQUE constraint failed: datasets" not in str(exc):  # (SQLite: check-then-insert race); the
+                    raise  # second call finds the row the first one wrote
+                mlflow.log_input(dataset, context="training")
         with tempfile.TemporaryDirectory() as tmp:
             for name, png in (figures or {}).items():
                 (Path(tmp) / f"{name}.png").write_bytes(png)
