@@ -16,31 +16,25 @@ from spx.components.serving.local import REPO_ROOT
 from spx.core.processes import free_port
 
 
-def test_spx_serve_check(serving_env, xgb_champion, serving_store):
-    port, predictor_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+def _serve_check(*options: str, port: int | None = None) -> str:
+    """``spx serve --check`` (the transformer on ``port``, else a free one); its output (stdout + stderr), after asserting it exited 0."""
+    cmd = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600", *options]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spx.cli",
-            "serve",
-            "--check",
-            "--port",
-            str(port),
-            "--predictor-port",
-            str(predictor_port),
-            "--max-feature-age",
-            "3600",
-        ],
+        cmd + ["--port", str(port or free_port()), "--predictor-port", str(free_port())],
         capture_output=True,
         text=True,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
         cwd=REPO_ROOT,
         timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_spx_serve_check(serving_env, xgb_champion, serving_store):
+    port = free_port()
+    out = _serve_check(port=port)
     assert f"Serving {os.environ['SPX_REGISTERED_MODEL']} version {xgb_champion.version}" in out
     assert "predictor check: 200" in out and "transformer check: 200" in out
     assert f"http://127.0.0.1:{port}/v2/models/" in out and "tritonclient" in out
@@ -64,18 +58,7 @@ def test_spx_serve_check(serving_env, xgb_champion, serving_store):
 
 
 def test_spx_serve_check_without_the_prediction_log(serving_env, xgb_champion, serving_store):
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600", "--no-log-predictions"]
-    proc = subprocess.run(
-        cmd + ["--port", str(free_port()), "--predictor-port", str(free_port())],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    out = _serve_check("--no-log-predictions")
     assert "prediction log: off" in out and "transformer check: 200" in out and "prediction log check" not in out
 
 
