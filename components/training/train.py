@@ -425,9 +425,15 @@ def log_to_mlflow(
             dataset = gold_dataset(gold, gold_uri, gold_sha256, run_id)
             try:
                 mlflow.log_input(dataset, context="training")
-            except mlflow.exceptions.MlflowException as exc:  # two variants registering the same gold table at once
-                if "UNIQUE constraint failed: datasets" not in str(exc):  # (SQLite: check-then-insert race); the
-                    raise  # second call finds the row the first one wrote
+            except mlflow.exceptions.MlflowException as exc:
+                # two variants registering the same gold table at once: MLflow's SQL store checks, then inserts, so
+                # one of them hits the datasets table's unique key (SQLite locally: "UNIQUE constraint failed:
+                # datasets…"; PostgreSQL behind the chart's server, where the variants are concurrent pods:
+                # "duplicate key value violates unique constraint \"dataset_pk\""; both messages carry the INSERT INTO
+                # datasets statement). The second call finds the row the first one wrote.
+                message = str(exc).lower()
+                if "unique constraint" not in message or "datasets" not in message:
+                    raise
                 mlflow.log_input(dataset, context="training")
         with tempfile.TemporaryDirectory() as tmp:
             for name, png in (figures or {}).items():
