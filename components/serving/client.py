@@ -9,6 +9,7 @@ REST client uses, at several times the CPU per call: ``bench/serve.py --shares``
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,13 +25,14 @@ class KeepAliveClient:
 
     def __init__(self, host: str, port: int, timeout: float = 30.0, max_idle: int = 64):
         self.host, self.port, self.timeout, self.max_idle = host, port, timeout, max_idle
+        self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-type: application/json\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nhost: {self.authority}\r\ncontent-type: application/json\r\n"
         request = f"{head}content-length: {len(body)}\r\n{extra}\r\n".encode("latin-1") + body
         try:
             async with asyncio.timeout(self.timeout):
@@ -81,8 +83,8 @@ class HttpxClient:
     """The same interface on ``httpx.AsyncClient`` (kept-alive connections as well)."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0):
-        headers = {"content-type": "application/json"}
-        self._client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=timeout, headers=headers)
+        url, headers = httpx.URL(scheme="http", host=host, port=port), {"content-type": "application/json"}
+        self._client = httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers)
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict | None = None
@@ -99,7 +101,5 @@ class HttpxClient:
 
 def client(host_port: str, timeout: float, own: bool) -> KeepAliveClient | HttpxClient:
     """A client for ``host[:port]`` (port 80 when none: KServe passes ``--predictor_host <isvc>-predictor.<ns>``)."""
-    host, sep, port = host_port.rpartition(":")
-    if not sep:
-        host, port = host_port, ""
-    return (KeepAliveClient if own else HttpxClient)(host or "127.0.0.1", int(port or 80), timeout=timeout)
+    url = urlsplit(f"//{host_port}")  # also "[::1]:8080"
+    return (KeepAliveClient if own else HttpxClient)(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)

@@ -18,14 +18,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess(ManagedProcess):
-    """A managed server on ``port`` (``url`` is always the loopback address)."""
+    """``spx-{name}`` serving ``model_name`` on ``port`` (``url`` is always the loopback address)."""
 
-    def __init__(self, name: str, port: int, args: list[str], log_dir: Path, ready_path: str, env: dict | None = None):
+    def __init__(self, name: str, model_name: str, port: int, args: list[str], log_dir: Path, env: dict | None):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
-        cmd = [str(Path(sys.executable).with_name(f"spx-{name}")), *args, "--http_port", str(port)]
-        cmd += ["--host", settings().serving.host]
-        log_path = Path(log_dir) / f"{name}-{port}.log"
-        super().__init__(name, cmd, log_path, env=_env(env), cwd=REPO_ROOT, ready_url=self.url + ready_path)
+        cmd = [str(Path(sys.executable).with_name(f"spx-{name}")), *args, "--model_name", model_name]
+        cmd += ["--http_port", str(port), "--host", settings().serving.host]
+        ready = f"{self.url}/v2/models/{model_name}/ready"
+        super().__init__(name, cmd, Path(log_dir) / f"{name}-{port}.log", env=_env(env), cwd=REPO_ROOT, ready_url=ready)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -48,9 +48,8 @@ def start_predictor(
     env: dict[str, str] | None = None,
     timeout: float = 180.0,  # startup imports KServe (and Feast): a minute on a loaded 2-core machine
 ) -> ServerProcess:
-    args = ["--model_dir", str(model_dir), "--model_name", model_name, *(extra_args or [])]
-    ready = f"/v2/models/{model_name}/ready"
-    return ServerProcess("predictor", port or free_port(), args, log_dir or model_dir, ready, env).start(timeout)
+    args = ["--model_dir", str(model_dir), *(extra_args or [])]
+    return ServerProcess("predictor", model_name, port or free_port(), args, log_dir or model_dir, env).start(timeout)
 
 
 def start_transformer(
@@ -64,12 +63,11 @@ def start_transformer(
     env: dict[str, str] | None = None,
     timeout: float = 180.0,
 ) -> ServerProcess:
-    args = ["--predictor_host", f"127.0.0.1:{predictor_port}", "--model_name", model_name, *(extra_args or [])]
+    args = ["--predictor_host", f"127.0.0.1:{predictor_port}", *(extra_args or [])]
     if max_feature_age_seconds is not None:
         args += ["--max_feature_age_seconds", str(max_feature_age_seconds)]
     env = {**(env or {}), "SPX_PREDICTION_LOG": "true" if prediction_log else "false"}
-    ready = f"/v2/models/{model_name}/ready"
-    return ServerProcess("transformer", port or free_port(), args, log_dir or ".", ready, env).start(timeout)
+    return ServerProcess("transformer", model_name, port or free_port(), args, log_dir or ".", env).start(timeout)
 
 
 @dataclass

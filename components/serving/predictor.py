@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from kserve import InferRequest, InferResponse, Model
 from kserve.protocol.infer_type import InferOutput
 
@@ -261,22 +262,13 @@ def _dense_predictor(booster):
         strict_shape=False,
         cache_id=0,
     )
-    typestr = {np.dtype(np.float32): b"<f4", np.dtype(np.float64): b"<f8"}
 
     def predict(arr: np.ndarray) -> np.ndarray:
         arr = np.ascontiguousarray(arr)
-        code = typestr.get(arr.dtype)
-        if code is None or arr.ndim != 2:
+        if arr.dtype not in (np.float32, np.float64) or arr.ndim != 2:
             return booster.inplace_predict(arr, validate_features=False)
-        interface = b'{"data":[%d,true],"shape":[%d,%d],"strides":null,"typestr":"%s","version":3}' % (
-            arr.ctypes.data,
-            arr.shape[0],
-            arr.shape[1],
-            code,
-        )
-        preds = ctypes.POINTER(ctypes.c_float)()
-        shape = ctypes.POINTER(c_bst_ulong)()
-        dims = c_bst_ulong()
+        interface = orjson.dumps(arr.__array_interface__)  # what inplace_predict sends (there via json.dumps)
+        preds, shape, dims = ctypes.POINTER(ctypes.c_float)(), ctypes.POINTER(c_bst_ulong)(), c_bst_ulong()
         _check_call(
             entry(booster.handle, interface, args, None, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(preds))
         )

@@ -49,10 +49,7 @@ class ServingError(SpxError):
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
-        self.message, self.status = message, status
-
-    def __str__(self) -> str:
-        return self.message
+        self.status = status
 
 
 _VERSIONED = re.compile(r"^/v2/models/([^/]+)/versions/([^/]+)(/ready|/infer)?$")
@@ -142,14 +139,10 @@ class Guard:
 
 def _replay(body: bytes, receive):
     """An ASGI ``receive`` that yields ``body`` (already read), then the connection's own messages."""
-    sent = False
+    first = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replay():
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return first.pop() if first else await receive()
 
     return replay
 
@@ -227,10 +220,8 @@ async def infer(dataplane, name: str, body: bytes, headers: dict) -> tuple[bytes
         response.outputs = [by_name[o.name] for o in wanted]
         for o in wanted:  # a per-output binary_data request
             if o.parameters and "binary_data" in o.parameters:
-                by_name[o.name].parameters = {
-                    **(by_name[o.name].parameters or {}),
-                    "binary_data": bool(o.parameters["binary_data"]),
-                }
+                out = by_name[o.name]
+                out.parameters = {**(out.parameters or {}), "binary_data": bool(o.parameters["binary_data"])}
     response, encoded_headers = dataplane.encode(model_name=name, response=response, headers=headers, req_attributes={})
     extra = {
         k: v
@@ -265,7 +256,7 @@ def _install(app, models: dict, dataplane) -> None:
         return json({"error": message}, status, headers)
 
     async def serving_error(_, exc: ServingError):
-        return error(exc.status, exc.message)
+        return error(exc.status, str(exc))
 
     async def http_error(request: Request, exc: HTTPException):
         detail = str(exc.detail)

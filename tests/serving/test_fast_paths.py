@@ -75,6 +75,7 @@ async def _with_server(server: _Server, fn):
         ("spx-direction-predictor.spx", "spx-direction-predictor.spx", 80),
         ("127.0.0.1:8081", "127.0.0.1", 8081),
         ("predictor.ns.svc.cluster.local:80", "predictor.ns.svc.cluster.local", 80),
+        ("[::1]:8081", "::1", 8081),  # an IPv6 address: the brackets are not part of the host
     ],
 )
 def test_the_predictor_host_kserve_passes(given, host, port, own):
