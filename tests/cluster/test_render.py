@@ -673,3 +673,25 @@ def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered, helm_b
         helm_bin, VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.predictionLog.persistence.serverless=true"]
     )
     assert "spx-kfp-prediction-log" in json.dumps(_isvc(serverless)["spec"]["transformer"])
+
+
+def test_the_raw_overlay_keeps_the_log_on_a_claim_as_the_chart_does(rendered, manifests):
+    """The kustomize raw overlay kept the prediction log on the /tmp emptyDir (a deleted pod took its unshipped
+    rows, the defect the node tier found for the chart). It now carries the chart's claim: the same transformer
+    volume, mount, env and fsGroup as the chart in raw mode, and the claim named in the env ConfigMap for the
+    deploy step. The base (serverless: Knative refuses PVCs by default) keeps the emptyDir and an empty name."""
+    objs = manifests["manifests/overlays/raw"]
+    (claim,) = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
+    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+    assert env["SPX_PREDICTION_LOG_CLAIM"] == claim["metadata"]["name"] == "spx-kfp-prediction-log"
+    assert claim["metadata"]["namespace"] == _isvc(objs)["metadata"]["namespace"] == "spx"
+    ours, charts = _isvc(objs)["spec"]["transformer"], _isvc(rendered["k3d+model"])["spec"]["transformer"]
+    assert ours["volumes"] == charts["volumes"]
+    assert ours["securityContext"] == charts["securityContext"]
+    for key in ("volumeMounts", "env"):
+        assert [x for x in ours["containers"][0][key] if "prediction-log" in json.dumps(x)] == [
+            x for x in charts["containers"][0][key] if "prediction-log" in json.dumps(x)
+        ], key
+    base = manifests["manifests/base"]
+    assert "prediction-log" not in json.dumps(_isvc(base)["spec"])
+    assert not [o for o in base if o["kind"] == "PersistentVolumeClaim"]
