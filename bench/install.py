@@ -3,7 +3,8 @@ same lock.
 
 Copies the committed tree (``git archive HEAD``: what a clone gives) into a temp dir and times, with empty
 caches of their own:
-* **ours** (the README): ``pip install uv==X`` into a throwaway venv, then ``uv sync --locked --all-extras --compile-bytecode``;
+* **ours** (the README): ``pip install uv==X`` into a throwaway venv, then
+  ``uv sync --locked --all-extras --compile-bytecode``;
 * **peer**: pip installing exactly the same pins (``uv export --all-extras``) into a new venv with
   ``pip install --no-deps`` (no resolution at all: the fastest pip can be on this lock).
 Prints the wall time of each step, the size of each venv and the 1-minute load average before and after.
