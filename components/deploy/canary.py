@@ -248,7 +248,8 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
     }
     if cfg.runtime:
         model_spec["runtime"] = cfg.runtime
-    if cfg.prediction_log and not cfg.transformer_image:  # the predictor answers clients: it logs
+    writes_log = cfg.prediction_log and not cfg.transformer_image  # the predictor answers clients: it logs
+    if writes_log:
         if cfg.runtime != "spx-predictor":
             log.warning("runtime %r writes no prediction log; use spx-predictor or a transformer", cfg.runtime)
         model_spec["env"] = _log_env(cfg, True)
@@ -261,7 +262,7 @@ def predictor_spec(model: ModelRef, cfg: ServingConfig) -> dict:
         "volumes": [TMP_VOLUME],
         "model": model_spec,
     }
-    if "env" in model_spec:  # this predictor writes the log
+    if writes_log:
         _log_storage(cfg, spec, model_spec)
     return spec
 

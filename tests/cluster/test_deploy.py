@@ -431,8 +431,6 @@ def test_only_the_transformer_logs_through_canary_promote_and_rollback(kube_api,
         assert "transformer" not in (kube_api.calls[-1].body or {}).get("spec", {})
         assert loggers(stored(kube_api)) == ["spec.transformer.containers[0]"]
     assert json.loads(stored(kube_api)["metadata"]["annotations"][ANN_STABLE])["native_uri"] == V2.native_uri
-    from spx.components.deploy.canary import inference_service
-
     assert not loggers(inference_service(V1, cfg(mode, prediction_log=False)))  # logging off: no server logs
 
 
@@ -446,8 +444,6 @@ def test_without_a_transformer_the_predictor_logs(kube_api, custom_api, monkeypa
     deploy(custom_api, V2, c, canary_percent=10, backoff_seconds=0)  # the canary predictor logs its share
     assert loggers(stored(kube_api)) == ["spec.predictor.model", "spec.canary[0].predictor.model"]
     monkeypatch.delenv("SPX_PREDICTION_LOG")
-    from spx.components.deploy.canary import inference_service
-
     assert not loggers(inference_service(V1, ServingConfig(namespace=NS, name=NAME)))
 
 

@@ -182,8 +182,8 @@ def test_external_s3_endpoint_is_a_value(rendered):
     objs = rendered["external-s3"]
     assert not [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("minio")]
     assert not [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "spx-kfp-s3"]
-    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
-    assert env["data"]["SPX_S3_ENDPOINT"] == "http://seaweedfs.kubeflow.svc.cluster.local:8333"
+    env = _env(objs)
+    assert env["SPX_S3_ENDPOINT"] == "http://seaweedfs.kubeflow.svc.cluster.local:8333"
     sa = next(o for o in objs if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "spx-kfp-kserve-s3")
     assert sa["secrets"] == [{"name": "kfp-s3"}]
     text = json.dumps(objs)
@@ -203,6 +203,12 @@ def test_default_s3_secret_is_annotated_for_kserve(rendered):
 def _isvc(objs):
     (isvc,) = [o for o in objs if o["kind"] == "InferenceService"]
     return isvc
+
+
+def _env(objs) -> dict:
+    """The data of the (first) env ConfigMap: what the pods and the deploy step read (a release whose pipeline
+    runs in another namespace has one there too)."""
+    return next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
 
 
 def test_inference_service_modes_and_canary(rendered):
@@ -374,7 +380,7 @@ def test_exactly_one_server_writes_the_prediction_log(rendered, case):
     objs = rendered[case]
     isvc = _isvc(objs)
     assert loggers(isvc) == LOGGED_AT[case]
-    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+    env = _env(objs)
     assert env["SPX_PREDICTION_LOG"] == ("false" if case == "no-log" else "true")  # what the deploy step follows
     for where in LOGGED_AT[case]:
         container = isvc
@@ -467,7 +473,7 @@ def test_manifests_wire_one_logger(manifests):
         isvc = _isvc(objs)
         assert loggers(isvc) == ["spec.transformer.containers[0]"], path
         assert isvc["spec"]["transformer"]["containers"][0]["command"] == ["spx-transformer"]
-        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        env = _env(objs)
         assert env["SPX_PREDICTION_LOG"] == "true" and "SPX_PREDICTION_LOGGER_URL" not in env
         runtimes = [o for o in objs if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == "spx-predictor"]
         assert [rt["spec"]["containers"][0]["command"] for rt in runtimes] == [["spx-predictor"]]
@@ -506,8 +512,7 @@ def test_the_bucket_job_runs_the_component_image_not_mc(rendered):
         job = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "spx-kfp-buckets-1")
         (c,) = job["spec"]["template"]["spec"]["containers"]
         assert c["command"] == ["spx", "buckets"] and c["args"] == ["--bucket=mlflow"]
-        component = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
-        assert c["image"] == component["data"]["SPX_COMPONENT_IMAGE"]
+        assert c["image"] == _env(objs)["SPX_COMPONENT_IMAGE"]
         assert not [i for i in _images(objs) if "/mc:" in i or i.startswith("minio/mc")], case
     third_party = {i.rsplit(":", 1)[0] for i in _images(rendered["seaweedfs"])} - {
         "ghcr.io/spx-kfp/spx-component", "ghcr.io/spx-kfp/spx-serving"
@@ -526,8 +531,8 @@ def test_the_seaweedfs_store_runs_the_component_image_and_exposes_only_s3(render
     assert "-ip.bind=127.0.0.1" in script and "-s3.ip.bind=0.0.0.0" in script
     svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "spx-kfp-seaweedfs")
     assert [p["port"] for p in svc["spec"]["ports"]] == [8333]
-    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")
-    assert env["data"]["SPX_S3_ENDPOINT"] == "http://spx-kfp-seaweedfs.spx.svc.cluster.local:8333"
+    env = _env(objs)
+    assert env["SPX_S3_ENDPOINT"] == "http://spx-kfp-seaweedfs.spx.svc.cluster.local:8333"
 
 
 def test_both_bundled_stores_at_once_is_refused(helm_bin):
@@ -641,7 +646,7 @@ def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered, helm_b
             o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
         ]
         assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        env = _env(objs)
         assert env["SPX_PREDICTION_LOG_CLAIM"] == claim["metadata"]["name"] == "spx-kfp-prediction-log"
         isvc = _isvc(objs)
         pod = isvc["spec"][writer]
@@ -667,7 +672,7 @@ def test_the_log_writer_keeps_its_local_log_on_the_charts_claim(rendered, helm_b
             o for o in objs if o["kind"] == "PersistentVolumeClaim" and "prediction-log" in o["metadata"]["name"]
         ], case
         assert "prediction-log" not in json.dumps(_isvc(objs)["spec"]), case
-        env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+        env = _env(objs)
         assert env["SPX_PREDICTION_LOG_CLAIM"] == "", case
     serverless = render(
         helm_bin, VALUES["kind"] + WITH_MODEL + ["--set", "monitoring.predictionLog.persistence.serverless=true"]
@@ -682,7 +687,7 @@ def test_the_raw_overlay_keeps_the_log_on_a_claim_as_the_chart_does(rendered, ma
     deploy step. The base (serverless: Knative refuses PVCs by default) keeps the emptyDir and an empty name."""
     objs = manifests["manifests/overlays/raw"]
     (claim,) = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
-    env = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "spx-kfp-env")["data"]
+    env = _env(objs)
     assert env["SPX_PREDICTION_LOG_CLAIM"] == claim["metadata"]["name"] == "spx-kfp-prediction-log"
     assert claim["metadata"]["namespace"] == _isvc(objs)["metadata"]["namespace"] == "spx"
     ours, charts = _isvc(objs)["spec"]["transformer"], _isvc(rendered["k3d+model"])["spec"]["transformer"]

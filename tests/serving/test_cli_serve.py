@@ -17,7 +17,8 @@ from spx.core.processes import free_port
 
 
 def _serve_check(*options: str, port: int | None = None) -> str:
-    """``spx serve --check`` (the transformer on ``port``, else a free one); its output (stdout + stderr), after asserting it exited 0."""
+    """``spx serve --check`` (the transformer on ``port``, else a free one); its output (stdout + stderr), after
+    asserting it exited 0."""
     cmd = [sys.executable, "-m", "spx.cli", "serve", "--check", "--max-feature-age", "3600", *options]
     proc = subprocess.run(
         cmd + ["--port", str(port or free_port()), "--predictor-port", str(free_port())],
