@@ -309,8 +309,8 @@ def transformer_spec(cfg: ServingConfig) -> dict | None:
         "securityContext": _container_security(),
         "volumeMounts": [TMP_MOUNT],
     }
-    if _env_from(cfg):
-        container["envFrom"] = _env_from(cfg)
+    if env_from := _env_from(cfg):
+        container["envFrom"] = env_from
     spec = {
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,

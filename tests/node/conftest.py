@@ -165,8 +165,9 @@ PIPELINE_TASKS = {
     "news-bronze", "news-silver", "news-gold", "gold-features", "plan-variants", "for-loop-1", "select-champion",
     "condition-2", "condition-3",
 }  # fmt: skip
+ISVC_NAME = "spx-direction"
 PIPELINE_PARAMS = {
-    "run_id": "node-run", "n_boot": 200, "materialize_features": True,
+    "run_id": "node-run", "isvc_name": ISVC_NAME, "n_boot": 200, "materialize_features": True,
     "deploy": True, "deploy_without_edge": True, "serving_mode": "raw", "namespace": NAMESPACE,
 }  # fmt: skip
 TRAIN_TASK = "for-loop-1/iteration-0/train-variant"
@@ -213,7 +214,7 @@ def served(pipeline_run, release, serving_image):
     from tests.node.kserve_emulator import kserve_storage_files, raw_deployment
 
     node, ns = release.node, release.namespace
-    isvc = node.get("inferenceservice", ns, PIPELINE_PARAMS.get("isvc_name", "spx-direction"))
+    isvc = node.get("inferenceservice", ns, ISVC_NAME)
     runtime = node.get("servingruntime", ns, isvc["spec"]["predictor"]["model"]["runtime"])
     account = node.get("serviceaccount", ns, isvc["spec"]["predictor"]["serviceAccountName"])
     (secret_ref,) = account.get("secrets", [])

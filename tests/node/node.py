@@ -55,6 +55,29 @@ def check_prerequisites(node_sh: Path, images: list[str]) -> None:
         raise Unavailable(f"images not built: {', '.join(missing)}; {BUILD_ADVICE}")
 
 
+def _ref_name(desc: dict) -> str | None:
+    return desc.get("annotations", {}).get("org.opencontainers.image.ref.name")
+
+
+def _prune_layout(layout: Path) -> dict:
+    """Drop from the OCI layout the manifests a later push of the same name left unnamed, and every blob that only
+    they used; returns the index. The folder outlives sessions (a CI machine keeps it), and without this each code
+    change would leave its project layers behind in it for good."""
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"] = [m for m in index["manifests"] if _ref_name(m)]
+    blobs = layout / "blobs" / "sha256"
+    keep = set()
+    for desc in index["manifests"]:
+        manifest = json.loads((blobs / desc["digest"].split(":", 1)[1]).read_bytes())
+        digests = [desc["digest"], manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+        keep.update(d.split(":", 1)[1] for d in digests)
+    (layout / "index.json").write_text(json.dumps(index))
+    for path in blobs.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    return index
+
+
 @dataclass
 class JobResult:
     name: str
@@ -164,10 +187,8 @@ class Node:
         subprocess.run(
             ["podman", "push", "-q", image, f"oci:{layout}:{ref}"], check=True, capture_output=True, timeout=1800
         )
-        index = json.loads((layout / "index.json").read_text())
-        (desc,) = [
-            m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref
-        ]
+        index = _prune_layout(layout)
+        (desc,) = [m for m in index["manifests"] if _ref_name(m) == ref]
 
         def blob(digest: str) -> Path:
             return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
