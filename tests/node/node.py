@@ -136,7 +136,7 @@ class Node:
         for image in todo:
             error = self._import(image, every_layer=False)
             if error:
-                # a layer the short archive counted on was not in the node after all: send every layer once
+                # a layer the short archive counted on went missing after all: send every layer, once
                 self.timings[f"every layer of {image} again"] = 1.0
                 error = self._import(image, every_layer=True)
             if error:
@@ -147,13 +147,17 @@ class Node:
         return todo
 
     def _import(self, image: str, every_layer: bool) -> str:
-        """Import ``image`` under a loading name, then move the name over; returns node.sh's error, "" on success.
+        """Import ``image`` under a loading name, then move the name over; returns the error, "" on success.
 
-        Importing under the image's own name re-points it at the new manifest before the new layers are unpacked.
-        The snapshots the new version shares with the old one are then referenced by nothing, and a containerd
-        garbage collection in that window (a pod deletion triggers one) removes a parent snapshot under the unpack:
-        "parent snapshot sha256:... does not exist" (CI, 2026-12). Under a loading name the old image keeps every
-        shared snapshot referenced until the new one's unpack has finished and referenced them itself."""
+        containerd 1.6 unpacks bottom-up: it stats each layer's snapshot and, when it is there, prepares the next
+        layer on top of it. A snapshot nothing references still stats until the next garbage collection, and a
+        collection in between (deleting the namespace's pods just before triggers them) fails the unpack with
+        "parent snapshot sha256:... does not exist" (CI, 2026-12-06). So a synchronous collection runs first and
+        leaves only referenced snapshots. The loading name keeps the image's own name on a fully unpacked image:
+        the old one until the new one has been unpacked."""
+        lease = self._ctr("leases", "create")
+        if lease.returncode == 0:
+            self._ctr("leases", "delete", "--sync", lease.stdout.split()[0])
         loading = f"{image}-loading"
         archive = self._new_blobs_archive(image, loading, every_layer)
         try:
@@ -165,10 +169,13 @@ class Node:
         if res.returncode != 0:
             return res.stderr[-3000:]
         for args in (["tag", "--force", loading, image], ["rm", loading]):
-            res = subprocess.run(["ctr", "images", *args], capture_output=True, text=True, env=self.env, timeout=120)
+            res = self._ctr("images", *args)
             if res.returncode != 0:
                 return f"ctr images {' '.join(args)}: {res.stderr[-3000:]}"
         return ""
+
+    def _ctr(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ctr", *args], capture_output=True, text=True, env=self.env, timeout=300)
 
     def _new_blobs_archive(self, image: str, name: str, every_layer: bool = False) -> Path:
         """An OCI archive of ``image``, named ``name``, holding only the blobs the node's containerd lacks (or every
@@ -194,7 +201,7 @@ class Node:
             return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
 
         manifest = json.loads(blob(desc["digest"]).read_bytes())
-        res = subprocess.run(["ctr", "content", "ls", "-q"], capture_output=True, text=True, env=self.env, timeout=60)
+        res = self._ctr("content", "ls", "-q")
         have = set(res.stdout.split()) if res.returncode == 0 else set()
         layers = [layer["digest"] for layer in manifest["layers"] if every_layer or layer["digest"] not in have]
         desc = dict(desc, annotations={"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name})
@@ -217,7 +224,7 @@ class Node:
         return image if "/" in image.split(":")[0] else f"docker.io/library/{image}"
 
     def _node_images(self) -> set[str]:
-        res = subprocess.run(["ctr", "images", "ls", "-q"], capture_output=True, text=True, env=self.env, timeout=60)
+        res = self._ctr("images", "ls", "-q")
         return set(res.stdout.split()) if res.returncode == 0 else set()
 
     def pvs(self, count: int) -> None:
