@@ -66,7 +66,7 @@ def _prune_layout(layout: Path) -> dict:
     index = json.loads((layout / "index.json").read_text())
     index["manifests"] = [m for m in index["manifests"] if _ref_name(m)]
     blobs = layout / "blobs" / "sha256"
-    keep = set()
+    keep: set[str] = set()
     for desc in index["manifests"]:
         manifest = json.loads((blobs / desc["digest"].split(":", 1)[1]).read_bytes())
         digests = [desc["digest"], manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
@@ -207,11 +207,11 @@ class Node:
         desc = dict(desc, annotations={"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name})
         archive = self.dir / f"spx-load-{ref}.tar"
         with tarfile.open(archive, "w") as tar:
-            for name, data in (
+            for member, data in (
                 ("oci-layout", (layout / "oci-layout").read_bytes()),
                 ("index.json", json.dumps({"schemaVersion": 2, "manifests": [desc]}).encode()),
             ):
-                info = tarfile.TarInfo(name)
+                info = tarfile.TarInfo(member)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
             for digest in [desc["digest"], manifest["config"]["digest"], *layers]:
