@@ -59,21 +59,24 @@ def _ref_name(desc: dict) -> str | None:
     return desc.get("annotations", {}).get("org.opencontainers.image.ref.name")
 
 
+def _blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+
 def _prune_layout(layout: Path) -> dict:
     """Drop from the OCI layout the manifests a later push of the same name left unnamed, and every blob that only
     they used; returns the index. The folder outlives sessions (a CI machine keeps it), and without this each code
     change would leave its project layers behind in it for good."""
     index = json.loads((layout / "index.json").read_text())
     index["manifests"] = [m for m in index["manifests"] if _ref_name(m)]
-    blobs = layout / "blobs" / "sha256"
-    keep: set[str] = set()
+    keep: set[Path] = set()
     for desc in index["manifests"]:
-        manifest = json.loads((blobs / desc["digest"].split(":", 1)[1]).read_bytes())
+        manifest = json.loads(_blob(layout, desc["digest"]).read_bytes())
         digests = [desc["digest"], manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
-        keep.update(d.split(":", 1)[1] for d in digests)
+        keep.update(_blob(layout, d) for d in digests)
     (layout / "index.json").write_text(json.dumps(index))
-    for path in blobs.iterdir():
-        if path.name not in keep:
+    for path in (layout / "blobs" / "sha256").iterdir():
+        if path not in keep:
             path.unlink()
     return index
 
@@ -196,11 +199,7 @@ class Node:
         )
         index = _prune_layout(layout)
         (desc,) = [m for m in index["manifests"] if _ref_name(m) == ref]
-
-        def blob(digest: str) -> Path:
-            return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
-
-        manifest = json.loads(blob(desc["digest"]).read_bytes())
+        manifest = json.loads(_blob(layout, desc["digest"]).read_bytes())
         res = self._ctr("content", "ls", "-q")
         have = set(res.stdout.split()) if res.returncode == 0 else set()
         layers = [layer["digest"] for layer in manifest["layers"] if every_layer or layer["digest"] not in have]
@@ -215,7 +214,8 @@ class Node:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
             for digest in [desc["digest"], manifest["config"]["digest"], *layers]:
-                tar.add(blob(digest), arcname=f"blobs/sha256/{digest.split(':', 1)[1]}")
+                path = _blob(layout, digest)
+                tar.add(path, arcname=str(path.relative_to(layout)))
         self.timings[f"new layers of {image}"] = float(len(layers))
         return archive
 
