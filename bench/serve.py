@@ -477,7 +477,8 @@ def main() -> int:
                 print(
                     f"soak: {soak_s:.0f}s at 8 clients on the transformer (SIGKILLed at 1/3, S3 server at 2/3): "
                     f"{len(served)} answered 200 ({len(served) / soak_s:.0f} req/s, p99 {r['p99']:.1f} ms), "
-                    f"{failed[0]} refused while the transformer restarted, {len(logged & served)} in the bucket, "
+                    f"{failed[0]} refused while the transformer restarted, {len(logged & served)} in the bucket "
+                    f"(+{len(logged - served)} caught by the kill between row and answer), "
                     f"LOST {len(lost)}, DUPLICATED {duplicates}, transformer restarts "
                     f"{supervisor.restarts.get('transformer', 0)} (target 0 lost, 0 duplicated: "
                     f"{'PASS' if not lost and not duplicates else 'MISS'}); load average {_loadavg()}",

@@ -45,10 +45,16 @@ def champion(integration_env):
 
 
 @pytest.fixture(scope="module")
-def predictor(integration_env, champion):
+def online_features(champion):
+    """The champion's features materialized in Feast's online store: what a transformer serves from."""
+    F.materialize_logic(champion.gold_uri, champion.manifest_uri, champion.run_id)
+    return champion
+
+
+@pytest.fixture(scope="module")
+def predictor(integration_env, online_features):
     """The real V2 predictor serving the registered champion (its features materialized in Feast)."""
     home, _ = integration_env
-    F.materialize_logic(champion.gold_uri, champion.manifest_uri, champion.run_id)
     info = champ.resolve()
     model_dir = champ.download(info, home / "models" / "champion")
     server = start_predictor(model_dir, info.name, log_dir=home)
