@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from tests.node.conftest import ISVC_NAME
 from tests.node.node import load_average
 
 # the first test of a session also starts the node, loads the images (minutes when they changed) and installs
@@ -73,7 +74,7 @@ def test_the_pods_run_as_the_objects_specify(served, release):
     (trans,) = _pods(release, "transformer")
     assert pred["spec"]["serviceAccountName"] == f"{fn}-kserve-s3"
     (main,) = pred["spec"]["containers"]
-    assert main["command"] == ["spx-predictor"] and "--model_name=spx-direction" in main["args"]
+    assert main["command"] == ["spx-predictor"] and f"--model_name={ISVC_NAME}" in main["args"]
     assert main["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": True} in main["volumeMounts"]
     init_log = release.node.kubectl(
@@ -83,11 +84,11 @@ def test_the_pods_run_as_the_objects_specify(served, release):
     (tc,) = trans["spec"]["containers"]
     assert tc["command"] == ["spx-transformer"]
     assert tc["args"][-6:] == [
-        "--model_name", "spx-direction", "--predictor_host", f"spx-direction-predictor.{release.namespace}",
+        "--model_name", ISVC_NAME, "--predictor_host", f"{ISVC_NAME}-predictor.{release.namespace}",
         "--http_port", "8080",
     ]  # fmt: skip
     env = {e["name"]: e.get("value") for e in tc["env"]}
-    assert env["SPX_PREDICTION_LOG"] == "true" and env["SPX_INFERENCE_SERVICE"] == "spx-direction"
+    assert env["SPX_PREDICTION_LOG"] == "true" and env["SPX_INFERENCE_SERVICE"] == ISVC_NAME
     assert tc["securityContext"]["readOnlyRootFilesystem"] is True
     for pod in (pred, trans):
         status = pod["status"]["containerStatuses"][0]
@@ -114,7 +115,7 @@ def test_a_v2_request_through_the_service_gets_200(served, pipeline_run, release
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
-    result = _infer(client, "spx-direction", "node-first", _as_of(release, pipeline_run))
+    result = _infer(client, ISVC_NAME, "node-first", _as_of(release, pipeline_run))
     selection = release.store().get_json(f"selection/{pipeline_run.run_id}/best_model_selection.json")
     assert result.get_response()["id"] == "node-first"
     p = float(result.as_numpy("probability")[0])
@@ -148,7 +149,7 @@ class Traffic:
             n += 1
             try:
                 client = client or http.InferenceServerClient(self.address, connection_timeout=5, network_timeout=10)
-                _infer(client, "spx-direction", rid, self.as_of)
+                _infer(client, ISVC_NAME, rid, self.as_of)
                 self.answered.add(rid)
             except Exception:  # noqa: BLE001 - refused, reset, 5xx: not answered 200, and counted
                 self.failed += 1
@@ -200,7 +201,7 @@ def test_no_prediction_answered_200_is_lost_when_the_transformer_pod_goes_while_
         node.kubectl("delete", "pod", old["metadata"]["name"], "-n", ns, "--wait=true", timeout=120)
         node.kubectl("scale", f"deployment/{fn}-seaweedfs", "-n", ns, "--replicas=1")
         node.kubectl("rollout", "status", f"deployment/{fn}-seaweedfs", "-n", ns, "--timeout=300s", timeout=330)
-        node.kubectl("rollout", "status", "deployment/spx-direction-transformer", "-n", ns, "--timeout=300s",
+        node.kubectl("rollout", "status", f"deployment/{ISVC_NAME}-transformer", "-n", ns, "--timeout=300s",
                      timeout=330)  # fmt: skip
         traffic.wait_answers(30, 120)  # the new pod answers
     answered = set(traffic.answered)
@@ -219,6 +220,6 @@ def test_no_prediction_answered_200_is_lost_when_the_transformer_pod_goes_while_
     assert not missing, f"{len(missing)} of {len(answered)} answered predictions are not in the bucket"
     counts = ours.groupby(["request_id", "row_index"]).size()
     assert (counts == 1).all(), counts[counts > 1].head()  # exactly once, counted by request id
-    assert (ours["inference_service"] == "spx-direction").all() and (ours["namespace"] == ns).all()
+    assert (ours["inference_service"] == ISVC_NAME).all() and (ours["namespace"] == ns).all()
     (new,) = _pods(release, "transformer")
     assert new["metadata"]["name"] != old["metadata"]["name"]

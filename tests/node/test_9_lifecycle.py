@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.node.conftest import CHART, ISVC_NAME
 from tests.node.node import load_average
 
 # the first test of a session also starts the node, loads the images (minutes when they changed) and installs
@@ -23,7 +24,7 @@ DOCUMENTED_LEFTOVERS = {
     # policy before-hook-creation) so that `helm test --logs` and `kubectl logs` can show its lines
     ("Pod", "spx-kfp-check"),
     # created by the pipeline's deploy step, not by the chart: `spx deploy` / `spx promote` own it
-    ("InferenceService", "spx-direction"),
+    ("InferenceService", ISVC_NAME),
 }
 # what every namespace has, and what the tests themselves created (labelled spx.io/node-test)
 NOT_THE_CHARTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
@@ -80,8 +81,6 @@ def test_upgrade_keeps_data_and_secrets(pipeline_run, release):
 
 
 def release_chart():
-    from tests.node.conftest import CHART
-
     return CHART
 
 
