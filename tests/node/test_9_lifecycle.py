@@ -56,7 +56,7 @@ def test_upgrade_keeps_data_and_secrets(pipeline_run, release):
 
     t0 = time.monotonic()
     node.helm(
-        "upgrade", release.name, str(release_chart()), *release.helm_args(), "--wait", "--wait-for-jobs",
+        "upgrade", release.name, str(CHART), *release.helm_args(), "--wait", "--wait-for-jobs",
         "--timeout", "15m",
     )  # fmt: skip
     upgrade_seconds = time.monotonic() - t0
@@ -78,10 +78,6 @@ def test_upgrade_keeps_data_and_secrets(pipeline_run, release):
     assert keys_before <= keys_after, sorted(keys_before - keys_after)[:10]
     assert _champion(release) == champion_before
     print(f"\nhelm upgrade --wait: {upgrade_seconds:.0f} s ({load_average()})")
-
-
-def release_chart():
-    return CHART
 
 
 def _namespace_objects(node, ns: str) -> set[tuple[str, str]]:
