@@ -18,12 +18,11 @@ from spx.components.prediction_log import read_predictions
 from spx.components.serving.local import REPO_ROOT, start_transformer
 from spx.core.processes import free_port, wait_http
 from spx.core.services import LocalS3Server
-from tests.integration.traffic import Traffic
+from tests.integration.traffic import Traffic, infer_body
 
 
-def _infer(url: str, rid: str, instrument: str = "SPX500_USD") -> int:
-    body = {"id": rid, "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [instrument]}]}
-    return requests.post(url, json=body, timeout=10).status_code
+def _infer(url: str, rid: str) -> int:
+    return requests.post(url, json=infer_body(rid), timeout=10).status_code
 
 
 def _metric(base: str, name: str) -> float:

@@ -12,6 +12,11 @@ import requests
 INSTRUMENTS = ("SPX500_USD", "NAS100_USD", "US30_USD")
 
 
+def infer_body(rid: str, instrument: str = INSTRUMENTS[0]) -> dict:
+    """A V2 request for one instrument's prediction, with the request id the prediction log is counted by."""
+    return {"id": rid, "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1], "data": [instrument]}]}
+
+
 class Traffic:
     """``clients`` threads, each on its own connection, sending request ids ``{prefix}-{k}-{i:05d}`` until the
     block ends: ``answered`` holds the ids answered 200, ``unanswered`` those refused or broken."""
@@ -28,10 +33,8 @@ class Traffic:
         session, i = requests.Session(), 0
         while not self._stop.is_set():
             rid = f"{self.prefix}-{k}-{i:05d}"
-            body = {"id": rid, "inputs": [{"name": "instrument", "datatype": "BYTES", "shape": [1],
-                                           "data": [INSTRUMENTS[i % 3]]}]}  # fmt: skip
             try:
-                response = session.post(self.url, json=body, timeout=10)
+                response = session.post(self.url, json=infer_body(rid, INSTRUMENTS[i % 3]), timeout=10)
                 if response.status_code == 200:
                     self.answered.append(rid)
                 else:
