@@ -16,7 +16,7 @@ import requests
 
 from spx.components.prediction_log import read_predictions
 from spx.components.serving.local import REPO_ROOT, start_transformer
-from spx.core.processes import free_port, wait_http
+from spx.core.processes import NotReady, free_port, poll
 from spx.core.services import LocalS3Server
 from tests.integration.traffic import Traffic, infer_body
 
@@ -117,8 +117,13 @@ def test_spx_serve_restarts_a_killed_transformer_and_logs_every_answered_predict
     cmd = [sys.executable, "-m", "spx.cli", "serve", "--port", str(port), "--predictor-port", str(predictor_port),
            "--max-feature-age", "3600"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+
+    def supervising() -> None:  # spx serve supervises only once it says so; a kill before is a failed start
+        if "Ctrl-C to stop." not in log_path.read_text():
+            raise NotReady("spx serve is starting")
+
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=240, proc=proc)
+        poll(supervising, timeout=240, alive=lambda: proc.poll() is None, what="spx serve")
         url = f"http://127.0.0.1:{port}/v2/models/{os.environ['SPX_REGISTERED_MODEL']}/infer"
         with Traffic(url, "sup") as traffic:
             traffic.wait_answered(30)
